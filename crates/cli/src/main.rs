@@ -1,0 +1,3 @@
+//! The `sluice` binary.
+
+fn main() {}
