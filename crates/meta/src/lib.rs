@@ -10,12 +10,8 @@
 //!   single node; voters and learners later). Raft log, vote and snapshots are
 //!   persisted under `<data-dir>/meta/`, together with the node id and cluster id.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -24,122 +20,25 @@ pub enum MetaError {
     #[error("metadata quorum error: {0}")]
     Raft(String),
     #[error("node id {found} in {dir} does not match configured node id {configured}")]
-    NodeIdMismatch { dir: String, found: i32, configured: i32 },
+    NodeIdMismatch {
+        dir: String,
+        found: i32,
+        configured: i32,
+    },
     #[error("quorum is shut down")]
     ShutDown,
 }
 
-/// A registered broker.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BrokerRegistration {
-    pub node_id: i32,
-    pub host: String,
-    pub port: u16,
-    pub rack: Option<String>,
-}
+mod image;
+mod records;
 
-/// One partition's assignment and leadership.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionState {
-    pub partition: i32,
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-    pub leader: i32,
-    /// Never goes backwards.
-    pub leader_epoch: i32,
-}
-
-/// Records of the metadata log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MetadataRecord {
-    RegisterBroker(BrokerRegistration),
-    CreateTopic {
-        name: String,
-        topic_id: Uuid,
-        partitions: Vec<PartitionState>,
-        configs: BTreeMap<String, String>,
-    },
-    DeleteTopic {
-        topic_id: Uuid,
-    },
-    /// Adds partitions (CreatePartitions); their ids continue the existing ones.
-    CreatePartitions {
-        topic_id: Uuid,
-        partitions: Vec<PartitionState>,
-    },
-    /// Leader / ISR / epoch change of one partition.
-    ChangePartition {
-        topic_id: Uuid,
-        state: PartitionState,
-    },
-    /// `value: None` deletes the topic-level override.
-    SetTopicConfig {
-        topic_id: Uuid,
-        key: String,
-        value: Option<String>,
-    },
-    /// `node_id: None` is the cluster-wide default; `value: None` deletes.
-    SetBrokerConfig {
-        node_id: Option<i32>,
-        key: String,
-        value: Option<String>,
-    },
-    /// Hands the block [first_producer_id, first_producer_id + count) to a broker.
-    AllocateProducerIds {
-        node_id: i32,
-        first_producer_id: i64,
-        count: i64,
-    },
-}
-
-/// A topic in the image.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicImage {
-    pub name: String,
-    pub topic_id: Uuid,
-    /// Indexed by partition id.
-    pub partitions: Vec<PartitionState>,
-    /// Topic-level overrides only (defaults live in the broker).
-    pub configs: BTreeMap<String, String>,
-}
-
-/// The cluster image: everything committed so far, applied in order.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterImage {
-    pub cluster_id: String,
-    pub brokers: BTreeMap<i32, BrokerRegistration>,
-    pub topics: BTreeMap<String, TopicImage>,
-    pub topic_names_by_id: BTreeMap<Uuid, String>,
-    /// Cluster-wide (`None`) and per-node dynamic broker configs.
-    pub broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
-    /// The next producer id not yet handed out.
-    pub next_producer_id: i64,
-    /// Log index of the last applied record.
-    pub last_applied_index: u64,
-}
-
-impl ClusterImage {
-    /// Applies one record. Deterministic, no I/O. Records that refer to unknown
-    /// topics are ignored (the proposer validates before proposing).
-    pub fn apply(&mut self, record: &MetadataRecord) {
-        let _ = record;
-        todo!()
-    }
-
-    pub fn topic(&self, name: &str) -> Option<&TopicImage> {
-        self.topics.get(name)
-    }
-
-    pub fn topic_by_id(&self, topic_id: &Uuid) -> Option<&TopicImage> {
-        self.topic_names_by_id
-            .get(topic_id)
-            .and_then(|name| self.topics.get(name))
-    }
-}
+pub use image::{ClusterImage, TopicImage};
+pub use records::{BrokerRegistration, MetadataRecord, PartitionState};
 
 /// Static configuration of this node's quorum membership.
 #[derive(Clone, Debug)]
 pub struct QuorumConfig {
+    /// This node's `node.id`.
     pub node_id: i32,
     /// `controller.quorum.voters`: (node id, host:port). A single node passes
     /// itself only (a one-voter quorum; no network is used).
