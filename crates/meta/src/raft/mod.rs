@@ -1,0 +1,22 @@
+//! The openraft plumbing of the metadata quorum: type config, storage, network.
+
+pub(crate) mod log_store;
+pub(crate) mod network;
+pub(crate) mod state_machine;
+
+use std::io::Cursor;
+
+use crate::MetadataRecord;
+
+openraft::declare_raft_types!(
+    /// Openraft type config of the metadata quorum. Kafka's i32 node ids map to
+    /// u64 (node ids are never negative).
+    pub TypeConfig:
+        D = Vec<MetadataRecord>,
+        R = (),
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
