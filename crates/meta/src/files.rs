@@ -51,7 +51,11 @@ pub(crate) fn check_or_store_node_id(dir: &Path, node_id: i32) -> Result<(), Met
             let found: i32 = text.trim().parse().map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{}: not a node id: {:?}", dir.join(NODE_ID_FILE).display(), text),
+                    format!(
+                        "{}: not a node id: {:?}",
+                        dir.join(NODE_ID_FILE).display(),
+                        text
+                    ),
                 )
             })?;
             if found != node_id {
@@ -63,7 +67,11 @@ pub(crate) fn check_or_store_node_id(dir: &Path, node_id: i32) -> Result<(), Met
             }
             Ok(())
         }
-        None => Ok(write_atomically(dir, NODE_ID_FILE, format!("{node_id}\n").as_bytes())?),
+        None => Ok(write_atomically(
+            dir,
+            NODE_ID_FILE,
+            format!("{node_id}\n").as_bytes(),
+        )?),
     }
 }
 
@@ -93,8 +101,7 @@ pub(crate) fn new_cluster_id() -> String {
 }
 
 fn base64_url_unpadded(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
-use openraft::{BasicNode, Config, Raft, ServerState};
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
 use crate::files::{check_or_store_node_id, load_or_create_cluster_id};
@@ -28,6 +28,10 @@ const HEARTBEAT_INTERVAL_MS: u64 = 50;
 const ELECTION_TIMEOUT_MIN_MS: u64 = 150;
 /// Raft election timeout, upper bound.
 const ELECTION_TIMEOUT_MAX_MS: u64 = 300;
+/// A snapshot is built after this many entries since the last one.
+const SNAPSHOT_AFTER_ENTRIES: u64 = 1000;
+/// Entries kept in the log behind a snapshot (the rest is purged).
+const ENTRIES_KEPT_AFTER_SNAPSHOT: u64 = 100;
 
 /// Static configuration of this node's quorum membership.
 #[derive(Clone, Debug)]
@@ -72,10 +76,7 @@ impl MetadataQuorum {
         let raft_id = raft_node_id(node_id)?;
         let mut voters = BTreeMap::new();
         for (voter_id, address) in &config.voters {
-            voters.insert(
-                raft_node_id(*voter_id)?,
-                BasicNode::new(address.clone()),
-            );
+            voters.insert(raft_node_id(*voter_id)?, BasicNode::new(address.clone()));
         }
         voters.entry(raft_id).or_insert_with(BasicNode::default);
         if voters.len() > 1 {
@@ -106,6 +107,8 @@ impl MetadataQuorum {
             heartbeat_interval: HEARTBEAT_INTERVAL_MS,
             election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
             election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_AFTER_ENTRIES),
+            max_in_snapshot_log_to_keep: ENTRIES_KEPT_AFTER_SNAPSHOT,
             ..Default::default()
         }
         .validate()
@@ -153,6 +156,15 @@ impl MetadataQuorum {
         .await
         .map_err(|_| MetaError::Raft("timed out catching up the metadata image".to_string()))?;
         caught_up.map_err(|e| MetaError::Raft(format!("catching up the metadata image: {e}")))?;
+        // In a one-voter quorum every entry in the local log is committed (this
+        // node alone is the majority), so wait for all of them to be applied.
+        let last_log_index = quorum.raft.metrics().borrow().last_log_index;
+        quorum
+            .raft
+            .wait(timeout)
+            .applied_index_at_least(last_log_index, "metadata image caught up")
+            .await
+            .map_err(|e| MetaError::Raft(format!("catching up the metadata image: {e}")))?;
         tracing::info!(
             node_id,
             cluster_id = %quorum.cluster_id,
@@ -205,6 +217,26 @@ impl MetadataQuorum {
     pub fn leader_id(&self) -> Option<i32> {
         let leader = self.raft.metrics().borrow().current_leader;
         leader.and_then(|id| i32::try_from(id).ok())
+    }
+
+    /// Builds a snapshot of the current image now and waits until it covers
+    /// everything applied so far (log entries behind it are then purged in the
+    /// background). Snapshots are otherwise taken every
+    /// `SNAPSHOT_AFTER_ENTRIES` entries; this is for tests and tools.
+    #[doc(hidden)]
+    pub async fn snapshot_now(&self) -> Result<(), MetaError> {
+        let applied = self.raft.metrics().borrow().last_applied;
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| MetaError::Raft(e.to_string()))?;
+        self.raft
+            .wait(Some(Duration::from_millis(OPEN_TIMEOUT_MS)))
+            .metrics(|m| m.snapshot >= applied, "snapshot built")
+            .await
+            .map_err(|e| MetaError::Raft(format!("waiting for the snapshot: {e}")))?;
+        Ok(())
     }
 
     /// Stops Raft and flushes its storage.

@@ -236,8 +236,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             data,
         };
-        self.persist_snapshot(&stored, &image)
-            .map_err(|e| StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e)))?;
+        self.persist_snapshot(&stored, &image).map_err(|e| {
+            StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
+        })?;
         let published = Arc::new(image.clone());
         {
             let mut state = self.lock()?;
