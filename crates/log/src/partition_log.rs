@@ -1,0 +1,470 @@
+//! `Log`: one partition's segments, the append path, flush, truncation and
+//! open/recovery. Reads live in `read.rs`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use parking_lot::{Mutex, RwLock};
+
+use crate::batch::{self, BatchError};
+use crate::checkpoint;
+use crate::epoch::LeaderEpochCache;
+use crate::index::io_error;
+use crate::metadata;
+use crate::segment::{BatchPlacement, Segment};
+use crate::{AppendInfo, AppendOptions, LogConfig, LogError};
+
+/// What readers see: a consistent view published after each append.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    /// Segments in base offset order; the last one is active.
+    pub segments: Arc<Vec<Arc<Segment>>>,
+    /// Bytes of whole batches in the active segment at publication time.
+    pub active_end: u64,
+    /// First offset readable.
+    pub log_start_offset: i64,
+    /// Offset after the last appended batch.
+    pub log_end_offset: i64,
+}
+
+/// State changed only under the append lock.
+#[derive(Debug)]
+struct AppendState {
+    /// Segments in base offset order; replaced (copy on write) on roll or truncation.
+    segments: Arc<Vec<Arc<Segment>>>,
+    /// Next offset to assign.
+    log_end_offset: i64,
+    /// Leader epochs, persisted when an append brings a newer one.
+    epochs: LeaderEpochCache,
+    /// Wall-clock time of the first append to the active segment (`segment.ms`).
+    /// `None` until the first append after it was created or the log opened.
+    active_first_append_ms: Option<i64>,
+    /// A segment file was created since the last flush: the directory needs an fsync.
+    directory_dirty: bool,
+}
+
+/// One partition's log. See the crate docs for the concurrency model.
+pub struct Log {
+    /// The partition directory.
+    pub(crate) dir: PathBuf,
+    /// Segment and index limits.
+    pub(crate) config: LogConfig,
+    /// The topic id from `partition.metadata`.
+    pub(crate) topic_id: uuid::Uuid,
+    /// Serializes appends, rolls and truncations.
+    state: Mutex<AppendState>,
+    /// Published view for readers; swapped after each append, never held across I/O.
+    pub(crate) snapshot: RwLock<Arc<Snapshot>>,
+    /// Serializes `flush` calls (the fsyncs themselves run outside `state`).
+    flush_lock: Mutex<()>,
+    /// Offset below which everything is known synced to disk.
+    recovery_point: AtomicI64,
+    /// Bumped by every truncation, so a flush racing one does not advance the
+    /// recovery point over rewritten offsets.
+    truncation_generation: AtomicU64,
+    /// Set by `close`.
+    closed: AtomicBool,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+/// Parses `<20 digits>.log` into a base offset.
+fn segment_base(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+impl Log {
+    /// See the contract in lib.rs.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        topic_id: uuid::Uuid,
+        recovery_point: Option<i64>,
+    ) -> Result<Log, LogError> {
+        std::fs::create_dir_all(dir).map_err(|error| io_error(dir, error))?;
+        let topic_id = metadata::read_or_create(dir, topic_id)?;
+        let mut bases = Vec::new();
+        let listing = std::fs::read_dir(dir).map_err(|error| io_error(dir, error))?;
+        for entry in listing {
+            let entry = entry.map_err(|error| io_error(dir, error))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(base) = segment_base(&name) {
+                bases.push(base);
+            } else if name.ends_with(".tmp") {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(|error| io_error(&path, error))?;
+            }
+        }
+        bases.sort_unstable();
+        remove_orphan_indexes(dir, &bases)?;
+        let interval = config.index_interval_bytes;
+        let mut epochs = LeaderEpochCache::load(dir);
+        let mut epochs_changed = false;
+        let mut segments: Vec<Arc<Segment>> = Vec::new();
+        let mut directory_dirty = false;
+        if bases.is_empty() {
+            segments.push(Arc::new(Segment::create(dir, 0)?));
+            directory_dirty = true;
+        }
+        let mut index = 0;
+        while index < bases.len() {
+            let base = bases[index];
+            let segment = Segment::open_files(dir, base)?;
+            if let Some(previous) = segments.last() {
+                if base < previous.next_offset() {
+                    return Err(LogError::Corrupt {
+                        path: segment.log_path.clone(),
+                        position: 0,
+                        reason: format!(
+                            "segment overlaps the previous one ending at {}",
+                            previous.next_offset()
+                        ),
+                    });
+                }
+            }
+            let is_last = index + 1 == bases.len();
+            let needs_scan = match recovery_point {
+                Some(point) if is_last || bases[index + 1] > point => true,
+                _ => !segment.load_trusted(interval)?,
+            };
+            let mut cut = 0;
+            if needs_scan {
+                let (seen, bytes_cut) = segment.recover(interval, true)?;
+                for (epoch, start_offset) in seen {
+                    epochs_changed |= epochs.assign(epoch, start_offset);
+                }
+                cut = bytes_cut;
+            }
+            segments.push(Arc::new(segment));
+            if cut > 0 && !is_last {
+                for later in &bases[index + 1..] {
+                    let dropped = Segment::open_files(dir, *later)?;
+                    tracing::warn!(segment = %dropped.log_path.display(), bytes_cut = dropped.size(), "dropping segment after a torn one");
+                    dropped.delete_files()?;
+                }
+                break;
+            }
+            index += 1;
+        }
+        let (log_start_offset, log_end_offset, active_end) =
+            match (segments.first(), segments.last()) {
+                (Some(first), Some(last)) => (first.base_offset, last.next_offset(), last.size()),
+                _ => (0, 0, 0),
+            };
+        epochs_changed |= epochs.truncate_from(log_end_offset);
+        if epochs_changed {
+            epochs.persist()?;
+        }
+        let recovery_point =
+            recovery_point.map_or(log_end_offset, |point| point.min(log_end_offset));
+        tracing::debug!(dir = %dir.display(), log_start_offset, log_end_offset, "log opened");
+        let segments = Arc::new(segments);
+        Ok(Log {
+            dir: dir.to_path_buf(),
+            config,
+            topic_id,
+            snapshot: RwLock::new(Arc::new(Snapshot {
+                segments: segments.clone(),
+                active_end,
+                log_start_offset,
+                log_end_offset,
+            })),
+            state: Mutex::new(AppendState {
+                segments,
+                log_end_offset,
+                epochs,
+                active_first_append_ms: None,
+                directory_dirty,
+            }),
+            flush_lock: Mutex::new(()),
+            recovery_point: AtomicI64::new(recovery_point),
+            truncation_generation: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn topic_id(&self) -> uuid::Uuid {
+        self.topic_id
+    }
+
+    pub(crate) fn check_open(&self) -> Result<(), LogError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(LogError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn publish(&self, state: &AppendState) {
+        let segments = state.segments.clone();
+        let active_end = segments.last().map_or(0, |segment| segment.size());
+        let log_start_offset = segments.first().map_or(0, |segment| segment.base_offset);
+        *self.snapshot.write() = Arc::new(Snapshot {
+            segments,
+            active_end,
+            log_start_offset,
+            log_end_offset: state.log_end_offset,
+        });
+    }
+
+    /// See the contract in lib.rs. The batch must be exactly one whole v2
+    /// batch (`InvalidBatch` otherwise).
+    pub fn append(
+        &self,
+        batch: &mut BytesMut,
+        options: AppendOptions,
+    ) -> Result<AppendInfo, LogError> {
+        self.check_open()?;
+        let header = batch::parse_header(batch)?;
+        if header.total_bytes() != batch.len() {
+            return Err(BatchError::CorruptSize.into());
+        }
+        if header.last_offset_delta < 0 {
+            return Err(BatchError::InvalidRecordCount {
+                record_count: header.record_count,
+                last_offset_delta: header.last_offset_delta,
+            }
+            .into());
+        }
+        let mut state = self.state.lock();
+        let base_offset = state.log_end_offset;
+        let last_offset = base_offset + i64::from(header.last_offset_delta);
+        batch::set_base_offset(batch, base_offset);
+        batch::set_partition_leader_epoch(batch, options.leader_epoch);
+        let mut max_timestamp = header.max_timestamp;
+        if let Some(append_time) = options.log_append_time_ms {
+            batch::set_log_append_time(batch, append_time);
+            max_timestamp = append_time;
+        }
+        let now = now_ms();
+        let batch_bytes = batch.len() as u64;
+        let active = state
+            .segments
+            .last()
+            .cloned()
+            .ok_or_else(|| LogError::Corrupt {
+                path: self.dir.clone(),
+                position: 0,
+                reason: "log has no segment".to_string(),
+            })?;
+        let too_old = state
+            .active_first_append_ms
+            .is_some_and(|first| now - first >= self.config.segment_ms);
+        let full = !active.can_hold(
+            last_offset,
+            batch_bytes,
+            self.config.segment_bytes,
+            self.config.segment_index_bytes,
+        );
+        let active = if active.size() > 0 && (too_old || full) {
+            let rolled = Arc::new(Segment::create(&self.dir, base_offset)?);
+            let mut segments: Vec<Arc<Segment>> = state.segments.as_ref().clone();
+            segments.push(rolled.clone());
+            state.segments = Arc::new(segments);
+            state.active_first_append_ms = None;
+            state.directory_dirty = true;
+            tracing::debug!(dir = %self.dir.display(), base_offset, too_old, full, "rolled segment");
+            rolled
+        } else {
+            active
+        };
+        if state.epochs.assign(options.leader_epoch, base_offset) {
+            state.epochs.persist()?;
+        }
+        let placement = BatchPlacement {
+            base_offset,
+            last_offset,
+            max_timestamp,
+            position: active.size(),
+            bytes: batch_bytes,
+        };
+        active.append(batch, placement, self.config.index_interval_bytes)?;
+        state.active_first_append_ms.get_or_insert(now);
+        state.log_end_offset = last_offset + 1;
+        self.publish(&state);
+        let log_start_offset = state
+            .segments
+            .first()
+            .map_or(0, |segment| segment.base_offset);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp,
+            log_append_time_ms: options.log_append_time_ms.unwrap_or(-1),
+            log_start_offset,
+        })
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.snapshot.read().log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.snapshot.read().log_end_offset
+    }
+
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point.load(Ordering::Acquire)
+    }
+
+    /// See the contract in lib.rs.
+    pub fn flush(&self) -> Result<i64, LogError> {
+        self.check_open()?;
+        self.flush_inner()
+    }
+
+    fn flush_inner(&self) -> Result<i64, LogError> {
+        let _serial = self.flush_lock.lock();
+        let generation = self.truncation_generation.load(Ordering::Acquire);
+        let recovery_point = self.recovery_point();
+        let (target, to_sync, directory_dirty) = {
+            let mut state = self.state.lock();
+            let segments = &state.segments;
+            let to_sync: Vec<Arc<Segment>> = segments
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| {
+                    segments
+                        .get(index + 1)
+                        .is_none_or(|next| next.base_offset > recovery_point)
+                })
+                .map(|(_, segment)| segment.clone())
+                .collect();
+            let dirty = std::mem::take(&mut state.directory_dirty);
+            (state.log_end_offset, to_sync, dirty)
+        };
+        if target <= recovery_point && !directory_dirty {
+            return Ok(recovery_point);
+        }
+        let synced = to_sync
+            .iter()
+            .try_for_each(|segment| segment.sync())
+            .and_then(|()| {
+                if directory_dirty {
+                    checkpoint::sync_dir(&self.dir)
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(error) = synced {
+            if directory_dirty {
+                self.state.lock().directory_dirty = true;
+            }
+            tracing::error!(dir = %self.dir.display(), %error, "fsync failed");
+            return Err(error);
+        }
+        let state = self.state.lock();
+        if self.truncation_generation.load(Ordering::Acquire) == generation {
+            let advanced = self.recovery_point().max(target).min(state.log_end_offset);
+            self.recovery_point.store(advanced, Ordering::Release);
+        }
+        Ok(self.recovery_point())
+    }
+
+    /// See the contract in lib.rs. Truncation at or above the log end offset
+    /// does nothing; at or below the first segment's base offset empties the
+    /// log and restarts it at `offset`.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        self.check_open()?;
+        let mut state = self.state.lock();
+        if offset >= state.log_end_offset {
+            return Ok(());
+        }
+        let segments = state.segments.clone();
+        let first_base = segments.first().map_or(0, |segment| segment.base_offset);
+        let interval = self.config.index_interval_bytes;
+        let kept: Vec<Arc<Segment>> = if offset <= first_base {
+            for segment in segments.iter() {
+                segment.delete_files()?;
+            }
+            vec![Arc::new(Segment::create(&self.dir, offset.max(0))?)]
+        } else {
+            let containing = segments
+                .partition_point(|segment| segment.base_offset <= offset)
+                .saturating_sub(1);
+            let mut keep_count = containing + 1;
+            let segment = &segments[containing];
+            if segment.base_offset == offset && containing > 0 {
+                keep_count = containing;
+            } else {
+                let end = segment.size();
+                let position = crate::read::locate(segment, offset, end)?
+                    .map_or(end, |(position, _)| position);
+                segment.truncate_at(position, interval)?;
+            }
+            for removed in &segments[keep_count..] {
+                removed.delete_files()?;
+            }
+            segments[..keep_count].to_vec()
+        };
+        let log_end_offset = kept.last().map_or(offset, |segment| segment.next_offset());
+        tracing::info!(dir = %self.dir.display(), offset, log_end_offset, "truncated log");
+        state.segments = Arc::new(kept);
+        state.log_end_offset = log_end_offset;
+        state.active_first_append_ms = None;
+        state.directory_dirty = true;
+        self.truncation_generation.fetch_add(1, Ordering::AcqRel);
+        let recovery_point = self.recovery_point().min(log_end_offset);
+        self.recovery_point.store(recovery_point, Ordering::Release);
+        if state.epochs.truncate_from(log_end_offset) {
+            state.epochs.persist()?;
+        }
+        self.publish(&state);
+        Ok(())
+    }
+
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let state = self.state.lock();
+        state
+            .epochs
+            .end_offset_for_epoch(epoch, state.log_end_offset)
+    }
+
+    /// The leader epoch cache entries, oldest first.
+    pub fn leader_epoch_entries(&self) -> Vec<crate::EpochEntry> {
+        self.state.lock().epochs.entries().to_vec()
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.state.lock().epochs.latest_epoch()
+    }
+
+    /// Flushes, then marks the log closed. Closing twice is `Closed`.
+    pub fn close(&self) -> Result<(), LogError> {
+        self.check_open()?;
+        self.flush_inner()?;
+        self.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Removes `.index` / `.timeindex` files whose `.log` is gone (a crash while
+/// deleting a segment).
+fn remove_orphan_indexes(dir: &Path, bases: &[i64]) -> Result<(), LogError> {
+    let listing = std::fs::read_dir(dir).map_err(|error| io_error(dir, error))?;
+    for entry in listing {
+        let entry = entry.map_err(|error| io_error(dir, error))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stem = name
+            .strip_suffix(".index")
+            .or_else(|| name.strip_suffix(".timeindex"));
+        if let Some(stem) = stem {
+            let base = segment_base(&format!("{stem}.log"));
+            if base.is_none_or(|base| bases.binary_search(&base).is_err()) {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(|error| io_error(&path, error))?;
+            }
+        }
+    }
+    Ok(())
+}

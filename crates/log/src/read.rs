@@ -1,0 +1,260 @@
+//! The read side of `Log`: fetch, ListOffsets by timestamp. Everything here
+//! works on a published `Snapshot` with positional reads, never under the
+//! append lock.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::batch::BatchHeader;
+use crate::index;
+use crate::partition_log::Snapshot;
+use crate::segment::Segment;
+use crate::{Log, LogError, ReadResult};
+
+/// Walks batch headers of `segment` (below `end`) from the sparse index floor
+/// to the batch containing `offset` (the first batch whose last offset is >=
+/// `offset`). `None` when no batch below `end` reaches `offset`.
+pub(crate) fn locate(
+    segment: &Segment,
+    offset: i64,
+    end: u64,
+) -> Result<Option<(u64, BatchHeader)>, LogError> {
+    let mut position = if offset > segment.base_offset {
+        let relative = u32::try_from(offset - segment.base_offset).unwrap_or(u32::MAX);
+        let state = segment.state.read();
+        index::floor_position(&state.offset_entries, relative, end)
+    } else {
+        0
+    };
+    while position < end {
+        let header = segment.header_at(position, end)?;
+        if header.last_offset() >= offset {
+            return Ok(Some((position, header)));
+        }
+        position += header.total_bytes() as u64;
+    }
+    Ok(None)
+}
+
+/// Readable end of segment `index` in `snapshot`.
+fn segment_end(snapshot: &Snapshot, index: usize) -> u64 {
+    if index + 1 == snapshot.segments.len() {
+        snapshot.active_end
+    } else {
+        snapshot.segments[index].size()
+    }
+}
+
+/// Reads one whole batch at `position`.
+fn read_batch(segment: &Segment, position: u64, header: &BatchHeader) -> Result<Bytes, LogError> {
+    let mut buffer = vec![0u8; header.total_bytes()];
+    segment.read_exact_at(&mut buffer, position)?;
+    Ok(Bytes::from(buffer))
+}
+
+/// Decodes a batch's records as `(offset, timestamp)`, applying
+/// LogAppendTime (every record carries the batch maxTimestamp).
+fn record_timestamps(
+    segment: &Segment,
+    position: u64,
+    header: &BatchHeader,
+) -> Result<Vec<(i64, i64)>, LogError> {
+    let mut bytes = read_batch(segment, position, header)?;
+    let decoded = RecordBatchDecoder::decode(&mut bytes).map_err(|error| LogError::Corrupt {
+        path: segment.log_path.clone(),
+        position,
+        reason: format!("cannot decode records: {error}"),
+    })?;
+    Ok(decoded
+        .records
+        .iter()
+        .map(|record| {
+            let timestamp = if header.is_log_append_time() {
+                header.max_timestamp
+            } else {
+                record.timestamp
+            };
+            (record.offset, timestamp)
+        })
+        .collect())
+}
+
+impl Log {
+    fn current_snapshot(&self) -> Result<Arc<Snapshot>, LogError> {
+        self.check_open()?;
+        Ok(self.snapshot.read().clone())
+    }
+
+    /// See the contract in lib.rs.
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, LogError> {
+        let snapshot = self.current_snapshot()?;
+        if start_offset < snapshot.log_start_offset || start_offset > snapshot.log_end_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset: start_offset,
+                log_start_offset: snapshot.log_start_offset,
+                log_end_offset: snapshot.log_end_offset,
+            });
+        }
+        let segments = &snapshot.segments;
+        let mut index = segments
+            .partition_point(|segment| segment.base_offset <= start_offset)
+            .saturating_sub(1);
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut taken = 0usize;
+        'segments: while index < segments.len() && start_offset < snapshot.log_end_offset {
+            let segment = &segments[index];
+            let end = segment_end(&snapshot, index);
+            let Some((range_start, first)) = locate(segment, start_offset, end)? else {
+                index += 1;
+                continue;
+            };
+            let mut position = range_start;
+            let mut header = first;
+            let mut stop = false;
+            loop {
+                let bytes = header.total_bytes();
+                let over_budget = taken + bytes > max_bytes && !(min_one_batch && taken == 0);
+                if header.last_offset() >= max_offset || over_budget {
+                    stop = true;
+                    break;
+                }
+                taken += bytes;
+                position += bytes as u64;
+                if position >= end {
+                    break;
+                }
+                header = segment.header_at(position, end)?;
+            }
+            if position > range_start {
+                let mut buffer = BytesMut::zeroed((position - range_start) as usize);
+                segment.read_exact_at(&mut buffer, range_start)?;
+                pieces.push(buffer.freeze());
+            }
+            if stop {
+                break 'segments;
+            }
+            index += 1;
+        }
+        let records = match pieces.len() {
+            0 => Bytes::new(),
+            1 => pieces.pop().unwrap_or_default(),
+            _ => {
+                let mut joined = BytesMut::with_capacity(taken);
+                for piece in pieces {
+                    joined.extend_from_slice(&piece);
+                }
+                joined.freeze()
+            }
+        };
+        Ok(ReadResult { records })
+    }
+
+    /// See the contract in lib.rs.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+        max_offset: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let snapshot = self.current_snapshot()?;
+        for (index, segment) in snapshot.segments.iter().enumerate() {
+            if segment.base_offset >= max_offset {
+                break;
+            }
+            let end = segment_end(&snapshot, index);
+            let mut position = {
+                let state = segment.state.read();
+                if state.max_timestamp < timestamp {
+                    continue;
+                }
+                let relative = index::time_floor_offset(&state.time_entries, timestamp);
+                index::floor_position(&state.offset_entries, relative, end)
+            };
+            while position < end {
+                let header = segment.header_at(position, end)?;
+                if header.base_offset >= max_offset {
+                    return Ok(None);
+                }
+                if header.max_timestamp >= timestamp {
+                    for (offset, record_timestamp) in record_timestamps(segment, position, &header)?
+                    {
+                        if offset >= max_offset {
+                            return Ok(None);
+                        }
+                        if record_timestamp >= timestamp {
+                            return Ok(Some((offset, record_timestamp)));
+                        }
+                    }
+                }
+                position += header.total_bytes() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// See the contract in lib.rs. Only batches wholly below `max_offset`
+    /// count; among equal timestamps the earliest record wins.
+    pub fn max_timestamp_offset(&self, max_offset: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let snapshot = self.current_snapshot()?;
+        // (timestamp, segment index, batch base offset)
+        let mut best: Option<(i64, usize, i64)> = None;
+        for (index, segment) in snapshot.segments.iter().enumerate() {
+            if segment.base_offset >= max_offset {
+                break;
+            }
+            let end = segment_end(&snapshot, index);
+            let (next_offset, max_timestamp, batch_offset) = {
+                let state = segment.state.read();
+                (
+                    state.next_offset,
+                    state.max_timestamp,
+                    state.max_timestamp_batch_offset,
+                )
+            };
+            let complete = next_offset <= max_offset && index + 1 < snapshot.segments.len();
+            let candidate = if complete {
+                (batch_offset >= 0).then_some((max_timestamp, batch_offset))
+            } else {
+                let mut found: Option<(i64, i64)> = None;
+                let mut position = 0;
+                while position < end {
+                    let header = segment.header_at(position, end)?;
+                    if header.last_offset() >= max_offset {
+                        break;
+                    }
+                    if found.is_none_or(|(timestamp, _)| header.max_timestamp > timestamp) {
+                        found = Some((header.max_timestamp, header.base_offset));
+                    }
+                    position += header.total_bytes() as u64;
+                }
+                found
+            };
+            if let Some((timestamp, batch_offset)) = candidate {
+                if best.is_none_or(|(best_timestamp, _, _)| timestamp > best_timestamp) {
+                    best = Some((timestamp, index, batch_offset));
+                }
+            }
+        }
+        let Some((timestamp, index, batch_offset)) = best else {
+            return Ok(None);
+        };
+        let segment = &snapshot.segments[index];
+        let end = segment_end(&snapshot, index);
+        let Some((position, header)) = locate(segment, batch_offset, end)? else {
+            return Ok(None);
+        };
+        let records = record_timestamps(segment, position, &header)?;
+        let offset = records
+            .iter()
+            .find(|(_, record_timestamp)| *record_timestamp == timestamp)
+            .map_or(header.last_offset(), |(offset, _)| *offset);
+        Ok(Some((offset, timestamp)))
+    }
+}

@@ -1,0 +1,99 @@
+//! Shared helpers: build real v2 batches with kafka-protocol's encoder.
+#![allow(dead_code)]
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use sluice_log::{AppendOptions, LogConfig};
+
+/// One batch of `timestamps.len()` records; record i has value `value_prefix-i`
+/// padded to `value_bytes`.
+pub fn batch_with(
+    timestamps: &[i64],
+    value_bytes: usize,
+    compression: Compression,
+    tag: u64,
+) -> BytesMut {
+    let records: Vec<Record> = timestamps
+        .iter()
+        .enumerate()
+        .map(|(index, timestamp)| {
+            let mut value = format!("{tag}-{index}-").into_bytes();
+            value.resize(value_bytes.max(value.len()), b'x');
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: index as i64,
+                sequence: index as i32,
+                timestamp: *timestamp,
+                key: Some(Bytes::from(format!("key-{tag}"))),
+                value: Some(Bytes::from(value)),
+                headers: Default::default(),
+            }
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buffer
+}
+
+pub fn batch(records: usize, value_bytes: usize, tag: u64) -> BytesMut {
+    let timestamps: Vec<i64> = (0..records).map(|index| 1_000 + index as i64).collect();
+    batch_with(&timestamps, value_bytes, Compression::None, tag)
+}
+
+pub fn options(leader_epoch: i32) -> AppendOptions {
+    AppendOptions {
+        leader_epoch,
+        log_append_time_ms: None,
+    }
+}
+
+pub fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1024,
+        segment_ms: i64::MAX / 2,
+        segment_index_bytes: 10 * 1024 * 1024,
+        index_interval_bytes: 128,
+    }
+}
+
+/// (base offset, last offset) of every batch in `bytes`, walking headers.
+pub fn batch_offsets(bytes: &[u8]) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let header = sluice_log::batch::validate(
+            &rest[..sluice_log::batch::parse_header(rest).unwrap().total_bytes()],
+        )
+        .unwrap();
+        out.push((header.base_offset, header.last_offset()));
+        rest = &rest[header.total_bytes()..];
+    }
+    out
+}
+
+/// Decoded (offset, value) of every record in `bytes`.
+pub fn record_values(bytes: &Bytes) -> Vec<(i64, Bytes)> {
+    let mut buffer = bytes.clone();
+    RecordBatchDecoder::decode_all(&mut buffer)
+        .unwrap()
+        .into_iter()
+        .flat_map(|set| set.records)
+        .map(|record| (record.offset, record.value.unwrap_or_default()))
+        .collect()
+}
