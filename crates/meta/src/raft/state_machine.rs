@@ -116,6 +116,8 @@ impl StateMachineStore {
         ))
     }
 
+    // StorageError is openraft's type, returned by every trait method here.
+    #[allow(clippy::result_large_err)]
     fn lock(&self) -> Result<MutexGuard<'_, StateMachineState>, StorageError<NodeId>> {
         self.state
             .lock()
