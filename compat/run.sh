@@ -217,9 +217,9 @@ want() { [[ " ${SUITES[*]} " == *" $1 "* ]]; }
 install_step kcat install_kcat
 install_step venv install_venv
 if want kafkajs || [[ "${SLUICE_COMPAT_GROUPS:-0}" == 1 ]]; then install_step node install_node; fi
-[[ -z "${BROKEN[venv]:-}" ]] && log "clients: $("$VENV/bin/python" -c 'import confluent_kafka, kafka; print(f"confluent-kafka {confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]}), kafka-python {kafka.__version__}")' 2>&1)"
+[[ -z "${BROKEN[venv]:-}" ]] && log "clients: $("$VENV/bin/python" -c 'import confluent_kafka, kafka; print(f"confluent-kafka {confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}), kafka-python {kafka.__version__}")' 2>&1)"
 command -v kcat >/dev/null 2>&1 && log "clients: $(kcat -V 2>&1 | grep -m1 Version || true)"
-[[ -f "$COMPAT_DIR/node_modules/kafkajs/package.json" ]] && log "clients: kafkajs $(node -p 'require("./node_modules/kafkajs/package.json").version' 2>/dev/null || echo '?'), node $(node --version 2>/dev/null || echo '?')"
+[[ -f "$COMPAT_DIR/node_modules/kafkajs/package.json" ]] && log "clients: kafkajs $(node -p "require('$COMPAT_DIR/node_modules/kafkajs/package.json').version" 2>/dev/null || echo '?'), node $(node --version 2>/dev/null || echo '?')"
 
 # --- the broker
 if [[ -n "${SLUICE_BIN:-}" ]]; then
