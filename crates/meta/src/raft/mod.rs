@@ -20,3 +20,6 @@ openraft::declare_raft_types!(
         SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
 );
+
+#[cfg(test)]
+mod conformance_tests;
