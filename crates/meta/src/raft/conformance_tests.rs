@@ -25,6 +25,6 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir>
 }
 
 #[test]
-fn storage_passes_the_openraft_suite() -> Result<(), StorageError<u64>> {
-    Suite::test_all(TempDirStoreBuilder)
+fn storage_passes_the_openraft_suite() {
+    Suite::test_all(TempDirStoreBuilder).unwrap();
 }
