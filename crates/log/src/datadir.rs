@@ -54,7 +54,13 @@ fn read_offsets(path: &Path) -> Result<Vec<(String, i32, i64)>, LogError> {
 }
 
 impl DataDir {
-    /// See the contract in lib.rs. Also removes leftover `*-delete`
+    /// Creates the directory if needed, notes whether `.clean-shutdown` was
+    /// present and removes it (so a crash from here on is unclean), and reads
+    /// `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint` and
+    /// `replication-offset-checkpoint` (Kafka's text format: version line, count
+    /// line, `topic partition offset` lines).
+    ///
+    /// Also removes leftover `*-delete`
     /// directories. A partition present in only some checkpoint files gets 0
     /// for the missing values.
     pub fn open(path: &Path) -> Result<DataDir, LogError> {
@@ -114,7 +120,9 @@ impl DataDir {
         self.clean_shutdown
     }
 
-    /// See the contract in lib.rs; sorted by (topic, partition).
+    /// Every `<topic>-<partition>` directory (not `meta/`, not `*-delete`).
+    ///
+    /// Sorted by (topic, partition).
     pub fn partition_dirs(&self) -> Result<Vec<PartitionDir>, LogError> {
         let mut out = Vec::new();
         let listing = std::fs::read_dir(&self.path).map_err(|error| io_error(&self.path, error))?;
@@ -136,17 +144,21 @@ impl DataDir {
         Ok(out)
     }
 
+    /// The checkpoint read at open, if the partition was in it.
     pub fn checkpoint(&self, topic: &str, partition: i32) -> Option<CheckpointEntry> {
         self.checkpoints
             .get(&(topic.to_string(), partition))
             .cloned()
     }
 
+    /// Directory for a partition: `<data-dir>/<topic>-<partition>`.
     pub fn partition_path(&self, topic: &str, partition: i32) -> PathBuf {
         self.path.join(format!("{topic}-{partition}"))
     }
 
-    /// See the contract in lib.rs (each file: temp, fsync, rename, fsync dir).
+    /// Atomically rewrites the three checkpoint files (write temp, fsync, rename).
+    ///
+    /// (each file: temp, fsync, rename, fsync dir).
     pub fn write_checkpoints(&self, entries: &[CheckpointEntry]) -> Result<(), LogError> {
         let render = |value: fn(&CheckpointEntry) -> i64| {
             let lines: Vec<String> = entries
@@ -169,7 +181,11 @@ impl DataDir {
         )
     }
 
-    /// See the contract in lib.rs. A missing partition directory is not an error.
+    /// Renames the partition directory to `<topic>-<partition>.<uuid>-delete`
+    /// and removes it; a crash in between leaves a `-delete` directory that the
+    /// next `open` removes.
+    ///
+    /// A missing partition directory is not an error.
     pub fn delete_partition(&self, topic: &str, partition: i32) -> Result<(), LogError> {
         let source = self.partition_path(topic, partition);
         if !source.exists() {
@@ -184,6 +200,7 @@ impl DataDir {
         std::fs::remove_dir_all(&target).map_err(|error| io_error(&target, error))
     }
 
+    /// Writes `.clean-shutdown` (after every log was flushed and closed).
     pub fn mark_clean_shutdown(&self) -> Result<(), LogError> {
         let marker = self.path.join(CLEAN_SHUTDOWN);
         let file = std::fs::File::create(&marker).map_err(|error| io_error(&marker, error))?;

@@ -27,8 +27,8 @@ pub struct OffsetEntry {
     pub position: u32,
 }
 
-/// One `.timeindex` entry: no record before `relative_offset` has a timestamp
-/// >= `timestamp`, and the batch at `relative_offset` holds a record with
+/// One `.timeindex` entry: every record before `relative_offset` has a
+/// timestamp below `timestamp`, and the batch at `relative_offset` holds a record with
 /// `timestamp` (the largest timestamp so far in the segment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeEntry {
@@ -121,7 +121,11 @@ pub fn encode_time_entry(entry: TimeEntry) -> [u8; 12] {
 /// Decodes a `.index` file; `None` when its length is not a whole number of
 /// entries or the entries are not strictly increasing.
 pub fn decode_offset_index(bytes: &[u8]) -> Option<Vec<OffsetEntry>> {
-    if bytes.len() as u64 % OFFSET_ENTRY_BYTES != 0 {
+    if !bytes
+        .chunks_exact(OFFSET_ENTRY_BYTES as usize)
+        .remainder()
+        .is_empty()
+    {
         return None;
     }
     let mut entries: Vec<OffsetEntry> = Vec::with_capacity(bytes.len() / 8);
@@ -142,7 +146,11 @@ pub fn decode_offset_index(bytes: &[u8]) -> Option<Vec<OffsetEntry>> {
 
 /// Decodes a `.timeindex` file; `None` when malformed or not increasing.
 pub fn decode_time_index(bytes: &[u8]) -> Option<Vec<TimeEntry>> {
-    if bytes.len() as u64 % TIME_ENTRY_BYTES != 0 {
+    if !bytes
+        .chunks_exact(TIME_ENTRY_BYTES as usize)
+        .remainder()
+        .is_empty()
+    {
         return None;
     }
     let mut entries: Vec<TimeEntry> = Vec::with_capacity(bytes.len() / 12);

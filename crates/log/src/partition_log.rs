@@ -84,7 +84,13 @@ fn segment_base(name: &str) -> Option<i64> {
 }
 
 impl Log {
-    /// See the contract in lib.rs.
+    /// Opens (or creates) the log in `dir`. When `recovery_point` is `None` the
+    /// last shutdown was clean and no scan is needed (indexes are still checked
+    /// for sanity); otherwise every segment holding offsets >= recovery_point is
+    /// re-scanned batch by batch (length, magic, CRC), the log truncated at the
+    /// first invalid byte (logged with tracing::warn!, with the bytes cut), and
+    /// indexes rebuilt. `topic_id` is written to `partition.metadata` when that
+    /// file is absent; `Log::topic_id()` reads it back.
     pub fn open(
         dir: &Path,
         config: LogConfig,
@@ -193,6 +199,7 @@ impl Log {
         })
     }
 
+    /// The topic id in `partition.metadata`.
     pub fn topic_id(&self) -> uuid::Uuid {
         self.topic_id
     }
@@ -217,7 +224,13 @@ impl Log {
         });
     }
 
-    /// See the contract in lib.rs. The batch must be exactly one whole v2
+    /// Appends one already-validated v2 batch (see `batch::validate`): assigns
+    /// baseOffset = log end offset in place, stamps the leader epoch (and the log
+    /// append time), writes it to the active segment with one write, rolls first
+    /// if needed, updates the sparse offset and time indexes. Not durable until
+    /// `flush` has covered it.
+    ///
+    /// The batch must be exactly one whole v2
     /// batch (`InvalidBatch` otherwise).
     pub fn append(
         &self,
@@ -313,11 +326,16 @@ impl Log {
         self.snapshot.read().log_end_offset
     }
 
+    /// Offset up to which (exclusive) data is known durable on disk.
     pub fn recovery_point(&self) -> i64 {
         self.recovery_point.load(Ordering::Acquire)
     }
 
-    /// See the contract in lib.rs.
+    /// Blocking: fsyncs every segment (and index) holding data below the current
+    /// log end offset and not yet synced, then advances the recovery point.
+    /// Returns the new recovery point (exclusive). Many appends, one fsync: the
+    /// broker's flusher calls this from the blocking pool. Concurrent appends
+    /// proceed while it runs.
     pub fn flush(&self) -> Result<i64, LogError> {
         self.check_open()?;
         self.flush_inner()
@@ -371,7 +389,9 @@ impl Log {
         Ok(self.recovery_point())
     }
 
-    /// See the contract in lib.rs. Truncation at or above the log end offset
+    /// Removes every batch with offsets >= `offset` (replication divergence).
+    ///
+    /// Truncation at or above the log end offset
     /// does nothing; at or below the first segment's base offset empties the
     /// log and restarts it at `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
@@ -423,6 +443,10 @@ impl Log {
         Ok(())
     }
 
+    /// OffsetForLeaderEpoch: for the requested epoch, the largest epoch <= it
+    /// that the log has, and the start offset of the next larger epoch (or the
+    /// log end offset if it is the latest). `(-1, -1)` when the log has no epoch
+    /// <= the requested one.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
         let state = self.state.lock();
         state
@@ -435,10 +459,13 @@ impl Log {
         self.state.lock().epochs.entries().to_vec()
     }
 
+    /// Latest epoch in the leader-epoch checkpoint, if any.
     pub fn latest_epoch(&self) -> Option<i32> {
         self.state.lock().epochs.latest_epoch()
     }
 
+    /// Flushes and closes; after this, further calls return `LogError::Closed`.
+    ///
     /// Flushes, then marks the log closed. Closing twice is `Closed`.
     pub fn close(&self) -> Result<(), LogError> {
         self.check_open()?;

@@ -87,7 +87,13 @@ impl Log {
         Ok(self.snapshot.read().clone())
     }
 
-    /// See the contract in lib.rs.
+    /// Reads whole batches starting with the batch that contains `start_offset`
+    /// (a fetch offset inside a batch returns that whole batch), stopping before
+    /// any batch whose last offset is >= `max_offset` (the high watermark), and
+    /// before `max_bytes` would be exceeded, except that when `min_one_batch` is
+    /// true the first batch is returned whole even if larger than `max_bytes`.
+    /// `start_offset` outside [log_start_offset, log_end_offset] is
+    /// `LogError::OffsetOutOfRange`; `start_offset == log_end_offset` is empty.
     pub fn read(
         &self,
         start_offset: i64,
@@ -157,7 +163,10 @@ impl Log {
         Ok(ReadResult { records })
     }
 
-    /// See the contract in lib.rs.
+    /// First record (not batch) with timestamp >= `timestamp` among offsets
+    /// below `max_offset`: `Some((offset, record_timestamp))`, or `None`.
+    /// The time index finds the batch; the records inside decide (compressed
+    /// batches are decompressed with kafka-protocol's decoder).
     pub fn offset_for_timestamp(
         &self,
         timestamp: i64,
@@ -199,7 +208,10 @@ impl Log {
         Ok(None)
     }
 
-    /// See the contract in lib.rs. Only batches wholly below `max_offset`
+    /// The record with the largest timestamp below `max_offset` (ListOffsets -3):
+    /// `Some((offset, timestamp))`, or `None` for an empty log.
+    ///
+    /// Only batches wholly below `max_offset`
     /// count; among equal timestamps the earliest record wins.
     pub fn max_timestamp_offset(&self, max_offset: i64) -> Result<Option<(i64, i64)>, LogError> {
         let snapshot = self.current_snapshot()?;

@@ -1,5 +1,7 @@
 //! batch.rs: header parsing, validation order, in-place rewrites.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use sluice_log::batch::{self, BatchError, HEADER_BYTES};

@@ -1,5 +1,7 @@
 //! DataDir: checkpoints, partition discovery, clean-shutdown marker, deletes.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use sluice_log::{parse_partition_dir_name, CheckpointEntry, DataDir, PartitionDir};
 
 #[test]

@@ -1,6 +1,8 @@
 //! Log behaviour at its boundary: append, read, roll, flush, recovery,
 //! timestamps, epochs, truncation.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use std::os::unix::fs::FileExt;
@@ -51,7 +53,8 @@ fn read_semantics_table() {
         .total_bytes();
 
     // (start, max_offset, max_bytes, min_one_batch, expected batches)
-    let cases: Vec<(i64, i64, usize, bool, Vec<(i64, i64)>)> = vec![
+    type Case = (i64, i64, usize, bool, Vec<(i64, i64)>);
+    let cases: Vec<Case> = vec![
         (0, 11, usize::MAX, false, batches.clone()),
         (1, 11, usize::MAX, false, batches.clone()),
         (5, 11, usize::MAX, false, vec![(4, 8), (9, 10)]),

@@ -2,6 +2,8 @@
 //! and crash reopens (recovery) — the log always returns exactly what was
 //! appended, with contiguous offsets.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use common::{batch_offsets, batch_with, options};
