@@ -124,13 +124,23 @@ impl StateMachineStore {
             .map_err(|_| sm_read_error(&io::Error::other("state machine lock poisoned")))
     }
 
-    fn persist_snapshot(&self, snapshot: &StoredSnapshot, image: &ClusterImage) -> io::Result<()> {
+    /// Writes the snapshot file (temp + fsync + rename) on a blocking thread.
+    async fn persist_snapshot(
+        &self,
+        snapshot: &StoredSnapshot,
+        image: &ClusterImage,
+    ) -> io::Result<()> {
         let file = SnapshotFile {
             meta: snapshot.meta.clone(),
             image: image.clone(),
         };
-        let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
-        write_atomically(&self.dir, SNAPSHOT_FILE, &bytes)
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
+            write_atomically(&dir, SNAPSHOT_FILE, &bytes)
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("snapshot write task failed: {e}")))?
     }
 }
 
@@ -157,8 +167,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             };
             (snapshot, state.image.clone())
         };
-        // Written outside the lock; a blocking write of a small file.
+        // Written outside the lock.
         self.persist_snapshot(&snapshot, &image)
+            .await
             .map_err(|e| StorageError::from(StorageIOError::write_snapshot(None, &e)))?;
         tracing::info!(last_log_id = ?snapshot.meta.last_log_id, "built metadata snapshot");
         self.lock()?.current_snapshot = Some(snapshot.clone());
@@ -238,7 +249,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             data,
         };
-        self.persist_snapshot(&stored, &image).map_err(|e| {
+        self.persist_snapshot(&stored, &image).await.map_err(|e| {
             StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
         })?;
         let published = Arc::new(image.clone());
