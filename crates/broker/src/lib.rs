@@ -1,11 +1,35 @@
 //! sluice-broker: the server.
 //!
+//! Layers a request passes through: `net::frame` (length prefix, bound) →
+//! `net::connection` (one task per connection, strictly in order) →
+//! `dispatch` (version gate, decode) → `handlers::<api family>` →
+//! `replica_manager` / `controller` → sluice-log / sluice-meta.
+//!
 //! CONTRACT used by crates/cli (`sluice serve`): `BrokerConfig`, `Broker::start`,
 //! `Broker::local_addr`, `Broker::shutdown`.
+
+pub mod config;
+pub mod controller;
+pub mod dispatch;
+pub mod error_codes;
+pub mod handlers;
+pub mod net;
+pub mod replica_manager;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_log::DataDir;
+use sluice_meta::{BrokerRegistration, MetadataQuorum, MetadataRecord, QuorumConfig};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::replica_manager::ReplicaManager;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -26,7 +50,9 @@ pub struct BrokerConfig {
     pub listen: String,
     /// host:port clients are told to connect to; defaults to the bound address.
     pub advertised_listener: Option<String>,
+    /// Where logs, checkpoints and the metadata quorum live.
     pub data_dir: PathBuf,
+    /// This node's id.
     pub node_id: i32,
     /// `controller.quorum.voters` as (id, host:port); empty = this node alone.
     pub controller_voters: Vec<(i32, String)>,
@@ -34,23 +60,218 @@ pub struct BrokerConfig {
     pub settings: BTreeMap<String, String>,
 }
 
+/// State shared by every connection and background task.
+pub struct BrokerState {
+    /// This node's id.
+    pub node_id: i32,
+    /// Effective static broker settings.
+    pub settings: Arc<Settings>,
+    /// The metadata quorum and its image.
+    pub quorum: Arc<MetadataQuorum>,
+    /// This node's partitions.
+    pub replicas: Arc<ReplicaManager>,
+    /// Serializes validate-then-propose in the controller.
+    pub controller_lock: tokio::sync::Mutex<()>,
+    /// `socket.request.max.bytes`.
+    pub request_bytes_max: usize,
+}
+
+impl BrokerState {
+    /// The active controller: the quorum leader, else this node.
+    pub fn controller_id(&self) -> i32 {
+        self.quorum.leader_id().unwrap_or(self.node_id)
+    }
+}
+
+/// A running broker.
 pub struct Broker {
-    _private: (),
+    /// Shared state.
+    state: Arc<BrokerState>,
+    /// The bound Kafka listener address.
+    local_addr: SocketAddr,
+    /// Set to true to stop every task.
+    shutdown: watch::Sender<bool>,
+    /// Background tasks to await on shutdown (acceptor, flusher, …).
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Broker {
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
-        let _ = config;
-        todo!()
+        let settings =
+            Arc::new(Settings::new(config.settings.clone()).map_err(BrokerError::Config)?);
+        let request_bytes_max = settings
+            .get_i64("socket.request.max.bytes")
+            .clamp(8, i32::MAX as i64) as usize;
+        let connections_max = settings.get_i64("max.connections").clamp(1, 1 << 20) as usize;
+
+        std::fs::create_dir_all(&config.data_dir)?;
+        let data_dir = DataDir::open(&config.data_dir)?;
+        let clean = data_dir.was_clean_shutdown();
+        tracing::info!(data_dir = %config.data_dir.display(), clean_shutdown = clean, "opening data directory");
+
+        let quorum = Arc::new(
+            MetadataQuorum::open(
+                &config.data_dir,
+                QuorumConfig {
+                    node_id: config.node_id,
+                    voters: config.controller_voters.clone(),
+                },
+            )
+            .await?,
+        );
+
+        let listener = TcpListener::bind(&config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let (host, port) = match &config.advertised_listener {
+            Some(advertised) => parse_host_port(advertised)?,
+            None => (local_addr.ip().to_string(), local_addr.port()),
+        };
+        let registration = BrokerRegistration {
+            node_id: config.node_id,
+            host,
+            port,
+            rack: None,
+        };
+        if quorum.image().brokers.get(&config.node_id) != Some(&registration) {
+            quorum
+                .propose(vec![MetadataRecord::RegisterBroker(registration)])
+                .await?;
+        }
+
+        let replicas = Arc::new(ReplicaManager::new(
+            data_dir,
+            settings.clone(),
+            config.node_id,
+        ));
+        let image = quorum.image();
+        replicas.reconcile(&image)?;
+        replicas.remove_orphans(&image)?;
+
+        let state = Arc::new(BrokerState {
+            node_id: config.node_id,
+            settings,
+            quorum: quorum.clone(),
+            replicas: replicas.clone(),
+            controller_lock: tokio::sync::Mutex::new(()),
+            request_bytes_max,
+        });
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(
+            replicas.clone().run_flusher(shutdown_rx.clone()),
+        ));
+        tasks.push(tokio::spawn(run_checkpointer(
+            replicas.clone(),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(run_image_follower(
+            state.clone(),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(run_acceptor(
+            listener,
+            state.clone(),
+            connections_max,
+            shutdown_rx,
+        )));
+        tracing::info!(%local_addr, node_id = config.node_id, cluster_id = %quorum.cluster_id(), "broker started");
+        Ok(Broker {
+            state,
+            local_addr,
+            shutdown,
+            tasks,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        todo!()
+        self.local_addr
     }
 
     /// Stops accepting, lets connections finish their current request, flushes
     /// and closes every log, writes checkpoints and `.clean-shutdown`.
     pub async fn shutdown(self) -> Result<(), BrokerError> {
-        todo!()
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let replicas = self.state.replicas.clone();
+        tokio::task::spawn_blocking(move || replicas.shutdown())
+            .await
+            .map_err(|e| BrokerError::Config(format!("shutdown task failed: {e}")))??;
+        self.state.quorum.shutdown().await?;
+        tracing::info!("broker stopped cleanly");
+        Ok(())
+    }
+}
+
+fn parse_host_port(text: &str) -> Result<(String, u16), BrokerError> {
+    let text = text.strip_prefix("PLAINTEXT://").unwrap_or(text);
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| {
+        BrokerError::Config(format!("advertised listener {text} is not HOST:PORT"))
+    })?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| BrokerError::Config(format!("advertised listener {text} has a bad port")))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+async fn run_acceptor(
+    listener: TcpListener,
+    state: Arc<BrokerState>,
+    connections_max: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(connections_max));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, connections_max, "max.connections reached; closing new connection");
+                    continue;
+                };
+                let state = state.clone();
+                let shutdown = shutdown.clone();
+                connections.spawn(async move {
+                    net::connection::serve(stream, state, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+async fn run_checkpointer(replicas: Arc<ReplicaManager>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let replicas = replicas.clone();
+        match tokio::task::spawn_blocking(move || replicas.write_checkpoints()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "writing checkpoints failed"),
+            Err(error) => tracing::warn!(%error, "checkpoint task failed"),
+        }
+    }
+}
+
+/// Applies every new metadata image to the local partitions.
+async fn run_image_follower(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let mut images = state.quorum.subscribe();
+    loop {
+        tokio::select! {
+            changed = images.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+        let image = images.borrow_and_update().clone();
+        if let Err(error) = state.replicas.reconcile(&image) {
+            tracing::error!(%error, "applying metadata image to local partitions failed");
+        }
     }
 }

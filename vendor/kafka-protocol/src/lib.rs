@@ -1,3 +1,5 @@
+//! Sluice: vendored copy; lints are not ours to fix here.
+#![allow(warnings, clippy::all, clippy::pedantic)]
 //! Implementation of [the Kafka wire protocol](https://kafka.apache.org/protocol.html) in Rust.
 //!
 //! This library follows the approach of the Kafka project and generates the protocol through

@@ -1,0 +1,489 @@
+//! Broker and topic configuration, by Apache Kafka's names and defaults.
+//!
+//! One catalogue (`TOPIC_CONFIGS`, `BROKER_CONFIGS`) drives defaults,
+//! validation and DescribeConfigs, so the three never disagree.
+
+use std::collections::BTreeMap;
+
+/// Kafka's config types as DescribeConfigs v3+ reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Short = 4,
+    Long = 5,
+    Double = 6,
+    List = 7,
+    Class = 8,
+    Password = 9,
+}
+
+/// One topic-level config and the broker config that supplies its default.
+#[derive(Clone, Copy, Debug)]
+pub struct TopicConfigDef {
+    /// Kafka's topic config name.
+    pub name: &'static str,
+    /// The broker config whose value is this config's default (its synonym).
+    pub broker_synonym: &'static str,
+    /// Kafka's type, for DescribeConfigs and validation.
+    pub config_type: ConfigType,
+    /// One-line documentation for DescribeConfigs v3+.
+    pub documentation: &'static str,
+}
+
+/// One broker-level config.
+#[derive(Clone, Copy, Debug)]
+pub struct BrokerConfigDef {
+    /// Kafka's broker config name.
+    pub name: &'static str,
+    /// Kafka's default, as text.
+    pub default: &'static str,
+    /// Kafka's type.
+    pub config_type: ConfigType,
+    /// Whether it can only be set at start (as opposed to dynamically).
+    pub read_only: bool,
+    /// One-line documentation.
+    pub documentation: &'static str,
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+
+/// Topic configs Sluice knows, with the broker config each defaults from.
+pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    TopicConfigDef {
+        name: "cleanup.policy",
+        broker_synonym: "log.cleanup.policy",
+        config_type: ConfigType::List,
+        documentation: "delete or compact (or both): what happens to old segments.",
+    },
+    TopicConfigDef {
+        name: "compression.type",
+        broker_synonym: "compression.type",
+        config_type: ConfigType::String,
+        documentation: "Final compression of the topic; 'producer' keeps the producer's codec.",
+    },
+    TopicConfigDef {
+        name: "delete.retention.ms",
+        broker_synonym: "log.cleaner.delete.retention.ms",
+        config_type: ConfigType::Long,
+        documentation: "How long tombstones are kept on compacted topics.",
+    },
+    TopicConfigDef {
+        name: "file.delete.delay.ms",
+        broker_synonym: "log.segment.delete.delay.ms",
+        config_type: ConfigType::Long,
+        documentation: "Delay before a deleted segment's files are removed.",
+    },
+    TopicConfigDef {
+        name: "flush.messages",
+        broker_synonym: "log.flush.interval.messages",
+        config_type: ConfigType::Long,
+        documentation: "Messages accumulated before a forced fsync.",
+    },
+    TopicConfigDef {
+        name: "flush.ms",
+        broker_synonym: "log.flush.interval.ms",
+        config_type: ConfigType::Long,
+        documentation: "Time before a forced fsync.",
+    },
+    TopicConfigDef {
+        name: "index.interval.bytes",
+        broker_synonym: "log.index.interval.bytes",
+        config_type: ConfigType::Int,
+        documentation: "Bytes between offset index entries.",
+    },
+    TopicConfigDef {
+        name: "max.compaction.lag.ms",
+        broker_synonym: "log.cleaner.max.compaction.lag.ms",
+        config_type: ConfigType::Long,
+        documentation: "Maximum time a record stays uncompacted.",
+    },
+    TopicConfigDef {
+        name: "max.message.bytes",
+        broker_synonym: "message.max.bytes",
+        config_type: ConfigType::Int,
+        documentation: "Largest record batch size allowed.",
+    },
+    TopicConfigDef {
+        name: "message.timestamp.after.max.ms",
+        broker_synonym: "log.message.timestamp.after.max.ms",
+        config_type: ConfigType::Long,
+        documentation: "Allowed distance of a CreateTime timestamp into the future.",
+    },
+    TopicConfigDef {
+        name: "message.timestamp.before.max.ms",
+        broker_synonym: "log.message.timestamp.before.max.ms",
+        config_type: ConfigType::Long,
+        documentation: "Allowed distance of a CreateTime timestamp into the past.",
+    },
+    TopicConfigDef {
+        name: "message.timestamp.type",
+        broker_synonym: "log.message.timestamp.type",
+        config_type: ConfigType::String,
+        documentation: "CreateTime or LogAppendTime.",
+    },
+    TopicConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        broker_synonym: "log.cleaner.min.cleanable.ratio",
+        config_type: ConfigType::Double,
+        documentation: "Dirty ratio above which the log is compacted.",
+    },
+    TopicConfigDef {
+        name: "min.compaction.lag.ms",
+        broker_synonym: "log.cleaner.min.compaction.lag.ms",
+        config_type: ConfigType::Long,
+        documentation: "Minimum time a record stays uncompacted.",
+    },
+    TopicConfigDef {
+        name: "min.insync.replicas",
+        broker_synonym: "min.insync.replicas",
+        config_type: ConfigType::Int,
+        documentation: "Minimum ISR size for acks=all produces.",
+    },
+    TopicConfigDef {
+        name: "preallocate",
+        broker_synonym: "log.preallocate",
+        config_type: ConfigType::Boolean,
+        documentation: "Preallocate segment files.",
+    },
+    TopicConfigDef {
+        name: "retention.bytes",
+        broker_synonym: "log.retention.bytes",
+        config_type: ConfigType::Long,
+        documentation: "Maximum partition size before old segments are deleted; -1 unlimited.",
+    },
+    TopicConfigDef {
+        name: "retention.ms",
+        broker_synonym: "log.retention.ms",
+        config_type: ConfigType::Long,
+        documentation: "Maximum age of a segment before deletion; -1 unlimited.",
+    },
+    TopicConfigDef {
+        name: "segment.bytes",
+        broker_synonym: "log.segment.bytes",
+        config_type: ConfigType::Int,
+        documentation: "Segment file size.",
+    },
+    TopicConfigDef {
+        name: "segment.index.bytes",
+        broker_synonym: "log.index.size.max.bytes",
+        config_type: ConfigType::Int,
+        documentation: "Offset index size.",
+    },
+    TopicConfigDef {
+        name: "segment.jitter.ms",
+        broker_synonym: "log.roll.jitter.ms",
+        config_type: ConfigType::Long,
+        documentation: "Random jitter subtracted from segment.ms.",
+    },
+    TopicConfigDef {
+        name: "segment.ms",
+        broker_synonym: "log.roll.ms",
+        config_type: ConfigType::Long,
+        documentation: "Time after which the active segment rolls.",
+    },
+    TopicConfigDef {
+        name: "unclean.leader.election.enable",
+        broker_synonym: "unclean.leader.election.enable",
+        config_type: ConfigType::Boolean,
+        documentation: "Allow out-of-sync replicas to become leader.",
+    },
+];
+
+/// Broker configs Sluice knows, Kafka's defaults.
+pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
+    BrokerConfigDef { name: "auto.create.topics.enable", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "Create a topic when Metadata asks for an unknown one and allows creation." },
+    BrokerConfigDef { name: "broker.id", default: "1", config_type: ConfigType::Int, read_only: true, documentation: "This node's id (node.id)." },
+    BrokerConfigDef { name: "compression.type", default: "producer", config_type: ConfigType::String, read_only: false, documentation: "Default topic compression." },
+    BrokerConfigDef { name: "default.replication.factor", default: "1", config_type: ConfigType::Short, read_only: true, documentation: "Replication factor of auto-created topics and of CreateTopics with -1." },
+    BrokerConfigDef { name: "log.cleaner.delete.retention.ms", default: "86400000", config_type: ConfigType::Long, read_only: false, documentation: "Default delete.retention.ms." },
+    BrokerConfigDef { name: "log.cleaner.max.compaction.lag.ms", default: LONG_MAX, config_type: ConfigType::Long, read_only: false, documentation: "Default max.compaction.lag.ms." },
+    BrokerConfigDef { name: "log.cleaner.min.cleanable.ratio", default: "0.5", config_type: ConfigType::Double, read_only: false, documentation: "Default min.cleanable.dirty.ratio." },
+    BrokerConfigDef { name: "log.cleaner.min.compaction.lag.ms", default: "0", config_type: ConfigType::Long, read_only: false, documentation: "Default min.compaction.lag.ms." },
+    BrokerConfigDef { name: "log.cleanup.policy", default: "delete", config_type: ConfigType::List, read_only: false, documentation: "Default cleanup.policy." },
+    BrokerConfigDef { name: "log.dirs", default: "./sluice-data", config_type: ConfigType::String, read_only: true, documentation: "The data directory." },
+    BrokerConfigDef { name: "log.flush.interval.messages", default: LONG_MAX, config_type: ConfigType::Long, read_only: false, documentation: "Default flush.messages." },
+    BrokerConfigDef { name: "log.flush.interval.ms", default: LONG_MAX, config_type: ConfigType::Long, read_only: false, documentation: "Default flush.ms." },
+    BrokerConfigDef { name: "log.index.interval.bytes", default: "4096", config_type: ConfigType::Int, read_only: false, documentation: "Default index.interval.bytes." },
+    BrokerConfigDef { name: "log.index.size.max.bytes", default: "10485760", config_type: ConfigType::Int, read_only: false, documentation: "Default segment.index.bytes." },
+    BrokerConfigDef { name: "log.message.timestamp.after.max.ms", default: "3600000", config_type: ConfigType::Long, read_only: false, documentation: "Default message.timestamp.after.max.ms." },
+    BrokerConfigDef { name: "log.message.timestamp.before.max.ms", default: LONG_MAX, config_type: ConfigType::Long, read_only: false, documentation: "Default message.timestamp.before.max.ms." },
+    BrokerConfigDef { name: "log.message.timestamp.type", default: "CreateTime", config_type: ConfigType::String, read_only: false, documentation: "Default message.timestamp.type." },
+    BrokerConfigDef { name: "log.preallocate", default: "false", config_type: ConfigType::Boolean, read_only: false, documentation: "Default preallocate." },
+    BrokerConfigDef { name: "log.retention.bytes", default: "-1", config_type: ConfigType::Long, read_only: false, documentation: "Default retention.bytes." },
+    BrokerConfigDef { name: "log.retention.ms", default: "604800000", config_type: ConfigType::Long, read_only: false, documentation: "Default retention.ms (Kafka derives it from log.retention.hours=168)." },
+    BrokerConfigDef { name: "log.roll.jitter.ms", default: "0", config_type: ConfigType::Long, read_only: false, documentation: "Default segment.jitter.ms." },
+    BrokerConfigDef { name: "log.roll.ms", default: "604800000", config_type: ConfigType::Long, read_only: false, documentation: "Default segment.ms (Kafka derives it from log.roll.hours=168)." },
+    BrokerConfigDef { name: "log.segment.bytes", default: "1073741824", config_type: ConfigType::Int, read_only: false, documentation: "Default segment.bytes." },
+    BrokerConfigDef { name: "log.segment.delete.delay.ms", default: "60000", config_type: ConfigType::Long, read_only: false, documentation: "Default file.delete.delay.ms." },
+    BrokerConfigDef { name: "max.connections", default: "2147483647", config_type: ConfigType::Int, read_only: false, documentation: "Maximum open client connections." },
+    BrokerConfigDef { name: "message.max.bytes", default: "1048588", config_type: ConfigType::Int, read_only: false, documentation: "Default max.message.bytes." },
+    BrokerConfigDef { name: "min.insync.replicas", default: "1", config_type: ConfigType::Int, read_only: false, documentation: "Default min.insync.replicas." },
+    BrokerConfigDef { name: "node.id", default: "1", config_type: ConfigType::Int, read_only: true, documentation: "This node's id." },
+    BrokerConfigDef { name: "num.partitions", default: "1", config_type: ConfigType::Int, read_only: false, documentation: "Partitions of auto-created topics and of CreateTopics with -1." },
+    BrokerConfigDef { name: "offsets.topic.num.partitions", default: "50", config_type: ConfigType::Int, read_only: true, documentation: "Partitions of __consumer_offsets." },
+    BrokerConfigDef { name: "sluice.flush.before.visible", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "Sluice: the high watermark (what consumers see) and acks=all wait for fsync. false: like Kafka with one replica, visible from the page cache." },
+    BrokerConfigDef { name: "socket.request.max.bytes", default: "104857600", config_type: ConfigType::Int, read_only: true, documentation: "Largest request frame; a larger length prefix closes the connection." },
+    BrokerConfigDef { name: "sluice.connection.buffered.bytes.max", default: "104857600", config_type: ConfigType::Int, read_only: true, documentation: "Sluice: bytes one connection may have buffered (a request being read plus its response)." },
+    BrokerConfigDef { name: "unclean.leader.election.enable", default: "false", config_type: ConfigType::Boolean, read_only: false, documentation: "Default unclean.leader.election.enable." },
+];
+
+/// Looks up a topic config definition.
+pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Looks up a broker config definition.
+pub fn broker_config_def(name: &str) -> Option<&'static BrokerConfigDef> {
+    BROKER_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Checks a value against its type and Kafka's accepted values.
+pub fn validate_value(name: &str, config_type: ConfigType, value: &str) -> Result<(), String> {
+    let bad = || format!("Invalid value {value} for configuration {name}");
+    match config_type {
+        ConfigType::Boolean => {
+            if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") {
+                return Err(bad());
+            }
+        }
+        ConfigType::Int => {
+            value.trim().parse::<i32>().map_err(|_| bad())?;
+        }
+        ConfigType::Short => {
+            value.trim().parse::<i16>().map_err(|_| bad())?;
+        }
+        ConfigType::Long => {
+            value.trim().parse::<i64>().map_err(|_| bad())?;
+        }
+        ConfigType::Double => {
+            value.trim().parse::<f64>().map_err(|_| bad())?;
+        }
+        _ => {}
+    }
+    match name {
+        "cleanup.policy" | "log.cleanup.policy" => {
+            for item in value.split(',') {
+                if !matches!(item.trim(), "delete" | "compact") {
+                    return Err(format!("Invalid value {value} for configuration {name}: String must be one of: compact, delete"));
+                }
+            }
+        }
+        "message.timestamp.type" | "log.message.timestamp.type" => {
+            if !matches!(value, "CreateTime" | "LogAppendTime") {
+                return Err(format!("Invalid value {value} for configuration {name}: String must be one of: CreateTime, LogAppendTime"));
+            }
+        }
+        "compression.type" => {
+            if !matches!(
+                value,
+                "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd"
+            ) {
+                return Err(format!("Invalid value {value} for configuration {name}: String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer"));
+            }
+        }
+        "segment.bytes" | "log.segment.bytes" => {
+            if value.trim().parse::<i64>().map_err(|_| bad())? < 14 {
+                return Err(format!(
+                    "Invalid value {value} for configuration {name}: Value must be at least 14"
+                ));
+            }
+        }
+        "min.insync.replicas" | "max.message.bytes" | "message.max.bytes" | "num.partitions" => {
+            if value.trim().parse::<i64>().map_err(|_| bad())? < 1 && name != "max.message.bytes" {
+                return Err(format!(
+                    "Invalid value {value} for configuration {name}: Value must be at least 1"
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The broker's static settings: Kafka's defaults overlaid with the
+/// configuration file and `--set` values.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Every explicitly set broker config (static, from file or flags).
+    pub explicit: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// Validates every explicit setting: known names are type-checked; unknown
+    /// names are accepted with a warning (Kafka ignores unknown configs too).
+    pub fn new(explicit: BTreeMap<String, String>) -> Result<Settings, String> {
+        for (name, value) in &explicit {
+            match broker_config_def(name) {
+                Some(def) => validate_value(name, def.config_type, value)?,
+                None => tracing::warn!(config = %name, "unknown broker config ignored"),
+            }
+        }
+        Ok(Settings { explicit })
+    }
+
+    /// The effective broker value of a known config.
+    pub fn get(&self, name: &str) -> String {
+        if let Some(value) = self.explicit.get(name) {
+            return value.clone();
+        }
+        broker_config_def(name)
+            .map(|d| d.default.to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn get_i64(&self, name: &str) -> i64 {
+        self.get(name).trim().parse().unwrap_or(0)
+    }
+
+    pub fn get_bool(&self, name: &str) -> bool {
+        self.get(name).eq_ignore_ascii_case("true")
+    }
+
+    /// Where a topic config's effective value comes from.
+    pub fn topic_value(
+        &self,
+        overrides: &BTreeMap<String, String>,
+        name: &str,
+    ) -> Option<(String, ConfigSource)> {
+        let def = topic_config_def(name)?;
+        if let Some(v) = overrides.get(name) {
+            return Some((v.clone(), ConfigSource::Topic));
+        }
+        if let Some(v) = self.explicit.get(def.broker_synonym) {
+            return Some((v.clone(), ConfigSource::StaticBroker));
+        }
+        Some((self.get(def.broker_synonym), ConfigSource::Default))
+    }
+
+    /// A topic's effective config: every topic config with its value.
+    pub fn topic_config(&self, overrides: &BTreeMap<String, String>) -> TopicConfig {
+        let value = |name: &str| {
+            self.topic_value(overrides, name)
+                .map(|(v, _)| v)
+                .unwrap_or_default()
+        };
+        let long = |name: &str| value(name).trim().parse::<i64>().unwrap_or(i64::MAX);
+        TopicConfig {
+            max_message_bytes: long("max.message.bytes"),
+            log_append_time: value("message.timestamp.type") == "LogAppendTime",
+            timestamp_before_max_ms: long("message.timestamp.before.max.ms"),
+            timestamp_after_max_ms: long("message.timestamp.after.max.ms"),
+            compacted: value("cleanup.policy")
+                .split(',')
+                .any(|p| p.trim() == "compact"),
+            segment_bytes: long("segment.bytes"),
+            segment_ms: long("segment.ms"),
+            segment_index_bytes: long("segment.index.bytes"),
+            index_interval_bytes: long("index.interval.bytes"),
+        }
+    }
+}
+
+/// Kafka's DescribeConfigs config sources.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    Topic = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+/// The values of a topic's configs that the data path reads.
+#[derive(Clone, Debug)]
+pub struct TopicConfig {
+    /// `max.message.bytes`: MESSAGE_TOO_LARGE above it.
+    pub max_message_bytes: i64,
+    /// `message.timestamp.type=LogAppendTime`.
+    pub log_append_time: bool,
+    /// `message.timestamp.before.max.ms`.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`.
+    pub timestamp_after_max_ms: i64,
+    /// `cleanup.policy` contains compact: records need keys.
+    pub compacted: bool,
+    /// `segment.bytes`.
+    pub segment_bytes: i64,
+    /// `segment.ms`.
+    pub segment_ms: i64,
+    /// `segment.index.bytes`.
+    pub segment_index_bytes: i64,
+    /// `index.interval.bytes`.
+    pub index_interval_bytes: i64,
+}
+
+impl TopicConfig {
+    /// The storage engine's view of it.
+    pub fn log_config(&self) -> sluice_log::LogConfig {
+        sluice_log::LogConfig {
+            segment_bytes: self.segment_bytes.max(14) as u64,
+            segment_ms: self.segment_ms,
+            segment_index_bytes: self.segment_index_bytes.max(8) as u64,
+            index_interval_bytes: self.index_interval_bytes.max(0) as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_topic_config_has_a_broker_default() {
+        for def in TOPIC_CONFIGS {
+            assert!(
+                broker_config_def(def.broker_synonym).is_some(),
+                "{} has no broker synonym {}",
+                def.name,
+                def.broker_synonym
+            );
+        }
+    }
+
+    #[test]
+    fn values_are_validated() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("cleanup.policy", "compact,delete", true),
+            ("cleanup.policy", "forever", false),
+            ("retention.ms", "-1", true),
+            ("retention.ms", "soon", false),
+            ("message.timestamp.type", "LogAppendTime", true),
+            ("message.timestamp.type", "Now", false),
+            ("segment.bytes", "13", false),
+            ("preallocate", "yes", false),
+        ];
+        for (name, value, ok) in cases {
+            let def = topic_config_def(name).unwrap();
+            assert_eq!(
+                validate_value(name, def.config_type, value).is_ok(),
+                *ok,
+                "{name}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn topic_values_come_from_override_then_broker_then_default() {
+        let mut explicit = BTreeMap::new();
+        explicit.insert("log.retention.ms".to_string(), "1000".to_string());
+        let settings = Settings::new(explicit).unwrap();
+        let mut overrides = BTreeMap::new();
+        overrides.insert("segment.bytes".to_string(), "2048".to_string());
+        assert_eq!(
+            settings.topic_value(&overrides, "segment.bytes").unwrap(),
+            ("2048".into(), ConfigSource::Topic)
+        );
+        assert_eq!(
+            settings.topic_value(&overrides, "retention.ms").unwrap(),
+            ("1000".into(), ConfigSource::StaticBroker)
+        );
+        assert_eq!(
+            settings
+                .topic_value(&overrides, "max.message.bytes")
+                .unwrap(),
+            ("1048588".into(), ConfigSource::Default)
+        );
+    }
+}

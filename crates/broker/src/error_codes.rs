@@ -1,0 +1,55 @@
+//! Kafka error codes, and the one place Rust errors become them.
+
+use sluice_log::batch::BatchError;
+use sluice_log::LogError;
+
+pub const NONE: i16 = 0;
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+pub const CORRUPT_MESSAGE: i16 = 2;
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+pub const LEADER_NOT_AVAILABLE: i16 = 5;
+pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+pub const REQUEST_TIMED_OUT: i16 = 7;
+pub const MESSAGE_TOO_LARGE: i16 = 10;
+pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+pub const RECORD_LIST_TOO_LARGE: i16 = 18;
+pub const INVALID_REQUIRED_ACKS: i16 = 21;
+pub const INVALID_TIMESTAMP: i16 = 32;
+pub const UNSUPPORTED_VERSION: i16 = 35;
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+pub const INVALID_PARTITIONS: i16 = 37;
+pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+pub const INVALID_CONFIG: i16 = 40;
+pub const NOT_CONTROLLER: i16 = 41;
+pub const INVALID_REQUEST: i16 = 42;
+pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+pub const KAFKA_STORAGE_ERROR: i16 = 56;
+pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+pub const FENCED_LEADER_EPOCH: i16 = 74;
+pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
+pub const INVALID_RECORD: i16 = 87;
+pub const UNKNOWN_TOPIC_ID: i16 = 100;
+pub const INCONSISTENT_TOPIC_ID: i16 = 103;
+
+/// The code a batch validation failure becomes (Kafka 4.0's choices).
+pub fn from_batch_error(error: &BatchError) -> i16 {
+    match error {
+        BatchError::CorruptSize | BatchError::CorruptCrc => CORRUPT_MESSAGE,
+        BatchError::InvalidMagic(_)
+        | BatchError::InvalidMultipleBatches
+        | BatchError::InvalidRecordCount { .. }
+        | BatchError::InvalidControlBatch => INVALID_RECORD,
+    }
+}
+
+/// The code a storage error becomes.
+pub fn from_log_error(error: &LogError) -> i16 {
+    match error {
+        LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+        LogError::InvalidBatch(batch) => from_batch_error(batch),
+        LogError::Closed => NOT_LEADER_OR_FOLLOWER,
+        LogError::Io { .. } | LogError::Corrupt { .. } => KAFKA_STORAGE_ERROR,
+    }
+}

@@ -1,0 +1,139 @@
+//! DescribeConfigs (key 32): every config with value, source, synonyms, type
+//! and documentation, for topics and for this broker.
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, RequestHeader};
+
+use super::str_bytes;
+use crate::config::{ConfigSource, BROKER_CONFIGS, TOPIC_CONFIGS};
+use crate::error_codes;
+use crate::BrokerState;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+pub async fn describe(
+    state: &BrokerState,
+    header: &RequestHeader,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let version = header.request_api_version;
+    let include_synonyms = request.include_synonyms;
+    let include_documentation = version >= 3 && request.include_documentation;
+    let mut results = Vec::new();
+    for resource in request.resources {
+        let name = resource.resource_name.as_str().to_string();
+        let wanted = |key: &str| {
+            resource
+                .configuration_keys
+                .as_ref()
+                .map(|keys| keys.iter().any(|k| k.as_str() == key))
+                .unwrap_or(true)
+        };
+        let mut result = DescribeConfigsResult::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        match resource.resource_type {
+            RESOURCE_TOPIC => {
+                let image = state.quorum.image();
+                let Some(topic) = image.topic(&name) else {
+                    result.error_code = error_codes::UNKNOWN_TOPIC_OR_PARTITION;
+                    result.error_message = Some(str_bytes(&format!("Topic {name} does not exist")));
+                    results.push(result);
+                    continue;
+                };
+                for def in TOPIC_CONFIGS.iter().filter(|d| wanted(d.name)) {
+                    let Some((value, source)) =
+                        state.settings.topic_value(&topic.configs, def.name)
+                    else {
+                        continue;
+                    };
+                    let mut synonyms = Vec::new();
+                    if include_synonyms {
+                        if let Some(v) = topic.configs.get(def.name) {
+                            synonyms.push(synonym(def.name, v, ConfigSource::Topic));
+                        }
+                        if let Some(v) = state.settings.explicit.get(def.broker_synonym) {
+                            synonyms.push(synonym(
+                                def.broker_synonym,
+                                v,
+                                ConfigSource::StaticBroker,
+                            ));
+                        }
+                        let default = crate::config::broker_config_def(def.broker_synonym)
+                            .map(|d| d.default)
+                            .unwrap_or("");
+                        synonyms.push(synonym(def.broker_synonym, default, ConfigSource::Default));
+                    }
+                    result.configs.push(
+                        DescribeConfigsResourceResult::default()
+                            .with_name(str_bytes(def.name))
+                            .with_value(Some(str_bytes(&value)))
+                            .with_read_only(false)
+                            .with_config_source(source as i8)
+                            .with_is_sensitive(false)
+                            .with_synonyms(synonyms)
+                            .with_config_type(def.config_type as i8)
+                            .with_documentation(
+                                include_documentation.then(|| str_bytes(def.documentation)),
+                            ),
+                    );
+                }
+            }
+            RESOURCE_BROKER => {
+                if !name.is_empty() && name != state.node_id.to_string() {
+                    result.error_code = error_codes::INVALID_REQUEST;
+                    result.error_message = Some(str_bytes(&format!(
+                        "Unexpected broker id, expected {} or empty string, but received {name}",
+                        state.node_id
+                    )));
+                    results.push(result);
+                    continue;
+                }
+                for def in BROKER_CONFIGS.iter().filter(|d| wanted(d.name)) {
+                    let explicit = state.settings.explicit.get(def.name);
+                    let (value, source) = match explicit {
+                        Some(v) => (v.clone(), ConfigSource::StaticBroker),
+                        None => (state.settings.get(def.name), ConfigSource::Default),
+                    };
+                    let mut synonyms = Vec::new();
+                    if include_synonyms {
+                        if let Some(v) = explicit {
+                            synonyms.push(synonym(def.name, v, ConfigSource::StaticBroker));
+                        }
+                        synonyms.push(synonym(def.name, def.default, ConfigSource::Default));
+                    }
+                    result.configs.push(
+                        DescribeConfigsResourceResult::default()
+                            .with_name(str_bytes(def.name))
+                            .with_value(Some(str_bytes(&value)))
+                            .with_read_only(def.read_only)
+                            .with_config_source(source as i8)
+                            .with_is_sensitive(false)
+                            .with_synonyms(synonyms)
+                            .with_config_type(def.config_type as i8)
+                            .with_documentation(
+                                include_documentation.then(|| str_bytes(def.documentation)),
+                            ),
+                    );
+                }
+            }
+            other => {
+                result.error_code = error_codes::INVALID_REQUEST;
+                result.error_message =
+                    Some(str_bytes(&format!("Unsupported resource type {other}")));
+            }
+        }
+        results.push(result);
+    }
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn synonym(name: &str, value: &str, source: ConfigSource) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_source(source as i8)
+}

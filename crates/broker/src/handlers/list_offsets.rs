@@ -1,0 +1,81 @@
+//! ListOffsets (key 2).
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
+
+use super::check_leader_epoch;
+use crate::error_codes;
+use crate::BrokerState;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+pub async fn handle(
+    state: &BrokerState,
+    _header: &RequestHeader,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let mut topics = Vec::new();
+    for topic in request.topics {
+        let name = topic.name.0.as_str().to_string();
+        let mut partitions = Vec::new();
+        for p in topic.partitions {
+            let mut response = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1)
+                .with_leader_epoch(-1);
+            let Some(partition) = state.replicas.get(&name, p.partition_index) else {
+                response.error_code = error_codes::UNKNOWN_TOPIC_OR_PARTITION;
+                partitions.push(response);
+                continue;
+            };
+            let epoch = partition.leader_epoch();
+            let epoch_error = check_leader_epoch(p.current_leader_epoch, epoch);
+            if epoch_error != error_codes::NONE {
+                response.error_code = epoch_error;
+                partitions.push(response);
+                continue;
+            }
+            // Never past what a consumer may read: the high watermark (also
+            // the last stable offset while there are no transactions).
+            let high_watermark = partition.high_watermark();
+            let found: Result<Option<(i64, i64)>, sluice_log::LogError> = match p.timestamp {
+                LATEST => Ok(Some((high_watermark, -1))),
+                EARLIEST | EARLIEST_LOCAL => Ok(Some((partition.log.log_start_offset(), -1))),
+                LATEST_TIERED => Ok(Some((-1, -1))),
+                MAX_TIMESTAMP => partition
+                    .log
+                    .max_timestamp_offset(high_watermark)
+                    .map(|r| r.map(|(o, t)| (o, t))),
+                t if t >= 0 => partition.log.offset_for_timestamp(t, high_watermark),
+                _ => {
+                    response.error_code = error_codes::INVALID_REQUEST;
+                    partitions.push(response);
+                    continue;
+                }
+            };
+            match found {
+                Ok(Some((offset, timestamp))) => {
+                    response.offset = offset;
+                    response.timestamp = timestamp;
+                    response.leader_epoch = if offset >= 0 { epoch } else { -1 };
+                }
+                Ok(None) => {}
+                Err(error) => response.error_code = error_codes::from_log_error(&error),
+            }
+            partitions.push(response);
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}

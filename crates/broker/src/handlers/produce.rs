@@ -1,0 +1,227 @@
+//! Produce (key 0). The record set stays the bytes it arrived as: the header
+//! is validated, offsets and the leader epoch are written in place by the log,
+//! and the batch is appended with one write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::records::RecordBatchDecoder;
+use sluice_log::{batch, AppendOptions};
+
+use super::{now_ms, str_bytes};
+use crate::error_codes;
+use crate::replica_manager::Partition;
+use crate::BrokerState;
+
+/// Codec id of zstd in the batch attributes.
+const COMPRESSION_ZSTD: u8 = 4;
+
+pub enum ProduceOutcome {
+    Respond(ProduceResponse),
+    /// acks=0 and everything appended.
+    NoResponse,
+    /// acks=0 and some partition failed: close so the client refreshes metadata.
+    Close,
+}
+
+/// Result of one partition's append, before waiting for acks.
+struct Appended {
+    partition: Option<Arc<Partition>>,
+    response: PartitionProduceResponse,
+    last_offset: i64,
+}
+
+pub async fn handle(
+    state: &BrokerState,
+    header: &RequestHeader,
+    request: ProduceRequest,
+) -> ProduceOutcome {
+    let version = header.request_api_version;
+    let acks = request.acks;
+    let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<Appended>)> = Vec::new();
+    let mut any_error = false;
+    for topic in request.topic_data {
+        let name = topic.name.0.as_str().to_string();
+        let mut results = Vec::new();
+        for data in topic.partition_data {
+            let appended = if !matches!(acks, -1..=1) {
+                failed(data.index, error_codes::INVALID_REQUIRED_ACKS, None)
+            } else {
+                append_partition(state, version, &name, data.index, data.records)
+            };
+            any_error |= appended.response.error_code != error_codes::NONE;
+            results.push(appended);
+        }
+        topics.push((topic.name, results));
+    }
+
+    if acks == 0 {
+        return if any_error {
+            ProduceOutcome::Close
+        } else {
+            ProduceOutcome::NoResponse
+        };
+    }
+    if acks == -1 {
+        let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (_, results) in topics.iter_mut() {
+            for appended in results.iter_mut() {
+                if appended.response.error_code != error_codes::NONE {
+                    continue;
+                }
+                let Some(partition) = &appended.partition else {
+                    continue;
+                };
+                let mut receiver = partition.subscribe_high_watermark();
+                let target = appended.last_offset + 1;
+                let waited =
+                    tokio::time::timeout_at(deadline, receiver.wait_for(|hw| *hw >= target)).await;
+                match waited {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => {
+                        appended.response.error_code = error_codes::NOT_LEADER_OR_FOLLOWER
+                    }
+                    Err(_) => appended.response.error_code = error_codes::REQUEST_TIMED_OUT,
+                }
+            }
+        }
+    }
+    let responses = topics
+        .into_iter()
+        .map(|(name, results)| {
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(results.into_iter().map(|a| a.response).collect())
+        })
+        .collect();
+    ProduceOutcome::Respond(ProduceResponse::default().with_responses(responses))
+}
+
+fn failed(index: i32, code: i16, message: Option<String>) -> Appended {
+    Appended {
+        partition: None,
+        response: PartitionProduceResponse::default()
+            .with_index(index)
+            .with_error_code(code)
+            .with_base_offset(-1)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(-1)
+            .with_error_message(message.as_deref().map(str_bytes)),
+        last_offset: -1,
+    }
+}
+
+fn append_partition(
+    state: &BrokerState,
+    version: i16,
+    topic: &str,
+    index: i32,
+    records: Option<bytes::Bytes>,
+) -> Appended {
+    let Some(partition) = state.replicas.get(topic, index) else {
+        return failed(index, error_codes::UNKNOWN_TOPIC_OR_PARTITION, None);
+    };
+    if partition.internal {
+        return failed(
+            index,
+            error_codes::INVALID_TOPIC_EXCEPTION,
+            Some(format!("Cannot append to internal topic {topic}")),
+        );
+    }
+    let Some(records) = records else {
+        return failed(
+            index,
+            error_codes::CORRUPT_MESSAGE,
+            Some("null record set".into()),
+        );
+    };
+    let config = partition.config();
+    let header = match batch::validate(&records) {
+        Ok(header) => header,
+        Err(error) => {
+            tracing::debug!(topic, partition = index, %error, "rejected batch");
+            return failed(
+                index,
+                error_codes::from_batch_error(&error),
+                Some(error.to_string()),
+            );
+        }
+    };
+    if records.len() as i64 > config.max_message_bytes {
+        return failed(
+            index,
+            error_codes::MESSAGE_TOO_LARGE,
+            Some(format!("The request included a message larger than the max message size the server will accept ({}).", config.max_message_bytes)),
+        );
+    }
+    if header.compression() == COMPRESSION_ZSTD && version < 7 {
+        return failed(index, error_codes::UNSUPPORTED_COMPRESSION_TYPE, None);
+    }
+    if !config.log_append_time {
+        let now = now_ms();
+        let too_old = header.base_timestamp < now.saturating_sub(config.timestamp_before_max_ms);
+        let too_new = header.max_timestamp > now.saturating_add(config.timestamp_after_max_ms);
+        if too_old || too_new {
+            return failed(
+                index,
+                error_codes::INVALID_TIMESTAMP,
+                Some(format!(
+                    "Timestamp of a record in the batch is out of range (now {now})"
+                )),
+            );
+        }
+    }
+    if config.compacted {
+        if let Err(message) = check_keys(&records) {
+            return failed(index, error_codes::INVALID_RECORD, Some(message));
+        }
+    }
+    let mut bytes = BytesMut::from(&records[..]);
+    let options = AppendOptions {
+        leader_epoch: partition.leader_epoch(),
+        log_append_time_ms: config.log_append_time.then(now_ms),
+    };
+    let result = {
+        let _guard = partition.append_lock.lock();
+        partition.log.append(&mut bytes, options)
+    };
+    match result {
+        Ok(info) => {
+            state.replicas.appended(&partition);
+            Appended {
+                response: PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_error_code(error_codes::NONE)
+                    .with_base_offset(info.base_offset)
+                    .with_log_append_time_ms(info.log_append_time_ms)
+                    .with_log_start_offset(info.log_start_offset),
+                last_offset: info.last_offset,
+                partition: Some(partition),
+            }
+        }
+        Err(error) => {
+            tracing::warn!(topic, partition = index, %error, "append failed");
+            failed(
+                index,
+                error_codes::from_log_error(&error),
+                Some(error.to_string()),
+            )
+        }
+    }
+}
+
+/// Compacted topics need a key on every record; this decodes (and
+/// decompresses) the batch, the one case on the produce path that does.
+fn check_keys(records: &bytes::Bytes) -> Result<(), String> {
+    let mut buf = records.clone();
+    let set =
+        RecordBatchDecoder::decode(&mut buf).map_err(|e| format!("undecodable batch: {e}"))?;
+    if set.records.iter().any(|r| r.key.is_none()) {
+        return Err("Compacted topic cannot accept message without key".to_string());
+    }
+    Ok(())
+}

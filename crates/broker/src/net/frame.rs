@@ -1,0 +1,73 @@
+//! Length-prefixed frames. Two steps, as in mini-redis: first the 4-byte
+//! length is read and checked against its bound, only then is the frame
+//! allocated and read.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Smallest possible request: api_key, api_version, correlation_id.
+pub const REQUEST_HEADER_BYTES_MIN: usize = 8;
+
+/// Why a frame could not be read; every case closes the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("connection closed by peer")]
+    Closed,
+    #[error("frame of {0} bytes is outside [8, socket.request.max.bytes]")]
+    BadLength(i64),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one frame. `request_bytes_max` bounds the allocation: a larger
+/// length prefix (a TLS ClientHello, `GET ` …) is refused before allocating.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    request_bytes_max: usize,
+) -> Result<Bytes, FrameError> {
+    let mut length_bytes = [0u8; 4];
+    match reader.read_exact(&mut length_bytes).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(FrameError::Io(e)),
+    }
+    let length = i32::from_be_bytes(length_bytes);
+    if length < REQUEST_HEADER_BYTES_MIN as i32 || length as i64 > request_bytes_max as i64 {
+        return Err(FrameError::BadLength(length as i64));
+    }
+    let mut frame = BytesMut::zeroed(length as usize);
+    match reader.read_exact(&mut frame).await {
+        Ok(_) => Ok(frame.freeze()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(FrameError::Closed),
+        Err(e) => Err(FrameError::Io(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_are_bounded_before_allocation() {
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![0x7f, 0xff, 0xff, 0xff], "bad"),
+            (b"GET / HTTP/1.1\r\n".to_vec(), "bad"),
+            (vec![0x16, 0x03, 0x01, 0x02, 0x00], "bad"),
+            (vec![0, 0, 0, 4, 1, 2, 3, 4], "bad"),
+            (vec![0, 0, 0, 8, 0, 18, 0, 0, 0, 0, 0, 1], "ok"),
+            (vec![0, 0, 0, 9, 0, 18, 0, 0], "closed"),
+            (vec![], "closed"),
+        ];
+        for (input, expected) in cases {
+            let mut reader = &input[..];
+            let result = read_frame(&mut reader, 1024).await;
+            let kind = match result {
+                Ok(_) => "ok",
+                Err(FrameError::BadLength(_)) => "bad",
+                Err(FrameError::Closed) => "closed",
+                Err(FrameError::Io(_)) => "io",
+            };
+            assert_eq!(kind, expected, "input {input:?}");
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The replica manager: this node's partitions, their high watermarks, and the
+//! group-commit flusher.
+//!
+//! On a single node the high watermark is the durable offset (with
+//! `sluice.flush.before.visible=true`, the default): an append lands in the
+//! page cache, the flusher fsyncs many appends at once on the blocking pool,
+//! then publishes the new high watermark, which wakes long-polling fetches and
+//! acks=all producers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use sluice_log::{CheckpointEntry, DataDir, Log};
+use sluice_meta::ClusterImage;
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+use crate::config::{Settings, TopicConfig};
+
+/// One partition this node hosts.
+pub struct Partition {
+    /// Topic name.
+    pub topic: String,
+    /// The topic's id; a re-created topic has a new one and a new log.
+    pub topic_id: Uuid,
+    /// Partition index.
+    pub index: i32,
+    /// Whether the topic is internal (clients may not produce to it).
+    pub internal: bool,
+    /// The partition's log.
+    pub log: Arc<Log>,
+    /// Current leader epoch, from the metadata image; stamped into batches.
+    leader_epoch: AtomicI32,
+    /// The topic's effective config as the data path reads it.
+    config: RwLock<Arc<TopicConfig>>,
+    /// High watermark (exclusive): what consumers may read. Waiters subscribe.
+    high_watermark: watch::Sender<i64>,
+    /// Serializes validate-then-append so the high watermark logic sees
+    /// appends in offset order.
+    pub append_lock: Mutex<()>,
+    /// Set by an append, cleared by the flusher before it syncs.
+    dirty: AtomicBool,
+}
+
+impl Partition {
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.config.read().clone()
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Raises the high watermark (it never goes down here).
+    fn advance_high_watermark(&self, offset: i64) {
+        self.high_watermark.send_if_modified(|hw| {
+            if offset > *hw {
+                *hw = offset;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// Key of the partition map.
+type TopicPartitions = HashMap<String, Vec<Arc<Partition>>>;
+
+/// This node's partitions.
+pub struct ReplicaManager {
+    /// The data directory and its checkpoint files.
+    data_dir: DataDir,
+    /// Partitions by topic name, indexed by partition id.
+    partitions: RwLock<TopicPartitions>,
+    /// Broker settings (topic config defaults).
+    settings: Arc<Settings>,
+    /// This node's id.
+    node_id: i32,
+    /// `sluice.flush.before.visible`: the high watermark waits for fsync.
+    flush_before_visible: bool,
+    /// Wakes the flusher after appends.
+    flush_wakeup: Notify,
+    /// Serializes reconciliation with the metadata image.
+    reconcile_lock: Mutex<()>,
+}
+
+impl ReplicaManager {
+    pub fn new(data_dir: DataDir, settings: Arc<Settings>, node_id: i32) -> ReplicaManager {
+        let flush_before_visible = settings.get_bool("sluice.flush.before.visible");
+        ReplicaManager {
+            data_dir,
+            partitions: RwLock::new(HashMap::new()),
+            settings,
+            node_id,
+            flush_before_visible,
+            flush_wakeup: Notify::new(),
+            reconcile_lock: Mutex::new(()),
+        }
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        let map = self.partitions.read();
+        let list = map.get(topic)?;
+        usize::try_from(partition)
+            .ok()
+            .and_then(|i| list.get(i))
+            .cloned()
+    }
+
+    /// Every hosted partition.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .values()
+            .flat_map(|v| v.iter().cloned())
+            .collect()
+    }
+
+    /// Makes the hosted partitions match the image: opens logs for new
+    /// partitions, removes logs of deleted topics (and of topics re-created
+    /// under a new id), refreshes epochs and configs.
+    pub fn reconcile(&self, image: &ClusterImage) -> Result<(), sluice_log::LogError> {
+        let _guard = self.reconcile_lock.lock();
+        // Remove what the image no longer has.
+        let stale: Vec<Arc<Partition>> = {
+            let map = self.partitions.read();
+            map.iter()
+                .filter(|(name, list)| {
+                    let current = image.topic(name);
+                    match (current, list.first()) {
+                        (Some(topic), Some(first)) => topic.topic_id != first.topic_id,
+                        (None, _) => true,
+                        _ => false,
+                    }
+                })
+                .flat_map(|(_, list)| list.iter().cloned())
+                .collect()
+        };
+        for partition in stale {
+            self.remove_partition(&partition);
+        }
+        // Open what the image has and we lack.
+        for topic in image.topics.values() {
+            let overrides = &topic.configs;
+            let config = Arc::new(self.settings.topic_config(overrides));
+            for state in &topic.partitions {
+                if !state.replicas.contains(&self.node_id) {
+                    continue;
+                }
+                if let Some(existing) = self.get(&topic.name, state.partition) {
+                    existing
+                        .leader_epoch
+                        .fetch_max(state.leader_epoch, Ordering::AcqRel);
+                    *existing.config.write() = config.clone();
+                    continue;
+                }
+                let partition = self.open_partition(
+                    &topic.name,
+                    topic.topic_id,
+                    state.partition,
+                    state.leader_epoch,
+                    config.clone(),
+                )?;
+                let mut map = self.partitions.write();
+                let list = map.entry(topic.name.clone()).or_default();
+                // Partition ids are dense and created in order.
+                if list.len() == state.partition as usize {
+                    list.push(partition);
+                } else {
+                    tracing::error!(topic = %topic.name, partition = state.partition, "partition ids out of order in image");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes partition directories that belong to no topic in the image
+    /// (left behind by a deletion that a crash interrupted).
+    pub fn remove_orphans(&self, image: &ClusterImage) -> Result<(), sluice_log::LogError> {
+        for dir in self.data_dir.partition_dirs()? {
+            let known = image
+                .topic(&dir.topic)
+                .map(|t| (dir.partition as usize) < t.partitions.len())
+                .unwrap_or(false);
+            if !known && self.get(&dir.topic, dir.partition).is_none() {
+                tracing::info!(topic = %dir.topic, partition = dir.partition, "removing orphaned partition directory");
+                self.data_dir.delete_partition(&dir.topic, dir.partition)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn open_partition(
+        &self,
+        topic: &str,
+        topic_id: Uuid,
+        index: i32,
+        leader_epoch: i32,
+        config: Arc<TopicConfig>,
+    ) -> Result<Arc<Partition>, sluice_log::LogError> {
+        let path = self.data_dir.partition_path(topic, index);
+        let checkpoint = self.data_dir.checkpoint(topic, index);
+        let recovery_point = if self.data_dir.was_clean_shutdown() {
+            None
+        } else {
+            Some(checkpoint.as_ref().map(|c| c.recovery_point).unwrap_or(0))
+        };
+        let mut log = Log::open(&path, config.log_config(), topic_id, recovery_point)?;
+        if log.topic_id() != topic_id {
+            // A directory of an older topic with the same name: never serve it.
+            tracing::warn!(
+                topic,
+                partition = index,
+                "partition directory belongs to an older topic id; removing it"
+            );
+            log.close()?;
+            drop(log);
+            self.data_dir.delete_partition(topic, index)?;
+            log = Log::open(&path, config.log_config(), topic_id, None)?;
+        }
+        let log = Arc::new(log);
+        let high_watermark = if self.flush_before_visible {
+            log.recovery_point().min(log.log_end_offset())
+        } else {
+            log.log_end_offset()
+        };
+        // After an unclean stop everything that survived recovery is on disk
+        // only once flushed; the flusher catches up right away.
+        let (sender, _) = watch::channel(high_watermark);
+        let partition = Arc::new(Partition {
+            topic: topic.to_string(),
+            topic_id,
+            index,
+            internal: topic.starts_with("__"),
+            log,
+            leader_epoch: AtomicI32::new(leader_epoch),
+            config: RwLock::new(config),
+            high_watermark: sender,
+            append_lock: Mutex::new(()),
+            dirty: AtomicBool::new(true),
+        });
+        self.flush_wakeup.notify_one();
+        Ok(partition)
+    }
+
+    fn remove_partition(&self, partition: &Arc<Partition>) {
+        {
+            let mut map = self.partitions.write();
+            if let Some(list) = map.get(&partition.topic) {
+                if list.first().map(|p| p.topic_id) == Some(partition.topic_id) {
+                    map.remove(&partition.topic);
+                }
+            }
+        }
+        if let Err(error) = partition.log.close() {
+            tracing::warn!(topic = %partition.topic, %error, "closing deleted partition");
+        }
+        if let Err(error) = self
+            .data_dir
+            .delete_partition(&partition.topic, partition.index)
+        {
+            tracing::warn!(topic = %partition.topic, %error, "deleting partition directory");
+        }
+        tracing::info!(topic = %partition.topic, partition = partition.index, "partition removed");
+    }
+
+    /// Records that `partition` has new data: either publishes it right away
+    /// or wakes the flusher.
+    pub fn appended(&self, partition: &Partition) {
+        if self.flush_before_visible {
+            partition.dirty.store(true, Ordering::Release);
+            self.flush_wakeup.notify_one();
+        } else {
+            partition.advance_high_watermark(partition.log.log_end_offset());
+            partition.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// The group-commit flusher: one fsync per dirty partition serves every
+    /// append that arrived since the previous one. A failed fsync leaves the
+    /// on-disk state unknowable, so the broker stops.
+    pub async fn run_flusher(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let dirty: Vec<Arc<Partition>> = self
+                .all()
+                .into_iter()
+                .filter(|p| p.dirty.swap(false, Ordering::AcqRel))
+                .collect();
+            if dirty.is_empty() {
+                tokio::select! {
+                    _ = self.flush_wakeup.notified() => continue,
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+            for partition in dirty {
+                let log = partition.log.clone();
+                match tokio::task::spawn_blocking(move || log.flush()).await {
+                    Ok(Ok(durable)) => {
+                        if self.flush_before_visible {
+                            partition.advance_high_watermark(durable);
+                        }
+                    }
+                    Ok(Err(sluice_log::LogError::Closed)) => {}
+                    Ok(Err(error)) => {
+                        tracing::error!(topic = %partition.topic, partition = partition.index, %error,
+                            "fsync failed: the state of the log on disk is unknown; stopping the broker");
+                        std::process::exit(74);
+                    }
+                    Err(join_error) => {
+                        tracing::error!(%join_error, "flusher task failed; stopping the broker");
+                        std::process::exit(70);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the data-dir checkpoint files.
+    pub fn write_checkpoints(&self) -> Result<(), sluice_log::LogError> {
+        let entries: Vec<CheckpointEntry> = self
+            .all()
+            .iter()
+            .map(|p| CheckpointEntry {
+                topic: p.topic.clone(),
+                partition: p.index,
+                recovery_point: p.log.recovery_point(),
+                log_start_offset: p.log.log_start_offset(),
+                high_watermark: p.high_watermark(),
+            })
+            .collect();
+        self.data_dir.write_checkpoints(&entries)
+    }
+
+    /// Flushes and closes every log, writes checkpoints and the clean-shutdown
+    /// marker.
+    pub fn shutdown(&self) -> Result<(), sluice_log::LogError> {
+        for partition in self.all() {
+            partition.log.flush()?;
+        }
+        self.write_checkpoints()?;
+        for partition in self.all() {
+            partition.log.close()?;
+        }
+        self.data_dir.mark_clean_shutdown()
+    }
+}
