@@ -12,6 +12,18 @@
 //!   data-dir-level checkpoint files, `.clean-shutdown`.
 //!
 //! sluice-log knows nothing of sockets or of Kafka request types.
+//!
+//! Code map: `batch` (header codec), `segment` (one `.log` + its indexes,
+//! scan/recovery of a segment), `index` (`.index` / `.timeindex` entries),
+//! `partition_log` (`Log`: open/recovery, append, flush, truncate),
+//! `read` (fetch and timestamp lookups on a published snapshot), `epoch`
+//! (leader-epoch-checkpoint), `metadata` (partition.metadata), `checkpoint`
+//! (Kafka's text checkpoint format, atomic writes), `datadir` (`DataDir`).
+//!
+//! Invariants: appends write at the segment's recorded size with one
+//! positional write, so a failed or torn write is overwritten by the next
+//! append and cut by recovery; readers only ever see byte ranges below the
+//! size published in their snapshot.
 
 pub mod batch;
 mod checkpoint;

@@ -462,3 +462,37 @@ fn concurrent_reads_during_appends() {
     }
     writer.join().unwrap();
 }
+
+#[test]
+fn roll_triggers() {
+    // (config, batches appended, minimum segments expected)
+    let cases = [
+        (
+            LogConfig {
+                segment_ms: 0,
+                ..LogConfig::default()
+            },
+            5,
+            5,
+        ),
+        (
+            LogConfig {
+                segment_index_bytes: 8,
+                index_interval_bytes: 1,
+                ..LogConfig::default()
+            },
+            4,
+            4,
+        ),
+        (LogConfig::default(), 5, 1),
+    ];
+    for (index, (config, batches, segments)) in cases.into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), config.clone(), topic_id(), None).unwrap();
+        append_all(&log, &vec![2; batches], 0);
+        let found = segment_logs(dir.path()).len();
+        assert!(found >= segments, "case {index}: {found} segments");
+        let records = log.read(0, i64::MAX, usize::MAX, false).unwrap().records;
+        assert_eq!(batch_offsets(&records).len(), batches, "case {index}");
+    }
+}
