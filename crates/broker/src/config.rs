@@ -240,6 +240,7 @@ pub fn broker_config_def(name: &str) -> Option<&'static BrokerConfigDef> {
 }
 
 /// Checks a value against its type and Kafka's accepted values.
+#[allow(clippy::collapsible_match)]
 pub fn validate_value(name: &str, config_type: ConfigType, value: &str) -> Result<(), String> {
     let bad = || format!("Invalid value {value} for configuration {name}");
     match config_type {

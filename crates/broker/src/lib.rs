@@ -157,24 +157,17 @@ impl Broker {
         });
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(
-            replicas.clone().run_flusher(shutdown_rx.clone()),
-        ));
-        tasks.push(tokio::spawn(run_checkpointer(
-            replicas.clone(),
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(run_image_follower(
-            state.clone(),
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(run_acceptor(
-            listener,
-            state.clone(),
-            connections_max,
-            shutdown_rx,
-        )));
+        let tasks = vec![
+            tokio::spawn(replicas.clone().run_flusher(shutdown_rx.clone())),
+            tokio::spawn(run_checkpointer(replicas.clone(), shutdown_rx.clone())),
+            tokio::spawn(run_image_follower(state.clone(), shutdown_rx.clone())),
+            tokio::spawn(run_acceptor(
+                listener,
+                state.clone(),
+                connections_max,
+                shutdown_rx,
+            )),
+        ];
         tracing::info!(%local_addr, node_id = config.node_id, cluster_id = %quorum.cluster_id(), "broker started");
         Ok(Broker {
             state,

@@ -49,10 +49,7 @@ pub async fn handle(
                 LATEST => Ok(Some((high_watermark, -1))),
                 EARLIEST | EARLIEST_LOCAL => Ok(Some((partition.log.log_start_offset(), -1))),
                 LATEST_TIERED => Ok(Some((-1, -1))),
-                MAX_TIMESTAMP => partition
-                    .log
-                    .max_timestamp_offset(high_watermark)
-                    .map(|r| r.map(|(o, t)| (o, t))),
+                MAX_TIMESTAMP => partition.log.max_timestamp_offset(high_watermark),
                 t if t >= 0 => partition.log.offset_for_timestamp(t, high_watermark),
                 _ => {
                     response.error_code = error_codes::INVALID_REQUEST;

@@ -73,7 +73,7 @@ pub async fn handle(
         .with_controller_id(BrokerId(state.controller_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(
-            if version >= 8 && version <= 10 && request.include_cluster_authorized_operations {
+            if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
                 CLUSTER_OPERATIONS_ALL
             } else {
                 AUTHORIZED_OPERATIONS_OMITTED
