@@ -17,7 +17,7 @@ const LATEST_TIERED: i64 = -5;
 
 pub async fn handle(
     state: &BrokerState,
-    _header: &RequestHeader,
+    header: &RequestHeader,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let mut topics = Vec::new();
@@ -61,7 +61,10 @@ pub async fn handle(
                 Ok(Some((offset, timestamp))) => {
                     response.offset = offset;
                     response.timestamp = timestamp;
-                    response.leader_epoch = if offset >= 0 { epoch } else { -1 };
+                    // leader_epoch exists from v4 on; encoding refuses it earlier.
+                    if header.request_api_version >= 4 && offset >= 0 {
+                        response.leader_epoch = epoch;
+                    }
                 }
                 Ok(None) => {}
                 Err(error) => response.error_code = error_codes::from_log_error(&error),
