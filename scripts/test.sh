@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test Sluice has, on a fresh Debian machine or a developer's:
+#   1. formatting and clippy (house style: warnings are errors),
+#   2. the Rust tests: unit, property, and integration tests that start the
+#      real `sluice` binary and talk to it with rdkafka (librdkafka),
+#   3. the third-party client suite in compat/ (kcat, confluent-kafka,
+#      kafka-python, kafkajs) against a started broker; it installs its own
+#      dependencies (apt, a venv, npm into compat/).
+# Exits non-zero if anything failed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+# Building librdkafka (rdkafka-sys) needs a C toolchain, make and perl.
+missing=()
+for tool in cc c++ make perl; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  echo "test.sh: installing build tools for librdkafka (missing: ${missing[*]})"
+  apt-get update -qq && apt-get install -y -qq build-essential perl >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace 2>&1 | tee /tmp/sluice-cargo-test.log
+status=${PIPESTATUS[0]}
+if [[ $status -ne 0 ]]; then
+  echo "test.sh: cargo test failed"
+  exit "$status"
+fi
+
+echo "== compat suite"
+cargo build -p sluice --quiet
+bash compat/run.sh
