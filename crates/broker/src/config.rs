@@ -197,6 +197,7 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "broker.id", default: "1", config_type: ConfigType::Int, read_only: true, documentation: "This node's id (node.id)." },
     BrokerConfigDef { name: "compression.type", default: "producer", config_type: ConfigType::String, read_only: false, documentation: "Default topic compression." },
     BrokerConfigDef { name: "default.replication.factor", default: "1", config_type: ConfigType::Short, read_only: true, documentation: "Replication factor of auto-created topics and of CreateTopics with -1." },
+    BrokerConfigDef { name: "fetch.max.bytes", default: "57671680", config_type: ConfigType::Int, read_only: false, documentation: "Largest response a Fetch builds, whatever the client asks (the first batch may exceed it, KIP-74)." },
     BrokerConfigDef { name: "log.cleaner.delete.retention.ms", default: "86400000", config_type: ConfigType::Long, read_only: false, documentation: "Default delete.retention.ms." },
     BrokerConfigDef { name: "log.cleaner.max.compaction.lag.ms", default: LONG_MAX, config_type: ConfigType::Long, read_only: false, documentation: "Default max.compaction.lag.ms." },
     BrokerConfigDef { name: "log.cleaner.min.cleanable.ratio", default: "0.5", config_type: ConfigType::Double, read_only: false, documentation: "Default min.cleanable.dirty.ratio." },
@@ -225,7 +226,6 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "offsets.topic.num.partitions", default: "50", config_type: ConfigType::Int, read_only: true, documentation: "Partitions of __consumer_offsets." },
     BrokerConfigDef { name: "sluice.flush.before.visible", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "Sluice: the high watermark (what consumers see) and acks=all wait for fsync. false: like Kafka with one replica, visible from the page cache." },
     BrokerConfigDef { name: "socket.request.max.bytes", default: "104857600", config_type: ConfigType::Int, read_only: true, documentation: "Largest request frame; a larger length prefix closes the connection." },
-    BrokerConfigDef { name: "sluice.connection.buffered.bytes.max", default: "104857600", config_type: ConfigType::Int, read_only: true, documentation: "Sluice: bytes one connection may have buffered (a request being read plus its response)." },
     BrokerConfigDef { name: "unclean.leader.election.enable", default: "false", config_type: ConfigType::Boolean, read_only: false, documentation: "Default unclean.leader.election.enable." },
 ];
 

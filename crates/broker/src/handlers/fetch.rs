@@ -71,10 +71,12 @@ pub async fn handle(
         Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
+    // The broker's `fetch.max.bytes` bounds what one response can hold.
+    let broker_max_bytes = state.settings.get_i64("fetch.max.bytes").max(1) as usize;
     let max_bytes = if request.max_bytes <= 0 {
-        i32::MAX as usize
+        broker_max_bytes
     } else {
-        request.max_bytes as usize
+        (request.max_bytes as usize).min(broker_max_bytes)
     };
     loop {
         let mut receivers: Vec<_> = targets
