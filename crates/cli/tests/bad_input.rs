@@ -6,7 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use common::raw::{decode_response, encode_request, record_batch, RawConnection, ReadOutcome};
+use common::raw::{
+    decode_response, encode_header, encode_request, record_batch, RawConnection, ReadOutcome,
+};
 use common::{
     assign, consumer, create_topic, poll_messages, produce_one, topic_name, watermarks, TestBroker,
 };
@@ -14,7 +16,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::Compression;
 use rdkafka::{Message, Offset};
 
@@ -177,8 +179,17 @@ async fn produce_v2_closes_the_connection() {
     let topic = "old-produce";
     create_topic(broker.bootstrap(), topic, 1).await;
     let mut connection = RawConnection::connect(broker.bootstrap());
+    // kafka-protocol encodes Produce from v3 on; v2's body is v3's without the leading
+    // transactional_id (a null string: two bytes).
     let request = produce_request(topic, -1, record_batch(&["old"], Compression::None));
-    connection.send_request(2, 3, &request);
+    let mut body = BytesMut::new();
+    request
+        .encode(&mut body, 3)
+        .expect("encode produce v3 body");
+    assert_eq!(&body[..2], &[0xff, 0xff], "null transactional_id");
+    let mut payload = encode_header(ApiKey::Produce as i16, 2, 3, 1);
+    payload.extend_from_slice(&body[2..]);
+    connection.send_frame(&payload).expect("write request");
     connection.expect_closed();
     assert_eq!(watermarks(broker.bootstrap(), topic, 0), (0, 0));
     assert_still_serves(&broker).await;

@@ -104,6 +104,7 @@ impl TestBroker {
         let log = std::fs::File::create(self.log_path()).expect("create broker log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
+            .env("NO_COLOR", "1")
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -285,7 +286,9 @@ pub fn producer(bootstrap: &str, overrides: &[(&str, &str)]) -> FutureProducer {
 /// A BaseConsumer for manual assignment (no group); `overrides` win.
 pub fn consumer(bootstrap: &str, overrides: &[(&str, &str)]) -> BaseConsumer {
     let mut config = client_config(bootstrap, &[]);
+    // librdkafka's assign() needs a group id even when no group is joined.
     config
+        .set("group.id", format!("e2e-{}", rand::random::<u32>()))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("fetch.wait.max.ms", "500")

@@ -150,6 +150,24 @@ pub fn encode_request<B: Encodable + HeaderVersion>(
     body: &B,
     body_version: i16,
 ) -> BytesMut {
+    let mut buffer = encode_header(
+        api_key,
+        api_version,
+        correlation_id,
+        B::header_version(body_version),
+    );
+    body.encode(&mut buffer, body_version)
+        .expect("encode request body");
+    buffer
+}
+
+/// A request header alone, encoded at `header_version`.
+pub fn encode_header(
+    api_key: i16,
+    api_version: i16,
+    correlation_id: i32,
+    header_version: i16,
+) -> BytesMut {
     let header = RequestHeader::default()
         .with_request_api_key(api_key)
         .with_request_api_version(api_version)
@@ -157,10 +175,8 @@ pub fn encode_request<B: Encodable + HeaderVersion>(
         .with_client_id(Some(StrBytes::from_static_str("sluice-e2e")));
     let mut buffer = BytesMut::new();
     header
-        .encode(&mut buffer, B::header_version(body_version))
+        .encode(&mut buffer, header_version)
         .expect("encode request header");
-    body.encode(&mut buffer, body_version)
-        .expect("encode request body");
     buffer
 }
 
