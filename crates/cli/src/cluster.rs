@@ -42,12 +42,11 @@ async fn info(connection: &ConnectionArgs) -> anyhow::Result<()> {
         }
     };
 
-    println!("CLUSTER     {}", cluster_id.as_deref().unwrap_or("-"));
-    println!(
-        "CONTROLLER  {}",
+    let mut out = format!(
+        "CLUSTER     {}\nCONTROLLER  {}\n\n",
+        cluster_id.as_deref().unwrap_or("-"),
         controller.map_or_else(|| "-".to_string(), |id| id.to_string())
     );
-    println!();
     let mut brokers: Vec<_> = metadata.brokers().iter().collect();
     brokers.sort_by_key(|b| b.id());
     let rows: Vec<Vec<String>> = brokers
@@ -61,6 +60,6 @@ async fn info(connection: &ConnectionArgs) -> anyhow::Result<()> {
             vec![id, broker.host().to_string(), broker.port().to_string()]
         })
         .collect();
-    table::print(&["ID", "HOST", "PORT"], &rows);
-    Ok(())
+    out.push_str(&table::render(&["ID", "HOST", "PORT"], &rows));
+    table::emit(&out)
 }

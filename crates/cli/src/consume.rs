@@ -112,6 +112,9 @@ async fn assign(args: &ConsumeArgs) -> anyhow::Result<StreamConsumer<CliContext>
     let consumer: StreamConsumer<CliContext> = args
         .connection
         .client_config()
+        // librdkafka refuses assign() without a group id; with assign() and
+        // no commits the group is never joined.
+        .set("group.id", "sluice-cli")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("allow.auto.create.topics", "false")

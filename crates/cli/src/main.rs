@@ -74,19 +74,40 @@ fn main() -> ExitCode {
 
 /// Prints the error chain on one line and picks the exit code.
 fn report(error: anyhow::Error) -> ExitCode {
-    let message = format!("{error:#}").replace('\n', " ");
-    eprintln!("error: {message}");
+    eprintln!("error: {}", one_line(&error));
     ExitCode::FAILURE
+}
+
+/// The error and its causes joined by `: `, skipping a cause whose text the
+/// previous message already contains (librdkafka's errors repeat their
+/// source in their own message).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }
 
 /// Logs go to stderr so that stdout carries only results (`listening on …`,
 /// consumed records), which scripts parse.
 fn init_tracing() {
+    use std::io::IsTerminal as _;
+    // openraft logs every election step at info; one line per lifecycle
+    // event is what `sluice serve` promises, so it speaks only from warn up.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -115,6 +136,47 @@ fn install_panic_hook() {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// An error that repeats its source in its own message, as
+    /// rdkafka's `KafkaError` does.
+    #[derive(Debug)]
+    struct Repeating(std::io::Error);
+
+    impl std::fmt::Display for Repeating {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "fetch error: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeating {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn error_lines() {
+        let base = anyhow::anyhow!("Broker transport failure");
+        let repeating = Repeating(std::io::Error::other("transport failure"));
+        let cases = [
+            (
+                anyhow::Error::new(repeating).context("fetching metadata"),
+                "fetching metadata: fetch error: transport failure",
+            ),
+            (
+                base.context("fetching metadata"),
+                "fetching metadata: Broker transport failure",
+            ),
+            (
+                anyhow::anyhow!("x failed (Broker transport failure)").context("step"),
+                "step: x failed (Broker transport failure)",
+            ),
+            (anyhow::anyhow!("two\nlines"), "two lines"),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(one_line(&error), expected);
+        }
+    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 
 use crate::client::{CliContext, ConnectionArgs};
 
@@ -144,7 +144,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
                     match pending.pop_front() {
-                        Some(oldest) => settle(oldest, &mut outcome).await,
+                        Some(oldest) => settle(&producer, oldest, &mut outcome).await?,
                         None => tokio::time::sleep(Duration::from_millis(10)).await,
                     }
                 }
@@ -157,12 +157,12 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         }
         while pending.len() > IN_FLIGHT_RECORDS_MAX {
             if let Some(oldest) = pending.pop_front() {
-                settle(oldest, &mut outcome).await;
+                settle(&producer, oldest, &mut outcome).await?;
             }
         }
     }
     while let Some(oldest) = pending.pop_front() {
-        settle(oldest, &mut outcome).await;
+        settle(&producer, oldest, &mut outcome).await?;
     }
     tracing::info!(
         topic = %args.topic,
@@ -181,18 +181,28 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
 }
 
 /// Waits for one delivery report and counts it.
-async fn settle((line_number, delivery): (u64, DeliveryFuture), outcome: &mut Outcome) {
+async fn settle(
+    producer: &FutureProducer<CliContext>,
+    (line_number, delivery): (u64, DeliveryFuture),
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
     match delivery.await {
         Ok(Ok(_)) => outcome.delivered += 1,
         Ok(Err((error, _))) => {
-            eprintln!("error: line {line_number}: {error}");
             outcome.failed += 1;
+            // After a fatal error librdkafka purges every queued record
+            // ("Purged in queue"); the fatal error is the one worth showing.
+            if let Some((code, reason)) = producer.client().fatal_error() {
+                bail!("the producer failed: {reason} ({code:?})");
+            }
+            eprintln!("error: line {line_number}: {error}");
         }
         Err(_canceled) => {
             eprintln!("error: line {line_number}: the producer dropped the delivery report");
             outcome.failed += 1;
         }
     }
+    Ok(())
 }
 
 /// The line without its `\n` or `\r\n`.

@@ -29,9 +29,20 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Prints a table to stdout.
-pub fn print(headers: &[&str], rows: &[Vec<String>]) {
-    print!("{}", render(headers, rows));
+/// Writes a command's output to stdout. A closed pipe (`sluice … | head`)
+/// is not an error: the reader has what it wanted.
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(error).context("writing to stdout"))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -97,8 +97,7 @@ async fn create(
         .await
         .with_context(|| format!("creating topic {name} via {}", connection.brokers))?;
     single_result(results, "creating", name)?;
-    println!("created topic {name}");
-    Ok(())
+    table::emit(&format!("created topic {name}\n"))
 }
 
 async fn delete(connection: &ConnectionArgs, name: &str) -> anyhow::Result<()> {
@@ -108,8 +107,7 @@ async fn delete(connection: &ConnectionArgs, name: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("deleting topic {name} via {}", connection.brokers))?;
     single_result(results, "deleting", name)?;
-    println!("deleted topic {name}");
-    Ok(())
+    table::emit(&format!("deleted topic {name}\n"))
 }
 
 async fn list(connection: &ConnectionArgs) -> anyhow::Result<()> {
@@ -137,11 +135,13 @@ async fn list(connection: &ConnectionArgs) -> anyhow::Result<()> {
     let show_errors = rows.iter().any(|row| !row[3].is_empty());
     if !show_errors {
         rows.iter_mut().for_each(|row| row.truncate(3));
-        table::print(&["NAME", "PARTITIONS", "REPLICAS"], &rows);
+        table::emit(&table::render(&["NAME", "PARTITIONS", "REPLICAS"], &rows))
     } else {
-        table::print(&["NAME", "PARTITIONS", "REPLICAS", "ERROR"], &rows);
+        table::emit(&table::render(
+            &["NAME", "PARTITIONS", "REPLICAS", "ERROR"],
+            &rows,
+        ))
     }
-    Ok(())
 }
 
 async fn describe(connection: &ConnectionArgs, name: &str) -> anyhow::Result<()> {
@@ -195,38 +195,22 @@ async fn describe(connection: &ConnectionArgs, name: &str) -> anyhow::Result<()>
             error,
         ]);
     }
-    println!("NAME        {name}");
-    println!("PARTITIONS  {}", rows.len());
-    println!();
+    let mut out = format!("NAME        {name}\nPARTITIONS  {}\n\n", rows.len());
+    let mut headers = vec![
+        "PARTITION",
+        "LEADER",
+        "EPOCH",
+        "REPLICAS",
+        "ISR",
+        "LOW",
+        "HIGH",
+        "ERROR",
+    ];
     if rows.iter().all(|row| row[7].is_empty()) {
         rows.iter_mut().for_each(|row| row.truncate(7));
-        table::print(
-            &[
-                "PARTITION",
-                "LEADER",
-                "EPOCH",
-                "REPLICAS",
-                "ISR",
-                "LOW",
-                "HIGH",
-            ],
-            &rows,
-        );
-    } else {
-        table::print(
-            &[
-                "PARTITION",
-                "LEADER",
-                "EPOCH",
-                "REPLICAS",
-                "ISR",
-                "LOW",
-                "HIGH",
-                "ERROR",
-            ],
-            &rows,
-        );
+        headers.truncate(7);
     }
+    out.push_str(&table::render(&headers, &rows));
 
     let admin = connection.admin()?;
     let resources = admin
@@ -255,9 +239,9 @@ async fn describe(connection: &ConnectionArgs, name: &str) -> anyhow::Result<()>
         })
         .collect();
     config_rows.sort();
-    println!();
-    table::print(&["CONFIG", "VALUE", "SOURCE"], &config_rows);
-    Ok(())
+    out.push('\n');
+    out.push_str(&table::render(&["CONFIG", "VALUE", "SOURCE"], &config_rows));
+    table::emit(&out)
 }
 
 /// `[1,2,3]`, the form `rpk` prints replica lists in.
