@@ -9,6 +9,7 @@ use std::io::Write as _;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -100,8 +101,10 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     if args.group.is_some() {
         // Auto-commit stores positions; commit them once more on the way
         // out so that the next run of the group starts after what we printed.
-        if let Err(error) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
-            tracing::warn!(%error, "final offset commit failed");
+        match consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+            // Nothing consumed, nothing to commit.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) | Ok(()) => {}
+            Err(error) => tracing::warn!(%error, "final offset commit failed"),
         }
     }
     Ok(())
