@@ -91,6 +91,7 @@ async fn huge_or_negative_length_prefix_closes_the_connection() {
         (-1i32).to_be_bytes(),
         (100 * 1024 * 1024 + 1u32).to_be_bytes(),
     ];
+    let peak_before = broker.memory_kib("VmPeak");
     for prefix in prefixes {
         eprintln!("phase: length prefix {prefix:02x?}");
         let mut connection = RawConnection::connect(broker.bootstrap());
@@ -99,6 +100,12 @@ async fn huge_or_negative_length_prefix_closes_the_connection() {
         let _ = connection.send_bytes(&bytes);
         connection.expect_closed();
     }
+    // Allocating for the announced length would move the peak virtual size by ~2 GiB.
+    let peak_after = broker.memory_kib("VmPeak");
+    assert!(
+        peak_after < peak_before + 512 * 1024,
+        "VmPeak grew from {peak_before} KiB to {peak_after} KiB: the broker allocated for the length prefix"
+    );
     assert_still_serves(&broker).await;
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::segment::{first_segment_path, read_first_segment};
 use common::{
-    assign, consumer, create_topic, poll_for, poll_messages, produce_one, producer, watermarks,
-    TestBroker,
+    assign, consumer, create_topic, describe_dir, poll_for, poll_messages, produce_one, producer,
+    watermarks, TestBroker,
 };
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset};
@@ -49,6 +49,8 @@ async fn kill9_during_acks_all_stream_keeps_every_acknowledged_record() {
         let stop = stop.clone();
         async move {
             let mut next = 0usize;
+            let mut failures = 0usize;
+            let mut last_failure = String::new();
             while !stop.load(Ordering::SeqCst) {
                 let mut window = Vec::with_capacity(WINDOW);
                 for _ in 0..WINDOW {
@@ -72,12 +74,22 @@ async fn kill9_during_acks_all_stream_keeps_every_acknowledged_record() {
                                 .unwrap()
                                 .push((delivery.offset, key, value))
                         }
-                        Ok(Ok(Err((error, _)))) => eprintln!("not acknowledged {key}: {error}"),
-                        Ok(Err(_)) => eprintln!("delivery cancelled {key}"),
-                        Err(_) => eprintln!("no delivery report for {key}"),
+                        Ok(Ok(Err((error, _)))) => {
+                            failures += 1;
+                            last_failure = format!("{key}: {error}");
+                        }
+                        Ok(Err(_)) => {
+                            failures += 1;
+                            last_failure = format!("{key}: delivery cancelled");
+                        }
+                        Err(_) => {
+                            failures += 1;
+                            last_failure = format!("{key}: no delivery report");
+                        }
                     }
                 }
             }
+            eprintln!("{failures} records not acknowledged (last: {last_failure})");
         }
     });
 
@@ -101,13 +113,17 @@ async fn kill9_during_acks_all_stream_keeps_every_acknowledged_record() {
     eprintln!("acknowledged {} records", acknowledged.len());
 
     eprintln!("phase: restart and consume");
+    let files_before = describe_dir(broker.data_dir());
     broker.restart();
     let (low, high) = watermarks(broker.bootstrap(), topic, 0);
     assert_eq!(low, 0, "log start offset");
     let max_acknowledged = acknowledged.iter().map(|a| a.0).max().unwrap();
     assert!(
         high > max_acknowledged,
-        "high watermark {high} covers the last acknowledged offset {max_acknowledged}"
+        "high watermark {high} covers the last acknowledged offset {max_acknowledged}\n\
+         files after the kill:\n{files_before}\nfiles after the restart:\n{}\nbroker log:\n{}",
+        describe_dir(broker.data_dir()),
+        broker.log_tail()
     );
     let consumer = consumer(broker.bootstrap(), &[]);
     assign(&consumer, topic, &[(0, Offset::Beginning)]);
@@ -239,4 +255,39 @@ tail_tests! {
     recovery_truncates_zeros => Tail::Zeros,
     recovery_truncates_a_torn_batch => Tail::TruncatedBatch,
     recovery_truncates_a_batch_with_a_bad_crc => Tail::CorruptBatch,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_cleanly_and_restart_serves_everything() {
+    let mut broker = TestBroker::start();
+    let topic = "clean-stop";
+    create_topic(broker.bootstrap(), topic, 1).await;
+    for index in 0..5 {
+        let offset = produce_one(broker.bootstrap(), topic, "k", &format!("value-{index}")).await;
+        assert_eq!(offset, index);
+    }
+
+    eprintln!("phase: SIGTERM");
+    let status = broker.terminate();
+    assert!(
+        status.success(),
+        "clean shutdown exits with success: {status}"
+    );
+
+    eprintln!("phase: restart");
+    broker.restart();
+    assert_eq!(watermarks(broker.bootstrap(), topic, 0), (0, 5));
+    let offset = produce_one(broker.bootstrap(), topic, "k", "value-5").await;
+    assert_eq!(offset, 5, "offsets continue after a restart");
+    let consumer = consumer(broker.bootstrap(), &[]);
+    assign(&consumer, topic, &[(0, Offset::Beginning)]);
+    let messages = poll_messages(&consumer, 6, Duration::from_secs(30));
+    let values: Vec<(i64, Vec<u8>)> = messages
+        .iter()
+        .map(|m| (m.offset(), m.payload().unwrap_or_default().to_vec()))
+        .collect();
+    let expected: Vec<(i64, Vec<u8>)> = (0..6)
+        .map(|i| (i, format!("value-{i}").into_bytes()))
+        .collect();
+    assert_eq!(values, expected);
 }

@@ -186,6 +186,17 @@ impl TestBroker {
         self.child.as_ref().expect("broker is not running").id()
     }
 
+    /// A `/proc/<pid>/status` field in KiB (Linux), e.g. `VmPeak` or `VmRSS`.
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"))
+    }
+
     /// SIGKILL: an unclean stop, as in a power cut for the process.
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("broker is not running");
@@ -251,6 +262,29 @@ impl Drop for TestBroker {
             let _ = child.wait();
         }
     }
+}
+
+/// Every file under `dir` with its size, one per line, for failure messages.
+pub fn describe_dir(dir: &Path) -> String {
+    fn walk(dir: &Path, lines: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.path());
+        for entry in entries {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, lines);
+            } else {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                lines.push(format!("{size:>10} {}", path.display()));
+            }
+        }
+    }
+    let mut lines = Vec::new();
+    walk(dir, &mut lines);
+    lines.join("\n")
 }
 
 /// A unique-enough topic name for one test.
