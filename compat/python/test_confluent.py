@@ -303,12 +303,18 @@ def test_offsets_for_times(bootstrap):
             (t0 + 4000, 4),
             (t0 + 4001, -1),  # after everything -> no offset (end)
         ]
+        # One timestamp per partition per request: a ListOffsets request may not name a
+        # partition twice (Kafka answers INVALID_REQUEST for duplicates).
         for part in (0, 1):
-            query = [TopicPartition(topic, part, ts) for ts, _ in cases]
-            result = consumer.offsets_for_times(query, timeout=10)
-            got = [(tp.offset, tp.error) for tp in result]
+            got = []
+            for ts, _ in cases:
+                [tp] = consumer.offsets_for_times([TopicPartition(topic, part, ts)], timeout=10)
+                got.append((tp.offset, tp.error))
             want = [(off, None) for _, off in cases]
             assert got == want, f"partition {part}: timestamps {[ts - t0 for ts, _ in cases]} -> {got}"
+        # both partitions in one request
+        res = consumer.offsets_for_times([TopicPartition(topic, 0, t0 + 1500), TopicPartition(topic, 1, t0 + 3500)], timeout=10)
+        assert sorted((tp.partition, tp.offset) for tp in res) == [(0, 2), (1, 4)]
     finally:
         consumer.close()
 
