@@ -231,13 +231,10 @@ impl ReplicaManager {
             log = Log::open(&path, config.log_config(), topic_id, None)?;
         }
         let log = Arc::new(log);
-        let high_watermark = if self.flush_before_visible {
-            log.recovery_point().min(log.log_end_offset())
-        } else {
-            log.log_end_offset()
-        };
-        // After an unclean stop everything that survived recovery is on disk
-        // only once flushed; the flusher catches up right away.
+        // What survived recovery is made durable before it is served, so the
+        // high watermark starts at the log end (as a single-replica Kafka
+        // leader's does) and never at a stale recovery point.
+        let high_watermark = log.flush()?;
         let (sender, _) = watch::channel(high_watermark);
         let partition = Arc::new(Partition {
             topic: topic.to_string(),
@@ -249,9 +246,8 @@ impl ReplicaManager {
             config: RwLock::new(config),
             high_watermark: sender,
             append_lock: Mutex::new(()),
-            dirty: AtomicBool::new(true),
+            dirty: AtomicBool::new(false),
         });
-        self.flush_wakeup.notify_one();
         Ok(partition)
     }
 
