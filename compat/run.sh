@@ -25,6 +25,7 @@ log() { echo "compat: $*"; }
 
 TOTAL_PASSED=0
 TOTAL_FAILED=0
+KNOWN_BUGS=0 # strict-xfail tests pinning bugs from FINDINGS.md; neither passed nor failed
 FINAL_PRINTED=0
 declare -a SUMMARY=()
 declare -A BROKEN=() # install step -> reason; suites needing it fail instead of running
@@ -154,12 +155,17 @@ run_pytest() { # suite needs... -- files...
   (cd "$COMPAT_DIR" && timeout --kill-after=10 "$SUITE_TIMEOUT" "$VENV/bin/python" -m pytest -v "$@") 2>&1 | tee "$out" || rc=$?
   local summary
   summary="$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* in [0-9.]+s' "$out" | tail -n1 || true)"
-  local passed failed errors skipped
+  local passed failed errors skipped xfailed
   passed="$(num '[0-9]+ passed' "$summary")"
   failed="$(num '[0-9]+ failed' "$summary")"
   errors="$(num '[0-9]+ errors?' "$summary")"
   skipped="$(num '[0-9]+ skipped' "$summary")"
+  xfailed="$(num '[0-9]+ xfailed' "$summary")"
   failed=$((failed + errors + skipped))
+  if [[ "$xfailed" != 0 ]]; then
+    log "suite $suite: $xfailed test(s) XFAIL — known broker bugs listed in compat/FINDINGS.md (strict: they fail once fixed, so remove the mark then)"
+    KNOWN_BUGS=$((KNOWN_BUGS + xfailed))
+  fi
   if [[ "$skipped" != 0 ]]; then
     log "suite $suite: $skipped test(s) SKIPPED — counted as failed (nothing is skipped silently)"
   fi
@@ -281,6 +287,9 @@ fi
 echo
 log "results per suite:"
 printf '%s\n' "${SUMMARY[@]}"
+if [[ "$KNOWN_BUGS" != 0 ]]; then
+  log "$KNOWN_BUGS known broker bug(s) pinned by strict xfail tests (not counted below); see compat/FINDINGS.md"
+fi
 if [[ "$TOTAL_FAILED" != 0 ]]; then
   log "logs (suite output, broker stdout/stderr): $WORK"
 else

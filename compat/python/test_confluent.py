@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import (
     OFFSET_BEGINNING,
     TIMESTAMP_CREATE_TIME,
+    TIMESTAMP_LOG_APPEND_TIME,
     Consumer,
     KafkaError,
     KafkaException,
@@ -237,6 +238,89 @@ def test_produce_to_unknown_topic_auto_creates(bootstrap):
     assert reports[0].topic() == topic and reports[0].offset() == 0
     got = consume_to_end(bootstrap, topic, [(reports[0].partition(), OFFSET_BEGINNING)])
     assert [(m.key(), m.value()) for m in got] == [(b"k", b"auto")]
+
+
+def test_record_too_large_is_rejected(bootstrap):
+    """A 1.5 MB record (client limit raised) exceeds the broker's max.message.bytes default
+    (1048588): MESSAGE_TOO_LARGE (10), and nothing is appended."""
+    topic = unique_topic("cfk-toolarge")
+    confluent_create_topic(bootstrap, topic, partitions=1)
+    producer = make_producer(bootstrap, **{"message.max.bytes": 3_000_000, "retries": 0})
+    errors = []
+    producer.produce(topic, value=b"x" * 1_500_000, partition=0, on_delivery=lambda err, msg: errors.append(err))
+    assert producer.flush(TIMEOUT) == 0
+    assert len(errors) == 1 and errors[0] is not None, errors
+    assert errors[0].code() == KafkaError.MSG_SIZE_TOO_LARGE, errors[0]
+    consumer = make_consumer(bootstrap)
+    try:
+        assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10) == (0, 0)
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("reset", ["earliest", "error"])
+def test_offset_out_of_range(bootstrap, reset):
+    """Fetching above the high watermark gets OFFSET_OUT_OF_RANGE (1): librdkafka then resets to the
+    beginning (auto.offset.reset=earliest) or reports _AUTO_OFFSET_RESET (=error)."""
+    topic = unique_topic(f"cfk-oor-{reset}")
+    confluent_create_topic(bootstrap, topic, partitions=1)
+    produce_all(make_producer(bootstrap), topic, [{"partition": 0, "value": f"r{i}".encode()} for i in range(3)])
+    consumer = make_consumer(bootstrap, **{"auto.offset.reset": reset})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 50)])
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            assert time.monotonic() < deadline, "no reset and no error"
+            msg = consumer.poll(0.5)
+            if msg is None or (msg.error() and msg.error().code() == KafkaError._PARTITION_EOF):
+                continue
+            break
+        if reset == "earliest":
+            assert msg.error() is None and (msg.offset(), msg.value()) == (0, b"r0")
+        else:
+            assert msg.error() is not None and msg.error().code() == KafkaError._AUTO_OFFSET_RESET, msg.error()
+            assert "out of range" in msg.error().str().lower()
+    finally:
+        consumer.close()
+
+
+def test_topic_configs_log_append_time_and_describe_configs(bootstrap):
+    """CreateTopics with configs; DescribeConfigs shows them (source DYNAMIC_TOPIC_CONFIG) next to
+    defaults; message.timestamp.type=LogAppendTime makes the broker stamp records (type 2)."""
+    from confluent_kafka.admin import ConfigResource, ConfigSource
+
+    topic = unique_topic("cfk-configs")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics(
+        [NewTopic(topic, 1, 1, config={"message.timestamp.type": "LogAppendTime", "retention.ms": "123456789"})],
+        request_timeout=TIMEOUT,
+    )[topic].result(timeout=TIMEOUT)
+    [fut] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)], request_timeout=TIMEOUT).values()
+    cfg = fut.result(timeout=TIMEOUT)
+    assert cfg["message.timestamp.type"].value == "LogAppendTime"
+    assert cfg["message.timestamp.type"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert cfg["retention.ms"].value == "123456789"
+    assert cfg["cleanup.policy"].value == "delete"
+    assert cfg["cleanup.policy"].source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+
+    before = int(time.time() * 1000)
+    reports = produce_all(make_producer(bootstrap), topic, [{"partition": 0, "value": b"stamped", "timestamp": 1000}])
+    after = int(time.time() * 1000)
+    ts_type, ts = reports[0].timestamp()
+    assert ts_type == TIMESTAMP_LOG_APPEND_TIME and before - 1000 <= ts <= after + 1000, reports[0].timestamp()
+    [msg] = consume_to_end(bootstrap, topic, [(0, OFFSET_BEGINNING)])
+    assert msg.timestamp() == (TIMESTAMP_LOG_APPEND_TIME, ts)
+
+
+def test_describe_broker_configs(bootstrap):
+    """DescribeConfigs for the BROKER resource (name = broker id) returns entries (COMPAT-TRAPS §6.1)."""
+    from confluent_kafka.admin import ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    broker_id = next(iter(admin.list_topics(timeout=10).brokers))
+    [fut] = admin.describe_configs([ConfigResource(ConfigResource.Type.BROKER, str(broker_id))], request_timeout=TIMEOUT).values()
+    cfg = fut.result(timeout=TIMEOUT)
+    assert "num.partitions" in cfg and "log.retention.hours" in cfg or "log.retention.ms" in cfg, sorted(cfg)
 
 
 # --------------------------------------------------------------------------- metadata / offsets

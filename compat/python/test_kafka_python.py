@@ -355,3 +355,37 @@ def test_admin_create_zero_partitions(bootstrap):
             admin.create_topics([NewTopic(unique_topic("kp-zero"), num_partitions=0, replication_factor=1)], timeout_ms=int(TIMEOUT * 1000))
     finally:
         admin.close()
+
+
+@pytest.mark.xfail(strict=True, reason="broker bug, compat/FINDINGS.md #1: duplicate partitions in ListOffsets are resolved instead of INVALID_REQUEST")
+def test_list_offsets_duplicate_partition_is_invalid_request(bootstrap):
+    """Raw ListOffsets v1 naming one partition twice: Kafka answers INVALID_REQUEST (42) for every
+    duplicated entry (KafkaApis: offsetRequest.duplicatePartitions)."""
+    from kafka.client_async import KafkaClient
+    from kafka.protocol.offset import OffsetRequest
+
+    topic = unique_topic("kp-dup-lo")
+    create_topic(bootstrap, topic, partitions=1)
+    client = KafkaClient(bootstrap_servers=bootstrap, api_version_auto_timeout_ms=10000)
+    try:
+        def first_node():
+            client.poll(timeout_ms=100)
+            ids = [b.nodeId for b in client.cluster.brokers()]
+            return (ids[0],) if ids else None
+
+        [node] = wait_until(first_node, TIMEOUT, what="a broker in metadata")
+
+        def ready():
+            client.poll(timeout_ms=100)
+            return client.ready(node)
+
+        wait_until(ready, TIMEOUT, what="a connection to the broker")
+        fut = client.send(node, OffsetRequest[1](-1, [(topic, [(0, -1), (0, -2)])]))
+        deadline = time.monotonic() + TIMEOUT
+        while not fut.is_done and time.monotonic() < deadline:
+            client.poll(timeout_ms=100)
+        assert fut.succeeded(), fut.exception
+        errors = [p[1] for t in fut.value.topics for p in t[1]]
+        assert errors == [42, 42], fut.value
+    finally:
+        client.close()
