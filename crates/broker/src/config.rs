@@ -291,6 +291,21 @@ pub fn validate_value(name: &str, config_type: ConfigType, value: &str) -> Resul
                 ));
             }
         }
+        "retention.ms" | "retention.bytes" | "log.retention.ms" | "log.retention.bytes" => {
+            if value.trim().parse::<i64>().map_err(|_| bad())? < -1 {
+                return Err(format!(
+                    "Invalid value {value} for configuration {name}: Value must be at least -1"
+                ));
+            }
+        }
+        "min.cleanable.dirty.ratio" | "log.cleaner.min.cleanable.ratio" => {
+            let ratio = value.trim().parse::<f64>().map_err(|_| bad())?;
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(format!(
+                    "Invalid value {value} for configuration {name}: Value must be between 0 and 1"
+                ));
+            }
+        }
         "min.insync.replicas" | "max.message.bytes" | "message.max.bytes" | "num.partitions" => {
             if value.trim().parse::<i64>().map_err(|_| bad())? < 1 && name != "max.message.bytes" {
                 return Err(format!(
@@ -342,9 +357,29 @@ impl Settings {
         self.get(name).eq_ignore_ascii_case("true")
     }
 
+    /// A broker config's effective value and its source: dynamic per-broker,
+    /// dynamic cluster default, static (file / `--set`), Kafka's default.
+    pub fn broker_value(
+        &self,
+        dynamic: &DynamicBrokerConfigs,
+        name: &str,
+    ) -> (String, ConfigSource) {
+        if let Some(v) = dynamic.node.get(name) {
+            return (v.clone(), ConfigSource::DynamicBroker);
+        }
+        if let Some(v) = dynamic.cluster.get(name) {
+            return (v.clone(), ConfigSource::DynamicDefaultBroker);
+        }
+        if let Some(v) = self.explicit.get(name) {
+            return (v.clone(), ConfigSource::StaticBroker);
+        }
+        (self.get(name), ConfigSource::Default)
+    }
+
     /// Where a topic config's effective value comes from.
     pub fn topic_value(
         &self,
+        dynamic: &DynamicBrokerConfigs,
         overrides: &BTreeMap<String, String>,
         name: &str,
     ) -> Option<(String, ConfigSource)> {
@@ -352,32 +387,66 @@ impl Settings {
         if let Some(v) = overrides.get(name) {
             return Some((v.clone(), ConfigSource::Topic));
         }
-        if let Some(v) = self.explicit.get(def.broker_synonym) {
-            return Some((v.clone(), ConfigSource::StaticBroker));
-        }
-        Some((self.get(def.broker_synonym), ConfigSource::Default))
+        Some(self.broker_value(dynamic, def.broker_synonym))
     }
 
     /// A topic's effective config: every topic config with its value.
-    pub fn topic_config(&self, overrides: &BTreeMap<String, String>) -> TopicConfig {
+    pub fn topic_config(
+        &self,
+        dynamic: &DynamicBrokerConfigs,
+        overrides: &BTreeMap<String, String>,
+    ) -> TopicConfig {
         let value = |name: &str| {
-            self.topic_value(overrides, name)
+            self.topic_value(dynamic, overrides, name)
                 .map(|(v, _)| v)
                 .unwrap_or_default()
         };
         let long = |name: &str| value(name).trim().parse::<i64>().unwrap_or(i64::MAX);
+        let policy = value("cleanup.policy");
         TopicConfig {
             max_message_bytes: long("max.message.bytes"),
             log_append_time: value("message.timestamp.type") == "LogAppendTime",
             timestamp_before_max_ms: long("message.timestamp.before.max.ms"),
             timestamp_after_max_ms: long("message.timestamp.after.max.ms"),
-            compacted: value("cleanup.policy")
-                .split(',')
-                .any(|p| p.trim() == "compact"),
+            compacted: policy.split(',').any(|p| p.trim() == "compact"),
+            deleting: policy.split(',').any(|p| p.trim() == "delete"),
             segment_bytes: long("segment.bytes"),
             segment_ms: long("segment.ms"),
             segment_index_bytes: long("segment.index.bytes"),
             index_interval_bytes: long("index.interval.bytes"),
+            retention_ms: long("retention.ms"),
+            retention_bytes: long("retention.bytes"),
+            delete_retention_ms: long("delete.retention.ms"),
+            min_compaction_lag_ms: long("min.compaction.lag.ms"),
+            max_compaction_lag_ms: long("max.compaction.lag.ms"),
+            min_cleanable_dirty_ratio: value("min.cleanable.dirty.ratio")
+                .trim()
+                .parse()
+                .unwrap_or(0.5),
+            file_delete_delay_ms: long("file.delete.delay.ms"),
+        }
+    }
+}
+
+/// Broker configs changed at run time (AlterConfigs / IncrementalAlterConfigs),
+/// as the metadata image holds them for this node.
+#[derive(Clone, Debug, Default)]
+pub struct DynamicBrokerConfigs {
+    /// Per-broker overrides for this node (resource name = node id).
+    pub node: BTreeMap<String, String>,
+    /// Cluster-wide defaults (resource name "").
+    pub cluster: BTreeMap<String, String>,
+}
+
+impl DynamicBrokerConfigs {
+    pub fn from_image(image: &sluice_meta::ClusterImage, node_id: i32) -> DynamicBrokerConfigs {
+        DynamicBrokerConfigs {
+            node: image
+                .broker_configs
+                .get(&Some(node_id))
+                .cloned()
+                .unwrap_or_default(),
+            cluster: image.broker_configs.get(&None).cloned().unwrap_or_default(),
         }
     }
 }
@@ -413,6 +482,22 @@ pub struct TopicConfig {
     pub segment_index_bytes: i64,
     /// `index.interval.bytes`.
     pub index_interval_bytes: i64,
+    /// `cleanup.policy` contains delete: retention applies.
+    pub deleting: bool,
+    /// `retention.ms` (-1 unlimited).
+    pub retention_ms: i64,
+    /// `retention.bytes` (-1 unlimited).
+    pub retention_bytes: i64,
+    /// `delete.retention.ms`: how long tombstones survive compaction.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `file.delete.delay.ms`.
+    pub file_delete_delay_ms: i64,
 }
 
 impl TopicConfig {
@@ -472,19 +557,29 @@ mod tests {
         let settings = Settings::new(explicit).unwrap();
         let mut overrides = BTreeMap::new();
         overrides.insert("segment.bytes".to_string(), "2048".to_string());
-        assert_eq!(
-            settings.topic_value(&overrides, "segment.bytes").unwrap(),
-            ("2048".into(), ConfigSource::Topic)
-        );
-        assert_eq!(
-            settings.topic_value(&overrides, "retention.ms").unwrap(),
-            ("1000".into(), ConfigSource::StaticBroker)
-        );
-        assert_eq!(
-            settings
-                .topic_value(&overrides, "max.message.bytes")
-                .unwrap(),
-            ("1048588".into(), ConfigSource::Default)
-        );
+        let mut dynamic = DynamicBrokerConfigs::default();
+        let cases: &[(&str, &str, ConfigSource)] = &[
+            ("segment.bytes", "2048", ConfigSource::Topic),
+            ("retention.ms", "1000", ConfigSource::StaticBroker),
+            ("max.message.bytes", "1048588", ConfigSource::Default),
+        ];
+        for (name, value, source) in cases {
+            let got = settings.topic_value(&dynamic, &overrides, name).unwrap();
+            assert_eq!(got, (value.to_string(), *source), "{name}");
+        }
+        dynamic
+            .cluster
+            .insert("log.retention.ms".into(), "2000".into());
+        let got = settings
+            .topic_value(&dynamic, &overrides, "retention.ms")
+            .unwrap();
+        assert_eq!(got, ("2000".into(), ConfigSource::DynamicDefaultBroker));
+        dynamic
+            .node
+            .insert("log.retention.ms".into(), "3000".into());
+        let got = settings
+            .topic_value(&dynamic, &overrides, "retention.ms")
+            .unwrap();
+        assert_eq!(got, ("3000".into(), ConfigSource::DynamicBroker));
     }
 }

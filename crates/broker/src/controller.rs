@@ -158,7 +158,7 @@ pub async fn create_topic(
         states
     } else {
         let num_partitions = if spec.num_partitions == -1 {
-            state.settings.get_i64("num.partitions") as i32
+            state.broker_config_i64("num.partitions") as i32
         } else {
             spec.num_partitions
         };
@@ -169,7 +169,7 @@ pub async fn create_topic(
             ));
         }
         let replication_factor = if spec.replication_factor == -1 {
-            state.settings.get_i64("default.replication.factor") as i16
+            state.broker_config_i64("default.replication.factor") as i16
         } else {
             spec.replication_factor
         };

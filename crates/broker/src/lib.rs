@@ -81,6 +81,21 @@ impl BrokerState {
     pub fn controller_id(&self) -> i32 {
         self.quorum.leader_id().unwrap_or(self.node_id)
     }
+
+    /// The dynamic broker configs of the current metadata image.
+    pub fn dynamic_configs(&self) -> config::DynamicBrokerConfigs {
+        config::DynamicBrokerConfigs::from_image(&self.quorum.image(), self.node_id)
+    }
+
+    /// A broker config's effective value (dynamic, static, default).
+    pub fn broker_config(&self, name: &str) -> String {
+        self.settings.broker_value(&self.dynamic_configs(), name).0
+    }
+
+    /// A broker config as a number (0 if unparsable, which validation prevents).
+    pub fn broker_config_i64(&self, name: &str) -> i64 {
+        self.broker_config(name).trim().parse().unwrap_or(0)
+    }
 }
 
 /// A running broker.

@@ -18,7 +18,7 @@ use sluice_meta::ClusterImage;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use crate::config::{Settings, TopicConfig};
+use crate::config::{DynamicBrokerConfigs, Settings, TopicConfig};
 
 /// One partition this node hosts.
 pub struct Partition {
@@ -152,9 +152,10 @@ impl ReplicaManager {
             self.remove_partition(&partition);
         }
         // Open what the image has and we lack.
+        let dynamic = DynamicBrokerConfigs::from_image(image, self.node_id);
         for topic in image.topics.values() {
             let overrides = &topic.configs;
-            let config = Arc::new(self.settings.topic_config(overrides));
+            let config = Arc::new(self.settings.topic_config(&dynamic, overrides));
             for state in &topic.partitions {
                 if !state.replicas.contains(&self.node_id) {
                     continue;

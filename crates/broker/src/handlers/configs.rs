@@ -22,6 +22,7 @@ pub async fn describe(
     let version = header.request_api_version;
     let include_synonyms = request.include_synonyms;
     let include_documentation = version >= 3 && request.include_documentation;
+    let dynamic = state.dynamic_configs();
     let mut results = Vec::new();
     for resource in request.resources {
         let name = resource.resource_name.as_str().to_string();
@@ -46,7 +47,9 @@ pub async fn describe(
                 };
                 for def in TOPIC_CONFIGS.iter().filter(|d| wanted(d.name)) {
                     let Some((value, source)) =
-                        state.settings.topic_value(&topic.configs, def.name)
+                        state
+                            .settings
+                            .topic_value(&dynamic, &topic.configs, def.name)
                     else {
                         continue;
                     };
@@ -55,17 +58,7 @@ pub async fn describe(
                         if let Some(v) = topic.configs.get(def.name) {
                             synonyms.push(synonym(def.name, v, ConfigSource::Topic));
                         }
-                        if let Some(v) = state.settings.explicit.get(def.broker_synonym) {
-                            synonyms.push(synonym(
-                                def.broker_synonym,
-                                v,
-                                ConfigSource::StaticBroker,
-                            ));
-                        }
-                        let default = crate::config::broker_config_def(def.broker_synonym)
-                            .map(|d| d.default)
-                            .unwrap_or("");
-                        synonyms.push(synonym(def.broker_synonym, default, ConfigSource::Default));
+                        synonyms.extend(broker_synonyms(state, &dynamic, def.broker_synonym));
                     }
                     result.configs.push(
                         DescribeConfigsResourceResult::default()
@@ -93,18 +86,12 @@ pub async fn describe(
                     continue;
                 }
                 for def in BROKER_CONFIGS.iter().filter(|d| wanted(d.name)) {
-                    let explicit = state.settings.explicit.get(def.name);
-                    let (value, source) = match explicit {
-                        Some(v) => (v.clone(), ConfigSource::StaticBroker),
-                        None => (state.settings.get(def.name), ConfigSource::Default),
+                    let (value, source) = state.settings.broker_value(&dynamic, def.name);
+                    let synonyms = if include_synonyms {
+                        broker_synonyms(state, &dynamic, def.name)
+                    } else {
+                        Vec::new()
                     };
-                    let mut synonyms = Vec::new();
-                    if include_synonyms {
-                        if let Some(v) = explicit {
-                            synonyms.push(synonym(def.name, v, ConfigSource::StaticBroker));
-                        }
-                        synonyms.push(synonym(def.name, def.default, ConfigSource::Default));
-                    }
                     result.configs.push(
                         DescribeConfigsResourceResult::default()
                             .with_name(str_bytes(def.name))
@@ -129,6 +116,28 @@ pub async fn describe(
         results.push(result);
     }
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// A broker config's synonyms, most specific first (Kafka's order).
+fn broker_synonyms(
+    state: &BrokerState,
+    dynamic: &crate::config::DynamicBrokerConfigs,
+    name: &str,
+) -> Vec<DescribeConfigsSynonym> {
+    let mut synonyms = Vec::new();
+    if let Some(v) = dynamic.node.get(name) {
+        synonyms.push(synonym(name, v, ConfigSource::DynamicBroker));
+    }
+    if let Some(v) = dynamic.cluster.get(name) {
+        synonyms.push(synonym(name, v, ConfigSource::DynamicDefaultBroker));
+    }
+    if let Some(v) = state.settings.explicit.get(name) {
+        synonyms.push(synonym(name, v, ConfigSource::StaticBroker));
+    }
+    if let Some(def) = crate::config::broker_config_def(name) {
+        synonyms.push(synonym(name, def.default, ConfigSource::Default));
+    }
+    synonyms
 }
 
 fn synonym(name: &str, value: &str, source: ConfigSource) -> DescribeConfigsSynonym {

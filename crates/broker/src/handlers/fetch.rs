@@ -72,7 +72,7 @@ pub async fn handle(
     let deadline = tokio::time::Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     // The broker's `fetch.max.bytes` bounds what one response can hold.
-    let broker_max_bytes = state.settings.get_i64("fetch.max.bytes").max(1) as usize;
+    let broker_max_bytes = state.broker_config_i64("fetch.max.bytes").max(1) as usize;
     let max_bytes = if request.max_bytes <= 0 {
         broker_max_bytes
     } else {

@@ -77,11 +77,13 @@ pub async fn create(
                 result.topic_id = created.topic_id;
                 result.num_partitions = created.num_partitions;
                 result.replication_factor = created.replication_factor;
+                let dynamic = state.dynamic_configs();
                 result.configs = Some(
                     TOPIC_CONFIGS
                         .iter()
                         .filter_map(|def| {
-                            let (value, source) = state.settings.topic_value(&configs, def.name)?;
+                            let (value, source) =
+                                state.settings.topic_value(&dynamic, &configs, def.name)?;
                             Some(
                                 CreatableTopicConfigs::default()
                                     .with_name(str_bytes(def.name))
