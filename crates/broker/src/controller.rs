@@ -256,6 +256,301 @@ pub async fn delete_topic(state: &BrokerState, name: &str) -> Result<Uuid, Topic
     Ok(topic_id)
 }
 
+/// One change requested by AlterConfigs / IncrementalAlterConfigs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String, String),
+    Delete(String),
+    Append(String, String),
+    Subtract(String, String),
+}
+
+/// Which configs a request alters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigResource {
+    Topic(String),
+    /// `None`: the cluster-wide default (resource name "").
+    Broker(Option<i32>),
+}
+
+/// Applies config changes to a resource: validates every resulting value,
+/// then proposes the differences as metadata records (nothing changes on any
+/// error). `replace_all` is the legacy AlterConfigs: the given set becomes the
+/// whole set of overrides.
+pub async fn alter_configs(
+    state: &BrokerState,
+    resource: ConfigResource,
+    ops: Vec<ConfigOp>,
+    replace_all: bool,
+    validate_only: bool,
+) -> Result<(), TopicError> {
+    let _guard = state.controller_lock.lock().await;
+    let image = state.quorum.image();
+    let (current, topic_id) = match &resource {
+        ConfigResource::Topic(name) => match image.topic(name) {
+            Some(topic) => (topic.configs.clone(), Some(topic.topic_id)),
+            None => {
+                return Err(TopicError::new(
+                    error_codes::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("Topic {name} does not exist"),
+                ))
+            }
+        },
+        ConfigResource::Broker(node) => (
+            image.broker_configs.get(node).cloned().unwrap_or_default(),
+            None,
+        ),
+    };
+    let mut next = if replace_all {
+        BTreeMap::new()
+    } else {
+        current.clone()
+    };
+    for op in ops {
+        let key = match &op {
+            ConfigOp::Set(k, _)
+            | ConfigOp::Delete(k)
+            | ConfigOp::Append(k, _)
+            | ConfigOp::Subtract(k, _) => k.clone(),
+        };
+        let config_type = match &resource {
+            ConfigResource::Topic(_) => match topic_config_def(&key) {
+                Some(def) => def.config_type,
+                None => {
+                    return Err(TopicError::new(
+                        error_codes::INVALID_CONFIG,
+                        format!("Unknown topic config name: {key}"),
+                    ))
+                }
+            },
+            ConfigResource::Broker(_) => match crate::config::broker_config_def(&key) {
+                Some(def) if def.read_only => {
+                    return Err(TopicError::new(
+                        error_codes::INVALID_REQUEST,
+                        format!("Cannot update these configs dynamically: Set({key})"),
+                    ))
+                }
+                Some(def) => def.config_type,
+                None => {
+                    return Err(TopicError::new(
+                        error_codes::INVALID_CONFIG,
+                        format!("Unknown broker config name: {key}"),
+                    ))
+                }
+            },
+        };
+        let is_list = config_type == crate::config::ConfigType::List;
+        match op {
+            ConfigOp::Set(k, v) => {
+                next.insert(k, v);
+            }
+            ConfigOp::Delete(k) => {
+                next.remove(&k);
+            }
+            ConfigOp::Append(k, v) | ConfigOp::Subtract(k, v) if !is_list => {
+                let _ = v;
+                return Err(TopicError::new(
+                    error_codes::INVALID_CONFIG,
+                    format!("Config value append/subtract is not allowed for config key: {k}"),
+                ));
+            }
+            ConfigOp::Append(k, v) => {
+                let effective = effective_value(state, &resource, &next, &k);
+                let mut items: Vec<String> = split_list(&effective);
+                for item in split_list(&v) {
+                    if !items.contains(&item) {
+                        items.push(item);
+                    }
+                }
+                next.insert(k, items.join(","));
+            }
+            ConfigOp::Subtract(k, v) => {
+                let effective = effective_value(state, &resource, &next, &k);
+                let remove = split_list(&v);
+                let items: Vec<String> = split_list(&effective)
+                    .into_iter()
+                    .filter(|i| !remove.contains(i))
+                    .collect();
+                next.insert(k, items.join(","));
+            }
+        }
+    }
+    for (key, value) in &next {
+        let config_type = match &resource {
+            ConfigResource::Topic(_) => topic_config_def(key).map(|d| d.config_type),
+            ConfigResource::Broker(_) => {
+                crate::config::broker_config_def(key).map(|d| d.config_type)
+            }
+        };
+        if let Some(config_type) = config_type {
+            validate_value(key, config_type, value)
+                .map_err(|m| TopicError::new(error_codes::INVALID_CONFIG, m))?;
+        }
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let mut records = Vec::new();
+    let keys: std::collections::BTreeSet<&String> = current.keys().chain(next.keys()).collect();
+    for key in keys {
+        if current.get(key) == next.get(key) {
+            continue;
+        }
+        let value = next.get(key).cloned();
+        records.push(match (&resource, topic_id) {
+            (ConfigResource::Topic(_), Some(topic_id)) => MetadataRecord::SetTopicConfig {
+                topic_id,
+                key: key.clone(),
+                value,
+            },
+            _ => MetadataRecord::SetBrokerConfig {
+                node_id: match &resource {
+                    ConfigResource::Broker(node) => *node,
+                    ConfigResource::Topic(_) => None,
+                },
+                key: key.clone(),
+                value,
+            },
+        });
+    }
+    if records.is_empty() {
+        return Ok(());
+    }
+    state
+        .quorum
+        .propose(records)
+        .await
+        .map_err(|e| TopicError::new(error_codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
+    let image = state.quorum.image();
+    state
+        .replicas
+        .reconcile(&image)
+        .map_err(|e| TopicError::new(error_codes::KAFKA_STORAGE_ERROR, e.to_string()))?;
+    tracing::info!(?resource, "configs altered");
+    Ok(())
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The value a list config has now for APPEND/SUBTRACT: the pending override,
+/// else what the resource inherits.
+fn effective_value(
+    state: &BrokerState,
+    resource: &ConfigResource,
+    pending: &BTreeMap<String, String>,
+    key: &str,
+) -> String {
+    if let Some(v) = pending.get(key) {
+        return v.clone();
+    }
+    let dynamic = state.dynamic_configs();
+    match resource {
+        ConfigResource::Topic(_) => state
+            .settings
+            .topic_value(&dynamic, &BTreeMap::new(), key)
+            .map(|(v, _)| v)
+            .unwrap_or_default(),
+        ConfigResource::Broker(_) => state.settings.broker_value(&dynamic, key).0,
+    }
+}
+
+/// CreatePartitions: grows a topic to `count` partitions.
+pub async fn create_partitions(
+    state: &BrokerState,
+    name: &str,
+    count: i32,
+    assignments: Option<Vec<Vec<i32>>>,
+    validate_only: bool,
+) -> Result<(), TopicError> {
+    let _guard = state.controller_lock.lock().await;
+    let image = state.quorum.image();
+    let Some(topic) = image.topic(name) else {
+        return Err(TopicError::new(
+            error_codes::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("The topic '{name}' does not exist."),
+        ));
+    };
+    let current = topic.partitions.len() as i32;
+    if count < current {
+        return Err(TopicError::new(error_codes::INVALID_PARTITIONS, format!("Topic currently has {current} partitions, which is higher than the requested {count}.")));
+    }
+    if count == current {
+        return Err(TopicError::new(
+            error_codes::INVALID_PARTITIONS,
+            format!("Topic already has {current} partitions."),
+        ));
+    }
+    let live: Vec<i32> = image.brokers.keys().copied().collect();
+    let replication = topic
+        .partitions
+        .first()
+        .map(|p| p.replicas.len())
+        .unwrap_or(1)
+        .max(1);
+    let added = (count - current) as usize;
+    let mut partitions = Vec::with_capacity(added);
+    for i in 0..added {
+        let index = current + i as i32;
+        let replicas = match &assignments {
+            Some(list) => {
+                let Some(replicas) = list.get(i) else {
+                    return Err(TopicError::new(error_codes::INVALID_REPLICA_ASSIGNMENT, format!("Increasing the number of partitions by {added} but {} assignments provided.", list.len())));
+                };
+                if replicas.is_empty() || replicas.iter().any(|r| !live.contains(r)) {
+                    return Err(TopicError::new(
+                        error_codes::INVALID_REPLICA_ASSIGNMENT,
+                        "Unknown broker in the replica assignment",
+                    ));
+                }
+                replicas.clone()
+            }
+            None => {
+                if replication > live.len() {
+                    return Err(TopicError::new(
+                        error_codes::INVALID_REPLICATION_FACTOR,
+                        "Not enough live brokers for the topic's replication factor",
+                    ));
+                }
+                (0..replication)
+                    .map(|r| live[(index as usize + r) % live.len()])
+                    .collect()
+            }
+        };
+        partitions.push(PartitionState {
+            partition: index,
+            isr: replicas.clone(),
+            leader: replicas[0],
+            replicas,
+            leader_epoch: 0,
+        });
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let topic_id = topic.topic_id;
+    state
+        .quorum
+        .propose(vec![MetadataRecord::CreatePartitions {
+            topic_id,
+            partitions,
+        }])
+        .await
+        .map_err(|e| TopicError::new(error_codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
+    let image = state.quorum.image();
+    state
+        .replicas
+        .reconcile(&image)
+        .map_err(|e| TopicError::new(error_codes::KAFKA_STORAGE_ERROR, e.to_string()))?;
+    tracing::info!(topic = name, count, "partitions created");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

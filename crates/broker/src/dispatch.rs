@@ -37,6 +37,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
 ];
 
 /// Produce versions below this close the connection (message format < v2).
@@ -139,6 +142,15 @@ pub async fn handle(state: &BrokerState, frame: Bytes) -> Outcome {
         )),
         RequestKind::DescribeCluster(r) => Some(ResponseKind::DescribeCluster(
             handlers::cluster::describe(state, &header, r).await,
+        )),
+        RequestKind::AlterConfigs(r) => Some(ResponseKind::AlterConfigs(
+            handlers::admin::alter_configs(state, &header, r).await,
+        )),
+        RequestKind::IncrementalAlterConfigs(r) => Some(ResponseKind::IncrementalAlterConfigs(
+            handlers::admin::incremental_alter_configs(state, &header, r).await,
+        )),
+        RequestKind::CreatePartitions(r) => Some(ResponseKind::CreatePartitions(
+            handlers::admin::create_partitions(state, &header, r).await,
         )),
         _ => return Outcome::Close("API not routed"),
     };

@@ -1,0 +1,176 @@
+//! AlterConfigs (key 33), IncrementalAlterConfigs (key 44) and
+//! CreatePartitions (key 37).
+
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResourceResponse;
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestHeader,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::str_bytes;
+use crate::controller::{self, ConfigOp, ConfigResource, TopicError};
+use crate::error_codes;
+use crate::BrokerState;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+fn resource(
+    state: &BrokerState,
+    resource_type: i8,
+    name: &StrBytes,
+) -> Result<ConfigResource, TopicError> {
+    let name = name.as_str();
+    match resource_type {
+        RESOURCE_TOPIC => Ok(ConfigResource::Topic(name.to_string())),
+        RESOURCE_BROKER if name.is_empty() => Ok(ConfigResource::Broker(None)),
+        RESOURCE_BROKER => match name.parse::<i32>() {
+            Ok(id) if id == state.node_id => Ok(ConfigResource::Broker(Some(id))),
+            _ => Err(TopicError {
+                code: error_codes::INVALID_REQUEST,
+                message: format!(
+                    "Unexpected broker id, expected {} or empty string, but received {name}",
+                    state.node_id
+                ),
+            }),
+        },
+        other => Err(TopicError {
+            code: error_codes::INVALID_REQUEST,
+            message: format!("Unsupported resource type {other}"),
+        }),
+    }
+}
+
+/// Result code and message.
+fn outcome(result: Result<(), TopicError>) -> (i16, Option<StrBytes>) {
+    match result {
+        Ok(()) => (error_codes::NONE, None),
+        Err(e) => (e.code, Some(str_bytes(&e.message))),
+    }
+}
+
+pub async fn alter_configs(
+    state: &BrokerState,
+    _header: &RequestHeader,
+    request: AlterConfigsRequest,
+) -> AlterConfigsResponse {
+    let mut responses = Vec::new();
+    for r in request.resources {
+        let result = match resource(state, r.resource_type, &r.resource_name) {
+            Err(e) => Err(e),
+            Ok(target) => {
+                let ops = r
+                    .configs
+                    .iter()
+                    .map(|c| match &c.value {
+                        Some(v) => {
+                            ConfigOp::Set(c.name.as_str().to_string(), v.as_str().to_string())
+                        }
+                        None => ConfigOp::Delete(c.name.as_str().to_string()),
+                    })
+                    .collect();
+                controller::alter_configs(state, target, ops, true, request.validate_only).await
+            }
+        };
+        let (code, message) = outcome(result);
+        responses.push(
+            AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(message)
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name),
+        );
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+pub async fn incremental_alter_configs(
+    state: &BrokerState,
+    _header: &RequestHeader,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::new();
+    for r in request.resources {
+        let mut ops = Vec::new();
+        let mut bad = None;
+        for c in &r.configs {
+            let name = c.name.as_str().to_string();
+            let value = c.value.as_ref().map(|v| v.as_str().to_string());
+            let op = match (c.config_operation, value) {
+                (OP_SET, Some(v)) => ConfigOp::Set(name, v),
+                (OP_DELETE, _) => ConfigOp::Delete(name),
+                (OP_APPEND, Some(v)) => ConfigOp::Append(name, v),
+                (OP_SUBTRACT, Some(v)) => ConfigOp::Subtract(name, v),
+                (OP_SET | OP_APPEND | OP_SUBTRACT, None) => {
+                    bad = Some(TopicError {
+                        code: error_codes::INVALID_REQUEST,
+                        message: format!("Null value not supported for: {name}"),
+                    });
+                    break;
+                }
+                (other, _) => {
+                    bad = Some(TopicError {
+                        code: error_codes::INVALID_REQUEST,
+                        message: format!("Unknown config operation {other}"),
+                    });
+                    break;
+                }
+            };
+            ops.push(op);
+        }
+        let result = match (bad, resource(state, r.resource_type, &r.resource_name)) {
+            (Some(e), _) | (None, Err(e)) => Err(e),
+            (None, Ok(target)) => {
+                controller::alter_configs(state, target, ops, false, request.validate_only).await
+            }
+        };
+        let (code, message) = outcome(result);
+        responses.push(
+            IncrementalResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(message)
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name),
+        );
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+pub async fn create_partitions(
+    state: &BrokerState,
+    _header: &RequestHeader,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut results = Vec::new();
+    for topic in request.topics {
+        let assignments = topic.assignments.as_ref().map(|list| {
+            list.iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
+        });
+        let result = controller::create_partitions(
+            state,
+            topic.name.0.as_str(),
+            topic.count,
+            assignments,
+            request.validate_only,
+        )
+        .await;
+        let (code, message) = outcome(result);
+        results.push(
+            CreatePartitionsTopicResult::default()
+                .with_name(topic.name)
+                .with_error_code(code)
+                .with_error_message(message),
+        );
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
