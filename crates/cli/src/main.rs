@@ -13,6 +13,7 @@ mod produce;
 mod serve;
 mod table;
 mod topic;
+mod topic_admin;
 mod wire;
 
 use std::process::ExitCode;

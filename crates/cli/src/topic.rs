@@ -1,4 +1,5 @@
-//! `sluice topic create | list | describe | delete`.
+//! `sluice topic create | list | describe | delete` (and, in `topic_admin`,
+//! `alter-config | add-partitions | trim`).
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
@@ -48,6 +49,36 @@ enum TopicCommand {
         /// Topic name.
         name: String,
     },
+    /// Change topic configs on the running broker (IncrementalAlterConfigs).
+    AlterConfig {
+        /// Topic name.
+        name: String,
+        /// Config to set, repeatable (e.g. -c retention.ms=60000).
+        #[arg(short = 'c', long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
+        /// Config override to remove (back to the broker's value), repeatable.
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
+    },
+    /// Add partitions to a topic (CreatePartitions).
+    AddPartitions {
+        /// Topic name.
+        name: String,
+        /// The new total number of partitions.
+        #[arg(short = 'p', long)]
+        partitions: usize,
+    },
+    /// Delete records before an offset (DeleteRecords).
+    Trim {
+        /// Topic name.
+        name: String,
+        /// Partition to trim.
+        #[arg(long)]
+        partition: i32,
+        /// New log start offset (-1: the high watermark).
+        #[arg(long, allow_negative_numbers = true)]
+        offset: i64,
+    },
 }
 
 pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
@@ -62,6 +93,19 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
         TopicCommand::List => list(connection).await,
         TopicCommand::Describe { name } => describe(connection, &name).await,
         TopicCommand::Delete { name } => delete(connection, &name).await,
+        TopicCommand::AlterConfig {
+            name,
+            configs,
+            delete,
+        } => crate::topic_admin::alter_config(connection, &name, &configs, &delete).await,
+        TopicCommand::AddPartitions { name, partitions } => {
+            crate::topic_admin::add_partitions(connection, &name, partitions).await
+        }
+        TopicCommand::Trim {
+            name,
+            partition,
+            offset,
+        } => crate::topic_admin::trim(connection, &name, partition, offset).await,
     }
 }
 
