@@ -11,11 +11,41 @@
 //! * `DataDir` — the data directory: partition directory discovery, the three
 //!   data-dir-level checkpoint files, `.clean-shutdown`.
 //!
+//! Lifecycle API (retention, DeleteRecords, compaction; issue 6):
+//!
+//! * `Log::open_with_start(dir, config, topic_id, recovery_point,
+//!   log_start_offset: Option<i64>) -> Result<Log, LogError>` — `open` that
+//!   restores the log start offset from `DataDir::checkpoint(..).log_start_offset`
+//!   (`open` = `open_with_start(.., None)`).
+//! * `Log::config(&self) -> LogConfig`, `Log::set_config(&self, LogConfig)` —
+//!   dynamic config: segment limits apply at the next append, retention and
+//!   cleaning settings at the next `enforce_retention` / `clean`.
+//! * `Log::delete_records_before(&self, offset: i64, high_watermark: i64)
+//!   -> Result<i64, LogError>` — DeleteRecords; returns the new log start
+//!   offset; `OffsetOutOfRange` above the high watermark (resolve -1 first).
+//! * `Log::enforce_retention(&self, now_ms: i64, high_watermark: i64)
+//!   -> Result<RetentionResult, LogError>` — the periodic retention check;
+//!   also rolls an idle active segment and calls `delete_expired_files`.
+//! * `Log::delete_expired_files(&self, now_ms: i64) -> Result<usize, LogError>`
+//!   — unlinks `*.deleted` files older than `file_delete_delay_ms` (no
+//!   background thread; `enforce_retention` and `close` call it).
+//! * `Log::clean(&self, now_ms: i64, high_watermark: i64)
+//!   -> Result<CleanResult, LogError>` — one compaction pass, blocking; a no-op
+//!   unless `cleanup_policy_compact` and the dirty ratio / max lag say so.
+//! * `RetentionResult`, `CleanResult`, `CLEANER_OFFSET_CHECKPOINT`,
+//!   `CLEANER_KEY_BYTES_MAX`.
+//!
+//! After `delete_records_before` or a retention pass that moved the start
+//! offset, the broker writes it with `DataDir::write_checkpoints`.
+//!
 //! sluice-log knows nothing of sockets or of Kafka request types.
 //!
 //! Code map: `batch` (header codec), `segment` (one `.log` + its indexes,
 //! scan/recovery of a segment), `index` (`.index` / `.timeindex` entries),
 //! `partition_log` (`Log`: open/recovery, append, flush, truncate),
+//! `retention` (log start offset, retention, `*.deleted` files), `cleaner`
+//! (compaction passes, `.cleaned`/`.swap` protocol), `compact` (record-level
+//! filtering and re-encoding of one batch),
 //! `read` (fetch and timestamp lookups on a published snapshot), `epoch`
 //! (leader-epoch-checkpoint), `metadata` (partition.metadata), `checkpoint`
 //! (Kafka's text checkpoint format, atomic writes), `datadir` (`DataDir`).
@@ -27,14 +57,18 @@
 
 pub mod batch;
 mod checkpoint;
+mod cleaner;
+mod compact;
 mod datadir;
 mod epoch;
 mod index;
 mod metadata;
 mod partition_log;
 mod read;
+mod retention;
 mod segment;
 
+pub use cleaner::{CLEANER_KEY_BYTES_MAX, CLEANER_OFFSET_CHECKPOINT};
 pub use datadir::{parse_partition_dir_name, DataDir};
 pub use epoch::EpochEntry;
 pub use partition_log::Log;
@@ -71,6 +105,10 @@ pub enum LogError {
 }
 
 /// Per-log configuration, Kafka's topic config names in comments.
+///
+/// Changed on a running log with `Log::set_config`: segment limits apply at
+/// the next append (roll), retention and cleaning settings at the next
+/// `enforce_retention` / `clean` call.
 #[derive(Clone, Debug)]
 pub struct LogConfig {
     /// `segment.bytes` (default 1 GiB): roll when the active segment would exceed it.
@@ -81,6 +119,31 @@ pub struct LogConfig {
     pub segment_index_bytes: u64,
     /// `index.interval.bytes` (default 4096): bytes between sparse index entries.
     pub index_interval_bytes: u64,
+    /// `retention.ms` (default 7 days; -1 = unlimited): closed segments whose
+    /// largest timestamp is older are deleted (with `cleanup_policy_delete`).
+    pub retention_ms: i64,
+    /// `retention.bytes` (default -1 = unlimited): oldest closed segments are
+    /// deleted while the log stays at or above this size without them.
+    pub retention_bytes: i64,
+    /// `cleanup.policy` contains `delete` (default true): time and size retention apply.
+    pub cleanup_policy_delete: bool,
+    /// `cleanup.policy` contains `compact` (default false): the broker runs `Log::clean`.
+    pub cleanup_policy_compact: bool,
+    /// `delete.retention.ms` (default 1 day): how long a tombstone survives
+    /// cleaning, counted from its batch's maxTimestamp.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms` (default 0): a segment whose largest timestamp is
+    /// younger than this is not cleaned yet.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms` (default i64::MAX): cleaning runs regardless of
+    /// the dirty ratio once the first dirty batch is older than this.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio` (default 0.5): cleaning runs when dirty bytes
+    /// / cleanable bytes reaches it.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `file.delete.delay.ms` (default 60 s): how long deleted segment files stay
+    /// on disk as `*.deleted` before `Log::delete_expired_files` removes them.
+    pub file_delete_delay_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -90,8 +153,44 @@ impl Default for LogConfig {
             segment_ms: 7 * 24 * 3600 * 1000,
             segment_index_bytes: 10 * 1024 * 1024,
             index_interval_bytes: 4096,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            cleanup_policy_delete: true,
+            cleanup_policy_compact: false,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
+            file_delete_delay_ms: 60_000,
         }
     }
+}
+
+/// What `Log::enforce_retention` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionResult {
+    /// Segments removed from the log (their files renamed to `*.deleted`).
+    pub segments_deleted: usize,
+    /// Bytes of `.log` data in those segments.
+    pub bytes_deleted: u64,
+    /// Log start offset after the call (checkpoint it when it moved).
+    pub log_start_offset: i64,
+}
+
+/// What `Log::clean` did. All zero when cleaning was not due.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CleanResult {
+    /// Bytes of `.log` data read: the dirty section (offset map) plus every
+    /// segment rewritten.
+    pub bytes_read: u64,
+    /// Bytes of `.log` data written to the cleaned segments.
+    pub bytes_written: u64,
+    /// Records dropped: superseded by a later record with the same key, or
+    /// tombstones past `delete_retention_ms`.
+    pub records_removed: u64,
+    /// Original segments replaced by cleaned ones (several small segments may
+    /// be merged into one).
+    pub segments_cleaned: usize,
 }
 
 /// How an append stamps the batch.

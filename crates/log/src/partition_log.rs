@@ -31,30 +31,43 @@ pub(crate) struct Snapshot {
 
 /// State changed only under the append lock.
 #[derive(Debug)]
-struct AppendState {
-    /// Segments in base offset order; replaced (copy on write) on roll or truncation.
-    segments: Arc<Vec<Arc<Segment>>>,
+pub(crate) struct AppendState {
+    /// Segments in base offset order; replaced (copy on write) on roll,
+    /// truncation, retention and cleaning.
+    pub segments: Arc<Vec<Arc<Segment>>>,
     /// Next offset to assign.
-    log_end_offset: i64,
+    pub log_end_offset: i64,
+    /// First readable offset: at least the first segment's base offset, more
+    /// after DeleteRecords (it may lie inside the first segment).
+    pub log_start_offset: i64,
     /// Leader epochs, persisted when an append brings a newer one.
     epochs: LeaderEpochCache,
     /// Wall-clock time of the first append to the active segment (`segment.ms`).
     /// `None` until the first append after it was created or the log opened.
-    active_first_append_ms: Option<i64>,
+    pub active_first_append_ms: Option<i64>,
     /// A segment file was created since the last flush: the directory needs an fsync.
-    directory_dirty: bool,
+    pub directory_dirty: bool,
+}
+
+/// Files of segments removed from the log, waiting for `file.delete.delay.ms`.
+#[derive(Debug)]
+pub(crate) struct PendingDelete {
+    /// Wall-clock time (ms) from which the files may be removed.
+    pub due_ms: i64,
+    /// The `*.deleted` paths.
+    pub paths: Vec<PathBuf>,
 }
 
 /// One partition's log. See the crate docs for the concurrency model.
 pub struct Log {
     /// The partition directory.
     pub(crate) dir: PathBuf,
-    /// Segment and index limits.
-    pub(crate) config: LogConfig,
+    /// Segment, retention and cleaning settings; replaced by `set_config`.
+    config: RwLock<LogConfig>,
     /// The topic id from `partition.metadata`.
     pub(crate) topic_id: uuid::Uuid,
-    /// Serializes appends, rolls and truncations.
-    state: Mutex<AppendState>,
+    /// Serializes appends, rolls, truncations and segment list changes.
+    pub(crate) state: Mutex<AppendState>,
     /// Published view for readers; swapped after each append, never held across I/O.
     pub(crate) snapshot: RwLock<Arc<Snapshot>>,
     /// Serializes `flush` calls (the fsyncs themselves run outside `state`).
@@ -66,6 +79,12 @@ pub struct Log {
     truncation_generation: AtomicU64,
     /// Set by `close`.
     closed: AtomicBool,
+    /// Renamed segment files waiting to be removed (`delete_expired_files`).
+    pub(crate) pending_deletes: Mutex<Vec<PendingDelete>>,
+    /// Serializes `clean` calls (one cleaner pass per log at a time).
+    pub(crate) cleaner_lock: Mutex<()>,
+    /// The cleaner checkpoint: offsets below it were cleaned at least once.
+    pub(crate) first_dirty_offset: AtomicI64,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -75,7 +94,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Parses `<20 digits>.log` into a base offset.
-fn segment_base(name: &str) -> Option<i64> {
+pub(crate) fn segment_base(name: &str) -> Option<i64> {
     let stem = name.strip_suffix(".log")?;
     if stem.len() != 20 || !stem.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
@@ -91,14 +110,35 @@ impl Log {
     /// first invalid byte (logged with tracing::warn!, with the bytes cut), and
     /// indexes rebuilt. `topic_id` is written to `partition.metadata` when that
     /// file is absent; `Log::topic_id()` reads it back.
+    ///
+    /// Same as `open_with_start(dir, config, topic_id, recovery_point, None)`:
+    /// the log start offset is the first segment's base offset.
     pub fn open(
         dir: &Path,
         config: LogConfig,
         topic_id: uuid::Uuid,
         recovery_point: Option<i64>,
     ) -> Result<Log, LogError> {
+        Log::open_with_start(dir, config, topic_id, recovery_point, None)
+    }
+
+    /// `open`, restoring the log start offset from the data dir's
+    /// `log-start-offset-checkpoint` (`DataDir::checkpoint(..).log_start_offset`).
+    /// The start offset becomes max(first segment base, `log_start_offset`). A
+    /// stored start above the log end offset (data lost in a crash) empties the
+    /// log and restarts it there, as Kafka does. Before segments are loaded,
+    /// leftovers of interrupted deletions and cleanings are settled: `*.deleted`
+    /// and `*.cleaned` files are removed, `*.swap` files completed (see `clean`).
+    pub fn open_with_start(
+        dir: &Path,
+        config: LogConfig,
+        topic_id: uuid::Uuid,
+        recovery_point: Option<i64>,
+        log_start_offset: Option<i64>,
+    ) -> Result<Log, LogError> {
         std::fs::create_dir_all(dir).map_err(|error| io_error(dir, error))?;
         let topic_id = metadata::read_or_create(dir, topic_id)?;
+        crate::cleaner::settle_leftover_files(dir)?;
         let mut bases = Vec::new();
         let listing = std::fs::read_dir(dir).map_err(|error| io_error(dir, error))?;
         for entry in listing {
@@ -162,22 +202,35 @@ impl Log {
             }
             index += 1;
         }
-        let (log_start_offset, log_end_offset, active_end) =
+        let (mut first_base, mut log_end_offset, mut active_end) =
             match (segments.first(), segments.last()) {
                 (Some(first), Some(last)) => (first.base_offset, last.next_offset(), last.size()),
                 _ => (0, 0, 0),
             };
+        if let Some(stored) = log_start_offset.filter(|stored| *stored > log_end_offset) {
+            tracing::warn!(dir = %dir.display(), log_start_offset = stored, log_end_offset, "log start offset checkpoint is past the log end; restarting the log empty there");
+            for segment in &segments {
+                segment.delete_files()?;
+            }
+            segments = vec![Arc::new(Segment::create(dir, stored)?)];
+            (first_base, log_end_offset, active_end) = (stored, stored, 0);
+            directory_dirty = true;
+        }
+        let log_start_offset = log_start_offset.map_or(first_base, |stored| stored.max(first_base));
         epochs_changed |= epochs.truncate_from(log_end_offset);
         if epochs_changed {
             epochs.persist()?;
         }
         let recovery_point =
             recovery_point.map_or(log_end_offset, |point| point.min(log_end_offset));
+        let first_dirty_offset = crate::cleaner::read_cleaner_checkpoint(dir)?
+            .unwrap_or(log_start_offset)
+            .clamp(log_start_offset, log_end_offset);
         tracing::debug!(dir = %dir.display(), log_start_offset, log_end_offset, "log opened");
         let segments = Arc::new(segments);
         Ok(Log {
             dir: dir.to_path_buf(),
-            config,
+            config: RwLock::new(config),
             topic_id,
             snapshot: RwLock::new(Arc::new(Snapshot {
                 segments: segments.clone(),
@@ -188,6 +241,7 @@ impl Log {
             state: Mutex::new(AppendState {
                 segments,
                 log_end_offset,
+                log_start_offset,
                 epochs,
                 active_first_append_ms: None,
                 directory_dirty,
@@ -196,7 +250,22 @@ impl Log {
             recovery_point: AtomicI64::new(recovery_point),
             truncation_generation: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            pending_deletes: Mutex::new(Vec::new()),
+            cleaner_lock: Mutex::new(()),
+            first_dirty_offset: AtomicI64::new(first_dirty_offset),
         })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> LogConfig {
+        self.config.read().clone()
+    }
+
+    /// Replaces the configuration (a dynamic topic config change). Segment
+    /// limits apply from the next append (roll decision), retention and
+    /// cleaning settings from the next `enforce_retention` / `clean`.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.write() = config;
     }
 
     /// The topic id in `partition.metadata`.
@@ -212,14 +281,17 @@ impl Log {
         }
     }
 
-    fn publish(&self, state: &AppendState) {
+    /// Publishes the state for readers; first raises the log start offset to
+    /// the first segment's base offset when segments went away.
+    pub(crate) fn publish(&self, state: &mut AppendState) {
         let segments = state.segments.clone();
         let active_end = segments.last().map_or(0, |segment| segment.size());
-        let log_start_offset = segments.first().map_or(0, |segment| segment.base_offset);
+        let first_base = segments.first().map_or(0, |segment| segment.base_offset);
+        state.log_start_offset = state.log_start_offset.max(first_base);
         *self.snapshot.write() = Arc::new(Snapshot {
             segments,
             active_end,
-            log_start_offset,
+            log_start_offset: state.log_start_offset,
             log_end_offset: state.log_end_offset,
         });
     }
@@ -249,6 +321,7 @@ impl Log {
             }
             .into());
         }
+        let config = self.config();
         let mut state = self.state.lock();
         let base_offset = state.log_end_offset;
         let last_offset = base_offset + i64::from(header.last_offset_delta);
@@ -272,12 +345,12 @@ impl Log {
             })?;
         let too_old = state
             .active_first_append_ms
-            .is_some_and(|first| now - first >= self.config.segment_ms);
+            .is_some_and(|first| now - first >= config.segment_ms);
         let full = !active.can_hold(
             last_offset,
             batch_bytes,
-            self.config.segment_bytes,
-            self.config.segment_index_bytes,
+            config.segment_bytes,
+            config.segment_index_bytes,
         );
         let active = if active.size() > 0 && (too_old || full) {
             let rolled = Arc::new(Segment::create(&self.dir, base_offset)?);
@@ -301,14 +374,11 @@ impl Log {
             position: active.size(),
             bytes: batch_bytes,
         };
-        active.append(batch, placement, self.config.index_interval_bytes)?;
+        active.append(batch, placement, config.index_interval_bytes)?;
         state.active_first_append_ms.get_or_insert(now);
         state.log_end_offset = last_offset + 1;
-        self.publish(&state);
-        let log_start_offset = state
-            .segments
-            .first()
-            .map_or(0, |segment| segment.base_offset);
+        self.publish(&mut state);
+        let log_start_offset = state.log_start_offset;
         Ok(AppendInfo {
             base_offset,
             last_offset,
@@ -318,6 +388,9 @@ impl Log {
         })
     }
 
+    /// First readable offset: max(first segment base, the start offset set by
+    /// `delete_records_before` or restored by `open_with_start`). Reads below it
+    /// are `OffsetOutOfRange`.
     pub fn log_start_offset(&self) -> i64 {
         self.snapshot.read().log_start_offset
     }
@@ -402,7 +475,7 @@ impl Log {
         }
         let segments = state.segments.clone();
         let first_base = segments.first().map_or(0, |segment| segment.base_offset);
-        let interval = self.config.index_interval_bytes;
+        let interval = self.config.read().index_interval_bytes;
         let kept: Vec<Arc<Segment>> = if offset <= first_base {
             for segment in segments.iter() {
                 segment.delete_files()?;
@@ -431,6 +504,10 @@ impl Log {
         tracing::info!(dir = %self.dir.display(), offset, log_end_offset, "truncated log");
         state.segments = Arc::new(kept);
         state.log_end_offset = log_end_offset;
+        // Kafka: a truncation below the log start offset moves it back down.
+        state.log_start_offset = state.log_start_offset.min(offset.max(0));
+        self.first_dirty_offset
+            .fetch_min(log_end_offset, Ordering::AcqRel);
         state.active_first_append_ms = None;
         state.directory_dirty = true;
         self.truncation_generation.fetch_add(1, Ordering::AcqRel);
@@ -439,7 +516,7 @@ impl Log {
         if state.epochs.truncate_from(log_end_offset) {
             state.epochs.persist()?;
         }
-        self.publish(&state);
+        self.publish(&mut state);
         Ok(())
     }
 
@@ -471,6 +548,7 @@ impl Log {
         self.check_open()?;
         self.flush_inner()?;
         self.closed.store(true, Ordering::Release);
+        self.delete_expired_files(i64::MAX)?;
         Ok(())
     }
 }

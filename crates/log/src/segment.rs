@@ -22,6 +22,14 @@ pub fn file_stem(base_offset: i64) -> String {
     format!("{base_offset:020}")
 }
 
+/// The `.log`, `.index` and `.timeindex` paths of the segment at
+/// `base_offset`, each followed by `suffix` (`""`, `".cleaned"`, `".swap"`,
+/// `".deleted"`).
+pub fn segment_paths(dir: &Path, base_offset: i64, suffix: &str) -> [PathBuf; 3] {
+    let stem = file_stem(base_offset);
+    ["log", "index", "timeindex"].map(|extension| dir.join(format!("{stem}.{extension}{suffix}")))
+}
+
 /// Indexes and summary of a segment; readers lock it briefly, never across I/O.
 #[derive(Debug, Default)]
 pub struct SegmentState {
@@ -79,8 +87,18 @@ impl Segment {
     /// Opens (creating when absent) the three files of the segment at
     /// `base_offset`. Indexes are empty; the caller loads or rebuilds them.
     pub fn open_files(dir: &Path, base_offset: i64) -> Result<Segment, LogError> {
-        let stem = file_stem(base_offset);
-        let log_path = dir.join(format!("{stem}.log"));
+        let [log_path, index_path, time_index_path] = segment_paths(dir, base_offset, "");
+        Segment::open_paths(base_offset, log_path, index_path, time_index_path)
+    }
+
+    /// `open_files` with explicit paths (a cleaner's `.cleaned` output, a
+    /// `.swap` being completed).
+    pub fn open_paths(
+        base_offset: i64,
+        log_path: PathBuf,
+        index_path: PathBuf,
+        time_index_path: PathBuf,
+    ) -> Result<Segment, LogError> {
         let log_file = File::options()
             .read(true)
             .write(true)
@@ -96,8 +114,8 @@ impl Segment {
             base_offset,
             log_path,
             log_file: Arc::new(log_file),
-            offset_index: IndexFile::open(dir.join(format!("{stem}.index")))?,
-            time_index: IndexFile::open(dir.join(format!("{stem}.timeindex")))?,
+            offset_index: IndexFile::open(index_path)?,
+            time_index: IndexFile::open(time_index_path)?,
             size: AtomicU64::new(size),
             state: RwLock::new(SegmentState {
                 max_timestamp: -1,
@@ -462,6 +480,33 @@ impl Segment {
             .map_err(|error| io_error(&self.log_path, error))?;
         self.offset_index.sync()?;
         self.time_index.sync()
+    }
+
+    /// Largest timestamp for time retention: the largest batch maxTimestamp,
+    /// or the file's modification time when no batch has a timestamp (Kafka's
+    /// `LogSegment.largestTimestamp`).
+    pub fn largest_timestamp(&self) -> Result<i64, LogError> {
+        let max_timestamp = self.state.read().max_timestamp;
+        if max_timestamp >= 0 {
+            return Ok(max_timestamp);
+        }
+        let modified = self
+            .log_file
+            .metadata()
+            .and_then(|metadata| metadata.modified())
+            .map_err(|error| io_error(&self.log_path, error))?;
+        Ok(modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as i64))
+    }
+
+    /// The three paths: `.log`, `.index`, `.timeindex`.
+    pub fn paths(&self) -> [&Path; 3] {
+        [
+            &self.log_path,
+            &self.offset_index.path,
+            &self.time_index.path,
+        ]
     }
 
     /// Removes the three files.

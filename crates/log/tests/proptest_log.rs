@@ -48,6 +48,7 @@ fn config() -> LogConfig {
         segment_ms: i64::MAX / 2,
         segment_index_bytes: 64,
         index_interval_bytes: 100,
+        ..LogConfig::default()
     }
 }
 

@@ -69,6 +69,7 @@ pub fn small_config() -> LogConfig {
         segment_ms: i64::MAX / 2,
         segment_index_bytes: 10 * 1024 * 1024,
         index_interval_bytes: 128,
+        ..LogConfig::default()
     }
 }
 
