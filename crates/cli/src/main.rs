@@ -9,6 +9,7 @@ mod client;
 mod cluster;
 mod consume;
 mod format;
+mod group;
 mod produce;
 mod serve;
 mod table;
@@ -39,6 +40,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Consume records and print them to standard output.
     Consume(consume::ConsumeArgs),
+    /// List, describe, reset and delete consumer groups.
+    Group(group::GroupArgs),
     /// Information about the cluster.
     Cluster(cluster::ClusterArgs),
 }
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
             Command::Topic(args) => topic::run(args).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
+            Command::Group(args) => group::run(args).await,
             Command::Cluster(args) => cluster::run(args).await,
         }
     });

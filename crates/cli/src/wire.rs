@@ -83,8 +83,9 @@ async fn metadata_from(address: &str, topic: Option<&str>) -> anyhow::Result<Met
     round_trip(&mut stream, 2, version, &request).await
 }
 
-/// Sends one request and reads its response on `stream`.
-async fn round_trip<R: Request>(
+/// Sends one request and reads its response on `stream` (also used by
+/// `group`, which keeps a connection to the group coordinator).
+pub(crate) async fn round_trip<R: Request>(
     stream: &mut TcpStream,
     correlation_id: i32,
     version: i16,
