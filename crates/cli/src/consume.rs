@@ -1,10 +1,15 @@
 //! `sluice consume TOPIC`: print records to standard output.
 //!
 //! Without `-g`, the partitions are assigned directly (no group, no offset
-//! commits). With `-g GROUP`, the consumer subscribes through the group
-//! and commits its position as it goes.
+//! commits). With `-g GROUP`, the consumer joins the group, takes the
+//! partitions the group assigns it, and commits the offset after each record
+//! it has printed (auto-commit of offsets stored after printing, and a
+//! synchronous commit on the way out). On `-n`, Ctrl-C or SIGTERM it closes
+//! the consumer, which leaves the group (LeaveGroup) so that its partitions
+//! move to the other members at once rather than after the session timeout.
 
 use std::io::Write as _;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Args;
@@ -13,7 +18,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::client::{fetch_metadata, CliContext, ConnectionArgs};
+use crate::client::{fetch_metadata, parse_key_value, CliContext, ConnectionArgs};
 use crate::format::{Format, Record};
 
 #[derive(Debug, Args)]
@@ -47,7 +52,15 @@ pub struct ConsumeArgs {
     /// Consume as a member of this consumer group.
     #[arg(short = 'g', long, value_name = "GROUP")]
     group: Option<String>,
+    /// A librdkafka consumer property, repeatable (as kcat's -X), e.g.
+    /// -X session.timeout.ms=6000; applied last.
+    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    properties: Vec<(String, String)>,
 }
+
+/// How long closing the group consumer (final commit, LeaveGroup) may take
+/// before the command exits anyway.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let format = Format::parse(&args.format)
@@ -66,10 +79,13 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let mut received = 0u64;
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     loop {
         let message = tokio::select! {
             message = consumer.recv() => message,
             _ = &mut interrupted => break,
+            _ = terminate.recv() => break,
         };
         let message = message.context("consuming")?;
         let headers = message
@@ -90,8 +106,14 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         match stdout.write_all(&out).and_then(|()| stdout.flush()) {
             Ok(()) => {}
             // The reader went away (`sluice consume … | head`): stop quietly.
-            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => break,
             Err(error) => return Err(error).context("writing to stdout"),
+        }
+        if args.group.is_some() {
+            // Printed: only now may the group's committed offset pass it.
+            consumer
+                .store_offset_from_message(&message)
+                .context("storing the consumed offset")?;
         }
         received += 1;
         if args.count.is_some_and(|count| received >= count) {
@@ -99,20 +121,42 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         }
     }
     if args.group.is_some() {
-        // Auto-commit stores positions; commit them once more on the way
-        // out so that the next run of the group starts after what we printed.
-        match consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+        // Auto-commit runs every few seconds; commit what was printed once
+        // more on the way out so that the next member starts right after it.
+        let committed = crate::client::blocking(|| {
+            consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        });
+        match committed {
             // Nothing consumed, nothing to commit.
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) | Ok(()) => {}
             Err(error) => tracing::warn!(%error, "final offset commit failed"),
         }
+        close(consumer);
     }
     Ok(())
 }
 
+/// Closes a group consumer: librdkafka's close revokes the assignment and
+/// sends LeaveGroup. Bounded by [`CLOSE_TIMEOUT`]; a broker that does not
+/// answer costs the group a session timeout, not this command its exit.
+fn close(consumer: StreamConsumer<CliContext>) {
+    let (done, closed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Dropping the last handle runs rd_kafka_consumer_close.
+        drop(consumer);
+        let _ = done.send(());
+    });
+    if crate::client::blocking(|| closed.recv_timeout(CLOSE_TIMEOUT)).is_err() {
+        tracing::warn!(
+            timeout_ms = CLOSE_TIMEOUT.as_millis() as u64,
+            "the consumer did not close in time; exiting without LeaveGroup"
+        );
+    }
+}
+
 /// Assigns the partitions directly at the start offset.
 async fn assign(args: &ConsumeArgs) -> anyhow::Result<StreamConsumer<CliContext>> {
-    let consumer: StreamConsumer<CliContext> = args
+    let consumer = args
         .connection
         .client_config()
         // librdkafka refuses assign() without a group id; with assign() and
@@ -121,6 +165,8 @@ async fn assign(args: &ConsumeArgs) -> anyhow::Result<StreamConsumer<CliContext>
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("allow.auto.create.topics", "false")
+        .clone();
+    let consumer: StreamConsumer<CliContext> = with_properties(consumer, &args.properties)
         .create_with_context(CliContext)
         .context("creating the consumer")?;
 
@@ -157,19 +203,35 @@ fn subscribe(args: &ConsumeArgs, group: &str) -> anyhow::Result<StreamConsumer<C
     } else {
         "latest"
     };
-    let consumer: StreamConsumer<CliContext> = args
+    let config = args
         .connection
         .client_config()
         .set("group.id", group)
         .set("enable.auto.commit", "true")
+        // Offsets are stored after printing (see `run`); auto-commit
+        // commits only those.
+        .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", reset)
         .set("allow.auto.create.topics", "false")
+        .clone();
+    let consumer: StreamConsumer<CliContext> = with_properties(config, &args.properties)
         .create_with_context(CliContext)
         .context("creating the consumer")?;
     consumer
         .subscribe(&[&args.topic])
         .with_context(|| format!("subscribing to {}", args.topic))?;
     Ok(consumer)
+}
+
+/// `config` with the user's `-X` properties set over it.
+fn with_properties(
+    mut config: rdkafka::ClientConfig,
+    properties: &[(String, String)],
+) -> rdkafka::ClientConfig {
+    for (key, value) in properties {
+        config.set(key, value);
+    }
+    config
 }
 
 /// The partition ids of `topic`, or an error saying why there are none.

@@ -38,7 +38,12 @@ enum TopicCommand {
         configs: Vec<(String, String)>,
     },
     /// List topics with their partition count and replication factor.
-    List,
+    List {
+        /// Also list internal topics (`__consumer_offsets`, any name
+        /// starting with `__`).
+        #[arg(long, visible_alias = "all")]
+        internal: bool,
+    },
     /// Show a topic's partitions, watermarks and configs.
     Describe {
         /// Topic name.
@@ -90,7 +95,7 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
             replicas,
             configs,
         } => create(connection, &name, partitions, replicas, &configs).await,
-        TopicCommand::List => list(connection).await,
+        TopicCommand::List { internal } => list(connection, internal).await,
         TopicCommand::Describe { name } => describe(connection, &name).await,
         TopicCommand::Delete { name } => delete(connection, &name).await,
         TopicCommand::AlterConfig {
@@ -154,12 +159,19 @@ async fn delete(connection: &ConnectionArgs, name: &str) -> anyhow::Result<()> {
     table::emit(&format!("deleted topic {name}\n"))
 }
 
-async fn list(connection: &ConnectionArgs) -> anyhow::Result<()> {
+/// Kafka's convention for the broker's own topics (`__consumer_offsets`,
+/// `__transaction_state`), which `topic list` hides unless asked.
+fn is_internal(name: &str) -> bool {
+    name.starts_with("__")
+}
+
+async fn list(connection: &ConnectionArgs, internal: bool) -> anyhow::Result<()> {
     let client = connection.metadata_client()?;
     let metadata = fetch_metadata(&client, None, &connection.brokers).await?;
     let mut rows: Vec<Vec<String>> = metadata
         .topics()
         .iter()
+        .filter(|topic| internal || !is_internal(topic.name()))
         .map(|topic| {
             let replicas = topic
                 .partitions()
@@ -309,6 +321,14 @@ fn source_name(source: &ConfigSource) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_names() {
+        assert!(is_internal("__consumer_offsets"));
+        assert!(is_internal("__transaction_state"));
+        assert!(!is_internal("_schemas"));
+        assert!(!is_internal("orders__v2"));
+    }
 
     #[test]
     fn replica_lists() {
