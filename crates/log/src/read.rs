@@ -164,7 +164,8 @@ impl Log {
     }
 
     /// First record (not batch) with timestamp >= `timestamp` among offsets
-    /// below `max_offset`: `Some((offset, record_timestamp))`, or `None`.
+    /// below `max_offset` and at or above the log start offset:
+    /// `Some((offset, record_timestamp))`, or `None`.
     /// The time index finds the batch; the records inside decide (compressed
     /// batches are decompressed with kafka-protocol's decoder).
     pub fn offset_for_timestamp(
@@ -197,7 +198,7 @@ impl Log {
                         if offset >= max_offset {
                             return Ok(None);
                         }
-                        if record_timestamp >= timestamp {
+                        if offset >= snapshot.log_start_offset && record_timestamp >= timestamp {
                             return Ok(Some((offset, record_timestamp)));
                         }
                     }

@@ -98,3 +98,86 @@ pub fn record_values(bytes: &Bytes) -> Vec<(i64, Bytes)> {
         .map(|record| (record.offset, record.value.unwrap_or_default()))
         .collect()
 }
+
+/// One record of a keyed batch: key, value (`None`: tombstone), timestamp.
+pub type KeyedRecord<'a> = (Option<&'a str>, Option<&'a str>, i64);
+
+/// Batch attributes the cleaner treats specially.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchKind {
+    /// Transactional bit, producer id 7 epoch 1.
+    pub transactional: bool,
+    /// Control bit (transaction marker).
+    pub control: bool,
+}
+
+/// One batch of keyed records, offsets 0.. (the log assigns the base).
+pub fn keyed_batch(
+    records: &[KeyedRecord<'_>],
+    compression: Compression,
+    kind: BatchKind,
+) -> BytesMut {
+    let producer = kind.transactional || kind.control;
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(index, (key, value, timestamp))| Record {
+            transactional: kind.transactional,
+            control: kind.control,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: if producer { 7 } else { -1 },
+            producer_epoch: if producer { 1 } else { -1 },
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            sequence: if producer { index as i32 } else { -1 },
+            timestamp: *timestamp,
+            key: key.map(|key| Bytes::copy_from_slice(key.as_bytes())),
+            value: value.map(|value| Bytes::copy_from_slice(value.as_bytes())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buffer
+}
+
+/// A decoded record: offset, key, value.
+pub type Decoded = (i64, Option<Bytes>, Option<Bytes>);
+
+/// Every record in `bytes` (whole batches), decoded.
+pub fn decode_records(bytes: &Bytes) -> Vec<Decoded> {
+    let mut buffer = bytes.clone();
+    RecordBatchDecoder::decode_all(&mut buffer)
+        .unwrap()
+        .into_iter()
+        .flat_map(|set| set.records)
+        .map(|record| (record.offset, record.key, record.value))
+        .collect()
+}
+
+/// Headers of every batch in `bytes`.
+pub fn batch_headers(bytes: &[u8]) -> Vec<sluice_log::batch::BatchHeader> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let header = sluice_log::batch::parse_header(rest).unwrap();
+        let total = header.total_bytes();
+        assert!(
+            sluice_log::batch::crc_matches(&header, &rest[..total]),
+            "CRC of batch at {}",
+            header.base_offset
+        );
+        out.push(header);
+        rest = &rest[total..];
+    }
+    out
+}
