@@ -357,7 +357,6 @@ def test_admin_create_zero_partitions(bootstrap):
         admin.close()
 
 
-@pytest.mark.xfail(strict=True, reason="broker bug, compat/FINDINGS.md #1: duplicate partitions in ListOffsets are resolved instead of INVALID_REQUEST")
 def test_list_offsets_duplicate_partition_is_invalid_request(bootstrap):
     """Raw ListOffsets v1 naming one partition twice: Kafka answers INVALID_REQUEST (42) for every
     duplicated entry (KafkaApis: offsetRequest.duplicatePartitions)."""

@@ -198,6 +198,12 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "compression.type", default: "producer", config_type: ConfigType::String, read_only: false, documentation: "Default topic compression." },
     BrokerConfigDef { name: "default.replication.factor", default: "1", config_type: ConfigType::Short, read_only: true, documentation: "Replication factor of auto-created topics and of CreateTopics with -1." },
     BrokerConfigDef { name: "fetch.max.bytes", default: "57671680", config_type: ConfigType::Int, read_only: false, documentation: "Largest response a Fetch builds, whatever the client asks (the first batch may exceed it, KIP-74)." },
+    BrokerConfigDef { name: "group.initial.rebalance.delay.ms", default: "3000", config_type: ConfigType::Int, read_only: true, documentation: "How long the first rebalance of an empty group waits for more members (extended while they keep joining, up to the rebalance timeout)." },
+    BrokerConfigDef { name: "group.max.session.timeout.ms", default: "1800000", config_type: ConfigType::Int, read_only: true, documentation: "Longest session timeout a member may ask for (INVALID_SESSION_TIMEOUT)." },
+    BrokerConfigDef { name: "group.max.size", default: "2147483647", config_type: ConfigType::Int, read_only: true, documentation: "Most members a group may have (GROUP_MAX_SIZE_REACHED)." },
+    BrokerConfigDef { name: "group.min.session.timeout.ms", default: "6000", config_type: ConfigType::Int, read_only: true, documentation: "Shortest session timeout a member may ask for (INVALID_SESSION_TIMEOUT)." },
+    BrokerConfigDef { name: "log.cleaner.backoff.ms", default: "15000", config_type: ConfigType::Long, read_only: true, documentation: "Sleep between cleaner passes when there is nothing to clean." },
+    BrokerConfigDef { name: "log.cleaner.enable", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "Run the log cleaner for compacted topics." },
     BrokerConfigDef { name: "log.cleaner.delete.retention.ms", default: "86400000", config_type: ConfigType::Long, read_only: false, documentation: "Default delete.retention.ms." },
     BrokerConfigDef { name: "log.cleaner.max.compaction.lag.ms", default: LONG_MAX, config_type: ConfigType::Long, read_only: false, documentation: "Default max.compaction.lag.ms." },
     BrokerConfigDef { name: "log.cleaner.min.cleanable.ratio", default: "0.5", config_type: ConfigType::Double, read_only: false, documentation: "Default min.cleanable.dirty.ratio." },
@@ -213,6 +219,7 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "log.message.timestamp.type", default: "CreateTime", config_type: ConfigType::String, read_only: false, documentation: "Default message.timestamp.type." },
     BrokerConfigDef { name: "log.preallocate", default: "false", config_type: ConfigType::Boolean, read_only: false, documentation: "Default preallocate." },
     BrokerConfigDef { name: "log.retention.bytes", default: "-1", config_type: ConfigType::Long, read_only: false, documentation: "Default retention.bytes." },
+    BrokerConfigDef { name: "log.retention.check.interval.ms", default: "300000", config_type: ConfigType::Long, read_only: true, documentation: "How often retention is checked." },
     BrokerConfigDef { name: "log.retention.ms", default: "604800000", config_type: ConfigType::Long, read_only: false, documentation: "Default retention.ms (Kafka derives it from log.retention.hours=168)." },
     BrokerConfigDef { name: "log.roll.jitter.ms", default: "0", config_type: ConfigType::Long, read_only: false, documentation: "Default segment.jitter.ms." },
     BrokerConfigDef { name: "log.roll.ms", default: "604800000", config_type: ConfigType::Long, read_only: false, documentation: "Default segment.ms (Kafka derives it from log.roll.hours=168)." },
@@ -223,7 +230,13 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "min.insync.replicas", default: "1", config_type: ConfigType::Int, read_only: false, documentation: "Default min.insync.replicas." },
     BrokerConfigDef { name: "node.id", default: "1", config_type: ConfigType::Int, read_only: true, documentation: "This node's id." },
     BrokerConfigDef { name: "num.partitions", default: "1", config_type: ConfigType::Int, read_only: false, documentation: "Partitions of auto-created topics and of CreateTopics with -1." },
+    BrokerConfigDef { name: "offset.metadata.max.bytes", default: "4096", config_type: ConfigType::Int, read_only: true, documentation: "Longest metadata string an offset commit may carry (OFFSET_METADATA_TOO_LARGE)." },
+    BrokerConfigDef { name: "offsets.commit.timeout.ms", default: "5000", config_type: ConfigType::Int, read_only: true, documentation: "How long an offset commit waits to become durable before REQUEST_TIMED_OUT." },
+    BrokerConfigDef { name: "offsets.retention.check.interval.ms", default: "600000", config_type: ConfigType::Long, read_only: true, documentation: "How often expired offsets are removed." },
+    BrokerConfigDef { name: "offsets.retention.minutes", default: "10080", config_type: ConfigType::Int, read_only: true, documentation: "Offsets of an empty group expire this long after it became empty (of a group that only commits: after the commit)." },
     BrokerConfigDef { name: "offsets.topic.num.partitions", default: "50", config_type: ConfigType::Int, read_only: true, documentation: "Partitions of __consumer_offsets." },
+    BrokerConfigDef { name: "offsets.topic.replication.factor", default: "3", config_type: ConfigType::Short, read_only: true, documentation: "Replication factor of __consumer_offsets, capped at the live brokers when it is created." },
+    BrokerConfigDef { name: "producer.id.expiration.ms", default: "86400000", config_type: ConfigType::Int, read_only: false, documentation: "How long a partition remembers an idempotent producer that stopped writing." },
     BrokerConfigDef { name: "sluice.flush.before.visible", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "Sluice: the high watermark (what consumers see) and acks=all wait for fsync. false: like Kafka with one replica, visible from the page cache." },
     BrokerConfigDef { name: "socket.request.max.bytes", default: "104857600", config_type: ConfigType::Int, read_only: true, documentation: "Largest request frame; a larger length prefix closes the connection." },
     BrokerConfigDef { name: "unclean.leader.election.enable", default: "false", config_type: ConfigType::Boolean, read_only: false, documentation: "Default unclean.leader.election.enable." },
@@ -462,7 +475,7 @@ pub enum ConfigSource {
 }
 
 /// The values of a topic's configs that the data path reads.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TopicConfig {
     /// `max.message.bytes`: MESSAGE_TOO_LARGE above it.
     pub max_message_bytes: i64,
@@ -508,6 +521,15 @@ impl TopicConfig {
             segment_ms: self.segment_ms,
             segment_index_bytes: self.segment_index_bytes.max(8) as u64,
             index_interval_bytes: self.index_interval_bytes.max(0) as u64,
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            cleanup_policy_delete: self.deleting,
+            cleanup_policy_compact: self.compacted,
+            delete_retention_ms: self.delete_retention_ms,
+            min_compaction_lag_ms: self.min_compaction_lag_ms,
+            max_compaction_lag_ms: self.max_compaction_lag_ms,
+            min_cleanable_dirty_ratio: self.min_cleanable_dirty_ratio,
+            file_delete_delay_ms: self.file_delete_delay_ms,
         }
     }
 }

@@ -37,9 +37,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::InitProducerId, 0, 5),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// Produce versions below this close the connection (message format < v2).
@@ -151,6 +153,12 @@ pub async fn handle(state: &BrokerState, frame: Bytes) -> Outcome {
         )),
         RequestKind::CreatePartitions(r) => Some(ResponseKind::CreatePartitions(
             handlers::admin::create_partitions(state, &header, r).await,
+        )),
+        RequestKind::InitProducerId(r) => Some(ResponseKind::InitProducerId(
+            handlers::producer_ids::init_producer_id(state, &header, r).await,
+        )),
+        RequestKind::DeleteRecords(r) => Some(ResponseKind::DeleteRecords(
+            handlers::delete_records::handle(state, &header, r).await,
         )),
         _ => return Outcome::Close("API not routed"),
     };

@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod error_codes;
 pub mod handlers;
 pub mod net;
+pub mod producer_state;
 pub mod replica_manager;
 
 use std::collections::BTreeMap;
@@ -74,6 +75,8 @@ pub struct BrokerState {
     pub controller_lock: tokio::sync::Mutex<()>,
     /// `socket.request.max.bytes`.
     pub request_bytes_max: usize,
+    /// The producer-id block InitProducerId hands ids out of.
+    pub producer_ids: tokio::sync::Mutex<handlers::producer_ids::ProducerIdBlock>,
 }
 
 impl BrokerState {
@@ -169,13 +172,19 @@ impl Broker {
             replicas: replicas.clone(),
             controller_lock: tokio::sync::Mutex::new(()),
             request_bytes_max,
+            producer_ids: tokio::sync::Mutex::new(Default::default()),
         });
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(replicas.clone().run_flusher(shutdown_rx.clone())),
-            tokio::spawn(run_checkpointer(replicas.clone(), shutdown_rx.clone())),
+            tokio::spawn(run_checkpointer(
+                replicas.clone(),
+                state.settings.get_i64("producer.id.expiration.ms"),
+                shutdown_rx.clone(),
+            )),
             tokio::spawn(run_image_follower(state.clone(), shutdown_rx.clone())),
+            tokio::spawn(run_log_maintenance(state.clone(), shutdown_rx.clone())),
             tokio::spawn(run_acceptor(
                 listener,
                 state.clone(),
@@ -254,17 +263,71 @@ async fn run_acceptor(
     while connections.join_next().await.is_some() {}
 }
 
-async fn run_checkpointer(replicas: Arc<ReplicaManager>, mut shutdown: watch::Receiver<bool>) {
+async fn run_checkpointer(
+    replicas: Arc<ReplicaManager>,
+    producer_id_expiration_ms: i64,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = shutdown.changed() => return,
         }
         let replicas = replicas.clone();
-        match tokio::task::spawn_blocking(move || replicas.write_checkpoints()).await {
+        let expiration_ms = producer_id_expiration_ms;
+        match tokio::task::spawn_blocking(move || {
+            replicas.expire_producers(handlers::now_ms(), expiration_ms);
+            replicas.write_producer_snapshots(false);
+            replicas.write_checkpoints()
+        })
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "writing checkpoints failed"),
             Err(error) => tracing::warn!(%error, "checkpoint task failed"),
+        }
+    }
+}
+
+/// Retention (every `log.retention.check.interval.ms`) and compaction (every
+/// `log.cleaner.backoff.ms`), on the blocking pool.
+async fn run_log_maintenance(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let retention_every = state
+        .settings
+        .get_i64("log.retention.check.interval.ms")
+        .max(10);
+    let clean_every = state.settings.get_i64("log.cleaner.backoff.ms").max(10);
+    let cleaner_enabled = state.settings.get_bool("log.cleaner.enable");
+    let tick = retention_every.min(clean_every).clamp(10, 1000) as u64;
+    let mut next_retention = handlers::now_ms() + retention_every;
+    let mut next_clean = handlers::now_ms() + clean_every;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(tick)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = handlers::now_ms();
+        let retention = now >= next_retention;
+        let clean = cleaner_enabled && now >= next_clean;
+        if retention {
+            next_retention = now + retention_every;
+        }
+        if clean {
+            next_clean = now + clean_every;
+        }
+        let replicas = state.replicas.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            if replicas.maintain_logs(now, retention, clean) {
+                replicas.write_checkpoints()
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "writing checkpoints after retention failed"),
+            Err(error) => tracing::warn!(%error, "log maintenance task failed"),
         }
     }
 }

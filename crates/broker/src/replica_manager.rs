@@ -19,6 +19,7 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::config::{DynamicBrokerConfigs, Settings, TopicConfig};
+use crate::producer_state::{self, ProducerStateManager};
 
 /// One partition this node hosts.
 pub struct Partition {
@@ -38,9 +39,13 @@ pub struct Partition {
     config: RwLock<Arc<TopicConfig>>,
     /// High watermark (exclusive): what consumers may read. Waiters subscribe.
     high_watermark: watch::Sender<i64>,
-    /// Serializes validate-then-append so the high watermark logic sees
-    /// appends in offset order.
-    pub append_lock: Mutex<()>,
+    /// Serializes check-then-append, and holds the idempotent producers'
+    /// state, which an append checks and updates under this lock.
+    pub append_lock: Mutex<ProducerStateManager>,
+    /// Set when the producer state changed since its last snapshot.
+    pub producer_state_dirty: AtomicBool,
+    /// The partition directory (for producer-state snapshots).
+    pub dir: std::path::PathBuf,
     /// Set by an append, cleared by the flusher before it syncs.
     dirty: AtomicBool,
 }
@@ -164,7 +169,15 @@ impl ReplicaManager {
                     existing
                         .leader_epoch
                         .fetch_max(state.leader_epoch, Ordering::AcqRel);
-                    *existing.config.write() = config.clone();
+                    let changed = {
+                        let mut current = existing.config.write();
+                        let changed = !Arc::ptr_eq(&current, &config) && **current != *config;
+                        *current = config.clone();
+                        changed
+                    };
+                    if changed {
+                        existing.log.set_config(config.log_config());
+                    }
                     continue;
                 }
                 let partition = self.open_partition(
@@ -231,6 +244,7 @@ impl ReplicaManager {
             self.data_dir.delete_partition(topic, index)?;
             log = Log::open(&path, config.log_config(), topic_id, None)?;
         }
+        let producers = producer_state::persistence::load(&path, &log);
         let log = Arc::new(log);
         // What survived recovery is made durable before it is served, so the
         // high watermark starts at the log end (as a single-replica Kafka
@@ -246,7 +260,9 @@ impl ReplicaManager {
             leader_epoch: AtomicI32::new(leader_epoch),
             config: RwLock::new(config),
             high_watermark: sender,
-            append_lock: Mutex::new(()),
+            append_lock: Mutex::new(producers),
+            producer_state_dirty: AtomicBool::new(false),
+            dir: path.clone(),
             dirty: AtomicBool::new(false),
         });
         Ok(partition)
@@ -325,6 +341,84 @@ impl ReplicaManager {
         }
     }
 
+    /// Writes a producer-state snapshot of every partition whose state
+    /// changed (or of all, at shutdown).
+    pub fn write_producer_snapshots(&self, all: bool) {
+        for partition in self.all() {
+            if !partition.producer_state_dirty.swap(false, Ordering::AcqRel) && !all {
+                continue;
+            }
+            let (state, offset) = {
+                let guard = partition.append_lock.lock();
+                (guard.clone(), partition.log.log_end_offset())
+            };
+            if state.producers.is_empty() && !all {
+                continue;
+            }
+            if let Err(error) = producer_state::persistence::write(&partition.dir, offset, &state) {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "writing producer-state snapshot failed");
+                partition
+                    .producer_state_dirty
+                    .store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Forgets idempotent producers silent for `producer.id.expiration.ms`.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) {
+        for partition in self.all() {
+            let expired = partition.append_lock.lock().expire(now_ms, expiration_ms);
+            if expired > 0 {
+                partition
+                    .producer_state_dirty
+                    .store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// One pass of log maintenance (blocking): retention on `delete` topics,
+    /// compaction on `compact` topics, removal of files whose deletion delay
+    /// has passed. Returns whether any log start offset moved.
+    pub fn maintain_logs(&self, now_ms: i64, retention: bool, clean: bool) -> bool {
+        let mut moved = false;
+        for partition in self.all() {
+            let config = partition.config();
+            let high_watermark = partition.high_watermark();
+            if retention && config.deleting {
+                match partition.log.enforce_retention(now_ms, high_watermark) {
+                    Ok(result) if result.segments_deleted > 0 => {
+                        moved = true;
+                        tracing::info!(topic = %partition.topic, partition = partition.index,
+                            segments = result.segments_deleted, bytes = result.bytes_deleted,
+                            log_start_offset = result.log_start_offset, "retention deleted segments");
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "retention failed")
+                    }
+                }
+            }
+            if clean && config.compacted {
+                match partition.log.clean(now_ms, high_watermark) {
+                    Ok(result) if result.segments_cleaned > 0 => {
+                        tracing::info!(topic = %partition.topic, partition = partition.index,
+                            segments = result.segments_cleaned, bytes_read = result.bytes_read,
+                            bytes_written = result.bytes_written, records_removed = result.records_removed,
+                            "log cleaned");
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "cleaning failed")
+                    }
+                }
+            }
+            if let Err(error) = partition.log.delete_expired_files(now_ms) {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "removing deleted segment files failed");
+            }
+        }
+        moved
+    }
+
     /// Writes the data-dir checkpoint files.
     pub fn write_checkpoints(&self) -> Result<(), sluice_log::LogError> {
         let entries: Vec<CheckpointEntry> = self
@@ -347,6 +441,7 @@ impl ReplicaManager {
         for partition in self.all() {
             partition.log.flush()?;
         }
+        self.write_producer_snapshots(true);
         self.write_checkpoints()?;
         for partition in self.all() {
             partition.log.close()?;

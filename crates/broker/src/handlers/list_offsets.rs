@@ -20,6 +20,16 @@ pub async fn handle(
     header: &RequestHeader,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
+    // Kafka answers INVALID_REQUEST for every entry of a partition named more
+    // than once in one request.
+    let mut seen = std::collections::HashMap::new();
+    for topic in &request.topics {
+        for p in &topic.partitions {
+            *seen
+                .entry((topic.name.0.as_str().to_string(), p.partition_index))
+                .or_insert(0) += 1;
+        }
+    }
     let mut topics = Vec::new();
     for topic in request.topics {
         let name = topic.name.0.as_str().to_string();
@@ -30,6 +40,16 @@ pub async fn handle(
                 .with_timestamp(-1)
                 .with_offset(-1)
                 .with_leader_epoch(-1);
+            if seen
+                .get(&(name.clone(), p.partition_index))
+                .copied()
+                .unwrap_or(0)
+                > 1
+            {
+                response.error_code = error_codes::INVALID_REQUEST;
+                partitions.push(response);
+                continue;
+            }
             let Some(partition) = state.replicas.get(&name, p.partition_index) else {
                 response.error_code = error_codes::UNKNOWN_TOPIC_OR_PARTITION;
                 partitions.push(response);

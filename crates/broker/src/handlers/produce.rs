@@ -13,6 +13,7 @@ use sluice_log::{batch, AppendOptions};
 
 use super::{now_ms, str_bytes};
 use crate::error_codes;
+use crate::producer_state::SequenceCheck;
 use crate::replica_manager::Partition;
 use crate::BrokerState;
 
@@ -186,8 +187,45 @@ fn append_partition(
         log_append_time_ms: config.log_append_time.then(now_ms),
     };
     let result = {
-        let _guard = partition.append_lock.lock();
-        partition.log.append(&mut bytes, options)
+        let mut producers = partition.append_lock.lock();
+        match producers.check(&header) {
+            SequenceCheck::Append => {
+                let result = partition.log.append(&mut bytes, options);
+                if let Ok(info) = &result {
+                    if header.producer_id >= 0 {
+                        producers.record(&header, info.base_offset, now_ms());
+                        partition
+                            .producer_state_dirty
+                            .store(true, std::sync::atomic::Ordering::Release);
+                    }
+                }
+                result
+            }
+            SequenceCheck::Duplicate(original) => {
+                // A retry: answer with where the batch was first written.
+                drop(producers);
+                tracing::debug!(
+                    topic,
+                    partition = index,
+                    producer_id = header.producer_id,
+                    "duplicate batch"
+                );
+                return Appended {
+                    response: PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_error_code(error_codes::NONE)
+                        .with_base_offset(original.first_offset)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(partition.log.log_start_offset()),
+                    last_offset: original.last_offset,
+                    partition: Some(partition),
+                };
+            }
+            SequenceCheck::Reject(code) => {
+                drop(producers);
+                return failed(index, code, None);
+            }
+        }
     };
     match result {
         Ok(info) => {
