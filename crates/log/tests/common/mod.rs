@@ -130,7 +130,7 @@ pub fn keyed_batch(
             producer_epoch: if producer { 1 } else { -1 },
             timestamp_type: TimestampType::Creation,
             offset: index as i64,
-            sequence: if producer { index as i32 } else { -1 },
+            sequence: index as i32,
             timestamp: *timestamp,
             key: key.map(|key| Bytes::copy_from_slice(key.as_bytes())),
             value: value.map(|value| Bytes::copy_from_slice(value.as_bytes())),
