@@ -219,7 +219,8 @@ fn tombstones_kept_before_delete_retention_and_removed_after() {
     let result = log.clean(T0 + 500, log.log_end_offset()).unwrap();
     assert_eq!(result.records_removed, 3);
     let records = decode_records(&read_all(&log));
-    let summary: Vec<(i64, Option<&[u8]>, Option<&[u8]>)> = records
+    type Summary<'a> = (i64, Option<&'a [u8]>, Option<&'a [u8]>);
+    let summary: Vec<Summary<'_>> = records
         .iter()
         .map(|(offset, key, value)| (*offset, key.as_deref(), value.as_deref()))
         .collect();
