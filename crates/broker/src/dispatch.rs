@@ -37,6 +37,17 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
@@ -68,7 +79,8 @@ pub fn api_version_list() -> Vec<ApiVersion> {
 }
 
 /// Handles one frame.
-pub async fn handle(state: &BrokerState, frame: Bytes) -> Outcome {
+/// `client_host` is the peer address as Kafka shows it (DescribeGroups).
+pub async fn handle(state: &BrokerState, frame: Bytes, client_host: &str) -> Outcome {
     // The frame layer guarantees at least 8 bytes.
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let api_version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -159,6 +171,39 @@ pub async fn handle(state: &BrokerState, frame: Bytes) -> Outcome {
         )),
         RequestKind::DeleteRecords(r) => Some(ResponseKind::DeleteRecords(
             handlers::delete_records::handle(state, &header, r).await,
+        )),
+        RequestKind::FindCoordinator(r) => Some(ResponseKind::FindCoordinator(
+            handlers::groups::find_coordinator(state, &header, r).await,
+        )),
+        RequestKind::JoinGroup(r) => Some(ResponseKind::JoinGroup(
+            handlers::groups::join(state, &header, client_host, r).await,
+        )),
+        RequestKind::SyncGroup(r) => Some(ResponseKind::SyncGroup(
+            handlers::groups::sync(state, &header, r).await,
+        )),
+        RequestKind::Heartbeat(r) => Some(ResponseKind::Heartbeat(
+            handlers::groups::heartbeat(state, &header, r).await,
+        )),
+        RequestKind::LeaveGroup(r) => Some(ResponseKind::LeaveGroup(
+            handlers::groups::leave(state, &header, r).await,
+        )),
+        RequestKind::ListGroups(r) => Some(ResponseKind::ListGroups(
+            handlers::groups::list(state, &header, r).await,
+        )),
+        RequestKind::DescribeGroups(r) => Some(ResponseKind::DescribeGroups(
+            handlers::groups::describe(state, &header, r).await,
+        )),
+        RequestKind::DeleteGroups(r) => Some(ResponseKind::DeleteGroups(
+            handlers::groups::delete(state, &header, r).await,
+        )),
+        RequestKind::OffsetCommit(r) => Some(ResponseKind::OffsetCommit(
+            handlers::offsets::commit(state, &header, r).await,
+        )),
+        RequestKind::OffsetFetch(r) => Some(ResponseKind::OffsetFetch(
+            handlers::offsets::fetch(state, &header, r).await,
+        )),
+        RequestKind::OffsetDelete(r) => Some(ResponseKind::OffsetDelete(
+            handlers::offsets::delete(state, &header, r).await,
         )),
         _ => return Outcome::Close("API not routed"),
     };

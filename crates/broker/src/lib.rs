@@ -12,6 +12,7 @@ pub mod config;
 pub mod controller;
 pub mod dispatch;
 pub mod error_codes;
+pub mod group;
 pub mod handlers;
 pub mod net;
 pub mod producer_state;
@@ -75,6 +76,8 @@ pub struct BrokerState {
     pub controller_lock: tokio::sync::Mutex<()>,
     /// `socket.request.max.bytes`.
     pub request_bytes_max: usize,
+    /// The group coordinator (consumer groups, committed offsets).
+    pub groups: Arc<group::GroupCoordinator>,
     /// The producer-id block InitProducerId hands ids out of.
     pub producer_ids: tokio::sync::Mutex<handlers::producer_ids::ProducerIdBlock>,
 }
@@ -165,6 +168,7 @@ impl Broker {
         replicas.reconcile(&image)?;
         replicas.remove_orphans(&image)?;
 
+        let group_config = group::coordinator::CoordinatorConfig::from_settings(&settings);
         let state = Arc::new(BrokerState {
             node_id: config.node_id,
             settings,
@@ -172,6 +176,7 @@ impl Broker {
             replicas: replicas.clone(),
             controller_lock: tokio::sync::Mutex::new(()),
             request_bytes_max,
+            groups: group::GroupCoordinator::new(group_config, replicas.clone()),
             producer_ids: tokio::sync::Mutex::new(Default::default()),
         });
 
@@ -184,6 +189,7 @@ impl Broker {
                 shutdown_rx.clone(),
             )),
             tokio::spawn(run_image_follower(state.clone(), shutdown_rx.clone())),
+            tokio::spawn(start_group_coordinator(state.clone(), shutdown_rx.clone())),
             tokio::spawn(run_log_maintenance(state.clone(), shutdown_rx.clone())),
             tokio::spawn(run_acceptor(
                 listener,
@@ -345,4 +351,15 @@ async fn run_image_follower(state: Arc<BrokerState>, mut shutdown: watch::Receiv
             tracing::error!(%error, "applying metadata image to local partitions failed");
         }
     }
+}
+
+/// Creates `__consumer_offsets` if needed, replays it (requests get
+/// COORDINATOR_LOAD_IN_PROGRESS until then), then expires offsets
+/// periodically; at shutdown answers every parked JoinGroup/SyncGroup.
+async fn start_group_coordinator(state: Arc<BrokerState>, shutdown: watch::Receiver<bool>) {
+    if let Err(message) = handlers::groups::ensure_offsets_topic(&state).await {
+        tracing::warn!(%message, "creating __consumer_offsets failed; FindCoordinator retries");
+    }
+    state.groups.load();
+    state.groups.clone().run_maintenance(shutdown).await;
 }

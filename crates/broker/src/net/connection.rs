@@ -20,6 +20,8 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let peer = stream.peer_addr().ok();
+    // Kafka reports a member's host as Java's InetAddress.toString().
+    let client_host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let (read_half, mut write_half) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
@@ -37,7 +39,7 @@ pub async fn serve(
                 return;
             }
         };
-        match dispatch::handle(&state, frame).await {
+        match dispatch::handle(&state, frame, &client_host).await {
             Outcome::Respond(framed) => {
                 if write_half.write_all(&framed).await.is_err() {
                     return;

@@ -1,0 +1,817 @@
+//! The coordinator runtime around the pure group state machine: the group
+//! table, parked JoinGroup/SyncGroup requests as oneshot channels, one timer
+//! task per group (sleeps until the group's next deadline or until an event
+//! changes it), offset commits acknowledged once durable, the replay of
+//! `__consumer_offsets` at start, and the periodic offset expiration.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, watch, Notify};
+
+use super::records::{self, StoredGroup, StoredMember};
+use super::state::{
+    CommittedOffset, Group, GroupConfig, GroupState, JoinRequest, JoinResult, LeavingMember,
+    Member, Output, SyncRequest, SyncResult, Token,
+};
+use super::store::{self, Entry, LoadedGroup};
+use super::{partition_for, Clock, OFFSETS_TOPIC};
+use crate::config::Settings;
+use crate::error_codes;
+use crate::replica_manager::ReplicaManager;
+
+/// The coordinator's settings, read once from the broker settings.
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    /// Protocol settings of every group.
+    pub group: GroupConfig,
+    /// `offsets.topic.num.partitions`.
+    pub partitions: i32,
+    /// `offsets.topic.replication.factor` (capped at the live brokers).
+    pub replication_factor: i16,
+    /// `offsets.retention.minutes`, in milliseconds.
+    pub retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub retention_check_interval_ms: i64,
+    /// `offsets.commit.timeout.ms`: how long a commit waits to be durable.
+    pub commit_timeout_ms: i64,
+    /// `offset.metadata.max.bytes`.
+    pub metadata_bytes_max: usize,
+}
+
+impl CoordinatorConfig {
+    /// Reads the group.* and offsets.* broker configs.
+    pub fn from_settings(settings: &Settings) -> CoordinatorConfig {
+        let int = |name: &str| settings.get_i64(name).clamp(0, i32::MAX as i64) as i32;
+        CoordinatorConfig {
+            group: GroupConfig {
+                session_timeout_min_ms: int("group.min.session.timeout.ms"),
+                session_timeout_max_ms: int("group.max.session.timeout.ms"),
+                initial_rebalance_delay_ms: settings
+                    .get_i64("group.initial.rebalance.delay.ms")
+                    .max(0),
+                group_size_max: int("group.max.size").max(1) as usize,
+                new_member_join_timeout_ms: 300_000,
+            },
+            partitions: int("offsets.topic.num.partitions").max(1),
+            replication_factor: settings
+                .get_i64("offsets.topic.replication.factor")
+                .clamp(1, i16::MAX as i64) as i16,
+            retention_ms: settings
+                .get_i64("offsets.retention.minutes")
+                .max(1)
+                .saturating_mul(60_000),
+            retention_check_interval_ms: settings
+                .get_i64("offsets.retention.check.interval.ms")
+                .max(1),
+            commit_timeout_ms: settings.get_i64("offsets.commit.timeout.ms").max(1),
+            metadata_bytes_max: settings.get_i64("offset.metadata.max.bytes").max(0) as usize,
+        }
+    }
+}
+
+/// One group and its parked requests.
+struct Slot {
+    /// The state machine.
+    group: Group,
+    /// Parked JoinGroup requests by token.
+    joins: HashMap<Token, oneshot::Sender<JoinResult>>,
+    /// Parked SyncGroup requests by token.
+    syncs: HashMap<Token, oneshot::Sender<SyncResult>>,
+    /// Set when the group left the table; its timer task ends.
+    removed: bool,
+}
+
+/// A group in the table.
+struct GroupHandle {
+    /// The group, locked for each event (never across an await).
+    slot: Mutex<Slot>,
+    /// Wakes the group's timer task after an event changed its deadlines.
+    wake: Notify,
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Clone, Debug)]
+pub struct GroupDescription {
+    /// State name.
+    pub state: GroupState,
+    /// Protocol type ("" if none).
+    pub protocol_type: String,
+    /// The chosen protocol when Stable, else "".
+    pub protocol_data: String,
+    /// Members.
+    pub members: Vec<DescribedMember>,
+}
+
+/// A member as DescribeGroups shows it.
+#[derive(Clone, Debug)]
+pub struct DescribedMember {
+    /// Member id.
+    pub member_id: String,
+    /// Static membership id.
+    pub group_instance_id: Option<String>,
+    /// client.id.
+    pub client_id: String,
+    /// Peer address.
+    pub client_host: String,
+    /// Metadata for the chosen protocol (Stable only).
+    pub metadata: Bytes,
+    /// Assignment (Stable only).
+    pub assignment: Bytes,
+}
+
+/// A group as ListGroups shows it.
+#[derive(Clone, Debug)]
+pub struct GroupListing {
+    /// Group id.
+    pub group_id: String,
+    /// Protocol type ("" if none).
+    pub protocol_type: String,
+    /// State.
+    pub state: GroupState,
+}
+
+/// The group coordinator of this broker.
+pub struct GroupCoordinator {
+    /// Settings.
+    pub config: CoordinatorConfig,
+    /// Where `__consumer_offsets` lives.
+    replicas: Arc<ReplicaManager>,
+    /// Every group this node coordinates.
+    groups: Mutex<HashMap<String, Arc<GroupHandle>>>,
+    /// Set once `__consumer_offsets` has been replayed.
+    loaded: AtomicBool,
+    /// Set at shutdown: parked requests are answered, new ones refused.
+    stopping: AtomicBool,
+    /// Source of tokens for parked requests.
+    next_token: AtomicU64,
+    /// Milliseconds for the state machine.
+    clock: Clock,
+}
+
+impl GroupCoordinator {
+    pub fn new(config: CoordinatorConfig, replicas: Arc<ReplicaManager>) -> Arc<GroupCoordinator> {
+        Arc::new(GroupCoordinator {
+            config,
+            replicas,
+            groups: Mutex::new(HashMap::new()),
+            loaded: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            next_token: AtomicU64::new(1),
+            clock: Clock::new(),
+        })
+    }
+
+    /// The `__consumer_offsets` partition of a group.
+    pub fn partition_for(&self, group_id: &str) -> i32 {
+        partition_for(group_id, self.config.partitions)
+    }
+
+    /// NONE if this coordinator can serve `group_id` now.
+    pub fn check_ready(&self, group_id: &str) -> i16 {
+        if self.stopping.load(Ordering::Acquire) {
+            error_codes::NOT_COORDINATOR
+        } else if !self.loaded.load(Ordering::Acquire) {
+            error_codes::COORDINATOR_LOAD_IN_PROGRESS
+        } else if self
+            .replicas
+            .get(OFFSETS_TOPIC, self.partition_for(group_id))
+            .is_none()
+        {
+            error_codes::COORDINATOR_NOT_AVAILABLE
+        } else {
+            error_codes::NONE
+        }
+    }
+
+    /// Whether the replay has finished.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Replays every local `__consumer_offsets` partition, then serves.
+    pub fn load(self: &Arc<Self>) {
+        let mut loaded: HashMap<String, LoadedGroup> = HashMap::new();
+        for index in 0..self.config.partitions {
+            if let Some(partition) = self.replicas.get(OFFSETS_TOPIC, index) {
+                store::replay(&partition, &mut loaded);
+            }
+        }
+        let now = self.clock.now_ms();
+        let count = loaded.len();
+        for (group_id, data) in loaded {
+            if data.metadata.is_none() && data.offsets.is_empty() {
+                continue;
+            }
+            let mut group = Group::new(&group_id, self.config.group.clone(), now);
+            if let Some(metadata) = data.metadata {
+                restore(&mut group, metadata, now);
+            }
+            group.offsets = data.offsets;
+            self.insert(group);
+        }
+        self.loaded.store(true, Ordering::Release);
+        tracing::info!(
+            groups = count,
+            "group coordinator loaded __consumer_offsets"
+        );
+    }
+
+    fn insert(self: &Arc<Self>, group: Group) -> Arc<GroupHandle> {
+        let group_id = group.group_id.clone();
+        self.get_or_insert_with(&group_id, || group)
+    }
+
+    /// The group's handle, created (with its timer task) if absent.
+    fn get_or_insert_with(
+        self: &Arc<Self>,
+        group_id: &str,
+        make: impl FnOnce() -> Group,
+    ) -> Arc<GroupHandle> {
+        let mut groups = self.groups.lock();
+        if let Some(handle) = groups.get(group_id) {
+            return handle.clone();
+        }
+        let handle = Arc::new(GroupHandle {
+            slot: Mutex::new(Slot {
+                group: make(),
+                joins: HashMap::new(),
+                syncs: HashMap::new(),
+                removed: false,
+            }),
+            wake: Notify::new(),
+        });
+        groups.insert(group_id.to_string(), handle.clone());
+        drop(groups);
+        tokio::spawn(self.clone().run_timer(handle.clone()));
+        handle
+    }
+
+    fn get(&self, group_id: &str) -> Option<Arc<GroupHandle>> {
+        self.groups.lock().get(group_id).cloned()
+    }
+
+    fn get_or_create(self: &Arc<Self>, group_id: &str) -> Arc<GroupHandle> {
+        let now = self.clock.now_ms();
+        self.get_or_insert_with(group_id, || {
+            Group::new(group_id, self.config.group.clone(), now)
+        })
+    }
+
+    fn remove_group(&self, group_id: &str, handle: &GroupHandle, slot: &mut Slot) {
+        slot.removed = true;
+        let mut groups = self.groups.lock();
+        if groups
+            .get(group_id)
+            .is_some_and(|h| std::ptr::eq(h.as_ref(), handle))
+        {
+            groups.remove(group_id);
+        }
+        handle.wake.notify_one();
+    }
+
+    fn token(&self) -> Token {
+        self.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Completes parked requests and writes records the outputs ask for.
+    fn apply(&self, slot: &mut Slot, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Join(token, result) => {
+                    if let Some(sender) = slot.joins.remove(&token) {
+                        let _ = sender.send(result);
+                    }
+                }
+                Output::Sync(token, result) => {
+                    if let Some(sender) = slot.syncs.remove(&token) {
+                        let _ = sender.send(result);
+                    }
+                }
+                Output::StoreGroup => {
+                    let group = &slot.group;
+                    let entries = vec![(
+                        records::group_key(&group.group_id),
+                        Some(records::group_value(&to_stored(group))),
+                    )];
+                    let index = self.partition_for(&group.group_id);
+                    if let Err(code) =
+                        store::append(&self.replicas, index, &entries, self.clock.now_ms())
+                    {
+                        tracing::warn!(group = %group.group_id, code, "storing group metadata failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A JoinGroup; waits while the request is parked.
+    pub async fn join(self: &Arc<Self>, group_id: &str, request: JoinRequest) -> JoinResult {
+        let member_id = request.member_id.clone();
+        let handle = if request.member_id.is_empty() {
+            self.get_or_create(group_id)
+        } else {
+            match self.get(group_id) {
+                Some(handle) => handle,
+                None => return JoinResult::error(&member_id, error_codes::UNKNOWN_MEMBER_ID),
+            }
+        };
+        let token = self.token();
+        let (sender, receiver) = oneshot::channel();
+        {
+            let mut slot = handle.slot.lock();
+            slot.joins.insert(token, sender);
+            let outputs = slot.group.join(self.clock.now_ms(), token, request);
+            self.apply(&mut slot, outputs);
+        }
+        handle.wake.notify_one();
+        receiver
+            .await
+            .unwrap_or_else(|_| JoinResult::error(&member_id, error_codes::NOT_COORDINATOR))
+    }
+
+    /// A SyncGroup; followers wait for the leader's.
+    pub async fn sync(&self, group_id: &str, request: SyncRequest) -> SyncResult {
+        let Some(handle) = self.get(group_id) else {
+            return SyncResult::error(error_codes::UNKNOWN_MEMBER_ID);
+        };
+        let token = self.token();
+        let (sender, receiver) = oneshot::channel();
+        {
+            let mut slot = handle.slot.lock();
+            slot.syncs.insert(token, sender);
+            let outputs = slot.group.sync(self.clock.now_ms(), token, request);
+            self.apply(&mut slot, outputs);
+        }
+        handle.wake.notify_one();
+        receiver
+            .await
+            .unwrap_or_else(|_| SyncResult::error(error_codes::NOT_COORDINATOR))
+    }
+
+    /// A Heartbeat.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> i16 {
+        let Some(handle) = self.get(group_id) else {
+            return error_codes::UNKNOWN_MEMBER_ID;
+        };
+        let code = handle.slot.lock().group.heartbeat(
+            self.clock.now_ms(),
+            member_id,
+            group_instance_id,
+            generation_id,
+        );
+        handle.wake.notify_one();
+        code
+    }
+
+    /// A LeaveGroup: one code per member.
+    pub fn leave(&self, group_id: &str, members: &[LeavingMember]) -> Vec<i16> {
+        let Some(handle) = self.get(group_id) else {
+            return vec![error_codes::UNKNOWN_MEMBER_ID; members.len()];
+        };
+        let codes = {
+            let mut slot = handle.slot.lock();
+            let (codes, outputs) = slot.group.leave(self.clock.now_ms(), members);
+            self.apply(&mut slot, outputs);
+            codes
+        };
+        handle.wake.notify_one();
+        codes
+    }
+
+    /// Commits offsets once the group rules allow it; answers when they are
+    /// durable. Returns one code for the whole request (the caller applies
+    /// it to every partition it passed).
+    pub async fn commit(
+        self: &Arc<Self>,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        version: i16,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    ) -> i16 {
+        let handle = match self.get(group_id) {
+            Some(handle) => handle,
+            // A "simple" group: generation -1, no group management.
+            None if generation_id < 0 => self.get_or_create(group_id),
+            None if version >= 9 => return error_codes::GROUP_ID_NOT_FOUND,
+            None => return error_codes::ILLEGAL_GENERATION,
+        };
+        if offsets.is_empty() {
+            return handle
+                .slot
+                .lock()
+                .group
+                .validate_offset_commit(member_id, group_instance_id, generation_id)
+                .err()
+                .unwrap_or(error_codes::NONE);
+        }
+        let appended = {
+            let mut slot = handle.slot.lock();
+            if let Err(code) =
+                slot.group
+                    .validate_offset_commit(member_id, group_instance_id, generation_id)
+            {
+                return code;
+            }
+            let entries: Vec<Entry> = offsets
+                .iter()
+                .map(|((topic, partition), offset)| {
+                    (
+                        records::offset_key(group_id, topic, *partition),
+                        Some(records::offset_value(offset)),
+                    )
+                })
+                .collect();
+            let appended = store::append(
+                &self.replicas,
+                self.partition_for(group_id),
+                &entries,
+                self.clock.now_ms(),
+            );
+            if appended.is_ok() {
+                slot.group.offsets.extend(offsets);
+            }
+            appended
+        };
+        match appended {
+            Ok((partition, last_offset)) => {
+                store::wait_durable(
+                    &partition,
+                    last_offset,
+                    Duration::from_millis(self.config.commit_timeout_ms as u64),
+                )
+                .await
+            }
+            Err(code) => code,
+        }
+    }
+
+    /// Committed offsets of a group: for the partitions asked, or all
+    /// (`None`). Unknown group or partition: `None` offsets.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        wanted: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
+        let offsets: BTreeMap<(String, i32), CommittedOffset> = self
+            .get(group_id)
+            .map(|h| h.slot.lock().group.offsets.clone())
+            .unwrap_or_default();
+        match wanted {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let found = partitions
+                        .into_iter()
+                        .map(|p| (p, offsets.get(&(topic.clone(), p)).cloned()))
+                        .collect();
+                    (topic, found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
+                    BTreeMap::new();
+                for ((topic, partition), offset) in offsets {
+                    by_topic
+                        .entry(topic)
+                        .or_default()
+                        .push((partition, Some(offset)));
+                }
+                by_topic.into_iter().collect()
+            }
+        }
+    }
+
+    /// Every group.
+    pub fn list(&self) -> Vec<GroupListing> {
+        let handles: Vec<Arc<GroupHandle>> = self.groups.lock().values().cloned().collect();
+        let mut listings: Vec<GroupListing> = handles
+            .iter()
+            .map(|h| {
+                let slot = h.slot.lock();
+                GroupListing {
+                    group_id: slot.group.group_id.clone(),
+                    protocol_type: slot.group.protocol_type.clone().unwrap_or_default(),
+                    state: slot.group.state,
+                }
+            })
+            .filter(|g| g.state != GroupState::Dead)
+            .collect();
+        listings.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        listings
+    }
+
+    /// One group, None if unknown.
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let handle = self.get(group_id)?;
+        let slot = handle.slot.lock();
+        let group = &slot.group;
+        let stable = group.state == GroupState::Stable;
+        let protocol = group.protocol_name.clone().unwrap_or_default();
+        Some(GroupDescription {
+            state: group.state,
+            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            protocol_data: if stable {
+                protocol.clone()
+            } else {
+                String::new()
+            },
+            members: group
+                .members()
+                .map(|m| DescribedMember {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: if stable {
+                        m.metadata(&protocol)
+                    } else {
+                        Bytes::new()
+                    },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    /// DeleteGroups for one group.
+    pub async fn delete(&self, group_id: &str) -> i16 {
+        let Some(handle) = self.get(group_id) else {
+            return error_codes::GROUP_ID_NOT_FOUND;
+        };
+        let appended = {
+            let mut slot = handle.slot.lock();
+            if let Err(code) = slot.group.delete(self.clock.now_ms()) {
+                return code;
+            }
+            let mut entries: Vec<Entry> = slot
+                .group
+                .offsets
+                .keys()
+                .map(|(topic, partition)| (records::offset_key(group_id, topic, *partition), None))
+                .collect();
+            entries.push((records::group_key(group_id), None));
+            slot.group.offsets.clear();
+            self.remove_group(group_id, &handle, &mut slot);
+            store::append(
+                &self.replicas,
+                self.partition_for(group_id),
+                &entries,
+                self.clock.now_ms(),
+            )
+        };
+        tracing::info!(group = %group_id, "group deleted");
+        match appended {
+            Ok((partition, last_offset)) => {
+                store::wait_durable(
+                    &partition,
+                    last_offset,
+                    Duration::from_millis(self.config.commit_timeout_ms as u64),
+                )
+                .await
+            }
+            Err(code) => code,
+        }
+    }
+
+    /// OffsetDelete: Err(group error) or one code per partition.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+        subscribed: impl Fn(&Group, &str) -> bool,
+    ) -> Result<Vec<i16>, i16> {
+        let Some(handle) = self.get(group_id) else {
+            return Err(error_codes::GROUP_ID_NOT_FOUND);
+        };
+        let (codes, appended) = {
+            let mut slot = handle.slot.lock();
+            slot.group.validate_offset_delete()?;
+            let codes: Vec<i16> = partitions
+                .iter()
+                .map(|(topic, _)| {
+                    if slot.group.state != GroupState::Empty && subscribed(&slot.group, topic) {
+                        error_codes::GROUP_SUBSCRIBED_TO_TOPIC
+                    } else {
+                        error_codes::NONE
+                    }
+                })
+                .collect();
+            let entries: Vec<Entry> = partitions
+                .iter()
+                .zip(&codes)
+                .filter(|(key, code)| {
+                    **code == error_codes::NONE && slot.group.offsets.contains_key(*key)
+                })
+                .map(|((topic, partition), _)| {
+                    (records::offset_key(group_id, topic, *partition), None)
+                })
+                .collect();
+            for (key, code) in partitions.iter().zip(&codes) {
+                if *code == error_codes::NONE {
+                    slot.group.offsets.remove(key);
+                }
+            }
+            let appended = if entries.is_empty() {
+                None
+            } else {
+                Some(store::append(
+                    &self.replicas,
+                    self.partition_for(group_id),
+                    &entries,
+                    self.clock.now_ms(),
+                ))
+            };
+            (codes, appended)
+        };
+        match appended {
+            Some(Ok((partition, last_offset))) => {
+                let code = store::wait_durable(
+                    &partition,
+                    last_offset,
+                    Duration::from_millis(self.config.commit_timeout_ms as u64),
+                )
+                .await;
+                if code != error_codes::NONE {
+                    return Err(code);
+                }
+                Ok(codes)
+            }
+            Some(Err(code)) => Err(code),
+            None => Ok(codes),
+        }
+    }
+
+    /// One group's timers.
+    async fn run_timer(self: Arc<Self>, handle: Arc<GroupHandle>) {
+        loop {
+            let deadline = {
+                let slot = handle.slot.lock();
+                if slot.removed || self.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+                slot.group.next_deadline()
+            };
+            let sleep = async {
+                match deadline {
+                    Some(ms) => tokio::time::sleep_until(self.clock.instant_of(ms)).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {
+                    let mut slot = handle.slot.lock();
+                    let outputs = slot.group.tick(self.clock.now_ms());
+                    self.apply(&mut slot, outputs);
+                }
+                _ = handle.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Expires old offsets every `offsets.retention.check.interval.ms`, and
+    /// answers every parked request at shutdown.
+    pub async fn run_maintenance(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let interval = Duration::from_millis(self.config.retention_check_interval_ms as u64);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => self.expire_offsets(),
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.stop();
+    }
+
+    /// One pass of offset expiration.
+    pub fn expire_offsets(&self) {
+        let handles: Vec<Arc<GroupHandle>> = self.groups.lock().values().cloned().collect();
+        let now = self.clock.now_ms();
+        for handle in handles {
+            let mut slot = handle.slot.lock();
+            let expired = slot.group.expire_offsets(now, self.config.retention_ms);
+            let group_id = slot.group.group_id.clone();
+            let mut entries: Vec<Entry> = expired
+                .iter()
+                .map(|(topic, partition)| (records::offset_key(&group_id, topic, *partition), None))
+                .collect();
+            if slot.group.state == GroupState::Dead {
+                entries.push((records::group_key(&group_id), None));
+                self.remove_group(&group_id, &handle, &mut slot);
+                tracing::info!(group = %group_id, "empty group without offsets removed");
+            }
+            if !entries.is_empty() {
+                tracing::info!(group = %group_id, expired = expired.len(), "offsets expired");
+                if let Err(code) =
+                    store::append(&self.replicas, self.partition_for(&group_id), &entries, now)
+                {
+                    tracing::warn!(group = %group_id, code, "writing offset tombstones failed");
+                }
+            }
+        }
+    }
+
+    /// Refuses new requests and answers parked ones with NOT_COORDINATOR.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let handles: Vec<Arc<GroupHandle>> = self.groups.lock().values().cloned().collect();
+        for handle in handles {
+            let mut slot = handle.slot.lock();
+            let outputs = slot.group.abort_parked(error_codes::NOT_COORDINATOR);
+            self.apply(&mut slot, outputs);
+            slot.joins.clear();
+            slot.syncs.clear();
+            handle.wake.notify_one();
+        }
+    }
+}
+
+/// The group metadata record of a group.
+fn to_stored(group: &Group) -> StoredGroup {
+    let protocol = group.protocol_name.clone().unwrap_or_default();
+    StoredGroup {
+        protocol_type: group.protocol_type.clone().unwrap_or_default(),
+        generation_id: group.generation_id,
+        protocol_name: group.protocol_name.clone(),
+        leader: group.leader_id.clone(),
+        state_timestamp_ms: group.state_timestamp_ms,
+        members: group
+            .members()
+            .map(|m| StoredMember {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                session_timeout_ms: m.session_timeout_ms,
+                subscription: m.metadata(&protocol),
+                assignment: m.assignment.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Rebuilds a group from its metadata record: Stable with its members (their
+/// sessions start again now) or Empty.
+fn restore(group: &mut Group, stored: StoredGroup, now: i64) {
+    group.protocol_type = (!stored.protocol_type.is_empty()).then_some(stored.protocol_type);
+    group.generation_id = stored.generation_id;
+    group.protocol_name = stored.protocol_name.clone();
+    group.leader_id = stored.leader;
+    let protocol = stored.protocol_name.unwrap_or_default();
+    let protocol_type = group.protocol_type.clone().unwrap_or_default();
+    for member in stored.members {
+        group.restore_member(
+            Member {
+                member_id: member.member_id,
+                group_instance_id: member.group_instance_id,
+                client_id: member.client_id,
+                client_host: member.client_host,
+                session_timeout_ms: member.session_timeout_ms,
+                rebalance_timeout_ms: member.rebalance_timeout_ms,
+                protocol_type: protocol_type.clone(),
+                protocols: vec![(protocol.clone(), member.subscription)],
+                assignment: member.assignment,
+                awaiting_join: None,
+                awaiting_sync: None,
+                is_new: false,
+                heartbeat_deadline_ms: None,
+            },
+            now,
+        );
+    }
+    let state = if group.member_count() == 0 {
+        GroupState::Empty
+    } else {
+        GroupState::Stable
+    };
+    let timestamp = if stored.state_timestamp_ms >= 0 {
+        stored.state_timestamp_ms
+    } else {
+        now
+    };
+    group.restore_state(state, timestamp);
+    if group
+        .leader_id
+        .as_ref()
+        .is_some_and(|l| !group.has_member(l))
+    {
+        let first = group.members().next().map(|m| m.member_id.clone());
+        group.leader_id = first;
+    }
+}

@@ -1,0 +1,187 @@
+//! Appending group records to `__consumer_offsets` and replaying them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use sluice_log::AppendOptions;
+
+use super::records::{self, RecordKey, StoredGroup};
+use super::state::CommittedOffset;
+use super::OFFSETS_TOPIC;
+use crate::error_codes;
+use crate::replica_manager::{Partition, ReplicaManager};
+
+/// Largest read while replaying a partition.
+const REPLAY_READ_BYTES_MAX: usize = 4 << 20;
+
+/// What replaying found for one group.
+#[derive(Debug, Default)]
+pub struct LoadedGroup {
+    /// The last group metadata record (None: never written or tombstoned).
+    pub metadata: Option<StoredGroup>,
+    /// Committed offsets that were not tombstoned.
+    pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+}
+
+/// One record to append: key and value (None: tombstone).
+pub type Entry = (Bytes, Option<Bytes>);
+
+/// Appends `entries` as one batch to partition `index`; returns the
+/// partition and the last offset written.
+pub fn append(
+    replicas: &ReplicaManager,
+    index: i32,
+    entries: &[Entry],
+    now: i64,
+) -> Result<(Arc<Partition>, i64), i16> {
+    let Some(partition) = replicas.get(OFFSETS_TOPIC, index) else {
+        return Err(error_codes::NOT_COORDINATOR);
+    };
+    let leader_epoch = partition.leader_epoch();
+    let batch: Vec<Record> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: leader_epoch,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: now,
+            key: Some(key.clone()),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    if let Err(error) = RecordBatchEncoder::encode(&mut buf, &batch, &options) {
+        tracing::error!(%error, "encoding a group record batch failed");
+        return Err(error_codes::UNKNOWN_SERVER_ERROR);
+    }
+    let result = {
+        let _guard = partition.append_lock.lock();
+        partition.log.append(
+            &mut buf,
+            AppendOptions {
+                leader_epoch,
+                log_append_time_ms: None,
+            },
+        )
+    };
+    match result {
+        Ok(info) => {
+            replicas.appended(&partition);
+            Ok((partition, info.last_offset))
+        }
+        Err(error) => {
+            tracing::warn!(partition = index, %error, "appending to __consumer_offsets failed");
+            Err(error_codes::from_log_error(&error))
+        }
+    }
+}
+
+/// Waits until `last_offset` is below the high watermark (durable).
+pub async fn wait_durable(partition: &Partition, last_offset: i64, timeout: Duration) -> i16 {
+    let mut receiver = partition.subscribe_high_watermark();
+    let waited = tokio::time::timeout(timeout, receiver.wait_for(|hw| *hw > last_offset)).await;
+    match waited {
+        Ok(Ok(_)) => error_codes::NONE,
+        Ok(Err(_)) => error_codes::NOT_COORDINATOR,
+        Err(_) => error_codes::REQUEST_TIMED_OUT,
+    }
+}
+
+/// Replays one partition into `groups`. Damaged records are skipped with a
+/// warning; a read error stops the replay of this partition.
+pub fn replay(partition: &Partition, groups: &mut HashMap<String, LoadedGroup>) {
+    let log = &partition.log;
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    while offset < end {
+        let read = match log.read(offset, end, REPLAY_READ_BYTES_MAX, true) {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::error!(partition = partition.index, offset, %error, "replaying __consumer_offsets failed");
+                return;
+            }
+        };
+        if read.records.is_empty() {
+            return;
+        }
+        let mut buf = read.records.clone();
+        let sets = match RecordBatchDecoder::decode_all(&mut buf) {
+            Ok(sets) => sets,
+            Err(error) => {
+                tracing::error!(partition = partition.index, offset, %error, "undecodable batch in __consumer_offsets");
+                return;
+            }
+        };
+        let before = offset;
+        for set in sets {
+            for record in set.records {
+                offset = offset.max(record.offset + 1);
+                if record.control {
+                    continue;
+                }
+                apply(groups, record.key.as_ref(), record.value.as_ref());
+            }
+        }
+        if offset == before {
+            tracing::warn!(
+                partition = partition.index,
+                offset,
+                "replay made no progress; stopping"
+            );
+            return;
+        }
+    }
+}
+
+fn apply(groups: &mut HashMap<String, LoadedGroup>, key: Option<&Bytes>, value: Option<&Bytes>) {
+    let Some(key) = key.and_then(records::decode_key) else {
+        tracing::warn!("skipping a record with an unknown key in __consumer_offsets");
+        return;
+    };
+    match key {
+        RecordKey::Offset {
+            group_id,
+            topic,
+            partition,
+        } => {
+            let group = groups.entry(group_id).or_default();
+            match value {
+                None => {
+                    group.offsets.remove(&(topic, partition));
+                }
+                Some(value) => match records::decode_offset_value(value) {
+                    Some(offset) => {
+                        group.offsets.insert((topic, partition), offset);
+                    }
+                    None => tracing::warn!(%topic, partition, "skipping a damaged offset record"),
+                },
+            }
+        }
+        RecordKey::Group { group_id } => match value {
+            None => {
+                groups.entry(group_id).or_default().metadata = None;
+            }
+            Some(value) => match records::decode_group_value(value) {
+                Some(metadata) => groups.entry(group_id).or_default().metadata = Some(metadata),
+                None => tracing::warn!(group = %group_id, "skipping a damaged group record"),
+            },
+        },
+    }
+}
