@@ -190,9 +190,10 @@ impl Log {
         if !config.cleanup_policy_compact {
             return Ok(result);
         }
-        let (segments, log_start_offset) = {
+        let (segments, log_start_offset, generation) = {
             let state = self.state.lock();
-            (state.segments.clone(), state.log_start_offset)
+            let generation = self.truncation_generation.load(Ordering::Acquire);
+            (state.segments.clone(), state.log_start_offset, generation)
         };
         let closed = &segments[..segments.len().saturating_sub(1)];
         let lag_horizon = now_ms.saturating_sub(config.min_compaction_lag_ms.max(0));
@@ -271,7 +272,14 @@ impl Log {
             let input_bytes: u64 = group.iter().map(|segment| segment.size()).sum();
             result.bytes_read += input_bytes;
             let output_bytes = output.size();
-            if self.swap_in(&group, output, now_ms, config.file_delete_delay_ms)? {
+            let swapped = self.swap_in(
+                &group,
+                output,
+                generation,
+                now_ms,
+                config.file_delete_delay_ms,
+            )?;
+            if swapped {
                 result.segments_cleaned += group.len();
                 result.bytes_written += output_bytes;
             }
@@ -349,11 +357,14 @@ impl Log {
 
     /// Swaps a cleaned group in (see the module docs). Returns false, and
     /// removes the cleaned files, when the group is no longer in the log
-    /// (retention, DeleteRecords or a truncation removed some of it meanwhile).
+    /// (retention or DeleteRecords removed some of it meanwhile) or the log
+    /// was truncated since the pass began (`generation`: a truncation may cut
+    /// a segment in place).
     fn swap_in(
         &self,
         group: &[Arc<Segment>],
         mut output: Segment,
+        generation: u64,
         now_ms: i64,
         file_delete_delay_ms: i64,
     ) -> Result<bool, LogError> {
@@ -366,13 +377,15 @@ impl Log {
         let start = current
             .iter()
             .position(|segment| Arc::ptr_eq(segment, &group[0]));
-        let still_there = start.is_some_and(|start| {
-            current.len() > start + group.len()
-                && group
-                    .iter()
-                    .zip(&current[start..])
-                    .all(|(wanted, present)| Arc::ptr_eq(wanted, present))
-        });
+        let truncated = self.truncation_generation.load(Ordering::Acquire) != generation;
+        let still_there = !truncated
+            && start.is_some_and(|start| {
+                current.len() > start + group.len()
+                    && group
+                        .iter()
+                        .zip(&current[start..])
+                        .all(|(wanted, present)| Arc::ptr_eq(wanted, present))
+            });
         let Some(start) = start.filter(|_| still_there) else {
             drop(state);
             for path in &cleaned {

@@ -76,7 +76,7 @@ pub struct Log {
     recovery_point: AtomicI64,
     /// Bumped by every truncation, so a flush racing one does not advance the
     /// recovery point over rewritten offsets.
-    truncation_generation: AtomicU64,
+    pub(crate) truncation_generation: AtomicU64,
     /// Set by `close`.
     closed: AtomicBool,
     /// Renamed segment files waiting to be removed (`delete_expired_files`).
