@@ -74,6 +74,9 @@ impl CoordinatorConfig {
     }
 }
 
+/// A topic's committed offsets by partition (None: nothing committed).
+pub type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
+
 /// One group and its parked requests.
 struct Slot {
     /// The state machine.
@@ -464,7 +467,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         wanted: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
+    ) -> Vec<TopicOffsets> {
         let offsets: BTreeMap<(String, i32), CommittedOffset> = self
             .get(group_id)
             .map(|h| h.slot.lock().group.offsets.clone())

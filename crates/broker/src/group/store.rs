@@ -31,18 +31,8 @@ pub struct LoadedGroup {
 /// One record to append: key and value (None: tombstone).
 pub type Entry = (Bytes, Option<Bytes>);
 
-/// Appends `entries` as one batch to partition `index`; returns the
-/// partition and the last offset written.
-pub fn append(
-    replicas: &ReplicaManager,
-    index: i32,
-    entries: &[Entry],
-    now: i64,
-) -> Result<(Arc<Partition>, i64), i16> {
-    let Some(partition) = replicas.get(OFFSETS_TOPIC, index) else {
-        return Err(error_codes::NOT_COORDINATOR);
-    };
-    let leader_epoch = partition.leader_epoch();
+/// One uncompressed RecordBatch v2 holding `entries`.
+fn encode_batch(entries: &[Entry], leader_epoch: i32, now: i64) -> Result<BytesMut, i16> {
     let batch: Vec<Record> = entries
         .iter()
         .enumerate()
@@ -55,7 +45,9 @@ pub fn append(
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder starts a new batch whenever offset - sequence
+            // changes; base sequence -1 (no producer id) keeps one batch.
+            sequence: i as i32 - 1,
             timestamp: now,
             key: Some(key.clone()),
             value: value.clone(),
@@ -71,6 +63,22 @@ pub fn append(
         tracing::error!(%error, "encoding a group record batch failed");
         return Err(error_codes::UNKNOWN_SERVER_ERROR);
     }
+    Ok(buf)
+}
+
+/// Appends `entries` as one batch to partition `index`; returns the
+/// partition and the last offset written.
+pub fn append(
+    replicas: &ReplicaManager,
+    index: i32,
+    entries: &[Entry],
+    now: i64,
+) -> Result<(Arc<Partition>, i64), i16> {
+    let Some(partition) = replicas.get(OFFSETS_TOPIC, index) else {
+        return Err(error_codes::NOT_COORDINATOR);
+    };
+    let leader_epoch = partition.leader_epoch();
+    let mut buf = encode_batch(entries, leader_epoch, now)?;
     let result = {
         let _guard = partition.append_lock.lock();
         partition.log.append(
@@ -183,5 +191,20 @@ fn apply(groups: &mut HashMap<String, LoadedGroup>, key: Option<&Bytes>, value: 
                 None => tracing::warn!(group = %group_id, "skipping a damaged group record"),
             },
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_records_make_one_valid_batch() {
+        let entries: Vec<Entry> = (0..5)
+            .map(|i| (records::group_key(&format!("g{i}")), None))
+            .collect();
+        let buf = encode_batch(&entries, 3, 0).unwrap();
+        let header = sluice_log::batch::validate(&buf).unwrap();
+        assert_eq!(header.record_count, 5);
     }
 }

@@ -199,7 +199,7 @@ fn sync_hands_each_member_its_bytes_after_the_leader_syncs() {
     // A Stable group answers a late SyncGroup with the stored assignment.
     let t = h.sync(&follower, 1, &[]);
     let r = h.take_sync(t).expect("answered at once");
-    assert!(r.assignment == Bytes::from("A") || r.assignment == Bytes::from("B"));
+    assert!(r.assignment == "A" || r.assignment == "B");
     assert_eq!(r.protocol_name.as_deref(), Some("range"));
     assert_eq!(h.group.assignment_of(&follower), r.assignment);
     assert_ne!(h.group.assignment_of(&leader), r.assignment);
@@ -483,7 +483,7 @@ fn static_member_rejoins_without_a_rebalance_and_fences_the_old_id() {
     // Its assignment carried over.
     let t = h.sync(&rejoined.member_id, 1, &[]);
     let bytes = h.take_sync(t).unwrap().assignment;
-    assert!(bytes == Bytes::from("one") || bytes == Bytes::from("two"));
+    assert!(bytes == "one" || bytes == "two");
 }
 
 #[test]
