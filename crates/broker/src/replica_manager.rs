@@ -231,7 +231,14 @@ impl ReplicaManager {
         } else {
             Some(checkpoint.as_ref().map(|c| c.recovery_point).unwrap_or(0))
         };
-        let mut log = Log::open(&path, config.log_config(), topic_id, recovery_point)?;
+        let log_start_offset = checkpoint.as_ref().map(|c| c.log_start_offset);
+        let mut log = Log::open_with_start(
+            &path,
+            config.log_config(),
+            topic_id,
+            recovery_point,
+            log_start_offset,
+        )?;
         if log.topic_id() != topic_id {
             // A directory of an older topic with the same name: never serve it.
             tracing::warn!(
