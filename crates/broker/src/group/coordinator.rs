@@ -13,10 +13,10 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch, Notify};
 
-use super::records::{self, StoredGroup, StoredMember};
+use super::records;
 use super::state::{
     CommittedOffset, Group, GroupConfig, GroupState, JoinRequest, JoinResult, LeavingMember,
-    Member, Output, SyncRequest, SyncResult, Token,
+    Output, SyncRequest, SyncResult, Token,
 };
 use super::store::{self, Entry, LoadedGroup};
 use super::{partition_for, Clock, OFFSETS_TOPIC};
@@ -212,7 +212,7 @@ impl GroupCoordinator {
             }
             let mut group = Group::new(&group_id, self.config.group.clone(), now);
             if let Some(metadata) = data.metadata {
-                restore(&mut group, metadata, now);
+                store::restore(&mut group, metadata, now);
             }
             group.offsets = data.offsets;
             self.insert(group);
@@ -299,7 +299,7 @@ impl GroupCoordinator {
                     let group = &slot.group;
                     let entries = vec![(
                         records::group_key(&group.group_id),
-                        Some(records::group_value(&to_stored(group))),
+                        Some(records::group_value(&store::to_stored(group))),
                     )];
                     let index = self.partition_for(&group.group_id);
                     if let Err(code) =
@@ -741,80 +741,5 @@ impl GroupCoordinator {
             slot.syncs.clear();
             handle.wake.notify_one();
         }
-    }
-}
-
-/// The group metadata record of a group.
-fn to_stored(group: &Group) -> StoredGroup {
-    let protocol = group.protocol_name.clone().unwrap_or_default();
-    StoredGroup {
-        protocol_type: group.protocol_type.clone().unwrap_or_default(),
-        generation_id: group.generation_id,
-        protocol_name: group.protocol_name.clone(),
-        leader: group.leader_id.clone(),
-        state_timestamp_ms: group.state_timestamp_ms,
-        members: group
-            .members()
-            .map(|m| StoredMember {
-                member_id: m.member_id.clone(),
-                group_instance_id: m.group_instance_id.clone(),
-                client_id: m.client_id.clone(),
-                client_host: m.client_host.clone(),
-                rebalance_timeout_ms: m.rebalance_timeout_ms,
-                session_timeout_ms: m.session_timeout_ms,
-                subscription: m.metadata(&protocol),
-                assignment: m.assignment.clone(),
-            })
-            .collect(),
-    }
-}
-
-/// Rebuilds a group from its metadata record: Stable with its members (their
-/// sessions start again now) or Empty.
-fn restore(group: &mut Group, stored: StoredGroup, now: i64) {
-    group.protocol_type = (!stored.protocol_type.is_empty()).then_some(stored.protocol_type);
-    group.generation_id = stored.generation_id;
-    group.protocol_name = stored.protocol_name.clone();
-    group.leader_id = stored.leader;
-    let protocol = stored.protocol_name.unwrap_or_default();
-    let protocol_type = group.protocol_type.clone().unwrap_or_default();
-    for member in stored.members {
-        group.restore_member(
-            Member {
-                member_id: member.member_id,
-                group_instance_id: member.group_instance_id,
-                client_id: member.client_id,
-                client_host: member.client_host,
-                session_timeout_ms: member.session_timeout_ms,
-                rebalance_timeout_ms: member.rebalance_timeout_ms,
-                protocol_type: protocol_type.clone(),
-                protocols: vec![(protocol.clone(), member.subscription)],
-                assignment: member.assignment,
-                awaiting_join: None,
-                awaiting_sync: None,
-                is_new: false,
-                heartbeat_deadline_ms: None,
-            },
-            now,
-        );
-    }
-    let state = if group.member_count() == 0 {
-        GroupState::Empty
-    } else {
-        GroupState::Stable
-    };
-    let timestamp = if stored.state_timestamp_ms >= 0 {
-        stored.state_timestamp_ms
-    } else {
-        now
-    };
-    group.restore_state(state, timestamp);
-    if group
-        .leader_id
-        .as_ref()
-        .is_some_and(|l| !group.has_member(l))
-    {
-        let first = group.members().next().map(|m| m.member_id.clone());
-        group.leader_id = first;
     }
 }

@@ -10,8 +10,9 @@ use kafka_protocol::records::{
 };
 use sluice_log::AppendOptions;
 
-use super::records::{self, RecordKey, StoredGroup};
+use super::records::{self, RecordKey, StoredGroup, StoredMember};
 use super::state::CommittedOffset;
+use super::state::{Group, GroupState, Member};
 use super::OFFSETS_TOPIC;
 use crate::error_codes;
 use crate::replica_manager::{Partition, ReplicaManager};
@@ -191,6 +192,81 @@ fn apply(groups: &mut HashMap<String, LoadedGroup>, key: Option<&Bytes>, value: 
                 None => tracing::warn!(group = %group_id, "skipping a damaged group record"),
             },
         },
+    }
+}
+
+/// The group metadata record of a group.
+pub fn to_stored(group: &Group) -> StoredGroup {
+    let protocol = group.protocol_name.clone().unwrap_or_default();
+    StoredGroup {
+        protocol_type: group.protocol_type.clone().unwrap_or_default(),
+        generation_id: group.generation_id,
+        protocol_name: group.protocol_name.clone(),
+        leader: group.leader_id.clone(),
+        state_timestamp_ms: group.state_timestamp_ms,
+        members: group
+            .members()
+            .map(|m| StoredMember {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                session_timeout_ms: m.session_timeout_ms,
+                subscription: m.metadata(&protocol),
+                assignment: m.assignment.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Rebuilds a group from its metadata record: Stable with its members (their
+/// sessions start again now) or Empty.
+pub fn restore(group: &mut Group, stored: StoredGroup, now: i64) {
+    group.protocol_type = (!stored.protocol_type.is_empty()).then_some(stored.protocol_type);
+    group.generation_id = stored.generation_id;
+    group.protocol_name = stored.protocol_name.clone();
+    group.leader_id = stored.leader;
+    let protocol = stored.protocol_name.unwrap_or_default();
+    let protocol_type = group.protocol_type.clone().unwrap_or_default();
+    for member in stored.members {
+        group.restore_member(
+            Member {
+                member_id: member.member_id,
+                group_instance_id: member.group_instance_id,
+                client_id: member.client_id,
+                client_host: member.client_host,
+                session_timeout_ms: member.session_timeout_ms,
+                rebalance_timeout_ms: member.rebalance_timeout_ms,
+                protocol_type: protocol_type.clone(),
+                protocols: vec![(protocol.clone(), member.subscription)],
+                assignment: member.assignment,
+                awaiting_join: None,
+                awaiting_sync: None,
+                is_new: false,
+                heartbeat_deadline_ms: None,
+            },
+            now,
+        );
+    }
+    let state = if group.member_count() == 0 {
+        GroupState::Empty
+    } else {
+        GroupState::Stable
+    };
+    let timestamp = if stored.state_timestamp_ms >= 0 {
+        stored.state_timestamp_ms
+    } else {
+        now
+    };
+    group.restore_state(state, timestamp);
+    if group
+        .leader_id
+        .as_ref()
+        .is_some_and(|l| !group.has_member(l))
+    {
+        let first = group.members().next().map(|m| m.member_id.clone());
+        group.leader_id = first;
     }
 }
 
