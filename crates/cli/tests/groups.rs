@@ -200,6 +200,53 @@ async fn committed_offsets_survive_a_broker_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_of_several_partitions_is_kept() {
+    let broker = TestBroker::start_with(GROUP_BROKER_SETTINGS);
+    let bootstrap = broker.bootstrap();
+    let topic = topic_name("multi-commit");
+    let group = topic_name("multi-commit-group");
+    create_topic(bootstrap, &topic, 3).await;
+    produce_to_partitions(bootstrap, &topic, 3, 5).await;
+
+    eprintln!("phase: read all 15 records and commit the position of 3 partitions at once");
+    let (consumer, _) = group_consumer(bootstrap, &group, &topic, &[]);
+    let received = poll_count(&[&consumer], 15, Duration::from_secs(30)).remove(0);
+    assert_eq!(received.len(), 15, "{:?}", summary(&received));
+    consumer
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("one OffsetCommit for three partitions");
+    close_within(consumer, CLOSE_TIMEOUT);
+
+    eprintln!("phase: OffsetFetch returns all three, a new member reads only new records");
+    produce_to_partitions(bootstrap, &topic, 3, 1).await;
+    let (consumer, _) = group_consumer(bootstrap, &group, &topic, &[]);
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..3 {
+        wanted.add_partition(&topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(wanted, Duration::from_secs(20))
+        .expect("committed offsets");
+    let offsets: Vec<(i32, Offset)> = committed
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect();
+    assert_eq!(
+        offsets,
+        (0..3).map(|p| (p, Offset::Offset(5))).collect::<Vec<_>>()
+    );
+    let received = poll_count(&[&consumer], 3, Duration::from_secs(60)).remove(0);
+    let mut got: Vec<(i32, i64)> = received
+        .iter()
+        .map(|m| (m.partition(), m.offset()))
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, vec![(0, 5), (1, 5), (2, 5)]);
+    close_within(consumer, CLOSE_TIMEOUT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_groups_each_receive_every_record() {
     let broker = TestBroker::start_with(GROUP_BROKER_SETTINGS);
     let bootstrap = broker.bootstrap();

@@ -158,6 +158,37 @@ async fn describe_shows_lag_and_reset_offsets_moves_it() {
         );
     }
 
+    eprintln!("phase: --execute on several partitions at once");
+    let wide = topic_name("lag-wide");
+    create_topic(bootstrap, &wide, 3).await;
+    produce_to_partitions(bootstrap, &wide, 3, 2).await;
+    ok(
+        sluice(
+            bootstrap,
+            &[
+                "group",
+                "reset-offsets",
+                &group,
+                "--topic",
+                &wide,
+                "--to-latest",
+                "--execute",
+            ],
+        ),
+        "reset-offsets of 3 partitions",
+    );
+    let describe = ok(
+        sluice(bootstrap, &["group", "describe", &group]),
+        "describe",
+    );
+    for partition in 0..3 {
+        assert_eq!(
+            offsets_row(&describe, &wide, partition),
+            cells(("2", "2", "0")),
+            "{describe}"
+        );
+    }
+
     eprintln!("phase: bad reset arguments");
     fails(
         run(&["--to-datetime", "yesterday"]),
