@@ -56,11 +56,36 @@ pub enum SequenceCheck {
     Reject(i16),
 }
 
+/// A transaction that was aborted, for read_committed fetches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTransaction {
+    /// The producer whose records in [first_offset, last_offset] are aborted.
+    pub producer_id: i64,
+    /// Offset of the transaction's first batch in this partition.
+    pub first_offset: i64,
+    /// Offset of the abort marker.
+    pub last_offset: i64,
+}
+
+/// What a control batch (transaction marker) says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    Abort,
+    Commit,
+}
+
 /// Producer state of one partition.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerStateManager {
     /// Entries by producer id.
     pub producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: producer id → offset of its first batch here. The
+    /// last stable offset is the smallest of these (or the high watermark).
+    #[serde(default)]
+    pub ongoing: std::collections::BTreeMap<i64, i64>,
+    /// Aborted transactions in marker order (pruned below the log start).
+    #[serde(default)]
+    pub aborted: Vec<AbortedTransaction>,
 }
 
 /// The sequence of the last record of a batch.
@@ -150,11 +175,69 @@ impl ProducerStateManager {
         entry.last_write_ms = entry.last_write_ms.max(now_ms);
     }
 
+    /// Tracks transactions: a transactional data batch opens one for its
+    /// producer (if none is open); a marker closes it, and an abort marker
+    /// records the aborted range.
+    pub fn record_transaction(
+        &mut self,
+        header: &BatchHeader,
+        first_offset: i64,
+        marker: Option<Marker>,
+    ) {
+        if header.producer_id < 0 || !header.is_transactional() {
+            return;
+        }
+        match marker {
+            None => {
+                self.ongoing
+                    .entry(header.producer_id)
+                    .or_insert(first_offset);
+            }
+            Some(kind) => {
+                if let Some(first) = self.ongoing.remove(&header.producer_id) {
+                    if kind == Marker::Abort {
+                        self.aborted.push(AbortedTransaction {
+                            producer_id: header.producer_id,
+                            first_offset: first,
+                            last_offset: first_offset,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// First offset of the oldest open transaction, if any.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.values().copied().min()
+    }
+
+    /// Aborted transactions overlapping [from, to), ordered by first offset
+    /// (franz-go relies on the order).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTransaction> {
+        let mut found: Vec<AbortedTransaction> = self
+            .aborted
+            .iter()
+            .filter(|a| a.last_offset >= from && a.first_offset < to)
+            .copied()
+            .collect();
+        found.sort_by_key(|a| a.first_offset);
+        found
+    }
+
+    /// Forgets aborted ranges wholly below the log start.
+    pub fn prune_aborted(&mut self, log_start_offset: i64) {
+        self.aborted.retain(|a| a.last_offset >= log_start_offset);
+    }
+
     /// Forgets producers silent for longer than `expiration_ms`.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_write_ms) <= expiration_ms);
+        let ongoing = &self.ongoing;
+        // Never while the producer has an open transaction.
+        self.producers.retain(|id, e| {
+            ongoing.contains_key(id) || now_ms.saturating_sub(e.last_write_ms) <= expiration_ms
+        });
         before - self.producers.len()
     }
 
@@ -164,6 +247,8 @@ impl ProducerStateManager {
             entry.batches.retain(|b| b.last_offset < offset);
         }
         self.producers.retain(|_, e| !e.batches.is_empty());
+        self.ongoing.retain(|_, first| *first < offset);
+        self.aborted.retain(|a| a.last_offset < offset);
     }
 }
 
@@ -256,6 +341,40 @@ mod tests {
     }
 
     #[test]
+    fn transactions_open_close_and_record_aborts() {
+        let mut state = ProducerStateManager::default();
+        let mut txn = batch(5, 0, 0, 2);
+        txn.attributes = 1 << 4;
+        state.record_transaction(&txn, 10, None);
+        state.record_transaction(&txn, 12, None); // still the same transaction
+        let mut other = batch(6, 0, 0, 1);
+        other.attributes = 1 << 4;
+        state.record_transaction(&other, 14, None);
+        assert_eq!(state.first_unstable_offset(), Some(10));
+        let mut marker = batch(5, 0, -1, 1);
+        marker.attributes = (1 << 4) | (1 << 5);
+        state.record_transaction(&marker, 15, Some(Marker::Abort));
+        assert_eq!(state.first_unstable_offset(), Some(14));
+        let mut commit = batch(6, 0, -1, 1);
+        commit.attributes = (1 << 4) | (1 << 5);
+        state.record_transaction(&commit, 16, Some(Marker::Commit));
+        assert_eq!(state.first_unstable_offset(), None);
+        let aborted = AbortedTransaction {
+            producer_id: 5,
+            first_offset: 10,
+            last_offset: 15,
+        };
+        assert_eq!(state.aborted_between(0, 100), vec![aborted]);
+        assert_eq!(state.aborted_between(16, 100), vec![]);
+        state.prune_aborted(16);
+        assert!(state.aborted.is_empty());
+        // A producer with an open transaction never expires.
+        state.record(&txn, 20, 0);
+        state.record_transaction(&txn, 20, None);
+        assert_eq!(state.expire(i64::MAX, 1), 0);
+    }
+
+    #[test]
     fn silent_producers_expire_and_truncation_forgets_batches() {
         let mut state = ProducerStateManager::default();
         state.record(&batch(1, 0, 0, 1), 0, 1_000);
@@ -264,6 +383,22 @@ mod tests {
         assert!(state.producers.contains_key(&2));
         state.truncate_to(1);
         assert!(state.producers.is_empty());
+    }
+}
+
+/// The marker type of a control batch: the control record's key is
+/// (version i16, type i16), type 0 = abort, 1 = commit.
+pub fn control_marker(batch: &bytes::Bytes) -> Option<Marker> {
+    let mut buf = batch.clone();
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).ok()?;
+    let key = set.records.first()?.key.clone()?;
+    if key.len() < 4 {
+        return None;
+    }
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(Marker::Abort),
+        1 => Some(Marker::Commit),
+        _ => None,
     }
 }
 

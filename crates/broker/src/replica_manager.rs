@@ -63,6 +63,90 @@ impl Partition {
         *self.high_watermark.borrow()
     }
 
+    /// The last stable offset: the first offset of the oldest open
+    /// transaction, or the high watermark when none is open (never above it).
+    pub fn last_stable_offset(&self) -> i64 {
+        let high_watermark = self.high_watermark();
+        match self.append_lock.lock().first_unstable_offset() {
+            Some(first) => first.min(high_watermark),
+            None => high_watermark,
+        }
+    }
+
+    /// Aborted transactions overlapping [from, to), by first offset.
+    pub fn aborted_transactions(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Vec<producer_state::AbortedTransaction> {
+        self.append_lock.lock().aborted_between(from, to)
+    }
+
+    /// Appends a transaction marker (a control batch) for a producer: the
+    /// transaction coordinator's commit or abort. Returns its offset; the
+    /// caller waits for the high watermark to pass it if it needs durability.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: producer_state::Marker,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<i64, sluice_log::LogError> {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let marker_type: i16 = match marker {
+            producer_state::Marker::Abort => 0,
+            producer_state::Marker::Commit => 1,
+        };
+        let mut key = Vec::with_capacity(4);
+        key.extend_from_slice(&0i16.to_be_bytes());
+        key.extend_from_slice(&marker_type.to_be_bytes());
+        let mut value = Vec::with_capacity(6);
+        value.extend_from_slice(&0i16.to_be_bytes());
+        value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+        let record = Record {
+            transactional: true,
+            control: true,
+            delete_horizon: false,
+            partition_leader_epoch: self.leader_epoch(),
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: now_ms,
+            key: Some(bytes::Bytes::from(key)),
+            value: Some(bytes::Bytes::from(value)),
+            headers: Default::default(),
+        };
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, [&record], &options).map_err(|e| {
+            sluice_log::LogError::Corrupt {
+                path: self.dir.clone(),
+                position: 0,
+                reason: format!("encoding a transaction marker: {e}"),
+            }
+        })?;
+        let header = sluice_log::batch::parse_header(&buf)?;
+        let mut producers = self.append_lock.lock();
+        let info = self.log.append(
+            &mut buf,
+            sluice_log::AppendOptions {
+                leader_epoch: self.leader_epoch(),
+                log_append_time_ms: None,
+            },
+        )?;
+        producers.record_transaction(&header, info.base_offset, Some(marker));
+        self.producer_state_dirty.store(true, Ordering::Release);
+        Ok(info.base_offset)
+    }
+
     pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
     }

@@ -5,8 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, ProducerId, RequestHeader, TopicName,
+};
 use uuid::Uuid;
 
 use super::{check_leader_epoch, topic_name};
@@ -71,6 +75,9 @@ pub async fn handle(
         Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     let deadline = tokio::time::Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
+    // Isolation level 1 (v4+): only up to the last stable offset, with the
+    // aborted transactions of the range so the client drops their records.
+    let read_committed = request.isolation_level == 1;
     // The broker's `fetch.max.bytes` bounds what one response can hold.
     let broker_max_bytes = state.broker_config_i64("fetch.max.bytes").max(1) as usize;
     let max_bytes = if request.max_bytes <= 0 {
@@ -88,7 +95,7 @@ pub async fn handle(
                     .map(|p| p.subscribe_high_watermark())
             })
             .collect();
-        let (partitions, bytes, has_error) = read_all(&targets, max_bytes);
+        let (partitions, bytes, has_error) = read_all(&targets, max_bytes, read_committed);
         let expired = tokio::time::Instant::now() >= deadline;
         if bytes >= min_bytes.max(1)
             || has_error
@@ -102,14 +109,18 @@ pub async fn handle(
         let changed =
             futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            let (partitions, _, _) = read_all(&targets, max_bytes);
+            let (partitions, _, _) = read_all(&targets, max_bytes, read_committed);
             return respond(targets, partitions, version);
         }
     }
 }
 
 /// Reads every target; returns per-target data, total bytes, any error.
-fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<PartitionData>, usize, bool) {
+fn read_all(
+    targets: &[Target],
+    max_bytes: usize,
+    read_committed: bool,
+) -> (Vec<PartitionData>, usize, bool) {
     let mut remaining = max_bytes;
     let mut total = 0usize;
     let mut has_error = false;
@@ -135,11 +146,16 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<PartitionData>, usize,
         let epoch_error = check_leader_epoch(target.current_leader_epoch, partition.leader_epoch());
         let high_watermark = partition.high_watermark();
         let log_start = partition.log.log_start_offset();
+        let last_stable_offset = partition.last_stable_offset();
         data.high_watermark = high_watermark;
-        // No transactions yet: the last stable offset is the high watermark.
-        data.last_stable_offset = high_watermark;
+        data.last_stable_offset = last_stable_offset;
         data.log_start_offset = log_start;
         data.aborted_transactions = None;
+        let upper = if read_committed {
+            last_stable_offset
+        } else {
+            high_watermark
+        };
         if epoch_error != error_codes::NONE {
             data.error_code = epoch_error;
             has_error = true;
@@ -160,13 +176,23 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<PartitionData>, usize,
             out.push(data);
             continue;
         }
-        match partition.log.read(
-            target.fetch_offset,
-            high_watermark,
-            partition_budget,
-            min_one_batch,
-        ) {
+        match partition
+            .log
+            .read(target.fetch_offset, upper, partition_budget, min_one_batch)
+        {
             Ok(read) => {
+                if read_committed {
+                    let aborted = partition
+                        .aborted_transactions(target.fetch_offset, upper)
+                        .into_iter()
+                        .map(|a| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(a.producer_id))
+                                .with_first_offset(a.first_offset)
+                        })
+                        .collect();
+                    data.aborted_transactions = Some(aborted);
+                }
                 let n = read.records.len();
                 if n > 0 {
                     first_data_returned = true;

@@ -30,6 +30,7 @@ pub async fn handle(
                 .or_insert(0) += 1;
         }
     }
+    let request_isolation = request.isolation_level;
     let mut topics = Vec::new();
     for topic in request.topics {
         let name = topic.name.0.as_str().to_string();
@@ -66,6 +67,8 @@ pub async fn handle(
             // the last stable offset while there are no transactions).
             let high_watermark = partition.high_watermark();
             let found: Result<Option<(i64, i64)>, sluice_log::LogError> = match p.timestamp {
+                // read_committed (isolation level 1, v2+) answers the last stable offset.
+                LATEST if request_isolation == 1 => Ok(Some((partition.last_stable_offset(), -1))),
                 LATEST => Ok(Some((high_watermark, -1))),
                 EARLIEST | EARLIEST_LOCAL => Ok(Some((partition.log.log_start_offset(), -1))),
                 LATEST_TIERED => Ok(Some((-1, -1))),

@@ -194,6 +194,7 @@ fn append_partition(
                 if let Ok(info) = &result {
                     if header.producer_id >= 0 {
                         producers.record(&header, info.base_offset, now_ms());
+                        producers.record_transaction(&header, info.base_offset, None);
                         partition
                             .producer_state_dirty
                             .store(true, std::sync::atomic::Ordering::Release);
