@@ -241,6 +241,14 @@ pub async fn delete_topic(state: &BrokerState, name: &str) -> Result<Uuid, Topic
             "This server does not host this topic-partition.",
         ));
     };
+    if name.starts_with("__") {
+        // The coordinators' state lives there; deleting it would lose every
+        // committed offset (Kafka refuses too).
+        return Err(TopicError::new(
+            error_codes::INVALID_TOPIC_EXCEPTION,
+            format!("Topic {name} is an internal topic and cannot be deleted"),
+        ));
+    }
     let topic_id = topic.topic_id;
     state
         .quorum
