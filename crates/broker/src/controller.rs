@@ -243,7 +243,7 @@ pub async fn delete_topic(state: &BrokerState, name: &str) -> Result<Uuid, Topic
     };
     if name.starts_with("__") {
         // The coordinators' state lives there; deleting it would lose every
-        // committed offset (Kafka refuses too).
+        // committed offset (Kafka's kafka-topics.sh refuses it as well).
         return Err(TopicError::new(
             error_codes::INVALID_TOPIC_EXCEPTION,
             format!("Topic {name} is an internal topic and cannot be deleted"),
