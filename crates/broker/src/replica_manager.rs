@@ -21,6 +21,9 @@ use uuid::Uuid;
 use crate::config::{DynamicBrokerConfigs, Settings, TopicConfig};
 use crate::producer_state::{self, ProducerStateManager};
 
+/// How many partitions the flusher fsyncs at once.
+const FLUSH_PARALLELISM: usize = 8;
+
 /// One partition this node hosts.
 pub struct Partition {
     /// Topic name.
@@ -409,23 +412,34 @@ impl ReplicaManager {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
-            for partition in dirty {
-                let log = partition.log.clone();
-                match tokio::task::spawn_blocking(move || log.flush()).await {
-                    Ok(Ok(durable)) => {
-                        if self.flush_before_visible {
-                            partition.advance_high_watermark(durable);
+            // The dirty partitions' fsyncs run in parallel on the blocking
+            // pool (bounded by FLUSH_PARALLELISM), so one slow partition does not
+            // hold back the others' acknowledgements.
+            for chunk in dirty.chunks(FLUSH_PARALLELISM) {
+                let flushes: Vec<_> = chunk
+                    .iter()
+                    .map(|partition| {
+                        let log = partition.log.clone();
+                        tokio::task::spawn_blocking(move || log.flush())
+                    })
+                    .collect();
+                for (partition, flush) in chunk.iter().zip(flushes) {
+                    match flush.await {
+                        Ok(Ok(durable)) => {
+                            if self.flush_before_visible {
+                                partition.advance_high_watermark(durable);
+                            }
                         }
-                    }
-                    Ok(Err(sluice_log::LogError::Closed)) => {}
-                    Ok(Err(error)) => {
-                        tracing::error!(topic = %partition.topic, partition = partition.index, %error,
-                            "fsync failed: the state of the log on disk is unknown; stopping the broker");
-                        std::process::exit(74);
-                    }
-                    Err(join_error) => {
-                        tracing::error!(%join_error, "flusher task failed; stopping the broker");
-                        std::process::exit(70);
+                        Ok(Err(sluice_log::LogError::Closed)) => {}
+                        Ok(Err(error)) => {
+                            tracing::error!(topic = %partition.topic, partition = partition.index, %error,
+                                "fsync failed: the state of the log on disk is unknown; stopping the broker");
+                            std::process::exit(74);
+                        }
+                        Err(join_error) => {
+                            tracing::error!(%join_error, "flusher task failed; stopping the broker");
+                            std::process::exit(70);
+                        }
                     }
                 }
             }
