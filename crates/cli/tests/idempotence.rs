@@ -357,6 +357,44 @@ async fn unknown_producer_is_accepted_at_any_sequence_then_checked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_last_five_batches_are_recognised_as_retries() {
+    let (_broker, topic, mut raw, pid) = setup("idem-window").await;
+    for seq in 0..6 {
+        raw.produce_ok(&topic, 0, batch(pid, 0, seq, 1, "w"), seq as i64);
+    }
+    eprintln!("phase: retries of the last five batches");
+    for seq in 1..6 {
+        raw.produce_ok(&topic, 0, batch(pid, 0, seq, 1, "w"), seq as i64);
+    }
+    eprintln!("phase: a retry of the sixth-newest batch is out of order (Kafka 4.0)");
+    raw.produce_rejected(
+        &topic,
+        0,
+        batch(pid, 0, 0, 1, "w"),
+        OUT_OF_ORDER_SEQUENCE_NUMBER,
+    );
+    assert_eq!(raw.log_end(&topic, 0), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequences_wrap_from_i32_max_to_zero() {
+    let (_broker, topic, mut raw, pid) = setup("idem-wrap").await;
+    eprintln!("phase: a batch across the wrap (MAX-1, MAX, 0)");
+    let across = batch(pid, 0, i32::MAX - 1, 3, "x");
+    raw.produce_ok(&topic, 0, across.clone(), 0);
+    raw.produce_ok(&topic, 0, across, 0);
+    eprintln!("phase: the next batch starts at 1");
+    raw.produce_rejected(
+        &topic,
+        0,
+        batch(pid, 0, 2, 1, "gap"),
+        OUT_OF_ORDER_SEQUENCE_NUMBER,
+    );
+    raw.produce_ok(&topic, 0, batch(pid, 0, 1, 2, "y"), 3);
+    assert_eq!(raw.log_end(&topic, 0), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_idempotent_batches_always_append() {
     let (_broker, topic, mut raw, _pid) = setup("idem-plain").await;
     let plain = batch(-1, -1, -1, 3, "plain");
