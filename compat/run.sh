@@ -266,9 +266,10 @@ else
   want kafkajs && run_node kafkajs node/kafkajs.test.mjs
   want kafkajs && run_node kafkajs-idempotent node/kafkajs-idempotent.test.mjs
 
-  GROUP_FILES="python/test_groups.py, node/kafkajs-group.test.mjs"
+  GROUP_FILES="python/test_groups.py, kcat/test_kcat_groups.py, node/kafkajs-group.test.mjs"
   if [[ "${SLUICE_COMPAT_GROUPS:-1}" == 1 ]]; then
     run_pytest groups-python venv -- python/test_groups.py
+    run_pytest groups-kcat venv kcat -- kcat/test_kcat_groups.py
     run_node groups-kafkajs node/kafkajs-group.test.mjs
   else
     log "NOT RUN: consumer-group suites ($GROUP_FILES): SLUICE_COMPAT_GROUPS=0 was set."
