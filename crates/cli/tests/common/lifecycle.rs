@@ -142,12 +142,15 @@ pub fn value_of(resource: &ConfigResource, name: &str) -> String {
 }
 
 /// AlterConfigs (the non-incremental API: every config not given returns to
-/// its default) of one resource; the broker's answer for it.
+/// its default) of one resource through rdkafka. rdkafka 0.39 drops the
+/// per-resource error of the answer (its `AlterConfigsFuture` reports every
+/// resource as `Ok`), so this only proves the request completed: callers check
+/// the effect with DescribeConfigs, and bad-input tests send raw requests.
 pub async fn alter_configs(
     bootstrap: &str,
     resource: ResourceSpecifier<'_>,
     configs: &[(&str, &str)],
-) -> Result<(), RDKafkaErrorCode> {
+) {
     let admin = admin(bootstrap);
     let mut alter = AlterConfig::new(resource);
     for (key, value) in configs {
@@ -160,9 +163,8 @@ pub async fn alter_configs(
     .await
     .expect("AlterConfigs request failed");
     assert_eq!(results.len(), 1, "one AlterConfigs result");
-    match &results[0] {
-        Ok(_) => Ok(()),
-        Err((_, code)) => Err(*code),
+    if let Err((_, code)) = &results[0] {
+        panic!("AlterConfigs of {resource:?} with {configs:?} failed: {code:?}");
     }
 }
 
