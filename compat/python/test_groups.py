@@ -2,7 +2,7 @@
 
 kafka-python's coordinator client uses old, fixed API versions (FindCoordinator v0, JoinGroup <= 2,
 SyncGroup/Heartbeat/LeaveGroup v1, OffsetCommit v2, OffsetFetch v1); librdkafka negotiates current
-current ones (JoinGroup v5+ with KIP-394 MEMBER_ID_REQUIRED, ...).
+ones (JoinGroup v5+ with KIP-394 MEMBER_ID_REQUIRED, ...).
 
 The core scenario per client (`test_*_two_members_split_commit_resume`):
 
