@@ -52,13 +52,16 @@ fn str_bytes(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
 }
 
+/// One IncrementalAlterConfigs operation: (operation, config name, value).
+type Operation<'a> = (i8, &'a str, Option<&'a str>);
+
 /// Sends one IncrementalAlterConfigs (v1) for one resource and returns the
 /// resource's error code and message.
 fn incremental_alter(
     bootstrap: &str,
     resource_type: i8,
     name: &str,
-    operations: &[(i8, &str, Option<&str>)],
+    operations: &[Operation],
 ) -> (i16, Option<String>) {
     use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
     let configs = operations
@@ -478,7 +481,7 @@ async fn bad_config_input_gets_kafkas_errors_and_changes_nothing() {
     }
 
     eprintln!("phase: IncrementalAlterConfigs (raw v1)");
-    let incremental_cases: &[(&str, &[(i8, &str, Option<&str>)], i16)] = &[
+    let incremental_cases: &[(&str, &[Operation], i16)] = &[
         (
             "SET of an unknown config",
             &[
