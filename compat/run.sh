@@ -260,11 +260,12 @@ else
   export SLUICE_BOOTSTRAP="127.0.0.1:$PORT"
   log "broker pid $BROKER_PID listening on $SLUICE_BOOTSTRAP"
 
-  want confluent && run_pytest confluent venv -- python/test_confluent.py python/test_idempotence.py
+  want confluent && run_pytest confluent venv -- python/test_confluent.py python/test_idempotence.py python/test_admin.py
   want kafka-python && run_pytest kafka-python venv -- python/test_kafka_python.py
   want kcat && run_pytest kcat venv kcat -- kcat/test_kcat.py
   want kafkajs && run_node kafkajs node/kafkajs.test.mjs
   want kafkajs && run_node kafkajs-idempotent node/kafkajs-idempotent.test.mjs
+  want kafkajs && run_node kafkajs-admin node/kafkajs-admin.test.mjs
 
   GROUP_FILES="python/test_groups.py, kcat/test_kcat_groups.py, node/kafkajs-group.test.mjs"
   if [[ "${SLUICE_COMPAT_GROUPS:-1}" == 1 ]]; then
