@@ -5,6 +5,7 @@
 //! `info`) and errors go to stderr. Every failure ends as one line
 //! `error: …` and exit code 1 — never a backtrace.
 
+mod bench;
 mod client;
 mod cluster;
 mod consume;
@@ -44,6 +45,8 @@ enum Command {
     Group(group::GroupArgs),
     /// Information about the cluster.
     Cluster(cluster::ClusterArgs),
+    /// Measure a Kafka-compatible broker: produce, consume and end-to-end load.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             Command::Consume(args) => consume::run(args).await,
             Command::Group(args) => group::run(args).await,
             Command::Cluster(args) => cluster::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     // librdkafka handles and broker tasks may still hold runtime threads; do

@@ -1,0 +1,240 @@
+//! `sluice bench e2e`: produce at a fixed rate and consume at once, in one
+//! process. Each value starts with a stamp (run id, scheduled send time on
+//! the run's monotonic clock); the consumer's latency is its receive time
+//! minus that stamp, so it covers producer batching, the broker, and the
+//! consumer's fetch — and, counted from the *scheduled* time, any stall.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use hdrhistogram::Histogram;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::message::Message as _;
+use rdkafka::Offset;
+use serde_json::json;
+
+use super::consume::{assign, consumer};
+use super::load::{self, Clock, STAMP_BYTES};
+use super::procfs::UsageMeter;
+use super::progress::{Counters, Progress};
+use super::stats::{self, latency_histogram, Latency, Report, Throughput};
+use super::{options, setup, CommonArgs, ProducerOptions, TopicOptions};
+use crate::client::CliContext;
+
+/// How long one poll waits for a message.
+const POLL_TIMEOUT: Duration = Duration::from_millis(50);
+/// How long the consumer runs before the producers start, so that its
+/// first fetch is in flight and the first records do not wait for it.
+const CONSUMER_WARMUP: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Args)]
+pub struct E2eArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    topic: TopicOptions,
+    #[command(flatten)]
+    producer: ProducerOptions,
+    /// After the last delivery, how long to wait for records still on
+    /// their way to the consumer.
+    #[arg(long, value_name = "TIME", default_value = "10s", value_parser = options::parse_duration)]
+    grace: Duration,
+}
+
+/// What the consumer side saw.
+#[derive(Debug)]
+struct Received {
+    /// Produce-to-consume latency, microseconds.
+    latency: Histogram<u64>,
+    /// Records with this run's stamp.
+    records: u64,
+}
+
+/// Set by the producing side when it is done.
+#[derive(Debug, Default)]
+struct Finish {
+    /// The producers have flushed.
+    done: AtomicBool,
+    /// Records the broker acknowledged.
+    delivered: AtomicU64,
+}
+
+pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
+    if args.producer.rate.is_none() {
+        bail!("bench e2e needs --rate (records/s): latency is measured at a fixed load");
+    }
+    if args.producer.record_size < STAMP_BYTES {
+        bail!("bench e2e needs --record-size of at least {STAMP_BYTES} bytes for the send stamp");
+    }
+    let connection = &args.common.connection;
+    let topic = args
+        .topic
+        .topic
+        .clone()
+        .unwrap_or_else(setup::fresh_topic_name);
+    let partitions = setup::ensure_topic(connection, &topic, args.topic.partitions).await?;
+    let consumer = consumer(connection, &[])?;
+    let marks = setup::watermarks(&consumer, &topic, &partitions)?;
+    let start: Vec<(i32, Offset)> = marks
+        .iter()
+        .map(|m| (m.partition, Offset::Offset(m.high)))
+        .collect();
+    assign(&consumer, &topic, &start)?;
+
+    let run_id = load::XorShift::seeded(u64::from(std::process::id()) ^ unix_nanos()).next();
+    let plan = args.producer.plan(&topic, Some(run_id));
+    let config = args.producer.client_config(connection);
+    let clock = Clock {
+        origin: Instant::now(),
+    };
+    let finish = Arc::new(Finish::default());
+    let grace = args.grace;
+    let consuming = {
+        let finish = finish.clone();
+        std::thread::Builder::new()
+            .name("bench-consumer".to_string())
+            .spawn(move || receive(&consumer, run_id, clock, &finish, grace))
+            .context("starting the consumer thread")?
+    };
+    tokio::time::sleep(CONSUMER_WARMUP).await;
+
+    let counters = Arc::new(Counters::default());
+    let meter = UsageMeter::start(args.common.broker_pid)?;
+    let progress = Progress::start("e2e", args.producer.goal(&plan), counters.clone());
+    let produced = {
+        let counters = counters.clone();
+        tokio::task::spawn_blocking(move || load::run(&config, &plan, clock, &counters))
+            .await
+            .context("the producers stopped")?
+    };
+    let delivered = counters.records.load(Ordering::Relaxed);
+    finish.delivered.store(delivered, Ordering::Relaxed);
+    finish.done.store(true, Ordering::Release);
+    let received = tokio::task::spawn_blocking(move || consuming.join())
+        .await
+        .context("waiting for the consumer")?;
+    progress.finish();
+    let usage = meter.finish();
+    let produced = produced?;
+    let received = match received {
+        Ok(received) => received?,
+        Err(_) => bail!("the consumer thread panicked"),
+    };
+
+    let mut report = Report::new("e2e");
+    report.add("topic", topic.clone(), "topic", json!(topic));
+    report.add(
+        "partitions",
+        partitions.len().to_string(),
+        "partitions",
+        json!(partitions.len()),
+    );
+    args.producer.describe(&mut report);
+    report.throughput(&Throughput {
+        records: delivered,
+        bytes: counters.bytes.load(Ordering::Relaxed),
+        elapsed: produced.elapsed,
+    });
+    report.add(
+        "received",
+        stats::format_count(received.records),
+        "received",
+        json!(received.records),
+    );
+    report.latency(
+        "e2e latency",
+        "e2e_latency",
+        Latency::from_histogram(&received.latency),
+    );
+    report.latency(
+        "ack latency",
+        "ack_latency",
+        Latency::from_histogram(&produced.latency),
+    );
+    report.usage(&usage);
+    args.common.emit(&report)?;
+    super::check_deliveries(
+        produced.sent,
+        delivered,
+        counters.failed.load(Ordering::Relaxed),
+        produced.first_error,
+    )?;
+    if received.records < delivered {
+        bail!(
+            "{} of {delivered} delivered records did not reach the consumer within {} s",
+            delivered - received.records,
+            args.grace.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// The consumer loop: runs until the producers are done and every
+/// delivered record arrived, or `grace` after they are done.
+fn receive(
+    consumer: &BaseConsumer<CliContext>,
+    run_id: u64,
+    clock: Clock,
+    finish: &Finish,
+    grace: Duration,
+) -> anyhow::Result<Received> {
+    let mut latency = latency_histogram();
+    let mut records = 0u64;
+    let mut done_at: Option<Instant> = None;
+    loop {
+        if finish.done.load(Ordering::Acquire) {
+            let done_at = *done_at.get_or_insert_with(Instant::now);
+            if records >= finish.delivered.load(Ordering::Relaxed) || done_at.elapsed() > grace {
+                break;
+            }
+        }
+        let Some(message) = consumer.poll(POLL_TIMEOUT) else {
+            continue;
+        };
+        let message = message.context("consuming")?;
+        let now = clock.now_nanos();
+        if let Some(sent_nanos) = message.payload().and_then(|value| stamp(value, run_id)) {
+            records += 1;
+            latency.saturating_record((now.saturating_sub(sent_nanos) / 1000).max(1));
+        }
+    }
+    Ok(Received { latency, records })
+}
+
+/// The scheduled send time in a value written by this run, if it is one.
+fn stamp(value: &[u8], run_id: u64) -> Option<u64> {
+    let id = u64::from_le_bytes(value.get(..8)?.try_into().ok()?);
+    let nanos = u64::from_le_bytes(value.get(8..STAMP_BYTES)?.try_into().ok()?);
+    (id == run_id).then_some(nanos)
+}
+
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps() {
+        let mut value = vec![b'A'; 32];
+        value[..8].copy_from_slice(&7u64.to_le_bytes());
+        value[8..16].copy_from_slice(&123_456u64.to_le_bytes());
+        let cases: &[(&[u8], u64, Option<u64>)] = &[
+            (&value, 7, Some(123_456)),
+            (&value, 8, None),
+            (&value[..15], 7, None),
+            (b"", 7, None),
+        ];
+        for (value, run_id, expected) in cases {
+            assert_eq!(stamp(value, *run_id), *expected);
+        }
+    }
+}
