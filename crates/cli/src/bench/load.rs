@@ -32,9 +32,6 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Sleep when the producer queue is full, while librdkafka drains it.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_micros(200);
-/// An open-loop sender sleeps only when the next record is due later than
-/// this; closer, it yields, because a sleep overshoots by about this much.
-const SLEEP_GRANULARITY: Duration = Duration::from_micros(100);
 
 /// The bytes e2e writes at the start of each value: run id, then the
 /// scheduled send time in nanoseconds since the run's clock origin.
@@ -269,7 +266,10 @@ fn send_all(
             }
             None => clock.now_nanos(),
         };
-        if deadline.is_some_and(|deadline| send_nanos >= deadline) {
+        // The wall clock too: an open-loop sender that fell behind a slow
+        // broker stops on time rather than sending its whole schedule late.
+        if deadline.is_some_and(|deadline| send_nanos >= deadline || clock.now_nanos() >= deadline)
+        {
             break;
         }
         if let Some(run_id) = plan.stamp_run_id {
@@ -310,19 +310,15 @@ fn send_all(
     Ok(sent)
 }
 
-/// Sleeps (or yields, when close) until the clock reads `nanos`.
+/// Sleeps until the clock reads `nanos`. It never spins: a spinning
+/// sender would burn the core the load generator is pinned to and hide
+/// whether it, or the broker, was the bottleneck. A sleep overshoots by
+/// tens of microseconds; the latency, counted from the scheduled time,
+/// includes that.
 fn wait_until(clock: Clock, nanos: u64) {
-    loop {
-        let now = clock.now_nanos();
-        if now >= nanos {
-            return;
-        }
-        let ahead = Duration::from_nanos(nanos - now);
-        if ahead > SLEEP_GRANULARITY {
-            std::thread::sleep(ahead - SLEEP_GRANULARITY);
-        } else {
-            std::thread::yield_now();
-        }
+    let now = clock.now_nanos();
+    if now < nanos {
+        std::thread::sleep(Duration::from_nanos(nanos - now));
     }
 }
 
