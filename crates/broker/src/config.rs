@@ -239,6 +239,12 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "producer.id.expiration.ms", default: "86400000", config_type: ConfigType::Int, read_only: false, documentation: "How long a partition remembers an idempotent producer that stopped writing." },
     BrokerConfigDef { name: "sluice.flush.before.visible", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "Sluice: the high watermark (what consumers see) and acks=all wait for fsync. false: like Kafka with one replica, visible from the page cache." },
     BrokerConfigDef { name: "socket.request.max.bytes", default: "104857600", config_type: ConfigType::Int, read_only: true, documentation: "Largest request frame; a larger length prefix closes the connection." },
+    BrokerConfigDef { name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", default: "10000", config_type: ConfigType::Int, read_only: true, documentation: "How often the transaction coordinator aborts transactions older than their transaction.timeout.ms." },
+    BrokerConfigDef { name: "transaction.max.timeout.ms", default: "900000", config_type: ConfigType::Int, read_only: true, documentation: "Longest transaction.timeout.ms a producer may ask for (INVALID_TRANSACTION_TIMEOUT)." },
+    BrokerConfigDef { name: "transaction.remove.expired.transaction.cleanup.interval.ms", default: "3600000", config_type: ConfigType::Int, read_only: true, documentation: "How often transactional ids idle longer than transactional.id.expiration.ms are removed." },
+    BrokerConfigDef { name: "transaction.state.log.num.partitions", default: "50", config_type: ConfigType::Int, read_only: true, documentation: "Partitions of __transaction_state." },
+    BrokerConfigDef { name: "transaction.state.log.replication.factor", default: "3", config_type: ConfigType::Short, read_only: true, documentation: "Replication factor of __transaction_state, capped at the live brokers when it is created." },
+    BrokerConfigDef { name: "transactional.id.expiration.ms", default: "604800000", config_type: ConfigType::Int, read_only: true, documentation: "A transactional id with no transaction for this long is forgotten (state Dead, then a tombstone)." },
     BrokerConfigDef { name: "unclean.leader.election.enable", default: "false", config_type: ConfigType::Boolean, read_only: false, documentation: "Default unclean.leader.election.enable." },
 ];
 

@@ -53,6 +53,16 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
+    // Transactions (transaction version 1: no KIP-890 part 2, so EndTxn v5
+    // and TxnOffsetCommit v5 stay unadvertised; AddPartitionsToTxn v4+ is
+    // the broker-to-broker verification form).
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 /// Produce versions below this close the connection (message format < v2).
@@ -204,6 +214,27 @@ pub async fn handle(state: &BrokerState, frame: Bytes, client_host: &str) -> Out
         )),
         RequestKind::OffsetDelete(r) => Some(ResponseKind::OffsetDelete(
             handlers::offsets::delete(state, &header, r).await,
+        )),
+        RequestKind::AddPartitionsToTxn(r) => Some(ResponseKind::AddPartitionsToTxn(
+            handlers::transactions::add_partitions(state, &header, r).await,
+        )),
+        RequestKind::AddOffsetsToTxn(r) => Some(ResponseKind::AddOffsetsToTxn(
+            handlers::transactions::add_offsets(state, &header, r).await,
+        )),
+        RequestKind::EndTxn(r) => Some(ResponseKind::EndTxn(
+            handlers::transactions::end_txn(state, &header, r).await,
+        )),
+        RequestKind::TxnOffsetCommit(r) => Some(ResponseKind::TxnOffsetCommit(
+            handlers::transactions::txn_offset_commit(state, &header, r).await,
+        )),
+        RequestKind::DescribeProducers(r) => Some(ResponseKind::DescribeProducers(
+            handlers::transactions_admin::describe_producers(state, &header, r).await,
+        )),
+        RequestKind::DescribeTransactions(r) => Some(ResponseKind::DescribeTransactions(
+            handlers::transactions_admin::describe_transactions(state, &header, r).await,
+        )),
+        RequestKind::ListTransactions(r) => Some(ResponseKind::ListTransactions(
+            handlers::transactions_admin::list_transactions(state, &header, r).await,
         )),
         _ => return Outcome::Close("API not routed"),
     };

@@ -17,6 +17,7 @@ pub mod handlers;
 pub mod net;
 pub mod producer_state;
 pub mod replica_manager;
+pub mod txn;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -80,6 +81,8 @@ pub struct BrokerState {
     pub groups: Arc<group::GroupCoordinator>,
     /// The producer-id block InitProducerId hands ids out of.
     pub producer_ids: tokio::sync::Mutex<handlers::producer_ids::ProducerIdBlock>,
+    /// The transaction coordinator (transactional ids, markers).
+    pub txns: Arc<txn::TransactionCoordinator>,
 }
 
 impl BrokerState {
@@ -169,6 +172,12 @@ impl Broker {
         replicas.remove_orphans(&image)?;
 
         let group_config = group::coordinator::CoordinatorConfig::from_settings(&settings);
+        let groups = group::GroupCoordinator::new(group_config, replicas.clone());
+        let txns = txn::TransactionCoordinator::new(
+            txn::TxnConfig::from_settings(&settings),
+            replicas.clone(),
+            groups.clone(),
+        );
         let state = Arc::new(BrokerState {
             node_id: config.node_id,
             settings,
@@ -176,8 +185,9 @@ impl Broker {
             replicas: replicas.clone(),
             controller_lock: tokio::sync::Mutex::new(()),
             request_bytes_max,
-            groups: group::GroupCoordinator::new(group_config, replicas.clone()),
+            groups,
             producer_ids: tokio::sync::Mutex::new(Default::default()),
+            txns,
         });
 
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -190,6 +200,10 @@ impl Broker {
             )),
             tokio::spawn(run_image_follower(state.clone(), shutdown_rx.clone())),
             tokio::spawn(start_group_coordinator(state.clone(), shutdown_rx.clone())),
+            tokio::spawn(start_transaction_coordinator(
+                state.clone(),
+                shutdown_rx.clone(),
+            )),
             tokio::spawn(run_log_maintenance(state.clone(), shutdown_rx.clone())),
             tokio::spawn(run_acceptor(
                 listener,
@@ -362,4 +376,15 @@ async fn start_group_coordinator(state: Arc<BrokerState>, shutdown: watch::Recei
     }
     state.groups.load();
     state.groups.clone().run_maintenance(shutdown).await;
+}
+
+/// Creates `__transaction_state` if needed, replays it (requests get
+/// COORDINATOR_LOAD_IN_PROGRESS until then), then aborts timed-out
+/// transactions and expires idle transactional ids periodically.
+async fn start_transaction_coordinator(state: Arc<BrokerState>, shutdown: watch::Receiver<bool>) {
+    if let Err(message) = handlers::transactions::ensure_transaction_topic(&state).await {
+        tracing::warn!(%message, "creating __transaction_state failed; FindCoordinator retries");
+    }
+    state.txns.load();
+    state.txns.clone().run_maintenance(shutdown).await;
 }

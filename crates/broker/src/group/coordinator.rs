@@ -461,6 +461,39 @@ impl GroupCoordinator {
         }
     }
 
+    /// TxnOffsetCommit's group checks (v3+, KIP-447): NONE if this member
+    /// and generation may commit (a group never seen: only generation -1).
+    pub fn validate_transactional_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> i16 {
+        match self.get(group_id) {
+            Some(handle) => handle
+                .slot
+                .lock()
+                .group
+                .validate_offset_commit(member_id, group_instance_id, generation_id)
+                .err()
+                .unwrap_or(error_codes::NONE),
+            None if generation_id < 0 => error_codes::NONE,
+            None => error_codes::ILLEGAL_GENERATION,
+        }
+    }
+
+    /// Offsets of a committed transaction become visible (their records are
+    /// already in `__consumer_offsets`; the commit marker made them count).
+    pub fn materialize_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    ) {
+        let handle = self.get_or_create(group_id);
+        handle.slot.lock().group.offsets.extend(offsets);
+    }
+
     /// Committed offsets of a group: for the partitions asked, or all
     /// (`None`). Unknown group or partition: `None` offsets.
     pub fn fetch_offsets(

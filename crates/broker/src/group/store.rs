@@ -102,6 +102,9 @@ pub fn append(
     }
 }
 
+/// A transactional record's key and value, held until its marker.
+type HeldRecord = (Option<Bytes>, Option<Bytes>);
+
 /// Waits until `last_offset` is below the high watermark (durable).
 pub async fn wait_durable(partition: &Partition, last_offset: i64, timeout: Duration) -> i16 {
     let mut receiver = partition.subscribe_high_watermark();
@@ -119,6 +122,8 @@ pub fn replay(partition: &Partition, groups: &mut HashMap<String, LoadedGroup>) 
     let log = &partition.log;
     let mut offset = log.log_start_offset();
     let end = log.log_end_offset();
+    // Transactional records by producer id, until their marker.
+    let mut transactional: HashMap<i64, Vec<HeldRecord>> = HashMap::new();
     while offset < end {
         let read = match log.read(offset, end, REPLAY_READ_BYTES_MAX, true) {
             Ok(read) => read,
@@ -142,7 +147,27 @@ pub fn replay(partition: &Partition, groups: &mut HashMap<String, LoadedGroup>) 
         for set in sets {
             for record in set.records {
                 offset = offset.max(record.offset + 1);
+                // Transactional offsets (TxnOffsetCommit) count only once
+                // their producer's commit marker follows.
                 if record.control {
+                    let commit = record
+                        .key
+                        .as_deref()
+                        .is_some_and(|k| k.get(2..4) == Some(&[0, 1]));
+                    if let Some(held) = transactional.remove(&record.producer_id) {
+                        if commit {
+                            for (key, value) in held {
+                                apply(groups, key.as_ref(), value.as_ref());
+                            }
+                        }
+                    }
+                    continue;
+                }
+                if record.transactional {
+                    transactional
+                        .entry(record.producer_id)
+                        .or_default()
+                        .push((record.key, record.value));
                     continue;
                 }
                 apply(groups, record.key.as_ref(), record.value.as_ref());

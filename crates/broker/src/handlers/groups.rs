@@ -109,12 +109,7 @@ async fn locate(state: &BrokerState, key_type: i8, key: StrBytes) -> Coordinator
     };
     match key_type {
         0 => {}
-        1 => {
-            return failed(
-                error_codes::COORDINATOR_NOT_AVAILABLE,
-                "The coordinator is not available.",
-            )
-        }
+        1 => return super::transactions::locate(state, key).await,
         _ => {
             return failed(
                 error_codes::INVALID_REQUEST,

@@ -14,6 +14,8 @@ pub mod offsets;
 pub mod produce;
 pub mod producer_ids;
 pub mod topics;
+pub mod transactions;
+pub mod transactions_admin;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;

@@ -141,6 +141,7 @@ fn fetch_group(
     state: &BrokerState,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Fetched {
     let ready = state.groups.check_ready(group);
     if ready != error_codes::NONE {
@@ -167,6 +168,14 @@ fn fetch_group(
             let partitions = partitions
                 .into_iter()
                 .map(|(p, offset)| match offset {
+                    // KIP-447: a transaction's offsets are still pending.
+                    _ if require_stable && state.txns.has_pending_offsets(group, &topic, p) => (
+                        p,
+                        -1,
+                        -1,
+                        String::new(),
+                        error_codes::UNSTABLE_OFFSET_COMMIT,
+                    ),
                     Some(o) => (p, o.offset, o.leader_epoch, o.metadata, error_codes::NONE),
                     None => (p, -1, -1, String::new(), error_codes::NONE),
                 })
@@ -195,7 +204,8 @@ pub async fn fetch(
                         .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes))
                         .collect()
                 });
-                let (code, topics) = fetch_group(state, g.group_id.0.as_str(), wanted);
+                let (code, topics) =
+                    fetch_group(state, g.group_id.0.as_str(), wanted, request.require_stable);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_error_code(code)
@@ -236,7 +246,12 @@ pub async fn fetch(
         None if version < 2 => Some(Vec::new()),
         None => None,
     };
-    let (code, topics) = fetch_group(state, request.group_id.0.as_str(), wanted);
+    let (code, topics) = fetch_group(
+        state,
+        request.group_id.0.as_str(),
+        wanted,
+        request.require_stable,
+    );
     let mut response = OffsetFetchResponse::default().with_topics(
         topics
             .into_iter()

@@ -152,6 +152,11 @@ fn append_partition(
             );
         }
     };
+    // Transactions (crate::txn): KIP-890 part 1 produce verification.
+    if let Err(code) = super::transactions::verify_produce(state, version, &header, topic, index) {
+        return failed(index, code, None);
+    }
+    // End of the transaction hook.
     if records.len() as i64 > config.max_message_bytes {
         return failed(
             index,

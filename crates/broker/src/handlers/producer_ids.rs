@@ -56,28 +56,26 @@ pub async fn next_producer_id(state: &BrokerState) -> Result<i64, i16> {
 
 pub async fn init_producer_id(
     state: &BrokerState,
-    _header: &RequestHeader,
+    header: &RequestHeader,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if request.transactional_id.is_some() {
-        // Transactions need the transaction coordinator, which is not built
-        // yet; FindCoordinator(TRANSACTION) already answers the same.
-        return response.with_error_code(error_codes::COORDINATOR_NOT_AVAILABLE);
+    if let Some(transactional_id) = &request.transactional_id {
+        // The transaction coordinator (crate::txn) binds the id.
+        return super::transactions::init_producer_id(
+            state,
+            header.request_api_version,
+            transactional_id.0.as_str(),
+            &request,
+        )
+        .await;
     }
-    // KIP-360 (v3+): an idempotent producer with an id and epoch asks for an
-    // epoch bump after an error; a bump past the last epoch gets a new id.
-    if request.producer_id.0 >= 0
-        && request.producer_epoch >= 0
-        && request.producer_epoch < i16::MAX - 1
-    {
-        return response
-            .with_error_code(error_codes::NONE)
-            .with_producer_id(request.producer_id)
-            .with_producer_epoch(request.producer_epoch + 1);
-    }
+    // Without a transactional id Kafka "always blindly accepts the request
+    // and returns a new producerId" (TransactionCoordinator), whatever id and
+    // epoch (v3+, KIP-360) the client sends: idempotent clients bump their
+    // epoch locally, and a fresh id is always safe.
     match next_producer_id(state).await {
         Ok(id) => response
             .with_error_code(error_codes::NONE)

@@ -1,0 +1,361 @@
+//! The transaction APIs of producers: FindCoordinator key type 1 (via
+//! `groups::find_coordinator`), InitProducerId with a transactional id (22),
+//! AddPartitionsToTxn v0–3 (24), AddOffsetsToTxn (25), EndTxn (26),
+//! TxnOffsetCommit (28). The protocol lives in `crate::txn`; this file turns
+//! requests into its calls, and maps PRODUCER_FENCED to
+//! INVALID_PRODUCER_EPOCH below the versions that know it (KIP-588).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, BrokerId, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ProducerId, RequestHeader, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{now_ms, str_bytes};
+use crate::controller::{self, TopicSpec};
+use crate::error_codes;
+use crate::group::state::CommittedOffset;
+use crate::group::OFFSETS_TOPIC;
+use crate::txn::{ProduceRefusal, TRANSACTION_STATE_TOPIC};
+use crate::BrokerState;
+
+/// KIP-588: PRODUCER_FENCED only from these versions on; older clients get
+/// INVALID_PRODUCER_EPOCH.
+fn fenced_code(code: i16, version: i16, fenced_from: i16) -> i16 {
+    if code == error_codes::PRODUCER_FENCED && version < fenced_from {
+        error_codes::INVALID_PRODUCER_EPOCH
+    } else {
+        code
+    }
+}
+
+fn code_of(result: Result<(), i16>) -> i16 {
+    result.err().unwrap_or(error_codes::NONE)
+}
+
+/// Creates `__transaction_state` if it does not exist (compacted; its
+/// replication factor capped at the live brokers).
+pub async fn ensure_transaction_topic(state: &BrokerState) -> Result<(), String> {
+    let image = state.quorum.image();
+    if image.topic(TRANSACTION_STATE_TOPIC).is_some() {
+        return Ok(());
+    }
+    let live = image.brokers.len().max(1) as i16;
+    let config = &state.txns.config;
+    let spec = TopicSpec {
+        name: TRANSACTION_STATE_TOPIC.to_string(),
+        num_partitions: config.partitions,
+        replication_factor: config.replication_factor.min(live),
+        assignments: Vec::new(),
+        configs: BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("min.insync.replicas".to_string(), live.min(2).to_string()),
+        ]),
+    };
+    match controller::create_topic(state, spec, false).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.code == error_codes::TOPIC_ALREADY_EXISTS => Ok(()),
+        Err(error) => Err(error.message),
+    }
+}
+
+/// FindCoordinator for a transactional id: the leader of its
+/// `__transaction_state` partition.
+pub async fn locate(state: &BrokerState, key: StrBytes) -> Coordinator {
+    let failed = |code: i16| {
+        Coordinator::default()
+            .with_key(key.clone())
+            .with_node_id(BrokerId(-1))
+            .with_host(str_bytes(""))
+            .with_port(-1)
+            .with_error_code(code)
+            .with_error_message(Some(str_bytes("The coordinator is not available.")))
+    };
+    if let Err(message) = ensure_transaction_topic(state).await {
+        tracing::warn!(%message, "creating __transaction_state failed");
+        return failed(error_codes::COORDINATOR_NOT_AVAILABLE);
+    }
+    let image = state.quorum.image();
+    let partition = state.txns.partition_for(key.as_str());
+    let leader = image
+        .topic(TRANSACTION_STATE_TOPIC)
+        .and_then(|t| t.partitions.get(partition as usize))
+        .map(|p| p.leader);
+    let Some(broker) = leader.and_then(|id| image.brokers.get(&id)) else {
+        return failed(error_codes::COORDINATOR_NOT_AVAILABLE);
+    };
+    Coordinator::default()
+        .with_key(key)
+        .with_node_id(BrokerId(broker.node_id))
+        .with_host(str_bytes(&broker.host))
+        .with_port(i32::from(broker.port))
+        .with_error_code(error_codes::NONE)
+}
+
+/// InitProducerId with a transactional id.
+pub async fn init_producer_id(
+    state: &BrokerState,
+    version: i16,
+    transactional_id: &str,
+    request: &InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let response = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let expected = (version >= 3 && request.producer_id.0 >= 0 && request.producer_epoch >= 0)
+        .then_some((request.producer_id.0, request.producer_epoch));
+    match state
+        .txns
+        .init_producer_id(
+            state,
+            transactional_id,
+            request.transaction_timeout_ms,
+            expected,
+        )
+        .await
+    {
+        Ok((producer_id, epoch)) => response
+            .with_error_code(error_codes::NONE)
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(epoch),
+        Err(code) => response.with_error_code(fenced_code(code, version, 4)),
+    }
+}
+
+/// AddPartitionsToTxn, the client form (v0–3). Unknown partitions fail the
+/// request: they get UNKNOWN_TOPIC_OR_PARTITION, the others
+/// OPERATION_NOT_ATTEMPTED.
+pub async fn add_partitions(
+    state: &BrokerState,
+    header: &RequestHeader,
+    request: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
+    /// OPERATION_NOT_ATTEMPTED.
+    const NOT_ATTEMPTED: i16 = 55;
+    let version = header.request_api_version;
+    let image = state.quorum.image();
+    let mut wanted: Vec<(String, i32)> = Vec::new();
+    let mut unknown = Vec::new();
+    for topic in &request.v3_and_below_topics {
+        let name = topic.name.0.as_str();
+        let count = image.topic(name).map(|t| t.partitions.len()).unwrap_or(0);
+        for partition in &topic.partitions {
+            if *partition < 0 || *partition as usize >= count {
+                unknown.push((name.to_string(), *partition));
+            } else {
+                wanted.push((name.to_string(), *partition));
+            }
+        }
+    }
+    let code_for = if unknown.is_empty() {
+        let result = state
+            .txns
+            .add_partitions(
+                request.v3_and_below_transactional_id.0.as_str(),
+                request.v3_and_below_producer_id.0,
+                request.v3_and_below_producer_epoch,
+                &wanted,
+            )
+            .await;
+        let code = fenced_code(code_of(result), version, 2);
+        Box::new(move |_: &str, _: i32| code) as Box<dyn Fn(&str, i32) -> i16 + Send>
+    } else {
+        Box::new(move |topic: &str, partition: i32| {
+            if unknown.iter().any(|(t, p)| t == topic && *p == partition) {
+                error_codes::UNKNOWN_TOPIC_OR_PARTITION
+            } else {
+                NOT_ATTEMPTED
+            }
+        })
+    };
+    let results = request
+        .v3_and_below_topics
+        .iter()
+        .map(|topic| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_results_by_partition(
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(*p)
+                                .with_partition_error_code(code_for(topic.name.0.as_str(), *p))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results)
+}
+
+/// AddOffsetsToTxn: adds the group's `__consumer_offsets` partition.
+pub async fn add_offsets(
+    state: &BrokerState,
+    header: &RequestHeader,
+    request: AddOffsetsToTxnRequest,
+) -> AddOffsetsToTxnResponse {
+    let version = header.request_api_version;
+    let group = request.group_id.0.as_str();
+    if let Err(message) = super::groups::ensure_offsets_topic(state).await {
+        tracing::warn!(%message, "creating __consumer_offsets failed");
+        return AddOffsetsToTxnResponse::default()
+            .with_error_code(error_codes::COORDINATOR_NOT_AVAILABLE);
+    }
+    let partition = (OFFSETS_TOPIC.to_string(), state.groups.partition_for(group));
+    let result = state
+        .txns
+        .add_partitions(
+            request.transactional_id.0.as_str(),
+            request.producer_id.0,
+            request.producer_epoch,
+            &[partition],
+        )
+        .await;
+    AddOffsetsToTxnResponse::default().with_error_code(fenced_code(code_of(result), version, 2))
+}
+
+/// EndTxn: answered once every marker and the Complete state are durable.
+pub async fn end_txn(
+    state: &BrokerState,
+    header: &RequestHeader,
+    request: EndTxnRequest,
+) -> EndTxnResponse {
+    let version = header.request_api_version;
+    let result = state
+        .txns
+        .end_txn(
+            request.transactional_id.0.as_str(),
+            request.producer_id.0,
+            request.producer_epoch,
+            request.committed,
+        )
+        .await;
+    EndTxnResponse::default().with_error_code(fenced_code(code_of(result), version, 2))
+}
+
+/// TxnOffsetCommit: one code for every partition of the request.
+pub async fn txn_offset_commit(
+    state: &BrokerState,
+    header: &RequestHeader,
+    request: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let version = header.request_api_version;
+    let group = request.group_id.0.as_str();
+    let image = state.quorum.image();
+    let now = now_ms();
+    let metadata_max = state.groups.config.metadata_bytes_max;
+    let mut problem = None;
+    let mut offsets = Vec::new();
+    for topic in &request.topics {
+        let name = topic.name.0.as_str();
+        let count = image.topic(name).map(|t| t.partitions.len()).unwrap_or(0);
+        for partition in &topic.partitions {
+            let metadata = partition
+                .committed_metadata
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            if partition.partition_index < 0 || partition.partition_index as usize >= count {
+                problem.get_or_insert(error_codes::UNKNOWN_TOPIC_OR_PARTITION);
+            } else if metadata.len() > metadata_max {
+                problem.get_or_insert(error_codes::OFFSET_METADATA_TOO_LARGE);
+            }
+            offsets.push((
+                (name.to_string(), partition.partition_index),
+                CommittedOffset {
+                    offset: partition.committed_offset,
+                    leader_epoch: if version >= 2 {
+                        partition.committed_leader_epoch
+                    } else {
+                        -1
+                    },
+                    metadata,
+                    commit_timestamp_ms: now,
+                },
+            ));
+        }
+    }
+    let code = match problem {
+        Some(code) => code,
+        None => {
+            let member = (version >= 3).then(|| {
+                (
+                    request.member_id.as_str(),
+                    request.group_instance_id.as_ref().map(|s| s.as_str()),
+                    request.generation_id,
+                )
+            });
+            let result = state
+                .txns
+                .txn_offset_commit(
+                    request.transactional_id.0.as_str(),
+                    group,
+                    request.producer_id.0,
+                    request.producer_epoch,
+                    member,
+                    offsets,
+                )
+                .await;
+            fenced_code(code_of(result), version, 3)
+        }
+    };
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// The Produce hook (KIP-890 part 1): a transactional batch must belong to
+/// an ongoing transaction holding the partition. Kafka 4.0 answers
+/// TRANSACTION_ABORTABLE from Produce v11 on, INVALID_TXN_STATE before.
+pub fn verify_produce(
+    state: &BrokerState,
+    version: i16,
+    header: &sluice_log::batch::BatchHeader,
+    topic: &str,
+    partition: i32,
+) -> Result<(), i16> {
+    if header.producer_id < 0 || !header.is_transactional() || header.is_control() {
+        return Ok(());
+    }
+    match state
+        .txns
+        .verify_produce(header.producer_id, header.producer_epoch, topic, partition)
+    {
+        Ok(()) => Ok(()),
+        Err(ProduceRefusal::Fenced) => Err(error_codes::INVALID_PRODUCER_EPOCH),
+        Err(ProduceRefusal::NotInTransaction) if version >= 11 => {
+            Err(error_codes::TRANSACTION_ABORTABLE)
+        }
+        Err(ProduceRefusal::NotInTransaction) => Err(error_codes::INVALID_TXN_STATE),
+    }
+}

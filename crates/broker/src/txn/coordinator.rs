@@ -1,0 +1,651 @@
+//! The transaction coordinator's runtime: the table of transactional ids,
+//! each behind an async mutex held for a whole operation (store the state,
+//! write markers, wait until durable), the produce verification table, the
+//! transactional offsets waiting for their marker, and the periodic timeout
+//! and expiration checks. Every state change goes through `state`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::state::{EndStep, InitStep, TxnMetadata, TxnState};
+use super::{records, store, TRANSACTION_STATE_TOPIC};
+use crate::config::Settings;
+use crate::error_codes;
+use crate::group::state::CommittedOffset;
+use crate::group::{partition_for, Clock, GroupCoordinator, OFFSETS_TOPIC};
+use crate::producer_state::Marker;
+use crate::replica_manager::ReplicaManager;
+use crate::BrokerState;
+
+/// The transaction.* broker configs.
+#[derive(Clone, Debug)]
+pub struct TxnConfig {
+    /// `transaction.state.log.num.partitions`.
+    pub partitions: i32,
+    /// `transaction.state.log.replication.factor` (capped at live brokers).
+    pub replication_factor: i16,
+    /// `transaction.max.timeout.ms`.
+    pub max_timeout_ms: i64,
+    /// `transactional.id.expiration.ms`.
+    pub expiration_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub abort_interval_ms: i64,
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`.
+    pub expire_interval_ms: i64,
+    /// How long a state record or marker may take to become durable.
+    pub write_timeout_ms: i64,
+}
+
+impl TxnConfig {
+    /// Reads the transaction.* broker configs.
+    pub fn from_settings(settings: &Settings) -> TxnConfig {
+        TxnConfig {
+            partitions: settings
+                .get_i64("transaction.state.log.num.partitions")
+                .clamp(1, i32::MAX as i64) as i32,
+            replication_factor: settings
+                .get_i64("transaction.state.log.replication.factor")
+                .clamp(1, i16::MAX as i64) as i16,
+            max_timeout_ms: settings.get_i64("transaction.max.timeout.ms").max(1),
+            expiration_ms: settings.get_i64("transactional.id.expiration.ms").max(1),
+            abort_interval_ms: settings
+                .get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms")
+                .max(10),
+            expire_interval_ms: settings
+                .get_i64("transaction.remove.expired.transaction.cleanup.interval.ms")
+                .max(10),
+            write_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Offsets a transaction committed, by group, waiting for its marker.
+type PendingOffsets = BTreeMap<String, Vec<((String, i32), CommittedOffset)>>;
+
+/// One transactional id; None once it expired (or before it exists).
+type TxnSlot = Arc<tokio::sync::Mutex<Option<TxnMetadata>>>;
+
+/// What the produce path may write for a producer id: the partitions of its
+/// ongoing transaction at its current epoch.
+#[derive(Debug)]
+struct Verified {
+    /// The transaction's epoch.
+    epoch: i16,
+    /// Partitions added to the transaction.
+    partitions: BTreeSet<(String, i32)>,
+}
+
+/// Why a transactional produce is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProduceRefusal {
+    /// An epoch older than the transaction's: INVALID_PRODUCER_EPOCH.
+    Fenced,
+    /// No ongoing transaction holds the partition (KIP-890 part 1).
+    NotInTransaction,
+}
+
+/// The transaction coordinator of this broker.
+pub struct TransactionCoordinator {
+    /// Settings.
+    pub config: TxnConfig,
+    /// Where the internal topics and the data partitions live.
+    replicas: Arc<ReplicaManager>,
+    /// The group coordinator, which publishes committed transactional offsets.
+    groups: Arc<GroupCoordinator>,
+    /// Every transactional id this node coordinates.
+    txns: Mutex<HashMap<String, TxnSlot>>,
+    /// Produce verification: producer id → its ongoing transaction.
+    verified: Mutex<HashMap<i64, Verified>>,
+    /// TxnOffsetCommit offsets by producer id, published on commit.
+    pending_offsets: Mutex<HashMap<i64, PendingOffsets>>,
+    /// Set once `__transaction_state` has been replayed.
+    loaded: AtomicBool,
+    /// Set at shutdown.
+    stopping: AtomicBool,
+    /// Milliseconds for the state machine.
+    clock: Clock,
+}
+
+impl TransactionCoordinator {
+    pub fn new(
+        config: TxnConfig,
+        replicas: Arc<ReplicaManager>,
+        groups: Arc<GroupCoordinator>,
+    ) -> Arc<TransactionCoordinator> {
+        Arc::new(TransactionCoordinator {
+            config,
+            replicas,
+            groups,
+            txns: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
+            pending_offsets: Mutex::new(HashMap::new()),
+            loaded: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            clock: Clock::new(),
+        })
+    }
+
+    /// The `__transaction_state` partition of a transactional id.
+    pub fn partition_for(&self, transactional_id: &str) -> i32 {
+        partition_for(transactional_id, self.config.partitions)
+    }
+
+    /// NONE if this coordinator can serve `transactional_id` now.
+    pub fn check_ready(&self, transactional_id: &str) -> i16 {
+        if self.stopping.load(Ordering::Acquire) {
+            error_codes::NOT_COORDINATOR
+        } else if !self.loaded.load(Ordering::Acquire) {
+            error_codes::COORDINATOR_LOAD_IN_PROGRESS
+        } else if self
+            .replicas
+            .get(
+                TRANSACTION_STATE_TOPIC,
+                self.partition_for(transactional_id),
+            )
+            .is_none()
+        {
+            error_codes::NOT_COORDINATOR
+        } else {
+            error_codes::NONE
+        }
+    }
+
+    fn slot(&self, transactional_id: &str) -> TxnSlot {
+        self.txns
+            .lock()
+            .entry(transactional_id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn existing(&self, transactional_id: &str) -> Option<TxnSlot> {
+        self.txns.lock().get(transactional_id).cloned()
+    }
+
+    /// Replays every local `__transaction_state` partition, then serves.
+    /// Transactions that were writing markers finish in the background.
+    pub fn load(self: &Arc<Self>) {
+        let mut loaded = HashMap::new();
+        for index in 0..self.config.partitions {
+            if let Some(partition) = self.replicas.get(TRANSACTION_STATE_TOPIC, index) {
+                store::replay(&partition, &mut loaded);
+            }
+        }
+        let count = loaded.len();
+        {
+            let mut txns = self.txns.lock();
+            let mut verified = self.verified.lock();
+            for (id, txn) in loaded {
+                if txn.state == TxnState::Dead {
+                    continue;
+                }
+                if txn.state == TxnState::Ongoing {
+                    verified.insert(
+                        txn.producer_id,
+                        Verified {
+                            epoch: txn.producer_epoch,
+                            partitions: txn.partitions.clone(),
+                        },
+                    );
+                }
+                txns.insert(id, Arc::new(tokio::sync::Mutex::new(Some(txn))));
+            }
+        }
+        self.loaded.store(true, Ordering::Release);
+        tracing::info!(
+            transactions = count,
+            "transaction coordinator loaded __transaction_state"
+        );
+    }
+
+    /// Stores `txn` and waits until the record is durable.
+    async fn store(&self, txn: &TxnMetadata) -> Result<(), i16> {
+        let value = (txn.state != TxnState::Dead).then(|| records::value(txn));
+        let entries = vec![(records::key(&txn.transactional_id), value)];
+        let (partition, last_offset) = store::append(
+            &self.replicas,
+            TRANSACTION_STATE_TOPIC,
+            self.partition_for(&txn.transactional_id),
+            &entries,
+            None,
+            self.clock.now_ms(),
+        )?;
+        self.wait_durable(&partition, last_offset).await
+    }
+
+    async fn wait_durable(
+        &self,
+        partition: &crate::replica_manager::Partition,
+        last_offset: i64,
+    ) -> Result<(), i16> {
+        let timeout = Duration::from_millis(self.config.write_timeout_ms as u64);
+        match crate::group::store::wait_durable(partition, last_offset, timeout).await {
+            error_codes::NONE => Ok(()),
+            code => Err(code),
+        }
+    }
+
+    /// Applies `change` to the metadata and stores it; on a failed store the
+    /// metadata is restored.
+    async fn change_and_store<T>(
+        &self,
+        txn: &mut TxnMetadata,
+        change: impl FnOnce(&mut TxnMetadata) -> Result<T, i16>,
+    ) -> Result<T, i16> {
+        let before = txn.clone();
+        let result = change(txn)?;
+        if *txn != before {
+            if let Err(code) = self.store(txn).await {
+                *txn = before;
+                return Err(code);
+            }
+        }
+        Ok(result)
+    }
+
+    /// InitProducerId with a transactional id: the producer id and epoch.
+    pub async fn init_producer_id(
+        self: &Arc<Self>,
+        state: &BrokerState,
+        transactional_id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), i16> {
+        let ready = self.check_ready(transactional_id);
+        if ready != error_codes::NONE {
+            return Err(ready);
+        }
+        if timeout_ms <= 0 || i64::from(timeout_ms) > self.config.max_timeout_ms {
+            return Err(error_codes::INVALID_TRANSACTION_TIMEOUT);
+        }
+        let slot = self.slot(transactional_id);
+        let mut guard = slot.lock().await;
+        let now = self.clock.now_ms();
+        let txn = match guard.as_mut() {
+            Some(txn) => txn,
+            None => {
+                let id = crate::handlers::producer_ids::next_producer_id(state).await?;
+                guard.insert(TxnMetadata::new(transactional_id, id, timeout_ms, now))
+            }
+        };
+        let mut working = txn.clone();
+        loop {
+            match working.init_producer_id(timeout_ms, expected, now)? {
+                InitStep::NeedProducerId => {
+                    let id = crate::handlers::producer_ids::next_producer_id(state).await?;
+                    working.rotate_producer_id(id);
+                }
+                InitStep::Ready => {
+                    self.store(&working).await?;
+                    *txn = working;
+                    tracing::info!(
+                        transactional_id,
+                        producer_id = txn.producer_id,
+                        producer_epoch = txn.producer_epoch,
+                        "transactional producer initialized"
+                    );
+                    return Ok((txn.producer_id, txn.producer_epoch));
+                }
+                InitStep::AbortFirst => {
+                    self.verified.lock().remove(&txn.producer_id);
+                    self.store(&working).await?;
+                    *txn = working;
+                    tracing::info!(
+                        transactional_id,
+                        "fenced the previous producer; aborting its transaction"
+                    );
+                    drop(guard);
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        let mut guard = slot.lock().await;
+                        if let Some(txn) = guard.as_mut() {
+                            if let Err(code) = this.complete(txn).await {
+                                tracing::warn!(
+                                    code,
+                                    "aborting a fenced transaction failed; retried later"
+                                );
+                            }
+                        }
+                    });
+                    return Err(error_codes::CONCURRENT_TRANSACTIONS);
+                }
+            }
+        }
+    }
+
+    /// AddPartitionsToTxn / AddOffsetsToTxn.
+    pub async fn add_partitions(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<(), i16> {
+        let ready = self.check_ready(transactional_id);
+        if ready != error_codes::NONE {
+            return Err(ready);
+        }
+        let Some(slot) = self.existing(transactional_id) else {
+            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+        };
+        let mut guard = slot.lock().await;
+        let Some(txn) = guard.as_mut() else {
+            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+        };
+        let now = self.clock.now_ms();
+        self.change_and_store(txn, |t| {
+            t.add_partitions(producer_id, producer_epoch, partitions, now)
+        })
+        .await?;
+        self.verified.lock().insert(
+            txn.producer_id,
+            Verified {
+                epoch: txn.producer_epoch,
+                partitions: txn.partitions.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// EndTxn: prepare, write the markers, complete; answers once complete.
+    pub async fn end_txn(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+    ) -> Result<(), i16> {
+        let ready = self.check_ready(transactional_id);
+        if ready != error_codes::NONE {
+            return Err(ready);
+        }
+        let Some(slot) = self.existing(transactional_id) else {
+            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+        };
+        let mut guard = slot.lock().await;
+        let Some(txn) = guard.as_mut() else {
+            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+        };
+        let now = self.clock.now_ms();
+        let mut working = txn.clone();
+        match working.end(producer_id, producer_epoch, commit, now)? {
+            EndStep::AlreadyComplete => return Ok(()),
+            EndStep::Prepared => {}
+        }
+        self.verified.lock().remove(&working.producer_id);
+        self.store(&working).await?;
+        *txn = working;
+        self.complete(txn).await
+    }
+
+    /// Writes the markers of a Prepare state, waits until they are durable,
+    /// publishes or drops the transactional offsets and stores Complete*.
+    async fn complete(&self, txn: &mut TxnMetadata) -> Result<(), i16> {
+        let commit = match txn.state {
+            TxnState::PrepareCommit => true,
+            TxnState::PrepareAbort => false,
+            _ => return Ok(()),
+        };
+        let marker = if commit {
+            Marker::Commit
+        } else {
+            Marker::Abort
+        };
+        let coordinator_epoch = self
+            .replicas
+            .get(
+                TRANSACTION_STATE_TOPIC,
+                self.partition_for(&txn.transactional_id),
+            )
+            .map(|p| p.leader_epoch())
+            .unwrap_or(0);
+        let now = self.clock.now_ms();
+        let mut written = Vec::with_capacity(txn.partitions.len());
+        for (topic, index) in &txn.partitions {
+            let Some(partition) = self.replicas.get(topic, *index) else {
+                // Deleted since it was added, or led elsewhere (markers to
+                // other brokers, WriteTxnMarkers, are not implemented).
+                tracing::warn!(%topic, partition = index, "no local partition for a transaction marker; skipped");
+                continue;
+            };
+            let offset = partition
+                .append_marker(
+                    txn.producer_id,
+                    txn.producer_epoch,
+                    marker,
+                    coordinator_epoch,
+                    now,
+                )
+                .map_err(|error| {
+                    tracing::warn!(%topic, partition = index, %error, "writing a transaction marker failed");
+                    error_codes::from_log_error(&error)
+                })?;
+            self.replicas.appended(&partition);
+            written.push((partition, offset));
+        }
+        for (partition, offset) in &written {
+            self.wait_durable(partition, *offset).await?;
+        }
+        let pending = self.pending_offsets.lock().remove(&txn.producer_id);
+        if let (true, Some(groups)) = (commit, pending) {
+            for (group_id, offsets) in groups {
+                self.groups.materialize_offsets(&group_id, offsets);
+            }
+        }
+        let mut completed = txn.clone();
+        completed.complete(self.clock.now_ms());
+        self.store(&completed).await?;
+        tracing::info!(transactional_id = %txn.transactional_id, producer_id = txn.producer_id, commit, partitions = txn.partitions.len(), "transaction complete");
+        *txn = completed;
+        Ok(())
+    }
+
+    /// TxnOffsetCommit: writes the offsets as a transactional batch of the
+    /// producer into the group's `__consumer_offsets` partition; they become
+    /// visible when the commit marker is written.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn txn_offset_commit(
+        &self,
+        transactional_id: &str,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        member: Option<(&str, Option<&str>, i32)>,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    ) -> Result<(), i16> {
+        let ready = self.groups.check_ready(group_id);
+        if ready != error_codes::NONE {
+            return Err(ready);
+        }
+        let Some(slot) = self.existing(transactional_id) else {
+            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+        };
+        let guard = slot.lock().await;
+        let Some(txn) = guard.as_ref() else {
+            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+        };
+        if txn.producer_id != producer_id {
+            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+        }
+        if txn.producer_epoch != producer_epoch {
+            return Err(error_codes::PRODUCER_FENCED);
+        }
+        let offsets_partition = self.groups.partition_for(group_id);
+        if txn.state != TxnState::Ongoing
+            || !txn
+                .partitions
+                .contains(&(OFFSETS_TOPIC.to_string(), offsets_partition))
+        {
+            return Err(error_codes::INVALID_TXN_STATE);
+        }
+        if let Some((member_id, instance_id, generation_id)) = member {
+            let code = self.groups.validate_transactional_commit(
+                group_id,
+                member_id,
+                instance_id,
+                generation_id,
+            );
+            if code != error_codes::NONE {
+                return Err(code);
+            }
+        }
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<store::Entry> = offsets
+            .iter()
+            .map(|((topic, partition), offset)| {
+                (
+                    crate::group::records::offset_key(group_id, topic, *partition),
+                    Some(crate::group::records::offset_value(offset)),
+                )
+            })
+            .collect();
+        let (partition, last_offset) = store::append(
+            &self.replicas,
+            OFFSETS_TOPIC,
+            offsets_partition,
+            &entries,
+            Some((producer_id, producer_epoch)),
+            self.clock.now_ms(),
+        )?;
+        self.wait_durable(&partition, last_offset).await?;
+        self.pending_offsets
+            .lock()
+            .entry(producer_id)
+            .or_default()
+            .entry(group_id.to_string())
+            .or_default()
+            .extend(offsets);
+        Ok(())
+    }
+
+    /// Whether a transaction has uncommitted offsets of `group_id` for this
+    /// partition (OffsetFetch `require_stable`).
+    pub fn has_pending_offsets(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.pending_offsets.lock().values().any(|groups| {
+            groups.get(group_id).is_some_and(|offsets| {
+                offsets
+                    .iter()
+                    .any(|((t, p), _)| t == topic && *p == partition)
+            })
+        })
+    }
+
+    /// KIP-890 part 1: a transactional batch must belong to an ongoing
+    /// transaction that holds the partition.
+    pub fn verify_produce(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), ProduceRefusal> {
+        let verified = self.verified.lock();
+        match verified.get(&producer_id) {
+            Some(v) if producer_epoch < v.epoch => Err(ProduceRefusal::Fenced),
+            Some(v)
+                if producer_epoch == v.epoch
+                    && v.partitions.contains(&(topic.to_string(), partition)) =>
+            {
+                Ok(())
+            }
+            _ => Err(ProduceRefusal::NotInTransaction),
+        }
+    }
+
+    /// One transactional id's metadata (None: unknown).
+    pub async fn describe(&self, transactional_id: &str) -> Option<TxnMetadata> {
+        let slot = self.existing(transactional_id)?;
+        let guard = slot.lock().await;
+        guard.clone()
+    }
+
+    /// Every transactional id's metadata.
+    pub async fn list(&self) -> Vec<TxnMetadata> {
+        let slots: Vec<TxnSlot> = self.txns.lock().values().cloned().collect();
+        let mut found = Vec::with_capacity(slots.len());
+        for slot in slots {
+            if let Some(txn) = slot.lock().await.clone() {
+                found.push(txn);
+            }
+        }
+        found
+    }
+
+    /// Aborts timed-out transactions, finishes Prepare states whose markers
+    /// failed, and (when `expire`) forgets idle transactional ids.
+    async fn check(&self, expire: bool) {
+        let slots: Vec<(String, TxnSlot)> = self
+            .txns
+            .lock()
+            .iter()
+            .map(|(id, slot)| (id.clone(), slot.clone()))
+            .collect();
+        for (id, slot) in slots {
+            let Ok(mut guard) = slot.try_lock() else {
+                continue;
+            };
+            let Some(txn) = guard.as_mut() else {
+                continue;
+            };
+            let now = self.clock.now_ms();
+            if txn.timed_out(now) {
+                let mut working = txn.clone();
+                if working.fence(now).is_ok() {
+                    working.abort_fenced(now);
+                    self.verified.lock().remove(&working.producer_id);
+                    if self.store(&working).await.is_err() {
+                        continue;
+                    }
+                    tracing::info!(transactional_id = %id, timeout_ms = txn.timeout_ms, "aborting a timed-out transaction");
+                    *txn = working;
+                }
+            }
+            if matches!(txn.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+                if let Err(code) = self.complete(txn).await {
+                    tracing::warn!(transactional_id = %id, code, "completing a transaction failed; retried later");
+                }
+            }
+            if expire {
+                let mut working = txn.clone();
+                if working.expire(now, self.config.expiration_ms)
+                    && self.store(&working).await.is_ok()
+                {
+                    tracing::info!(transactional_id = %id, "transactional id expired");
+                    *guard = None;
+                    let mut txns = self.txns.lock();
+                    if txns.get(&id).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                        txns.remove(&id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The periodic checks, until shutdown.
+    pub async fn run_maintenance(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let tick = Duration::from_millis(self.config.abort_interval_ms as u64);
+        let mut next_expire = self.clock.now_ms() + self.config.expire_interval_ms;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = shutdown.changed() => {
+                    self.stopping.store(true, Ordering::Release);
+                    return;
+                }
+            }
+            let now = self.clock.now_ms();
+            let expire = now >= next_expire;
+            if expire {
+                next_expire = now + self.config.expire_interval_ms;
+            }
+            self.check(expire).await;
+        }
+    }
+}

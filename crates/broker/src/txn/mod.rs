@@ -1,0 +1,24 @@
+//! The transaction coordinator: transactional producers' state, stored as
+//! records in the internal compacted topic `__transaction_state`, the same
+//! pattern as the group coordinator over `__consumer_offsets`.
+//!
+//! - `state` — the pure state machine of one transactional id (events in,
+//!   a new state or a Kafka error code out, time supplied by the caller);
+//!   unit-tested with a controlled clock.
+//! - `records` — Kafka's TransactionLogKey/TransactionLogValue formats.
+//! - `store` — appending to internal topics (plain or as a transactional
+//!   batch) and replaying `__transaction_state`.
+//! - `coordinator` — the runtime: InitProducerId, AddPartitionsToTxn,
+//!   EndTxn (markers to every partition, `__consumer_offsets` included,
+//!   answered once durable), TxnOffsetCommit, the produce verification and
+//!   the timeout/expiration checks.
+
+pub mod coordinator;
+pub mod records;
+pub mod state;
+pub mod store;
+
+pub use coordinator::{ProduceRefusal, TransactionCoordinator, TxnConfig};
+
+/// The internal topic holding transaction state.
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
