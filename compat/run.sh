@@ -260,7 +260,7 @@ else
   export SLUICE_BOOTSTRAP="127.0.0.1:$PORT"
   log "broker pid $BROKER_PID listening on $SLUICE_BOOTSTRAP"
 
-  want confluent && run_pytest confluent venv -- python/test_confluent.py python/test_idempotence.py python/test_admin.py
+  want confluent && run_pytest confluent venv -- python/test_confluent.py python/test_idempotence.py python/test_admin.py python/test_transactions.py
   want kafka-python && run_pytest kafka-python venv -- python/test_kafka_python.py
   want kcat && run_pytest kcat venv kcat -- kcat/test_kcat.py
   want kafkajs && run_node kafkajs node/kafkajs.test.mjs
