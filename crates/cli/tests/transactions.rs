@@ -466,3 +466,43 @@ async fn consume_transform_produce_commits_offsets_with_the_output() {
     let out = read_all(broker.bootstrap(), &output, 1, "read_committed");
     assert_eq!(out, (0..5).map(|i| format!("out-{i}")).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_transactions_survive_a_restart_and_are_fenced_by_a_new_producer() {
+    let mut broker = TestBroker::start();
+    let topic = topic_name("txn-restart");
+    create_topic(broker.bootstrap(), &topic, 1).await;
+    let mut raw = Raw::connect(broker.bootstrap());
+    let (code, producer_id, epoch) = raw.init("txn-restart", 60_000);
+    assert_eq!(code, 0);
+    assert_eq!(raw.add("txn-restart", (producer_id, epoch), &topic, 0), 0);
+    assert_eq!(
+        raw.produce(9, &topic, transactional_batch((producer_id, epoch), 0, 2)),
+        0
+    );
+    drop(raw);
+
+    tracing::info!("phase: restart; __transaction_state is replayed");
+    broker.restart();
+    let mut raw = Raw::connect(broker.bootstrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (producer, new_epoch) = loop {
+        // CONCURRENT_TRANSACTIONS (51) while the open transaction is aborted,
+        // COORDINATOR_LOAD_IN_PROGRESS (14) while loading.
+        let (code, id, epoch) = raw.init("txn-restart", 60_000);
+        if code == 0 {
+            break (id, epoch);
+        }
+        assert!(matches!(code, 14 | 51), "InitProducerId code {code}");
+        assert!(std::time::Instant::now() < deadline, "never initialized");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(producer, producer_id, "the same producer id");
+    assert_eq!(new_epoch, epoch + 2, "one bump to fence, one to start");
+    assert!(read_all(broker.bootstrap(), &topic, 1, "read_committed").is_empty());
+    assert_eq!(
+        watermarks(broker.bootstrap(), &topic, 0).1,
+        3,
+        "LSO released"
+    );
+}
