@@ -56,6 +56,20 @@ pub struct ConsumeArgs {
     /// -X session.timeout.ms=6000; applied last.
     #[arg(short = 'X', long = "property", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     properties: Vec<(String, String)>,
+    /// Which records of transactions to read (default: librdkafka's,
+    /// read_committed): read_committed skips aborted transactions and stops
+    /// at the first open one; read_uncommitted reads everything.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    isolation: Option<Isolation>,
+}
+
+/// The consumer's `isolation.level`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Isolation {
+    #[value(name = "read_committed")]
+    ReadCommitted,
+    #[value(name = "read_uncommitted")]
+    ReadUncommitted,
 }
 
 /// How long closing the group consumer (final commit, LeaveGroup) may take
@@ -166,9 +180,10 @@ async fn assign(args: &ConsumeArgs) -> anyhow::Result<StreamConsumer<CliContext>
         .set("enable.auto.offset.store", "false")
         .set("allow.auto.create.topics", "false")
         .clone();
-    let consumer: StreamConsumer<CliContext> = with_properties(consumer, &args.properties)
-        .create_with_context(CliContext)
-        .context("creating the consumer")?;
+    let consumer: StreamConsumer<CliContext> =
+        with_properties(with_isolation(consumer, args.isolation), &args.properties)
+            .create_with_context(CliContext)
+            .context("creating the consumer")?;
 
     let partitions = match args.partition {
         Some(partition) => vec![partition],
@@ -214,13 +229,27 @@ fn subscribe(args: &ConsumeArgs, group: &str) -> anyhow::Result<StreamConsumer<C
         .set("auto.offset.reset", reset)
         .set("allow.auto.create.topics", "false")
         .clone();
-    let consumer: StreamConsumer<CliContext> = with_properties(config, &args.properties)
-        .create_with_context(CliContext)
-        .context("creating the consumer")?;
+    let consumer: StreamConsumer<CliContext> =
+        with_properties(with_isolation(config, args.isolation), &args.properties)
+            .create_with_context(CliContext)
+            .context("creating the consumer")?;
     consumer
         .subscribe(&[&args.topic])
         .with_context(|| format!("subscribing to {}", args.topic))?;
     Ok(consumer)
+}
+
+/// `config` with `isolation.level` set when `--isolation` was given.
+fn with_isolation(
+    mut config: rdkafka::ClientConfig,
+    isolation: Option<Isolation>,
+) -> rdkafka::ClientConfig {
+    match isolation {
+        Some(Isolation::ReadCommitted) => config.set("isolation.level", "read_committed"),
+        Some(Isolation::ReadUncommitted) => config.set("isolation.level", "read_uncommitted"),
+        None => &mut config,
+    };
+    config
 }
 
 /// `config` with the user's `-X` properties set over it.

@@ -16,6 +16,7 @@ mod serve;
 mod table;
 mod topic;
 mod topic_admin;
+mod transaction;
 mod wire;
 
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// List, describe, reset and delete consumer groups.
     Group(group::GroupArgs),
+    /// List and describe transactions.
+    Transaction(transaction::TransactionArgs),
     /// Information about the cluster.
     Cluster(cluster::ClusterArgs),
     /// Measure a Kafka-compatible broker: produce, consume and end-to-end load.
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Group(args) => group::run(args).await,
+            Command::Transaction(args) => transaction::run(args).await,
             Command::Cluster(args) => cluster::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }

@@ -16,6 +16,8 @@ use crate::client::{CliContext, ConnectionArgs};
 const IN_FLIGHT_RECORDS_MAX: usize = 10_000;
 /// How long one record may take to be delivered, retries included.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long InitProducerId, commit and abort may take.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
@@ -39,6 +41,11 @@ pub struct ProduceArgs {
     /// Idempotent producer (requires --acks all).
     #[arg(long)]
     idempotent: bool,
+    /// Transactional producer with this id: the whole input is one
+    /// transaction, committed at end of input, aborted on any failure
+    /// (requires --acks all).
+    #[arg(long, value_name = "ID")]
+    transactional_id: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -73,6 +80,9 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     if args.idempotent && args.acks != Acks::All {
         bail!("--idempotent requires --acks all");
     }
+    if args.transactional_id.is_some() && args.acks != Acks::All {
+        bail!("--transactional-id requires --acks all");
+    }
     if args.key_separator.as_deref() == Some("") {
         bail!("--key-separator must not be empty");
     }
@@ -88,12 +98,19 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         Compression::Lz4 => "lz4",
         Compression::Zstd => "zstd",
     };
-    let producer: FutureProducer<CliContext> = args
-        .connection
-        .client_config()
+    let mut config = args.connection.client_config();
+    if let Some(id) = &args.transactional_id {
+        config.set("transactional.id", id);
+    }
+    let producer: FutureProducer<CliContext> = config
         .set("acks", acks)
         .set("compression.codec", compression)
-        .set("enable.idempotence", args.idempotent.to_string())
+        // A transactional producer is idempotent; librdkafka refuses
+        // `transactional.id` with `enable.idempotence=false`.
+        .set(
+            "enable.idempotence",
+            (args.idempotent || args.transactional_id.is_some()).to_string(),
+        )
         .set(
             "message.timeout.ms",
             DELIVERY_TIMEOUT.as_millis().to_string(),
@@ -101,6 +118,13 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         .set("linger.ms", "5")
         .create_with_context(CliContext)
         .context("creating the producer")?;
+    if args.transactional_id.is_some() {
+        crate::client::blocking(|| {
+            producer.init_transactions(TRANSACTION_TIMEOUT)?;
+            producer.begin_transaction()
+        })
+        .context("starting the transaction")?;
+    }
 
     let mut outcome = Outcome::default();
     let mut pending: VecDeque<(u64, DeliveryFuture)> = VecDeque::new();
@@ -170,6 +194,19 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         failed = outcome.failed,
         "produce finished"
     );
+    if args.transactional_id.is_some() {
+        if outcome.failed > 0 {
+            crate::client::blocking(|| producer.abort_transaction(TRANSACTION_TIMEOUT))
+                .context("aborting the transaction")?;
+            bail!(
+                "{} of {} records failed; the transaction was aborted",
+                outcome.failed,
+                outcome.failed + outcome.delivered
+            );
+        }
+        crate::client::blocking(|| producer.commit_transaction(TRANSACTION_TIMEOUT))
+            .context("committing the transaction")?;
+    }
     if outcome.failed > 0 {
         bail!(
             "{} of {} records failed",
