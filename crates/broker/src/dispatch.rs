@@ -20,6 +20,10 @@ pub enum Outcome {
     NoResponse,
     /// Close the connection (bad input, unsupported version, acks=0 failure).
     Close(&'static str),
+    /// An acks=all produce that has been applied and now waits for
+    /// durability: the writer awaits it (in order) while later requests are
+    /// handled.
+    Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>>),
 }
 
 /// Every API key Sluice implements, with the versions advertised.
@@ -146,6 +150,13 @@ pub async fn handle(state: &BrokerState, frame: Bytes, client_host: &str) -> Out
         RequestKind::Produce(r) => match handlers::produce::handle(state, &header, r).await {
             handlers::produce::ProduceOutcome::Respond(response) => {
                 Some(ResponseKind::Produce(response))
+            }
+            handlers::produce::ProduceOutcome::Wait(wait) => {
+                let header_version = key.response_header_version(api_version);
+                return Outcome::Deferred(Box::pin(async move {
+                    let response = ResponseKind::Produce(wait.await);
+                    encode(correlation_id, header_version, api_version, &response)
+                }));
             }
             handlers::produce::ProduceOutcome::NoResponse => None,
             handlers::produce::ProduceOutcome::Close => {

@@ -22,6 +22,9 @@ const COMPRESSION_ZSTD: u8 = 4;
 
 pub enum ProduceOutcome {
     Respond(ProduceResponse),
+    /// acks=all: appended; the response once the high watermark passes every
+    /// appended batch (or the timeout).
+    Wait(std::pin::Pin<Box<dyn std::future::Future<Output = ProduceResponse> + Send>>),
     /// acks=0 and everything appended.
     NoResponse,
     /// acks=0 and some partition failed: close so the client refreshes metadata.
@@ -69,28 +72,38 @@ pub async fn handle(
     if acks == -1 {
         let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
         let deadline = tokio::time::Instant::now() + timeout;
-        for (_, results) in topics.iter_mut() {
-            for appended in results.iter_mut() {
-                if appended.response.error_code != error_codes::NONE {
-                    continue;
-                }
-                let Some(partition) = &appended.partition else {
-                    continue;
-                };
-                let mut receiver = partition.subscribe_high_watermark();
-                let target = appended.last_offset + 1;
-                let waited =
-                    tokio::time::timeout_at(deadline, receiver.wait_for(|hw| *hw >= target)).await;
-                match waited {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) => {
-                        appended.response.error_code = error_codes::NOT_LEADER_OR_FOLLOWER
+        return ProduceOutcome::Wait(Box::pin(async move {
+            for (_, results) in topics.iter_mut() {
+                for appended in results.iter_mut() {
+                    if appended.response.error_code != error_codes::NONE {
+                        continue;
                     }
-                    Err(_) => appended.response.error_code = error_codes::REQUEST_TIMED_OUT,
+                    let Some(partition) = &appended.partition else {
+                        continue;
+                    };
+                    let mut receiver = partition.subscribe_high_watermark();
+                    let target = appended.last_offset + 1;
+                    let waited =
+                        tokio::time::timeout_at(deadline, receiver.wait_for(|hw| *hw >= target))
+                            .await;
+                    match waited {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(_)) => {
+                            appended.response.error_code = error_codes::NOT_LEADER_OR_FOLLOWER
+                        }
+                        Err(_) => appended.response.error_code = error_codes::REQUEST_TIMED_OUT,
+                    }
                 }
             }
-        }
+            build_response(topics)
+        }));
     }
+    ProduceOutcome::Respond(build_response(topics))
+}
+
+fn build_response(
+    topics: Vec<(kafka_protocol::messages::TopicName, Vec<Appended>)>,
+) -> ProduceResponse {
     let responses = topics
         .into_iter()
         .map(|(name, results)| {
@@ -99,7 +112,7 @@ pub async fn handle(
                 .with_partition_responses(results.into_iter().map(|a| a.response).collect())
         })
         .collect();
-    ProduceOutcome::Respond(ProduceResponse::default().with_responses(responses))
+    ProduceResponse::default().with_responses(responses)
 }
 
 fn failed(index: i32, code: i16, message: Option<String>) -> Appended {
