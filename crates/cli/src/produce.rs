@@ -204,8 +204,17 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
                 outcome.failed + outcome.delivered
             );
         }
-        crate::client::blocking(|| producer.commit_transaction(TRANSACTION_TIMEOUT))
-            .context("committing the transaction")?;
+        match crate::client::blocking(|| producer.commit_transaction(TRANSACTION_TIMEOUT)) {
+            Ok(()) => {}
+            Err(KafkaError::Transaction(error)) if error.txn_requires_abort() => {
+                crate::client::blocking(|| producer.abort_transaction(TRANSACTION_TIMEOUT))
+                    .context("aborting the transaction")?;
+                bail!("committing the transaction: {error}; the transaction was aborted");
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context("committing the transaction"))
+            }
+        }
     }
     if outcome.failed > 0 {
         bail!(

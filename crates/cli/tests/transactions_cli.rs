@@ -116,3 +116,63 @@ async fn transactional_produce_then_read_committed_list_and_describe() {
         .collect();
     assert_eq!(errors.len(), 1, "{missing:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_transaction_is_described_and_read_uncommitted_sees_it() {
+    use rdkafka::producer::{FutureRecord, Producer as _};
+
+    let broker = TestBroker::start();
+    let bootstrap = broker.bootstrap();
+    let topic = topic_name("txn-cli-open");
+    let id = topic_name("txn-cli-open-id");
+    create_topic(bootstrap, &topic, 1).await;
+
+    eprintln!("phase: a producer opens a transaction and writes one record");
+    let producer = common::producer(bootstrap, &[("transactional.id", &id)]);
+    producer
+        .init_transactions(common::CLIENT_TIMEOUT)
+        .expect("init_transactions");
+    producer.begin_transaction().expect("begin_transaction");
+    producer
+        .send(
+            FutureRecord::<(), str>::to(&topic)
+                .partition(0)
+                .payload("pending"),
+            common::CLIENT_TIMEOUT,
+        )
+        .await
+        .expect("delivery");
+
+    eprintln!("phase: describe shows Ongoing with the partition and a start time");
+    let described = ok(
+        sluice(bootstrap, &["transaction", "describe", &id]),
+        "transaction describe",
+    );
+    let state =
+        table_row(&described, &["STATE"]).unwrap_or_else(|| panic!("no STATE in:\n{described}"));
+    assert_eq!(state[1], "Ongoing", "{described}");
+    assert!(
+        table_row(&described, &[&topic, "0"]).is_some(),
+        "{described}"
+    );
+    let start = table_row(&described, &["START-TIME-MS"])
+        .unwrap_or_else(|| panic!("no START-TIME-MS in:\n{described}"));
+    assert!(start[1].parse::<i64>().is_ok_and(|t| t > 0), "{described}");
+
+    eprintln!("phase: read_uncommitted reads the open transaction's record");
+    let args = [
+        "consume",
+        &topic,
+        "--isolation",
+        "read_uncommitted",
+        "--from-beginning",
+        "-n",
+        "1",
+    ];
+    let consumed = ok(sluice(bootstrap, &args), &args.join(" "));
+    assert_eq!(consumed, "pending\n");
+
+    producer
+        .abort_transaction(common::CLIENT_TIMEOUT)
+        .expect("abort_transaction");
+}
