@@ -371,7 +371,10 @@ mod tests {
             .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
             .collect();
         for expected in ["records/s 1,000", "MB/s 1.0", "ack latency p99 1.50 ms"] {
-            assert!(rows.iter().any(|row| row == expected), "{expected}: {table}");
+            assert!(
+                rows.iter().any(|row| row == expected),
+                "{expected}: {table}"
+            );
         }
         let value: Value = serde_json::from_str(&report.json()).expect("valid JSON");
         assert_eq!(value["mode"], "produce");
