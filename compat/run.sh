@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sluice third-party client compatibility suites: the single entry point.
 #
-#   compat/run.sh [SUITE...]        SUITE: confluent kafka-python kcat kafkajs (default: all)
+#   compat/run.sh [SUITE...]        SUITE: confluent kafka-python kafka-python-txn kcat kafkajs (default: all)
 #
 # Installs what it needs (idempotent, fast when already installed): Debian's kcat, a venv at
 # compat/.venv with the pinned Python clients, and the pinned kafkajs under compat/node_modules.
@@ -17,6 +17,7 @@ ORIG_PWD="$PWD"
 COMPAT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$COMPAT_DIR/.." && pwd)"
 VENV="$COMPAT_DIR/.venv"
+VENV_KP2="$COMPAT_DIR/.venv-kp2" # kafka-python >= 2.2 (python/requirements-kp2.txt) for kafka-python-txn
 SUITE_TIMEOUT="${SLUICE_COMPAT_SUITE_TIMEOUT:-900}" # seconds per suite, a backstop over per-test timeouts
 export PYTHONDONTWRITEBYTECODE=1
 export DEBIAN_FRONTEND=noninteractive
@@ -77,20 +78,23 @@ install_kcat() {
   command -v kcat >/dev/null 2>&1
 }
 
-install_venv() {
+install_venv() { # [venv requirements-file]
+  local VENV="${1:-$VENV}" req="${2:-requirements.txt}"
   local stamp_want stamp_have=""
-  stamp_want="$(python3 --version 2>&1) $(sha256sum "$COMPAT_DIR/python/requirements.txt" | cut -d' ' -f1)"
+  stamp_want="$(python3 --version 2>&1) $(sha256sum "$COMPAT_DIR/python/$req" | cut -d' ' -f1)"
   [[ -f "$VENV/.compat-stamp" ]] && stamp_have="$(cat "$VENV/.compat-stamp")"
   if [[ -x "$VENV/bin/python" && "$stamp_have" == "$stamp_want" ]]; then return 0; fi
-  log "creating $VENV and installing python/requirements.txt"
+  log "creating $VENV and installing python/$req"
   if ! python3 -m venv --clear "$VENV" 2>/dev/null; then
     log "python3 -m venv failed; installing python3-venv (apt)"
     apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
     python3 -m venv --clear "$VENV"
   fi
-  "$VENV/bin/pip" install --disable-pip-version-check -q -r "$COMPAT_DIR/python/requirements.txt"
+  "$VENV/bin/pip" install --disable-pip-version-check -q -r "$COMPAT_DIR/python/$req"
   echo "$stamp_want" >"$VENV/.compat-stamp"
 }
+
+install_venv_kp2() { install_venv "$VENV_KP2" requirements-kp2.txt; }
 
 install_node() {
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -137,7 +141,7 @@ num() { # regex-with-one-group text -> number or 0
   echo "${n:-0}"
 }
 
-run_pytest() { # suite needs... -- files...
+run_pytest() { # suite needs... -- files...   (runs in $SUITE_VENV, default $VENV)
   local suite="$1"
   shift
   local need
@@ -152,7 +156,7 @@ run_pytest() { # suite needs... -- files...
   shift
   log "=== suite $suite: pytest $*"
   local out="$WORK/suite-$suite.log" rc=0
-  (cd "$COMPAT_DIR" && timeout --kill-after=10 "$SUITE_TIMEOUT" "$VENV/bin/python" -m pytest -v "$@") 2>&1 | tee "$out" || rc=$?
+  (cd "$COMPAT_DIR" && timeout --kill-after=10 "$SUITE_TIMEOUT" "${SUITE_VENV:-$VENV}/bin/python" -m pytest -v "$@") 2>&1 | tee "$out" || rc=$?
   local summary
   summary="$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* in [0-9.]+s' "$out" | tail -n1 || true)"
   local passed failed errors skipped xfailed
@@ -213,7 +217,7 @@ run_node() { # suite file
 
 # ----------------------------------------------------------------------------- main
 
-ALL_SUITES=(confluent kafka-python kcat kafkajs)
+ALL_SUITES=(confluent kafka-python kafka-python-txn kcat kafkajs)
 if [[ $# -gt 0 ]]; then SUITES=("$@"); else SUITES=("${ALL_SUITES[@]}"); fi
 for s in "${SUITES[@]}"; do
   [[ " ${ALL_SUITES[*]} " == *" $s "* ]] || { log "unknown suite '$s' (known: ${ALL_SUITES[*]})"; exit 2; }
@@ -222,8 +226,10 @@ want() { [[ " ${SUITES[*]} " == *" $1 "* ]]; }
 
 install_step kcat install_kcat
 install_step venv install_venv
+want kafka-python-txn && install_step venv-kp2 install_venv_kp2
 if want kafkajs || [[ "${SLUICE_COMPAT_GROUPS:-1}" == 1 ]]; then install_step node install_node; fi
 [[ -z "${BROKEN[venv]:-}" ]] && log "clients: $("$VENV/bin/python" -c 'import confluent_kafka, kafka; print(f"confluent-kafka {confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}), kafka-python {kafka.__version__}")' 2>&1)"
+want kafka-python-txn && [[ -z "${BROKEN[venv-kp2]:-}" ]] && log "clients: kafka-python $("$VENV_KP2/bin/python" -c 'import kafka; print(kafka.__version__)' 2>&1) (kafka-python-txn)"
 command -v kcat >/dev/null 2>&1 && log "clients: $(kcat -V 2>&1 | grep -m1 Version || true)"
 [[ -f "$COMPAT_DIR/node_modules/kafkajs/package.json" ]] && log "clients: kafkajs $(node -p "require('$COMPAT_DIR/node_modules/kafkajs/package.json').version" 2>/dev/null || echo '?'), node $(node --version 2>/dev/null || echo '?')"
 
@@ -262,6 +268,7 @@ else
 
   want confluent && run_pytest confluent venv -- python/test_confluent.py python/test_idempotence.py python/test_admin.py python/test_transactions.py
   want kafka-python && run_pytest kafka-python venv -- python/test_kafka_python.py
+  want kafka-python-txn && SUITE_VENV="$VENV_KP2" run_pytest kafka-python-txn venv-kp2 -- python/test_kafka_python_txn.py
   want kcat && run_pytest kcat venv kcat -- kcat/test_kcat.py
   want kafkajs && run_node kafkajs node/kafkajs.test.mjs
   want kafkajs && run_node kafkajs-idempotent node/kafkajs-idempotent.test.mjs
