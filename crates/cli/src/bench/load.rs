@@ -54,6 +54,8 @@ pub struct LoadPlan {
     pub producers: u32,
     /// Write a stamp (run id, scheduled time) into each value (e2e).
     pub stamp_run_id: Option<u64>,
+    /// Transactional producers committing at this interval.
+    pub transaction_interval: Option<Duration>,
 }
 
 /// What the producers did.
@@ -166,9 +168,24 @@ pub fn run(
             last_delivery_nanos: AtomicU64::new(started_nanos),
             first_error: Mutex::new(None),
         });
-        let producer: ThreadedProducer<DeliveryContext> = config
+        let mut producer_config = config.clone();
+        if plan.transaction_interval.is_some() {
+            producer_config.set(
+                "transactional.id",
+                format!("sluice-bench-{}-{index}", std::process::id()),
+            );
+        }
+        let producer: ThreadedProducer<DeliveryContext> = producer_config
             .create_with_context(DeliveryContext(stats.clone()))
             .context("creating a producer")?;
+        if plan.transaction_interval.is_some() {
+            producer
+                .init_transactions(FLUSH_TIMEOUT)
+                .context("initializing transactions")?;
+            producer
+                .begin_transaction()
+                .context("beginning a transaction")?;
+        }
         all_stats.push(stats);
         let share = Share::of(plan, index, producers);
         let plan = plan.clone();
@@ -253,8 +270,21 @@ fn send_all(
         .duration
         .map(|duration| started + duration.as_nanos() as u64);
     let interval_nanos = share.rate.map(|rate| 1e9 / rate);
+    let transaction_nanos = plan.transaction_interval.map(|t| t.as_nanos() as u64);
+    let mut transaction_started = started;
     let mut sent = 0u64;
     loop {
+        if let Some(every) = transaction_nanos {
+            if clock.now_nanos().saturating_sub(transaction_started) >= every {
+                producer
+                    .commit_transaction(FLUSH_TIMEOUT)
+                    .context("committing a transaction")?;
+                producer
+                    .begin_transaction()
+                    .context("beginning a transaction")?;
+                transaction_started = clock.now_nanos();
+            }
+        }
         if share.records.is_some_and(|records| sent >= records) {
             break;
         }
@@ -304,9 +334,15 @@ fn send_all(
         }
         sent += 1;
     }
-    producer
-        .flush(FLUSH_TIMEOUT)
-        .context("waiting for the last deliveries")?;
+    if transaction_nanos.is_some() {
+        producer
+            .commit_transaction(FLUSH_TIMEOUT)
+            .context("committing the last transaction")?;
+    } else {
+        producer
+            .flush(FLUSH_TIMEOUT)
+            .context("waiting for the last deliveries")?;
+    }
     Ok(sent)
 }
 
@@ -365,6 +401,7 @@ mod tests {
             keys: Keys::None,
             producers: 3,
             stamp_run_id: None,
+            transaction_interval: None,
         }
     }
 

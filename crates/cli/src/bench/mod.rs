@@ -153,6 +153,12 @@ struct ProducerOptions {
     /// then counts from each record's scheduled send time.
     #[arg(long, value_name = "RATE", value_parser = options::parse_rate)]
     rate: Option<f64>,
+    /// Transactional producers: commit a transaction every MS milliseconds
+    /// (implies acks=all and idempotence; each producer gets its own
+    /// transactional.id).
+    #[arg(long = "transaction-ms", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    transaction_ms: Option<u64>,
     /// Extra librdkafka producer property, KEY=VALUE (repeatable).
     #[arg(short = 'X', long = "producer-property", value_name = "KEY=VALUE",
           value_parser = parse_key_value)]
@@ -183,7 +189,17 @@ impl ProducerOptions {
                     Compression::Zstd => "zstd",
                 },
             )
-            .set("enable.idempotence", "false");
+            .set(
+                "enable.idempotence",
+                if self.transaction_ms.is_some() {
+                    "true"
+                } else {
+                    "false"
+                },
+            );
+        if self.transaction_ms.is_some() {
+            config.set("acks", "all");
+        }
         if let Some(linger) = self.linger_ms {
             config.set("linger.ms", linger.to_string());
         }
@@ -211,6 +227,7 @@ impl ProducerOptions {
             keys: self.keys,
             producers: self.producers,
             stamp_run_id,
+            transaction_interval: self.transaction_ms.map(Duration::from_millis),
         }
     }
 
@@ -242,6 +259,14 @@ impl ProducerOptions {
             json!(self.record_size),
         );
         report.add("acks", acks, "acks", json!(acks));
+        if let Some(ms) = self.transaction_ms {
+            report.add(
+                "transactions",
+                format!("commit every {ms} ms"),
+                "transaction_ms",
+                json!(ms),
+            );
+        }
         report.add_json(
             "compression",
             json!(format!("{:?}", self.compression).to_lowercase()),
