@@ -98,7 +98,16 @@ impl BrokerState {
 
     /// A broker config's effective value (dynamic, static, default).
     pub fn broker_config(&self, name: &str) -> String {
-        self.settings.broker_value(&self.dynamic_configs(), name).0
+        // Looked up in place (no copy of the dynamic config maps): Fetch
+        // calls this on every request. Same layering as `broker_value`.
+        let image = self.quorum.image();
+        let dynamic = [Some(self.node_id), None]
+            .into_iter()
+            .find_map(|node| image.broker_configs.get(&node).and_then(|m| m.get(name)));
+        match dynamic {
+            Some(value) => value.clone(),
+            None => self.settings.get(name),
+        }
     }
 
     /// A broker config as a number (0 if unparsable, which validation prevents).
