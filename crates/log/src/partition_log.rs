@@ -179,8 +179,11 @@ impl Log {
                 }
             }
             let is_last = index + 1 == bases.len();
+            // Scanned: every segment that may hold offsets at or above the
+            // recovery point, and the one ending exactly there (its indexes
+            // may not have been synced yet; see `flush_inner`).
             let needs_scan = match recovery_point {
-                Some(point) if is_last || bases[index + 1] > point => true,
+                Some(point) if is_last || bases[index + 1] >= point => true,
                 _ => !segment.load_trusted(interval)?,
             };
             let mut cut = 0;
@@ -404,8 +407,8 @@ impl Log {
         self.recovery_point.load(Ordering::Acquire)
     }
 
-    /// Blocking: fsyncs every segment (and index) holding data below the current
-    /// log end offset and not yet synced, then advances the recovery point.
+    /// Blocking: fsyncs every segment holding data below the current log end
+    /// offset and not yet synced (the indexes of closed ones), then advances the recovery point.
     /// Returns the new recovery point (exclusive). Many appends, one fsync: the
     /// broker's flusher calls this from the blocking pool. Concurrent appends
     /// proceed while it runs.
@@ -421,15 +424,18 @@ impl Log {
         let (target, to_sync, directory_dirty) = {
             let mut state = self.state.lock();
             let segments = &state.segments;
-            let to_sync: Vec<Arc<Segment>> = segments
+            // Every segment holding offsets at or above the recovery point,
+            // and the one ending exactly there (it may have been the active
+            // segment at the previous flush, whose indexes were not synced).
+            let to_sync: Vec<(Arc<Segment>, bool)> = segments
                 .iter()
                 .enumerate()
                 .filter(|(index, _)| {
                     segments
                         .get(index + 1)
-                        .is_none_or(|next| next.base_offset > recovery_point)
+                        .is_none_or(|next| next.base_offset >= recovery_point)
                 })
-                .map(|(_, segment)| segment.clone())
+                .map(|(index, segment)| (segment.clone(), index + 1 == segments.len()))
                 .collect();
             let dirty = std::mem::take(&mut state.directory_dirty);
             (state.log_end_offset, to_sync, dirty)
@@ -437,9 +443,21 @@ impl Log {
         if target <= recovery_point && !directory_dirty {
             return Ok(recovery_point);
         }
+        // The active segment's indexes are not synced: recovery rescans the
+        // segment holding the recovery point and every later one and rebuilds
+        // their indexes, so only the log bytes must be durable. A closed
+        // segment gets its indexes synced by the first flush after the roll,
+        // before the recovery point can pass its end. This saves two fsyncs
+        // per group commit on the acks=all and visibility path.
         let synced = to_sync
             .iter()
-            .try_for_each(|segment| segment.sync())
+            .try_for_each(|(segment, active)| {
+                if *active {
+                    segment.sync_log()
+                } else {
+                    segment.sync()
+                }
+            })
             .and_then(|()| {
                 if directory_dirty {
                     checkpoint::sync_dir(&self.dir)

@@ -475,11 +475,16 @@ impl Segment {
 
     /// fsyncs the log file and both indexes.
     pub fn sync(&self) -> Result<(), LogError> {
-        self.log_file
-            .sync_data()
-            .map_err(|error| io_error(&self.log_path, error))?;
+        self.sync_log()?;
         self.offset_index.sync()?;
         self.time_index.sync()
+    }
+
+    /// fsyncs the log file only (its data and the size needed to read it).
+    pub fn sync_log(&self) -> Result<(), LogError> {
+        self.log_file
+            .sync_data()
+            .map_err(|error| io_error(&self.log_path, error))
     }
 
     /// Largest timestamp for time retention: the largest batch maxTimestamp,
