@@ -204,10 +204,13 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "group.min.session.timeout.ms", default: "6000", config_type: ConfigType::Int, read_only: true, documentation: "Shortest session timeout a member may ask for (INVALID_SESSION_TIMEOUT)." },
     BrokerConfigDef { name: "log.cleaner.backoff.ms", default: "15000", config_type: ConfigType::Long, read_only: true, documentation: "Sleep between cleaner passes when there is nothing to clean." },
     BrokerConfigDef { name: "log.cleaner.enable", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "Run the log cleaner for compacted topics." },
+    BrokerConfigDef { name: "log.cleaner.dedupe.buffer.size", default: "134217728", config_type: ConfigType::Long, read_only: true, documentation: "Memory for the cleaner's key map. Sluice: reported only; the map is bounded at 128 MiB of keys (a pass stops at the segment that passes it)." },
     BrokerConfigDef { name: "log.cleaner.delete.retention.ms", default: "86400000", config_type: ConfigType::Long, read_only: false, documentation: "Default delete.retention.ms." },
+    BrokerConfigDef { name: "log.cleaner.io.max.bytes.per.second", default: "1.7976931348623157E308", config_type: ConfigType::Double, read_only: false, documentation: "The cleaner's I/O limit: bytes read plus written per second, across all compacted partitions." },
     BrokerConfigDef { name: "log.cleaner.max.compaction.lag.ms", default: LONG_MAX, config_type: ConfigType::Long, read_only: false, documentation: "Default max.compaction.lag.ms." },
     BrokerConfigDef { name: "log.cleaner.min.cleanable.ratio", default: "0.5", config_type: ConfigType::Double, read_only: false, documentation: "Default min.cleanable.dirty.ratio." },
     BrokerConfigDef { name: "log.cleaner.min.compaction.lag.ms", default: "0", config_type: ConfigType::Long, read_only: false, documentation: "Default min.compaction.lag.ms." },
+    BrokerConfigDef { name: "log.cleaner.threads", default: "1", config_type: ConfigType::Int, read_only: true, documentation: "Cleaner threads. Sluice: reported only; one thread cleans the partitions one after another." },
     BrokerConfigDef { name: "log.cleanup.policy", default: "delete", config_type: ConfigType::List, read_only: false, documentation: "Default cleanup.policy." },
     BrokerConfigDef { name: "log.dirs", default: "./sluice-data", config_type: ConfigType::String, read_only: true, documentation: "The data directory." },
     BrokerConfigDef { name: "log.flush.interval.messages", default: LONG_MAX, config_type: ConfigType::Long, read_only: false, documentation: "Default flush.messages." },
@@ -322,6 +325,21 @@ pub fn validate_value(name: &str, config_type: ConfigType, value: &str) -> Resul
             if !(0.0..=1.0).contains(&ratio) {
                 return Err(format!(
                     "Invalid value {value} for configuration {name}: Value must be between 0 and 1"
+                ));
+            }
+        }
+        "log.cleaner.io.max.bytes.per.second" => {
+            let rate = value.trim().parse::<f64>().map_err(|_| bad())?;
+            if rate.is_nan() || rate <= 0.0 {
+                return Err(format!(
+                    "Invalid value {value} for configuration {name}: Value must be greater than 0"
+                ));
+            }
+        }
+        "log.cleaner.threads" => {
+            if value.trim().parse::<i64>().map_err(|_| bad())? < 0 {
+                return Err(format!(
+                    "Invalid value {value} for configuration {name}: Value must be at least 0"
                 ));
             }
         }
@@ -576,6 +594,39 @@ mod tests {
                 "{name}={value}"
             );
         }
+    }
+
+    #[test]
+    fn cleaner_broker_values_are_validated() {
+        let cases: &[(&str, &str, bool)] = &[
+            (
+                "log.cleaner.io.max.bytes.per.second",
+                "1.7976931348623157E308",
+                true,
+            ),
+            ("log.cleaner.io.max.bytes.per.second", "1048576", true),
+            ("log.cleaner.io.max.bytes.per.second", "0.5", true),
+            ("log.cleaner.io.max.bytes.per.second", "0", false),
+            ("log.cleaner.io.max.bytes.per.second", "-1", false),
+            ("log.cleaner.io.max.bytes.per.second", "NaN", false),
+            ("log.cleaner.io.max.bytes.per.second", "fast", false),
+            ("log.cleaner.threads", "1", true),
+            ("log.cleaner.threads", "-1", false),
+            ("log.cleaner.dedupe.buffer.size", "134217728", true),
+            ("log.cleaner.dedupe.buffer.size", "big", false),
+        ];
+        for (name, value, ok) in cases {
+            let def = broker_config_def(name).unwrap();
+            assert_eq!(
+                validate_value(name, def.config_type, value).is_ok(),
+                *ok,
+                "{name}={value}"
+            );
+        }
+        // The default parses to the largest double: no limit.
+        let default = broker_config_def("log.cleaner.io.max.bytes.per.second").unwrap();
+        assert_eq!(default.default.parse::<f64>(), Ok(f64::MAX));
+        assert!(!default.read_only);
     }
 
     #[test]

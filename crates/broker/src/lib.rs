@@ -319,7 +319,8 @@ async fn run_checkpointer(
 }
 
 /// Retention (every `log.retention.check.interval.ms`) and compaction (every
-/// `log.cleaner.backoff.ms`), on the blocking pool.
+/// `log.cleaner.backoff.ms`, at most `log.cleaner.io.max.bytes.per.second`),
+/// on the blocking pool.
 async fn run_log_maintenance(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
     let retention_every = state
         .settings
@@ -344,9 +345,15 @@ async fn run_log_maintenance(state: Arc<BrokerState>, mut shutdown: watch::Recei
         if clean {
             next_clean = now + clean_every;
         }
+        // Dynamic: read before every round.
+        let cleaner_io_bytes_per_second = state
+            .broker_config("log.cleaner.io.max.bytes.per.second")
+            .trim()
+            .parse::<f64>()
+            .unwrap_or(f64::MAX);
         let replicas = state.replicas.clone();
         let result = tokio::task::spawn_blocking(move || {
-            if replicas.maintain_logs(now, retention, clean) {
+            if replicas.maintain_logs(now, retention, clean, cleaner_io_bytes_per_second) {
                 replicas.write_checkpoints()
             } else {
                 Ok(())

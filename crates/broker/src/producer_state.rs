@@ -225,6 +225,25 @@ impl ProducerStateManager {
         found
     }
 
+    /// Producer id → last offset of its newest batch, for every producer
+    /// tracked: the cleaner keeps those batches so that a replay of the log
+    /// still finds each producer's latest sequence.
+    pub fn last_batch_offsets(&self) -> HashMap<i64, i64> {
+        self.producers
+            .iter()
+            .filter_map(|(id, entry)| Some((*id, entry.batches.back()?.last_offset)))
+            .collect()
+    }
+
+    /// Forgets aborted transactions whose abort marker the cleaner removed
+    /// (after their data); returns how many were forgotten. Left in, one would
+    /// make a read_committed consumer skip its producer's later transactions.
+    pub fn forget_aborted(&mut self, gone: &[AbortedTransaction]) -> usize {
+        let before = self.aborted.len();
+        self.aborted.retain(|txn| !gone.contains(txn));
+        before - self.aborted.len()
+    }
+
     /// Forgets aborted ranges wholly below the log start.
     pub fn prune_aborted(&mut self, log_start_offset: i64) {
         self.aborted.retain(|a| a.last_offset >= log_start_offset);
@@ -372,6 +391,32 @@ mod tests {
         state.record(&txn, 20, 0);
         state.record_transaction(&txn, 20, None);
         assert_eq!(state.expire(i64::MAX, 1), 0);
+    }
+
+    #[test]
+    fn what_the_cleaner_reads_and_forgets() {
+        let mut state = ProducerStateManager::default();
+        state.record(&batch(1, 0, 0, 2), 0, 0);
+        state.record(&batch(1, 0, 2, 3), 2, 0);
+        state.record(&batch(2, 0, 0, 1), 5, 0);
+        assert_eq!(state.last_batch_offsets(), HashMap::from([(1, 4), (2, 5)]));
+        let first = AbortedTransaction {
+            producer_id: 1,
+            first_offset: 0,
+            last_offset: 6,
+        };
+        let second = AbortedTransaction {
+            producer_id: 2,
+            first_offset: 5,
+            last_offset: 7,
+        };
+        state.aborted = vec![first, second];
+        let unknown = AbortedTransaction {
+            last_offset: 9,
+            ..second
+        };
+        assert_eq!(state.forget_aborted(&[first, unknown]), 1);
+        assert_eq!(state.aborted, vec![second]);
     }
 
     #[test]

@@ -482,10 +482,22 @@ impl ReplicaManager {
     }
 
     /// One pass of log maintenance (blocking): retention on `delete` topics,
-    /// compaction on `compact` topics, removal of files whose deletion delay
-    /// has passed. Returns whether any log start offset moved.
-    pub fn maintain_logs(&self, now_ms: i64, retention: bool, clean: bool) -> bool {
+    /// compaction on `compact` topics (every pass's reads and writes paced
+    /// together at `cleaner_io_bytes_per_second`), removal of files whose
+    /// deletion delay has passed. Returns whether any log start offset moved.
+    pub fn maintain_logs(
+        &self,
+        now_ms: i64,
+        retention: bool,
+        clean: bool,
+        cleaner_io_bytes_per_second: f64,
+    ) -> bool {
         let mut moved = false;
+        let mut throttler = if cleaner_io_bytes_per_second > 0.0 {
+            sluice_log::Throttler::new(cleaner_io_bytes_per_second)
+        } else {
+            sluice_log::Throttler::unlimited()
+        };
         for partition in self.all() {
             let config = partition.config();
             let high_watermark = partition.high_watermark();
@@ -504,14 +516,59 @@ impl ReplicaManager {
                 }
             }
             if clean && config.compacted {
-                match partition.log.clean(now_ms, high_watermark) {
-                    Ok(result) if result.segments_cleaned > 0 => {
-                        tracing::info!(topic = %partition.topic, partition = partition.index,
-                            segments = result.segments_cleaned, bytes_read = result.bytes_read,
-                            bytes_written = result.bytes_written, records_removed = result.records_removed,
-                            "log cleaned");
+                // The cleaner stays below the last stable offset and needs the
+                // aborted transactions and each producer's newest batch, all
+                // read at once; the lock is not held while it works. (An
+                // append after this lands at or above the high watermark read
+                // above, so above the bound.)
+                let (upper_bound, transactions) = {
+                    let producers = partition.append_lock.lock();
+                    let upper_bound = producers
+                        .first_unstable_offset()
+                        .map_or(high_watermark, |first| first.min(high_watermark));
+                    let aborted = producers
+                        .aborted_between(0, upper_bound)
+                        .into_iter()
+                        .map(|txn| sluice_log::AbortedTxn {
+                            producer_id: txn.producer_id,
+                            first_offset: txn.first_offset,
+                            last_offset: txn.last_offset,
+                        })
+                        .collect();
+                    let transactions = sluice_log::CleanerTxnInput {
+                        aborted,
+                        last_batch_offsets: producers.last_batch_offsets(),
+                    };
+                    (upper_bound, transactions)
+                };
+                match partition
+                    .log
+                    .clean(now_ms, upper_bound, &transactions, &mut throttler)
+                {
+                    Ok(result) => {
+                        if !result.aborted_transactions_removed.is_empty() {
+                            let gone: Vec<producer_state::AbortedTransaction> = result
+                                .aborted_transactions_removed
+                                .iter()
+                                .map(|txn| producer_state::AbortedTransaction {
+                                    producer_id: txn.producer_id,
+                                    first_offset: txn.first_offset,
+                                    last_offset: txn.last_offset,
+                                })
+                                .collect();
+                            if partition.append_lock.lock().forget_aborted(&gone) > 0 {
+                                partition
+                                    .producer_state_dirty
+                                    .store(true, Ordering::Release);
+                            }
+                        }
+                        if result.segments_cleaned > 0 {
+                            tracing::info!(topic = %partition.topic, partition = partition.index,
+                                segments = result.segments_cleaned, bytes_read = result.bytes_read,
+                                bytes_written = result.bytes_written, records_removed = result.records_removed,
+                                markers_removed = result.markers_removed, "log cleaned");
+                        }
                     }
-                    Ok(_) => {}
                     Err(error) => {
                         tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "cleaning failed")
                     }

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use sluice_log::{AppendOptions, Log, LogConfig};
+use sluice_log::{AppendOptions, CleanerTxnInput, Log, LogConfig, Throttler};
 
 const RECORD_BYTES: usize = 1024;
 const RECORDS_PER_BATCH: usize = 16;
@@ -93,7 +93,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|entry| entry.metadata().map_or(0, |metadata| metadata.len()))
         .sum();
     let started = Instant::now();
-    let result = log.clean(10_000_000, log.log_end_offset())?;
+    let result = log.clean(
+        10_000_000,
+        log.log_end_offset(),
+        &CleanerTxnInput::default(),
+        &mut Throttler::unlimited(),
+    )?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "codec={compression:?} records={records} live_keys={live_keys} log_bytes={log_bytes} \

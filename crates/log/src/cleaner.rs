@@ -2,15 +2,33 @@
 //! log, run by the broker on a blocking thread.
 //!
 //! A pass: (1) find the cleanable range — closed segments wholly below the
-//! high watermark whose largest timestamp is at least `min.compaction.lag.ms`
-//! old (a prefix of the log); (2) decide whether it is due: dirty bytes (from
-//! the cleaner checkpoint on) / cleanable bytes >= `min.cleanable.dirty.ratio`,
-//! or the first dirty batch is older than `max.compaction.lag.ms`; (3) build
-//! key → latest offset over the dirty section; (4) rewrite the cleanable
-//! segments in groups (consecutive segments whose sizes add up to at most
-//! `segment.bytes` merge into one), keeping per key only the latest record,
-//! and swap each group in; (5) move the cleaner checkpoint to the end of the
-//! range.
+//! upper bound (the last stable offset: never an open transaction) whose
+//! largest timestamp is at least `min.compaction.lag.ms` old (a prefix of the
+//! log); (2) decide whether it is due: dirty bytes (from the cleaner
+//! checkpoint on) / cleanable bytes >= `min.cleanable.dirty.ratio`, or the
+//! first dirty batch is older than `max.compaction.lag.ms`; (3) build key →
+//! latest offset over the dirty section, leaving out aborted transactional
+//! data; (4) rewrite the cleanable segments from the log start in groups
+//! (consecutive segments whose sizes add up to at most `segment.bytes` merge
+//! into one), keeping per key only the latest record, dropping aborted
+//! transactional data and the markers whose transaction left no data in the
+//! pass, and swap each group in; (5) move the cleaner checkpoint to the end of
+//! the range. Steps (3) and (4) each walk batches in offset order with a
+//! `TxnTracker` fed with the aborted transactions the broker passed in (see
+//! `cleaner_txn`). Every byte read and written goes through the caller's
+//! `Throttler`.
+//!
+//! Transactions, Kafka's rules: a data batch of an aborted transaction is
+//! removed whole (it keys nothing, so it supersedes nothing); committed
+//! transactional data is compacted like any other. An ABORT marker stays
+//! while data of its transaction was seen in the pass, which makes it outlive
+//! that data by one pass; a COMMIT marker stays while any batch of its
+//! transaction was seen. A marker that may go is also held until its batch's
+//! maxTimestamp + `delete.retention.ms` has passed (the tombstone rule). The
+//! newest batch of every producer the broker still tracks stays, empty if
+//! need be, so that replaying the log keeps the producer's last sequence.
+//! Aborted transactions whose marker is gone from a rewritten range are
+//! reported back for the broker to forget.
 //!
 //! Crash safety, Kafka's protocol: a group is written to
 //! `<base>.log.cleaned` (+ `.index.cleaned`, `.timeindex.cleaned`) and
@@ -24,16 +42,19 @@
 //! snapshots, so they see either the old segments or the new one.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
+use crate::cleaner_txn::{CleanerTxnInput, ControlType, TxnTracker};
 use crate::compact::{self, Filtered, OffsetMap, RetainRules};
 use crate::index::io_error;
 use crate::partition_log::segment_base;
 use crate::segment::{segment_paths, BatchPlacement, Segment};
+use crate::throttle::Throttler;
 use crate::{CleanResult, Log, LogError};
 
 /// Per-partition file holding the cleaner checkpoint (first dirty offset),
@@ -142,10 +163,12 @@ fn complete_swap(dir: &Path, base: i64, names: &[String]) -> Result<(), LogError
 }
 
 /// Calls `each(header, batch bytes, is last batch)` for every batch of a
-/// closed segment.
+/// closed segment; `each` returns the bytes it wrote. Returns the bytes read.
+/// `throttler` counts both.
 fn for_each_batch(
     segment: &Segment,
-    mut each: impl FnMut(&BatchHeader, &[u8], bool) -> Result<(), LogError>,
+    throttler: &mut Throttler,
+    mut each: impl FnMut(&BatchHeader, &[u8], bool) -> Result<u64, LogError>,
 ) -> Result<u64, LogError> {
     let end = segment.size();
     let mut position = 0;
@@ -155,34 +178,60 @@ fn for_each_batch(
         buffer.resize(header.total_bytes(), 0);
         segment.read_exact_at(&mut buffer, position)?;
         position += header.total_bytes() as u64;
-        each(&header, &buffer, position >= end)?;
+        let written = each(&header, &buffer, position >= end)?;
+        throttler.observe(header.total_bytes() as u64 + written);
     }
     Ok(end)
 }
 
-/// Whether the cleaner leaves a batch as it is: control batches and
-/// transactional batches (no aborted-transaction index yet), empty batches.
-fn copied_verbatim(header: &BatchHeader) -> bool {
-    header.is_control() || header.is_transactional() || header.record_count == 0
+/// The marker type of a control batch; one the cleaner cannot decode is
+/// treated as an unknown type, which is always kept.
+fn marker_of(segment: &Segment, header: &BatchHeader, bytes: &[u8]) -> Option<ControlType> {
+    compact::control_type(header, bytes).unwrap_or_else(|reason| {
+        tracing::warn!(segment = %segment.log_path.display(), base_offset = header.base_offset, reason, "cleaner cannot decode a control batch; it will be kept as is");
+        Some(ControlType::Other)
+    })
 }
 
 impl Log {
     /// One cleaning pass (see the module docs for the algorithm). Does nothing
     /// and returns zeros unless `cleanup_policy_compact` is set and cleaning
-    /// is due. Blocking (reads and rewrites segments): run it off the async
-    /// runtime. Appends and reads proceed meanwhile; each group's swap takes
-    /// the append lock for a few renames and two directory fsyncs.
+    /// is due. Blocking (reads and rewrites segments, and sleeps when
+    /// `throttler` says the pass runs ahead of its I/O rate): run it off the
+    /// async runtime. Appends and reads proceed meanwhile; each group's swap
+    /// takes the append lock for a few renames and two directory fsyncs.
+    ///
+    /// `upper_bound` is the first offset the pass may not touch: the last
+    /// stable offset (the high watermark, or the first offset of the oldest
+    /// open transaction if lower). Only closed segments wholly below it are
+    /// cleanable, so an open transaction is never cleaned. `transactions`
+    /// says which transactional data was aborted and which batches are the
+    /// newest of producers still tracked.
     ///
     /// Rules: per key only the record with the latest offset stays; records
     /// without a key stay; a tombstone (null value) stays until its batch's
     /// maxTimestamp + `delete_retention_ms` < `now_ms` (Kafka counts from
     /// when the tombstone's segment was first cleaned; this approximation
     /// removes tombstones no earlier than the record's own time allows).
-    /// Control batches and transactional batches are copied as they are and
-    /// their records do not supersede others (until aborted transactions are
-    /// indexed). Batches left empty are dropped, except the last one of a
-    /// rewritten group. Offsets never change: a consumer sees gaps.
-    pub fn clean(&self, now_ms: i64, high_watermark: i64) -> Result<CleanResult, LogError> {
+    /// Transactional data of an aborted transaction is removed whole and
+    /// supersedes nothing; committed transactional data is compacted like
+    /// any other. A transaction marker goes once no data batch of its
+    /// transaction was seen in the pass (an earlier pass removed it, or all
+    /// of it was superseded) and it is past the same delete horizon as a
+    /// tombstone (Kafka stamps a delete horizon into the batch when it first
+    /// finds the marker removable; the marker's timestamp is when it was
+    /// written, so this keeps it at least as long after the transaction
+    /// ended). Batches left empty are dropped, except the last one of a
+    /// rewritten group and the newest batch of a tracked producer, which
+    /// stay as empty batches. Empty data batches are copied as they are.
+    /// Offsets never change: a consumer sees gaps.
+    pub fn clean(
+        &self,
+        now_ms: i64,
+        upper_bound: i64,
+        transactions: &CleanerTxnInput,
+        throttler: &mut Throttler,
+    ) -> Result<CleanResult, LogError> {
         let _serial = self.cleaner_lock.lock();
         self.check_open()?;
         let config = self.config();
@@ -199,8 +248,7 @@ impl Log {
         let lag_horizon = now_ms.saturating_sub(config.min_compaction_lag_ms.max(0));
         let mut cleanable = 0;
         for segment in closed {
-            if segment.next_offset() > high_watermark || segment.largest_timestamp()? > lag_horizon
-            {
+            if segment.next_offset() > upper_bound || segment.largest_timestamp()? > lag_horizon {
                 break;
             }
             cleanable += 1;
@@ -237,10 +285,18 @@ impl Log {
         }
         let mut map = OffsetMap::default();
         let mut end = range_end;
+        // The walk starts at the first dirty segment; an aborted transaction
+        // begun before it is recognised by its first offset.
+        let mut tracker = TxnTracker::new(&transactions.aborted);
         for segment in dirty {
-            result.bytes_read += for_each_batch(segment, |header, bytes, _| {
-                if copied_verbatim(header) || header.last_offset() < first_dirty {
-                    return Ok(());
+            result.bytes_read += for_each_batch(segment, throttler, |header, bytes, _| {
+                if header.is_control() {
+                    tracker.on_control_batch(header, marker_of(segment, header, bytes));
+                    return Ok(0);
+                }
+                let aborted = tracker.on_data_batch(header);
+                if aborted || header.last_offset() < first_dirty {
+                    return Ok(0);
                 }
                 let added = compact::for_each_key(header, bytes, |key, offset| {
                     if offset >= first_dirty {
@@ -250,7 +306,7 @@ impl Log {
                 if let Err(reason) = added {
                     tracing::warn!(segment = %segment.log_path.display(), base_offset = header.base_offset, reason, "cleaner cannot decode a batch; it will be kept as is");
                 }
-                Ok(())
+                Ok(0)
             })?;
             if map.key_bytes > CLEANER_KEY_BYTES_MAX {
                 end = segment.next_offset();
@@ -266,12 +322,21 @@ impl Log {
             .take_while(|segment| segment.next_offset() <= end)
             .cloned()
             .collect();
+        // One walk over every rewritten group, from the log start, in order.
+        let mut pass = Pass {
+            rules: &rules,
+            transactions,
+            tracker: TxnTracker::new(&transactions.aborted),
+            markers_kept: HashSet::new(),
+            index_interval_bytes: config.index_interval_bytes,
+        };
         for group in group_segments(&rewritten, config.segment_bytes) {
-            let output =
-                self.write_cleaned(&group, &rules, config.index_interval_bytes, &mut result)?;
+            pass.markers_kept.clear();
+            let output = self.write_cleaned(&group, &mut pass, throttler, &mut result)?;
             let input_bytes: u64 = group.iter().map(|segment| segment.size()).sum();
             result.bytes_read += input_bytes;
             let output_bytes = output.size();
+            let group_range = group[0].base_offset..group[group.len() - 1].next_offset();
             let swapped = self.swap_in(
                 &group,
                 output,
@@ -282,6 +347,14 @@ impl Log {
             if swapped {
                 result.segments_cleaned += group.len();
                 result.bytes_written += output_bytes;
+                // Aborted transactions whose marker this group no longer
+                // holds (removed now or by an earlier pass).
+                result
+                    .aborted_transactions_removed
+                    .extend(transactions.aborted.iter().filter(|txn| {
+                        group_range.contains(&txn.last_offset)
+                            && !pass.markers_kept.contains(&txn.last_offset)
+                    }));
             }
         }
         write_cleaner_checkpoint(&self.dir, end)?;
@@ -294,7 +367,9 @@ impl Log {
             bytes_read = result.bytes_read,
             bytes_written = result.bytes_written,
             records_removed = result.records_removed,
+            markers_removed = result.markers_removed,
             segments_cleaned = result.segments_cleaned,
+            throttled_ms = throttler.throttled().as_millis() as u64,
             "cleaned log"
         );
         Ok(result)
@@ -304,8 +379,8 @@ impl Log {
     fn write_cleaned(
         &self,
         group: &[Arc<Segment>],
-        rules: &RetainRules<'_>,
-        index_interval_bytes: u64,
+        pass: &mut Pass<'_>,
+        throttler: &mut Throttler,
         result: &mut CleanResult,
     ) -> Result<Segment, LogError> {
         let base = group[0].base_offset;
@@ -316,29 +391,11 @@ impl Log {
         let output = Segment::open_paths(base, log_path, index_path, time_path)?;
         for (index, segment) in group.iter().enumerate() {
             let last_segment = index + 1 == group.len();
-            for_each_batch(segment, |header, bytes, last_batch| {
-                let written: Option<Cow<'_, [u8]>> = if copied_verbatim(header) {
-                    Some(Cow::Borrowed(bytes))
-                } else {
-                    match compact::filter_batch(header, bytes, rules) {
-                        Ok(Filtered::Unchanged) => Some(Cow::Borrowed(bytes)),
-                        Ok(Filtered::Rewritten(rebuilt, removed)) => {
-                            result.records_removed += removed;
-                            Some(Cow::Owned(rebuilt))
-                        }
-                        Ok(Filtered::Empty(removed)) => {
-                            result.records_removed += removed;
-                            (last_segment && last_batch)
-                                .then(|| Cow::Owned(compact::empty_batch(header, bytes)))
-                        }
-                        Err(reason) => {
-                            tracing::warn!(segment = %segment.log_path.display(), base_offset = header.base_offset, reason, "cleaner cannot decode a batch; keeping it as is");
-                            Some(Cow::Borrowed(bytes))
-                        }
-                    }
-                };
-                let Some(written) = written else {
-                    return Ok(());
+            for_each_batch(segment, throttler, |header, bytes, last_batch| {
+                let keep_empty = (last_segment && last_batch)
+                    || pass.transactions.is_last_batch_of_producer(header);
+                let Some(written) = pass.decide(segment, header, bytes, keep_empty, result) else {
+                    return Ok(0);
                 };
                 let stored = batch::parse_header(&written)?;
                 let placement = BatchPlacement {
@@ -348,7 +405,8 @@ impl Log {
                     position: output.size(),
                     bytes: written.len() as u64,
                 };
-                output.append(&written, placement, index_interval_bytes)
+                output.append(&written, placement, pass.index_interval_bytes)?;
+                Ok(written.len() as u64)
             })?;
         }
         output.sync()?;
@@ -447,4 +505,73 @@ fn group_segments(segments: &[Arc<Segment>], segment_bytes: u64) -> Vec<Vec<Arc<
     }
     groups.extend((!current.is_empty()).then_some(current));
     groups
+}
+
+/// The state of the rewriting walk of one pass, carried across its groups.
+struct Pass<'a> {
+    /// Keys' latest offsets and the tombstone (and marker) horizon.
+    rules: &'a RetainRules<'a>,
+    /// The partition's aborted transactions and producers' newest batches.
+    transactions: &'a CleanerTxnInput,
+    /// Transactions under way in the walk.
+    tracker: TxnTracker,
+    /// Offsets of the markers the current group keeps.
+    markers_kept: HashSet<i64>,
+    /// `index.interval.bytes` of the output.
+    index_interval_bytes: u64,
+}
+
+impl Pass<'_> {
+    /// What becomes of one batch: the bytes to write, or `None` to drop it.
+    /// `keep_empty`: the batch must stay, as an empty batch if nothing of it
+    /// is kept.
+    fn decide<'b>(
+        &mut self,
+        segment: &Segment,
+        header: &BatchHeader,
+        bytes: &'b [u8],
+        keep_empty: bool,
+        result: &mut CleanResult,
+    ) -> Option<Cow<'b, [u8]>> {
+        let emptied = || keep_empty.then(|| Cow::Owned(compact::empty_batch(header, bytes)));
+        if header.is_control() {
+            let marker = marker_of(segment, header, bytes);
+            let removable = self.tracker.on_control_batch(header, marker)
+                && header.max_timestamp < self.rules.tombstone_horizon_ms;
+            if !removable {
+                self.markers_kept.insert(header.last_offset());
+                return Some(Cow::Borrowed(bytes));
+            }
+            if header.record_count > 0 {
+                result.markers_removed += 1;
+            }
+            return emptied();
+        }
+        if self.tracker.on_data_batch(header) {
+            result.records_removed += u64::try_from(header.record_count).unwrap_or(0);
+            return if header.record_count == 0 {
+                keep_empty.then_some(Cow::Borrowed(bytes))
+            } else {
+                emptied()
+            };
+        }
+        if header.record_count == 0 {
+            return Some(Cow::Borrowed(bytes));
+        }
+        match compact::filter_batch(header, bytes, self.rules) {
+            Ok(Filtered::Unchanged) => Some(Cow::Borrowed(bytes)),
+            Ok(Filtered::Rewritten(rebuilt, removed)) => {
+                result.records_removed += removed;
+                Some(Cow::Owned(rebuilt))
+            }
+            Ok(Filtered::Empty(removed)) => {
+                result.records_removed += removed;
+                emptied()
+            }
+            Err(reason) => {
+                tracing::warn!(segment = %segment.log_path.display(), base_offset = header.base_offset, reason, "cleaner cannot decode a batch; keeping it as is");
+                Some(Cow::Borrowed(bytes))
+            }
+        }
+    }
 }

@@ -17,6 +17,7 @@ use bytes::{Buf, Bytes};
 use kafka_protocol::compression::{self, Compressor, Decompressor};
 
 use crate::batch::{self, BatchHeader, HEADER_BYTES};
+use crate::cleaner_txn::ControlType;
 
 /// The xerial snappy stream magic (Java clients' `SnappyOutputStream`).
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
@@ -238,10 +239,10 @@ pub enum Filtered {
     Empty(u64),
 }
 
-/// Applies the compaction rules to one data batch (not control, not
-/// transactional: the caller copies those as they are). A record stays when
-/// it has no key, or no later record of its key is in the map, and it is not
-/// a tombstone past the horizon.
+/// Applies the compaction rules to one data batch (not a control batch, not
+/// one of an aborted transaction: the caller decides those whole). A record
+/// stays when it has no key, or no later record of its key is in the map, and
+/// it is not a tombstone past the horizon.
 pub fn filter_batch(
     header: &BatchHeader,
     original: &[u8],
@@ -309,4 +310,23 @@ pub fn for_each_key(
         }
     }
     Ok(())
+}
+
+/// The marker type of a control batch, from its first record's key (version
+/// i16, type i16); `None` for a control batch without records.
+pub fn control_type(header: &BatchHeader, original: &[u8]) -> Result<Option<ControlType>, String> {
+    let section = records_section(header, original)?;
+    let records = split_records(&section)?;
+    let Some(record) = records.first() else {
+        return Ok(None);
+    };
+    let key = record
+        .key
+        .filter(|key| key.len() >= 4)
+        .ok_or_else(|| "control record without a 4-byte key".to_string())?;
+    Ok(Some(match i16::from_be_bytes([key[2], key[3]]) {
+        0 => ControlType::Abort,
+        1 => ControlType::Commit,
+        _ => ControlType::Other,
+    }))
 }

@@ -29,11 +29,18 @@
 //! * `Log::delete_expired_files(&self, now_ms: i64) -> Result<usize, LogError>`
 //!   — unlinks `*.deleted` files older than `file_delete_delay_ms` (no
 //!   background thread; `enforce_retention` and `close` call it).
-//! * `Log::clean(&self, now_ms: i64, high_watermark: i64)
-//!   -> Result<CleanResult, LogError>` — one compaction pass, blocking; a no-op
-//!   unless `cleanup_policy_compact` and the dirty ratio / max lag say so.
+//! * `Log::clean(&self, now_ms: i64, upper_bound: i64, transactions:
+//!   &CleanerTxnInput, throttler: &mut Throttler) -> Result<CleanResult,
+//!   LogError>` — one compaction pass, blocking; a no-op unless
+//!   `cleanup_policy_compact` and the dirty ratio / max lag say so.
+//!   `upper_bound` is the last stable offset (min of the high watermark and
+//!   the first offset of the oldest open transaction); `transactions` carries
+//!   the producer state's aborted transactions and each tracked producer's
+//!   newest batch; `throttler` paces the pass's I/O
+//!   (`log.cleaner.io.max.bytes.per.second`). The caller forgets
+//!   `CleanResult::aborted_transactions_removed`.
 //! * `RetentionResult`, `CleanResult`, `CLEANER_OFFSET_CHECKPOINT`,
-//!   `CLEANER_KEY_BYTES_MAX`.
+//!   `CLEANER_KEY_BYTES_MAX`, `AbortedTxn`, `CleanerTxnInput`, `Throttler`.
 //!
 //! After `delete_records_before` or a retention pass that moved the start
 //! offset, the broker writes it with `DataDir::write_checkpoints`.
@@ -44,8 +51,9 @@
 //! scan/recovery of a segment), `index` (`.index` / `.timeindex` entries),
 //! `partition_log` (`Log`: open/recovery, append, flush, truncate),
 //! `retention` (log start offset, retention, `*.deleted` files), `cleaner`
-//! (compaction passes, `.cleaned`/`.swap` protocol), `compact` (record-level
-//! filtering and re-encoding of one batch),
+//! (compaction passes, `.cleaned`/`.swap` protocol), `cleaner_txn` (aborted
+//! and committed transactions during a pass), `throttle` (the cleaner's I/O
+//! rate), `compact` (record-level filtering and re-encoding of one batch),
 //! `read` (fetch and timestamp lookups on a published snapshot), `epoch`
 //! (leader-epoch-checkpoint), `metadata` (partition.metadata), `checkpoint`
 //! (Kafka's text checkpoint format, atomic writes), `datadir` (`DataDir`).
@@ -58,6 +66,7 @@
 pub mod batch;
 mod checkpoint;
 mod cleaner;
+mod cleaner_txn;
 mod compact;
 mod datadir;
 mod epoch;
@@ -67,11 +76,14 @@ mod partition_log;
 mod read;
 mod retention;
 mod segment;
+mod throttle;
 
 pub use cleaner::{CLEANER_KEY_BYTES_MAX, CLEANER_OFFSET_CHECKPOINT};
+pub use cleaner_txn::{AbortedTxn, CleanerTxnInput};
 pub use datadir::{parse_partition_dir_name, DataDir};
 pub use epoch::EpochEntry;
 pub use partition_log::Log;
+pub use throttle::Throttler;
 
 use std::path::PathBuf;
 
@@ -177,20 +189,28 @@ pub struct RetentionResult {
     pub log_start_offset: i64,
 }
 
-/// What `Log::clean` did. All zero when cleaning was not due.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What `Log::clean` did. All zero (and empty) when cleaning was not due.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CleanResult {
     /// Bytes of `.log` data read: the dirty section (offset map) plus every
     /// segment rewritten.
     pub bytes_read: u64,
     /// Bytes of `.log` data written to the cleaned segments.
     pub bytes_written: u64,
-    /// Records dropped: superseded by a later record with the same key, or
-    /// tombstones past `delete_retention_ms`.
+    /// Records dropped: superseded by a later record with the same key,
+    /// tombstones past `delete_retention_ms`, or data of aborted transactions.
     pub records_removed: u64,
+    /// Transaction markers (control batches) removed.
+    pub markers_removed: u64,
     /// Original segments replaced by cleaned ones (several small segments may
     /// be merged into one).
     pub segments_cleaned: usize,
+    /// Aborted transactions (of `CleanerTxnInput::aborted`) whose ABORT marker
+    /// is no longer in the log: removed by this pass, or found missing in a
+    /// rewritten range. Their data went before their marker, so the broker
+    /// forgets them; a read_committed consumer given an aborted transaction
+    /// without its marker would skip the producer's later transactions too.
+    pub aborted_transactions_removed: Vec<AbortedTxn>,
 }
 
 /// How an append stamps the batch.

@@ -1,20 +1,22 @@
 //! Log compaction on constructed segments: latest value per key, offsets and
-//! gaps, tombstones, every codec (both snappy framings), transactional and
-//! control batches, dirty ratio and lags, crash leftovers.
+//! gaps, tombstones, every codec (both snappy framings), aborted and committed
+//! transactions and their markers, producers' newest batches, the upper bound,
+//! the I/O throttle, dirty ratio and lags, crash leftovers.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
 use common::{
-    batch_headers, decode_records, keyed_batch, options, BatchKind, Decoded, KeyedRecord,
+    batch_headers, decode_records, keyed_batch, marker_batch, options, producer_batch, BatchKind,
+    Decoded, KeyedRecord,
 };
-use kafka_protocol::records::Compression;
-use sluice_log::{Log, LogConfig};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use sluice_log::{AbortedTxn, CleanResult, CleanerTxnInput, Log, LogConfig, LogError, Throttler};
 
 /// Record timestamps used by the tests.
 const T0: i64 = 1_000_000;
@@ -56,6 +58,16 @@ fn append(
 ) -> i64 {
     let mut batch = keyed_batch(records, compression, kind);
     log.append(&mut batch, options(0)).unwrap().base_offset
+}
+
+/// A pass with no transactions and no rate limit.
+fn clean(log: &Log, now_ms: i64, upper_bound: i64) -> Result<CleanResult, LogError> {
+    log.clean(
+        now_ms,
+        upper_bound,
+        &CleanerTxnInput::default(),
+        &mut Throttler::unlimited(),
+    )
 }
 
 fn read_all(log: &Log) -> Bytes {
@@ -144,7 +156,7 @@ fn latest_value_per_key_offsets_preserved_and_stable_across_reopen() {
     let end = log.log_end_offset();
     assert_eq!(end, 5050);
     roll(&log);
-    let result = log.clean(T0 + 1_000, end).unwrap();
+    let result = clean(&log, T0 + 1_000, end).unwrap();
     assert_eq!(result.records_removed, 4950);
     assert!(result.segments_cleaned > 1);
     assert!(result.bytes_written < result.bytes_read / 10);
@@ -162,7 +174,7 @@ fn latest_value_per_key_offsets_preserved_and_stable_across_reopen() {
     let first = decode_records(&from_middle);
     assert!(!first.is_empty() && first.iter().all(|(offset, _, _)| *offset >= 4900));
     // Nothing dirty: a second pass does nothing.
-    assert_eq!(log.clean(T0 + 1_000, end).unwrap(), Default::default());
+    assert_eq!(clean(&log, T0 + 1_000, end).unwrap(), Default::default());
     assert!(dir
         .path()
         .join(sluice_log::CLEANER_OFFSET_CHECKPOINT)
@@ -173,7 +185,7 @@ fn latest_value_per_key_offsets_preserved_and_stable_across_reopen() {
         let log = Log::open(dir.path(), compact_config(), topic_id(), recovery_point).unwrap();
         assert_eq!(read_all(&log), bytes, "reopen with {recovery_point:?}");
         assert_eq!(log.log_end_offset(), end);
-        assert_eq!(log.clean(T0 + 1_000, end).unwrap(), Default::default());
+        assert_eq!(clean(&log, T0 + 1_000, end).unwrap(), Default::default());
         log.close().unwrap();
     }
 }
@@ -216,7 +228,7 @@ fn tombstones_kept_before_delete_retention_and_removed_after() {
     );
     roll(&log);
     // Before the horizon: tombstones stay, the values they cover go.
-    let result = log.clean(T0 + 500, log.log_end_offset()).unwrap();
+    let result = clean(&log, T0 + 500, log.log_end_offset()).unwrap();
     assert_eq!(result.records_removed, 3);
     let records = decode_records(&read_all(&log));
     type Summary<'a> = (i64, Option<&'a [u8]>, Option<&'a [u8]>);
@@ -244,7 +256,7 @@ fn tombstones_kept_before_delete_retention_and_removed_after() {
         plain,
     );
     roll(&log);
-    let result = log.clean(T0 + 10 + 1_001, log.log_end_offset()).unwrap();
+    let result = clean(&log, T0 + 10 + 1_001, log.log_end_offset()).unwrap();
     assert_eq!(result.records_removed, 3);
     let records = decode_records(&read_all(&log));
     let offsets: Vec<i64> = records.iter().map(|record| record.0).collect();
@@ -269,7 +281,7 @@ fn tombstones_past_the_horizon_go_in_the_first_pass() {
     );
     roll(&log);
     let day = LogConfig::default().delete_retention_ms;
-    log.clean(T0 + day + 1, log.log_end_offset()).unwrap();
+    clean(&log, T0 + day + 1, log.log_end_offset()).unwrap();
     let records = decode_records(&read_all(&log));
     assert_eq!(
         records.iter().map(|record| record.0).collect::<Vec<_>>(),
@@ -358,7 +370,7 @@ fn every_codec_is_decoded_and_rewritten_with_itself() {
         }
         let before: Vec<bool> = xerial_framing(&read_all(&log));
         roll(&log);
-        let result = log.clean(T0, log.log_end_offset()).unwrap();
+        let result = clean(&log, T0, log.log_end_offset()).unwrap();
         assert_eq!(result.records_removed, 100 - 12, "{name}");
         let bytes = read_all(&log);
         assert_eq!(survivors(&decode_records(&bytes)), expected, "{name}");
@@ -397,61 +409,368 @@ fn xerial_framing(bytes: &[u8]) -> Vec<bool> {
     out
 }
 
+/// Producer ids of the transaction tests.
+const COMMITTER: i64 = 10;
+const ABORTER: i64 = 11;
+
+const TRANSACTIONAL: BatchKind = BatchKind {
+    transactional: true,
+    control: false,
+};
+
+/// Appends a batch of `producer_id` (-1: none); returns its base offset.
+fn append_from(log: &Log, records: &[KeyedRecord<'_>], kind: BatchKind, producer_id: i64) -> i64 {
+    let mut batch = producer_batch(records, Compression::None, kind, producer_id);
+    log.append(&mut batch, options(0)).unwrap().base_offset
+}
+
+/// Appends a COMMIT or ABORT marker stamped T0; returns its offset.
+fn append_marker(log: &Log, producer_id: i64, commit: bool) -> i64 {
+    let mut batch = marker_batch(producer_id, commit, T0);
+    log.append(&mut batch, options(0)).unwrap().base_offset
+}
+
+/// Every record as (offset, "key=value"), "key=-" for a tombstone, "COMMIT"
+/// or "ABORT" for a marker.
+fn contents(log: &Log) -> Vec<(i64, String)> {
+    let text = |bytes: &Bytes| String::from_utf8_lossy(bytes).into_owned();
+    let mut buffer = read_all(log);
+    RecordBatchDecoder::decode_all(&mut buffer)
+        .unwrap()
+        .into_iter()
+        .flat_map(|set| set.records)
+        .map(|record| {
+            let shown = match (record.control, record.key.as_deref()) {
+                (true, Some([0, 0, 0, 0])) => "ABORT".to_string(),
+                (true, Some([0, 0, 0, 1])) => "COMMIT".to_string(),
+                (true, other) => format!("control {other:?}"),
+                (false, _) => format!(
+                    "{}={}",
+                    record.key.as_ref().map_or("<none>".to_string(), text),
+                    record.value.as_ref().map_or("-".to_string(), text)
+                ),
+            };
+            (record.offset, shown)
+        })
+        .collect()
+}
+
+fn expect(records: &[(i64, &str)]) -> Vec<(i64, String)> {
+    records
+        .iter()
+        .map(|(offset, shown)| (*offset, shown.to_string()))
+        .collect()
+}
+
+/// (base offset, record count, producer id) of every batch.
+fn batches(log: &Log) -> Vec<(i64, i32, i64)> {
+    batch_headers(&read_all(log))
+        .iter()
+        .map(|header| (header.base_offset, header.record_count, header.producer_id))
+        .collect()
+}
+
+fn clean_with(log: &Log, now_ms: i64, input: &CleanerTxnInput) -> CleanResult {
+    log.clean(
+        now_ms,
+        log.log_end_offset(),
+        input,
+        &mut Throttler::unlimited(),
+    )
+    .unwrap()
+}
+
 #[test]
-fn transactional_and_control_batches_are_kept() {
+fn aborted_data_goes_committed_data_compacts_and_markers_outlive_their_data() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), compact_config(), topic_id(), None).unwrap();
+    let config = LogConfig {
+        delete_retention_ms: 1_000,
+        min_cleanable_dirty_ratio: 0.0,
+        ..compact_config()
+    };
+    let log = Log::open(dir.path(), config.clone(), topic_id(), None).unwrap();
     let plain = BatchKind::default();
-    let transactional = BatchKind {
-        transactional: true,
-        control: false,
-    };
-    let marker = BatchKind {
-        transactional: true,
-        control: true,
-    };
-    let key_commit = String::from_utf8(vec![0, 0, 0, 1]).unwrap();
-    let value_commit = String::from_utf8(vec![0, 0, 0, 0, 0, 0]).unwrap();
-    append(
-        &log,
-        &[(Some("a"), Some("a1"), T0)],
-        Compression::None,
-        plain,
-    ); // 0
-    append(
+    append_from(
         &log,
         &[
-            (Some("a"), Some("a-txn"), T0),
-            (Some("b"), Some("b-txn"), T0),
+            (Some("a"), Some("a0"), T0),
+            (Some("b"), Some("b0"), T0),
+            (Some("c"), Some("c0"), T0),
         ],
-        Compression::Gzip,
-        transactional,
-    ); // 1, 2
-    append(
-        &log,
-        &[(Some(key_commit.as_str()), Some(value_commit.as_str()), T0)],
-        Compression::None,
-        marker,
-    ); // 3
-    append(
-        &log,
-        &[(Some("a"), Some("a2"), T0), (Some("b"), Some("b2"), T0)],
-        Compression::None,
         plain,
+        -1,
+    ); // 0..=2
+    append_from(
+        &log,
+        &[(Some("a"), Some("a-commit"), T0)],
+        TRANSACTIONAL,
+        COMMITTER,
+    ); // 3
+    append_from(
+        &log,
+        &[
+            (Some("b"), Some("b-abort"), T0),
+            (Some("c"), Some("c-abort"), T0),
+        ],
+        TRANSACTIONAL,
+        ABORTER,
     ); // 4, 5
+    append_from(&log, &[(Some("c"), Some("c1"), T0)], plain, -1); // 6
+    append_from(
+        &log,
+        &[(Some("a"), Some("a-abort"), T0)],
+        TRANSACTIONAL,
+        ABORTER,
+    ); // 7
+    assert_eq!(append_marker(&log, COMMITTER, true), 8);
+    assert_eq!(append_marker(&log, ABORTER, false), 9);
+    append_from(&log, &[(Some("d"), Some("d0"), T0)], plain, -1); // 10
     roll(&log);
-    let result = log.clean(T0, log.log_end_offset()).unwrap();
-    assert_eq!(result.records_removed, 1);
-    let bytes = read_all(&log);
-    let offsets: Vec<i64> = decode_records(&bytes)
-        .iter()
-        .map(|record| record.0)
-        .collect();
-    assert_eq!(offsets, vec![1, 2, 3, 4, 5]);
-    let headers = batch_headers(&bytes);
-    assert!(headers[0].is_transactional() && !headers[0].is_control());
-    assert_eq!((headers[0].producer_id, headers[0].producer_epoch), (7, 1));
-    assert!(headers[1].is_control());
+    let aborted = AbortedTxn {
+        producer_id: ABORTER,
+        first_offset: 4,
+        last_offset: 9,
+    };
+    let input = CleanerTxnInput {
+        aborted: vec![aborted],
+        last_batch_offsets: HashMap::new(),
+    };
+    let past_horizon = T0 + 10_000;
+
+    // Pass 1, past the markers' delete horizon: the aborted records go
+    // (superseding nothing: b0 stays), the committed one supersedes a0 like
+    // any record, and both markers stay: their transactions' data was seen.
+    let result = clean_with(&log, past_horizon, &input);
+    assert_eq!(
+        contents(&log),
+        expect(&[
+            (1, "b=b0"),
+            (3, "a=a-commit"),
+            (6, "c=c1"),
+            (8, "COMMIT"),
+            (9, "ABORT"),
+            (10, "d=d0"),
+        ])
+    );
+    assert_eq!((result.records_removed, result.markers_removed), (5, 0));
+    assert!(result.aborted_transactions_removed.is_empty());
+    let headers = batch_headers(&read_all(&log));
+    assert!(headers[1].is_transactional() && !headers[1].is_control());
+    assert_eq!(
+        (headers[1].producer_id, headers[1].producer_epoch),
+        (COMMITTER, 1)
+    );
+
+    // Pass 2, before the delete horizon: a later plain record supersedes the
+    // committed one; the markers' data is gone (the COMMIT's batch was still
+    // read in this pass), but the horizon keeps both.
+    log.set_config(LogConfig {
+        delete_retention_ms: 86_400_000,
+        ..config.clone()
+    });
+    append_from(&log, &[(Some("a"), Some("a2"), T0)], plain, -1); // 11
+    roll(&log);
+    let result = clean_with(&log, past_horizon, &input);
+    assert_eq!(
+        contents(&log),
+        expect(&[
+            (1, "b=b0"),
+            (6, "c=c1"),
+            (8, "COMMIT"),
+            (9, "ABORT"),
+            (10, "d=d0"),
+            (11, "a=a2"),
+        ])
+    );
+    assert_eq!((result.records_removed, result.markers_removed), (1, 0));
+    assert!(result.aborted_transactions_removed.is_empty());
+
+    // Pass 3, past the horizon, no data of either transaction left: the
+    // markers go, and the aborted transaction is reported for the broker to
+    // forget.
+    log.set_config(config);
+    append_from(&log, &[(Some("e"), Some("e0"), T0)], plain, -1); // 12
+    roll(&log);
+    let result = clean_with(&log, past_horizon, &input);
+    assert_eq!(
+        contents(&log),
+        expect(&[
+            (1, "b=b0"),
+            (6, "c=c1"),
+            (10, "d=d0"),
+            (11, "a=a2"),
+            (12, "e=e0"),
+        ])
+    );
+    assert_eq!((result.records_removed, result.markers_removed), (0, 2));
+    assert_eq!(result.aborted_transactions_removed, vec![aborted]);
+    assert_eq!(log.log_end_offset(), 13);
+}
+
+#[test]
+fn the_newest_batch_of_a_tracked_producer_stays_as_an_empty_batch() {
+    let idempotent = 20;
+    let aborter = 21;
+    // (newest batch per producer, expected (base offset, records, producer))
+    type Case = (Vec<(i64, i64)>, Vec<(i64, i32, i64)>);
+    let cases: Vec<Case> = vec![
+        (vec![], vec![(2, 1, aborter), (3, 1, -1), (4, 1, -1)]),
+        (
+            vec![(idempotent, 0), (aborter, 1)],
+            vec![
+                (0, 0, idempotent),
+                (1, 0, aborter),
+                (2, 1, aborter),
+                (3, 1, -1),
+                (4, 1, -1),
+            ],
+        ),
+        // A newer batch than any in the cleaned range: nothing to keep.
+        (
+            vec![(idempotent, 5)],
+            vec![(2, 1, aborter), (3, 1, -1), (4, 1, -1)],
+        ),
+    ];
+    for (newest, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), compact_config(), topic_id(), None).unwrap();
+        append_from(
+            &log,
+            &[(Some("a"), Some("a0"), T0)],
+            BatchKind::default(),
+            idempotent,
+        ); // 0
+        append_from(
+            &log,
+            &[(Some("b"), Some("b-abort"), T0)],
+            TRANSACTIONAL,
+            aborter,
+        ); // 1
+        append_marker(&log, aborter, false); // 2
+        append_from(
+            &log,
+            &[(Some("a"), Some("a1"), T0)],
+            BatchKind::default(),
+            -1,
+        ); // 3
+        append_from(
+            &log,
+            &[(Some("z"), Some("z"), T0)],
+            BatchKind::default(),
+            -1,
+        ); // 4
+        roll(&log);
+        let input = CleanerTxnInput {
+            aborted: vec![AbortedTxn {
+                producer_id: aborter,
+                first_offset: 1,
+                last_offset: 2,
+            }],
+            last_batch_offsets: newest.iter().copied().collect(),
+        };
+        let result = clean_with(&log, T0, &input);
+        assert_eq!(result.records_removed, 2, "{newest:?}");
+        assert_eq!(batches(&log), expected, "{newest:?}");
+        // The kept empty batches still carry the producer's sequence.
+        for header in batch_headers(&read_all(&log))
+            .iter()
+            .filter(|header| header.record_count == 0)
+        {
+            assert_eq!((header.producer_epoch, header.base_sequence), (1, 0));
+        }
+    }
+}
+
+#[test]
+fn nothing_at_or_above_the_upper_bound_is_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        min_cleanable_dirty_ratio: 0.0,
+        ..compact_config()
+    };
+    let log = Log::open(dir.path(), config, topic_id(), None).unwrap();
+    append_from(
+        &log,
+        &[(Some("a"), Some("a0"), T0)],
+        BatchKind::default(),
+        -1,
+    ); // 0
+    roll(&log);
+    append_from(
+        &log,
+        &[(Some("a"), Some("a1"), T0)],
+        BatchKind::default(),
+        -1,
+    ); // 1
+    let open = append_from(&log, &[(Some("a"), Some("a-open"), T0)], TRANSACTIONAL, 30); // 2
+    roll(&log);
+    append_from(
+        &log,
+        &[(Some("b"), Some("b0"), T0)],
+        BatchKind::default(),
+        -1,
+    ); // 3
+    roll(&log);
+    let before = contents(&log);
+    // The broker passes the first offset of the open transaction: only the
+    // first segment lies wholly below it, and a0 is the latest of a there.
+    let result = log
+        .clean(
+            T0,
+            open,
+            &CleanerTxnInput::default(),
+            &mut Throttler::unlimited(),
+        )
+        .unwrap();
+    assert_eq!(result.records_removed, 0);
+    assert_eq!(contents(&log), before);
+    // Once the transaction is committed and the bound passes it, its record
+    // supersedes the older ones.
+    let result = clean_with(&log, T0, &CleanerTxnInput::default());
+    assert_eq!(result.records_removed, 2);
+    assert_eq!(contents(&log), expect(&[(2, "a=a-open"), (3, "b=b0")]));
+}
+
+#[test]
+fn the_throttle_slows_a_pass_and_changes_nothing_else() {
+    const RATE: f64 = 1_000_000.0;
+    let throttled_dir = tempfile::tempdir().unwrap();
+    let free_dir = tempfile::tempdir().unwrap();
+    let mut cleaned = Vec::new();
+    for (dir, rate) in [(&throttled_dir, Some(RATE)), (&free_dir, None)] {
+        let log = Log::open(dir.path(), compact_config(), topic_id(), None).unwrap();
+        fill_updates(&log, 150, Compression::None);
+        roll(&log);
+        let mut throttler = rate.map_or_else(Throttler::unlimited, Throttler::new);
+        let started = std::time::Instant::now();
+        let result = log
+            .clean(
+                T0 + 1_000,
+                log.log_end_offset(),
+                &CleanerTxnInput::default(),
+                &mut throttler,
+            )
+            .unwrap();
+        let elapsed = started.elapsed();
+        let moved = result.bytes_read + result.bytes_written;
+        if let Some(rate) = rate {
+            assert!(moved > 1_000_000, "enough I/O to throttle: {moved} bytes");
+            // At most one check interval (0.1 s of I/O) goes unpaced.
+            let floor = std::time::Duration::from_secs_f64((moved - 100_000) as f64 / rate);
+            assert!(
+                elapsed >= floor && throttler.throttled() > std::time::Duration::ZERO,
+                "{moved} bytes at {rate} B/s took {elapsed:?} (slept {:?})",
+                throttler.throttled()
+            );
+        } else {
+            assert_eq!(throttler.throttled(), std::time::Duration::ZERO);
+        }
+        cleaned.push((result, read_all(&log)));
+    }
+    assert_eq!(
+        cleaned[0], cleaned[1],
+        "the same result and bytes either way"
+    );
 }
 
 #[test]
@@ -466,14 +785,14 @@ fn dirty_ratio_and_compaction_lags_decide_whether_cleaning_runs() {
         ..compact_config()
     });
     assert_eq!(
-        log.clean(T0 + 500, log.log_end_offset()).unwrap(),
+        clean(&log, T0 + 500, log.log_end_offset()).unwrap(),
         Default::default()
     );
     // Above the high watermark: not cleanable either.
     log.set_config(compact_config());
-    assert_eq!(log.clean(T0 + 500, 0).unwrap(), Default::default());
+    assert_eq!(clean(&log, T0 + 500, 0).unwrap(), Default::default());
     assert!(
-        log.clean(T0 + 500, log.log_end_offset())
+        clean(&log, T0 + 500, log.log_end_offset())
             .unwrap()
             .records_removed
             > 0
@@ -487,7 +806,7 @@ fn dirty_ratio_and_compaction_lags_decide_whether_cleaning_runs() {
     );
     roll(&log);
     assert_eq!(
-        log.clean(T0 + 500, log.log_end_offset()).unwrap(),
+        clean(&log, T0 + 500, log.log_end_offset()).unwrap(),
         Default::default()
     );
     // ...unless max.compaction.lag.ms has passed for the first dirty batch.
@@ -496,7 +815,7 @@ fn dirty_ratio_and_compaction_lags_decide_whether_cleaning_runs() {
         ..compact_config()
     });
     assert_eq!(
-        log.clean(T0 + 500, log.log_end_offset())
+        clean(&log, T0 + 500, log.log_end_offset())
             .unwrap()
             .records_removed,
         1
@@ -515,7 +834,7 @@ fn dirty_ratio_and_compaction_lags_decide_whether_cleaning_runs() {
     );
     roll(&log);
     assert_eq!(
-        log.clean(T0 + 500, log.log_end_offset()).unwrap(),
+        clean(&log, T0 + 500, log.log_end_offset()).unwrap(),
         Default::default()
     );
 }
@@ -563,7 +882,7 @@ fn crash_leaves_cleaned_or_swap_files_and_open_settles_them() {
             ..compact_config()
         };
         let log = Log::open(b.path(), config, topic_id(), None).unwrap();
-        let result = log.clean(T0 + 100, end).unwrap();
+        let result = clean(&log, T0 + 100, end).unwrap();
         assert_eq!(result.segments_cleaned, log_names(a.path()).len() - 1);
         let bytes = read_all(&log);
         log.close().unwrap();
@@ -642,7 +961,7 @@ fn readers_during_cleaning_see_whole_consistent_batches() {
             reads
         })
     };
-    log.clean(T0 + 100, end).unwrap();
+    clean(&log, T0 + 100, end).unwrap();
     stop.store(true, std::sync::atomic::Ordering::Release);
     assert!(reader.join().unwrap() > 0);
     assert_eq!(survivors(&decode_records(&read_all(&log))), expected);

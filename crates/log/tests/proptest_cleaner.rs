@@ -13,7 +13,7 @@ use bytes::Bytes;
 use common::{batch_headers, decode_records, keyed_batch, options, BatchKind, KeyedRecord};
 use kafka_protocol::records::Compression;
 use proptest::prelude::*;
-use sluice_log::{Log, LogConfig};
+use sluice_log::{CleanerTxnInput, Log, LogConfig, Throttler};
 
 #[derive(Clone, Debug)]
 enum Operation {
@@ -130,7 +130,7 @@ proptest! {
                 Operation::Roll => roll(&log),
                 // Before delete.retention.ms: tombstones stay.
                 Operation::Clean => {
-                    log.clean(1_000, log.log_end_offset()).unwrap();
+                    log.clean(1_000, log.log_end_offset(), &CleanerTxnInput::default(), &mut Throttler::unlimited()).unwrap();
                 }
                 Operation::DeleteRecords { at } => {
                     let start = log.log_start_offset();

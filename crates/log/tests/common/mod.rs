@@ -117,7 +117,22 @@ pub fn keyed_batch(
     compression: Compression,
     kind: BatchKind,
 ) -> BytesMut {
-    let producer = kind.transactional || kind.control;
+    let producer_id = if kind.transactional || kind.control {
+        7
+    } else {
+        -1
+    };
+    producer_batch(records, compression, kind, producer_id)
+}
+
+/// One batch of keyed records written by `producer_id` (epoch 1, sequences
+/// from 0; -1: no producer), offsets 0.. (the log assigns the base).
+pub fn producer_batch(
+    records: &[KeyedRecord<'_>],
+    compression: Compression,
+    kind: BatchKind,
+    producer_id: i64,
+) -> BytesMut {
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -126,8 +141,8 @@ pub fn keyed_batch(
             control: kind.control,
             delete_horizon: false,
             partition_leader_epoch: 0,
-            producer_id: if producer { 7 } else { -1 },
-            producer_epoch: if producer { 1 } else { -1 },
+            producer_id,
+            producer_epoch: if producer_id >= 0 { 1 } else { -1 },
             timestamp_type: TimestampType::Creation,
             offset: index as i64,
             sequence: index as i32,
@@ -148,6 +163,24 @@ pub fn keyed_batch(
     )
     .unwrap();
     buffer
+}
+
+/// A transaction marker of `producer_id` (COMMIT or ABORT) stamped
+/// `timestamp`, as the broker writes it: key (version 0, type), value
+/// (version 0, coordinator epoch 0).
+pub fn marker_batch(producer_id: i64, commit: bool, timestamp: i64) -> BytesMut {
+    let key = [0, 0, 0, u8::from(commit)];
+    let key = std::str::from_utf8(&key).unwrap();
+    let value = std::str::from_utf8(&[0; 6]).unwrap().to_string();
+    producer_batch(
+        &[(Some(key), Some(value.as_str()), timestamp)],
+        Compression::None,
+        BatchKind {
+            transactional: true,
+            control: true,
+        },
+        producer_id,
+    )
 }
 
 /// A decoded record: offset, key, value.

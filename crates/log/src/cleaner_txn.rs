@@ -1,0 +1,275 @@
+//! Transactions as the cleaner sees them (Kafka's `CleanedTransactionMetadata`):
+//! what the broker tells a pass about the partition's transactions, and the
+//! state a pass keeps while it walks batches in offset order.
+//!
+//! The log itself does not know which transactions were aborted (a marker
+//! says so only after the transaction's data); the broker's producer state
+//! does, and hands the aborted ranges in. Walking batches in offset order, an
+//! aborted transaction becomes "ongoing" for its producer at the first batch
+//! that reaches its first offset; every transactional data batch of that
+//! producer until its ABORT marker is aborted data. Any other transactional
+//! data batch belongs to a committed transaction (an open one cannot be below
+//! the cleaner's upper bound, the last stable offset). A marker may go once no
+//! data batch of its transaction was seen in the pass, that is once the
+//! transaction's data is gone from the log (an earlier pass removed it).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::batch::BatchHeader;
+
+/// An aborted transaction of the partition, as the broker's producer state
+/// records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AbortedTxn {
+    /// The producer whose transactional batches in
+    /// [`first_offset`, `last_offset`] are aborted.
+    pub producer_id: i64,
+    /// Offset of the transaction's first batch in this partition.
+    pub first_offset: i64,
+    /// Offset of the ABORT marker.
+    pub last_offset: i64,
+}
+
+/// What a cleaning pass needs to know of the partition's transactions.
+#[derive(Clone, Debug, Default)]
+pub struct CleanerTxnInput {
+    /// Aborted transactions that start below the cleaner's upper bound (any
+    /// order; a superset is harmless).
+    pub aborted: Vec<AbortedTxn>,
+    /// Producer id → last offset of its newest batch, for every producer the
+    /// producer state still tracks (Kafka's `lastRecordsOfActiveProducers`).
+    /// That batch is kept, empty if need be, so that replaying the log
+    /// rebuilds the producer's latest sequence and epoch.
+    pub last_batch_offsets: HashMap<i64, i64>,
+}
+
+impl CleanerTxnInput {
+    /// Whether `header` is the newest batch of a producer still tracked.
+    pub(crate) fn is_last_batch_of_producer(&self, header: &BatchHeader) -> bool {
+        header.producer_id >= 0
+            && self.last_batch_offsets.get(&header.producer_id) == Some(&header.last_offset())
+    }
+}
+
+/// The type of a transaction marker (the control record's key: version i16,
+/// type i16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlType {
+    /// Type 0.
+    Abort,
+    /// Type 1.
+    Commit,
+    /// Any other type (Kafka has leader-change and KRaft ones): always kept.
+    Other,
+}
+
+/// An aborted transaction under way in the walk.
+#[derive(Clone, Copy, Debug)]
+struct OngoingAbort {
+    /// Whether a data batch of it was seen in this pass.
+    batch_seen: bool,
+}
+
+/// The transaction state of one walk over batches in offset order.
+#[derive(Debug)]
+pub(crate) struct TxnTracker {
+    /// Aborted transactions by first offset; those before `next` have begun.
+    aborted: Vec<AbortedTxn>,
+    /// Index of the first aborted transaction not yet begun.
+    next: usize,
+    /// Producers with an aborted transaction under way.
+    ongoing_aborted: HashMap<i64, OngoingAbort>,
+    /// Producers with a committed transaction of which a batch was seen.
+    ongoing_committed: HashSet<i64>,
+}
+
+impl TxnTracker {
+    pub(crate) fn new(aborted: &[AbortedTxn]) -> TxnTracker {
+        let mut aborted = aborted.to_vec();
+        aborted.sort_by_key(|txn| (txn.first_offset, txn.last_offset));
+        TxnTracker {
+            aborted,
+            next: 0,
+            ongoing_aborted: HashMap::new(),
+            ongoing_committed: HashSet::new(),
+        }
+    }
+
+    /// Starts every aborted transaction whose first offset is at or below
+    /// `offset`.
+    fn begin_up_to(&mut self, offset: i64) {
+        while let Some(txn) = self.aborted.get(self.next) {
+            if txn.first_offset > offset {
+                break;
+            }
+            self.ongoing_aborted
+                .entry(txn.producer_id)
+                .or_insert(OngoingAbort { batch_seen: false });
+            self.next += 1;
+        }
+    }
+
+    /// A data batch: returns true when it belongs to an aborted transaction
+    /// (the whole batch is discarded and keys nothing).
+    pub(crate) fn on_data_batch(&mut self, header: &BatchHeader) -> bool {
+        self.begin_up_to(header.last_offset());
+        if !header.is_transactional() {
+            return false;
+        }
+        match self.ongoing_aborted.get_mut(&header.producer_id) {
+            Some(ongoing) => {
+                ongoing.batch_seen = true;
+                true
+            }
+            None => {
+                self.ongoing_committed.insert(header.producer_id);
+                false
+            }
+        }
+    }
+
+    /// A control batch (`marker` is `None` for an empty one): ends its
+    /// producer's transaction and returns whether the marker may be removed
+    /// (before its delete horizon is considered): no batch of its transaction
+    /// was seen in this pass. An empty control batch was already cleaned.
+    pub(crate) fn on_control_batch(
+        &mut self,
+        header: &BatchHeader,
+        marker: Option<ControlType>,
+    ) -> bool {
+        self.begin_up_to(header.last_offset());
+        match marker {
+            None => true,
+            Some(ControlType::Abort) => !self
+                .ongoing_aborted
+                .remove(&header.producer_id)
+                .is_some_and(|ongoing| ongoing.batch_seen),
+            Some(ControlType::Commit) => !self.ongoing_committed.remove(&header.producer_id),
+            Some(ControlType::Other) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRANSACTIONAL: i16 = 1 << 4;
+    const CONTROL: i16 = 1 << 5;
+
+    fn header(producer_id: i64, base_offset: i64, attributes: i16) -> BatchHeader {
+        BatchHeader {
+            base_offset,
+            batch_length: 0,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes,
+            last_offset_delta: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id,
+            producer_epoch: 0,
+            base_sequence: 0,
+            record_count: 1,
+        }
+    }
+
+    /// One step of a walk: a batch and what the tracker must answer.
+    enum Step {
+        /// (producer, offset, transactional) → aborted?
+        Data(i64, i64, bool, bool),
+        /// (producer, offset, marker) → removable?
+        Marker(i64, i64, Option<ControlType>, bool),
+    }
+
+    /// Walks `steps` with `aborted` known and checks every answer.
+    fn walk(aborted: &[AbortedTxn], steps: &[Step]) {
+        let mut tracker = TxnTracker::new(aborted);
+        for (index, step) in steps.iter().enumerate() {
+            match *step {
+                Step::Data(producer, offset, transactional, aborted) => {
+                    let attributes = if transactional { TRANSACTIONAL } else { 0 };
+                    let got = tracker.on_data_batch(&header(producer, offset, attributes));
+                    assert_eq!(got, aborted, "step {index}: data at {offset} aborted");
+                }
+                Step::Marker(producer, offset, marker, removable) => {
+                    let got = tracker.on_control_batch(
+                        &header(producer, offset, TRANSACTIONAL | CONTROL),
+                        marker,
+                    );
+                    assert_eq!(got, removable, "step {index}: marker at {offset} removable");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn aborted_data_is_discarded_and_markers_stay_while_their_data_was_seen() {
+        use ControlType::*;
+        use Step::*;
+        let aborted = [
+            AbortedTxn {
+                producer_id: 2,
+                first_offset: 1,
+                last_offset: 4,
+            },
+            AbortedTxn {
+                producer_id: 2,
+                first_offset: 9,
+                last_offset: 10,
+            },
+        ];
+        walk(
+            &aborted,
+            &[
+                Data(1, 0, true, false),  // committed txn of producer 1
+                Data(2, 1, true, true),   // aborted txn of producer 2
+                Data(3, 2, false, false), // plain data interleaved
+                Data(2, 3, true, true),
+                Marker(2, 4, Some(Abort), false), // its data was seen: kept
+                Marker(1, 5, Some(Commit), false), // committed data seen: kept
+                Data(2, 6, true, false),          // producer 2's next txn commits
+                Marker(2, 7, Some(Commit), false),
+                Marker(1, 8, Some(Commit), true), // no data of it seen: may go
+                // Producer 2's second aborted txn left no data (an earlier
+                // pass removed it): its marker may go.
+                Marker(2, 10, Some(Abort), true),
+                Marker(4, 11, Some(Other), false),
+                Marker(4, 12, None, true),
+            ],
+        );
+    }
+
+    #[test]
+    fn an_aborted_transaction_begins_at_the_batch_that_reaches_its_first_offset() {
+        use Step::*;
+        // The walk starts in the middle of the transaction (the map is built
+        // from the first dirty segment on).
+        let aborted = [AbortedTxn {
+            producer_id: 5,
+            first_offset: 3,
+            last_offset: 20,
+        }];
+        walk(
+            &aborted,
+            &[
+                Data(5, 10, true, true),
+                Marker(5, 20, Some(ControlType::Abort), false),
+                Data(5, 21, true, false),
+            ],
+        );
+    }
+
+    #[test]
+    fn last_batch_of_a_tracked_producer() {
+        let input = CleanerTxnInput {
+            aborted: Vec::new(),
+            last_batch_offsets: HashMap::from([(7, 12)]),
+        };
+        assert!(input.is_last_batch_of_producer(&header(7, 12, 0)));
+        assert!(!input.is_last_batch_of_producer(&header(7, 11, 0)));
+        assert!(!input.is_last_batch_of_producer(&header(8, 12, 0)));
+        assert!(!input.is_last_batch_of_producer(&header(-1, 12, 0)));
+    }
+}
