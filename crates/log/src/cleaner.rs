@@ -23,7 +23,9 @@
 //! transactional data is compacted like any other. An ABORT marker stays
 //! while data of its transaction was seen in the pass, which makes it outlive
 //! that data by one pass; a COMMIT marker stays while any batch of its
-//! transaction was seen. A marker that may go is also held until its batch's
+//! transaction was seen. Empty batches do not count as data (Kafka drops them
+//! in the next pass; here the last batch of a group stays, and would pin its
+//! marker). A marker that may go is also held until its batch's
 //! maxTimestamp + `delete.retention.ms` has passed (the tombstone rule). The
 //! newest batch of every producer the broker still tracks stays, empty if
 //! need be, so that replaying the log keeps the producer's last sequence.
@@ -35,7 +37,7 @@
 //! fsynced; under the append lock the files are renamed to `*.swap`, the
 //! originals to `*.deleted`, then the swap files to their final names. The
 //! last batch of a group is always written (as an empty batch if every record
-//! went), so a swap file's offset range is exactly its group's. `open`
+//! went; other empty batches are dropped), so a swap file's offset range is exactly its group's. `open`
 //! removes `*.cleaned`; it completes a `*.log.swap` by deleting every segment
 //! whose base offset lies in the swap's range and renaming the swap into
 //! place (its indexes are rebuilt by a scan). Readers switch between
@@ -221,10 +223,9 @@ impl Log {
     /// tombstone (Kafka stamps a delete horizon into the batch when it first
     /// finds the marker removable; the marker's timestamp is when it was
     /// written, so this keeps it at least as long after the transaction
-    /// ended). Batches left empty are dropped, except the last one of a
-    /// rewritten group and the newest batch of a tracked producer, which
-    /// stay as empty batches. Empty data batches are copied as they are.
-    /// Offsets never change: a consumer sees gaps.
+    /// ended). Empty batches (left so by this pass or an earlier one) are
+    /// dropped, except the last one of a rewritten group and the newest batch
+    /// of a tracked producer. Offsets never change: a consumer sees gaps.
     pub fn clean(
         &self,
         now_ms: i64,
@@ -547,16 +548,13 @@ impl Pass<'_> {
             }
             return emptied();
         }
-        if self.tracker.on_data_batch(header) {
-            result.records_removed += u64::try_from(header.record_count).unwrap_or(0);
-            return if header.record_count == 0 {
-                keep_empty.then_some(Cow::Borrowed(bytes))
-            } else {
-                emptied()
-            };
-        }
+        let aborted = self.tracker.on_data_batch(header);
         if header.record_count == 0 {
-            return Some(Cow::Borrowed(bytes));
+            return keep_empty.then_some(Cow::Borrowed(bytes));
+        }
+        if aborted {
+            result.records_removed += u64::try_from(header.record_count).unwrap_or(0);
+            return emptied();
         }
         match compact::filter_batch(header, bytes, self.rules) {
             Ok(Filtered::Unchanged) => Some(Cow::Borrowed(bytes)),

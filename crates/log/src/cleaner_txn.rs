@@ -9,10 +9,14 @@
 //! that reaches its first offset; every transactional data batch of that
 //! producer until its ABORT marker is aborted data. Any other transactional
 //! data batch belongs to a committed transaction (an open one cannot be below
-//! the cleaner's upper bound, the last stable offset). A marker may go once no
-//! data batch of its transaction was seen in the pass, that is once the
-//! transaction's data is gone from the log (an earlier pass removed it).
+//! the cleaner's upper bound, the last stable offset). An aborted transaction
+//! also ends at its marker's offset when the marker is not met: the broker's
+//! list may still hold one whose marker a pass removed. A marker may go once
+//! no data batch of its transaction (with records) was seen in the pass, that
+//! is once the transaction's data is gone from the log (an earlier pass
+//! removed it).
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use crate::batch::BatchHeader;
@@ -66,6 +70,8 @@ pub enum ControlType {
 /// An aborted transaction under way in the walk.
 #[derive(Clone, Copy, Debug)]
 struct OngoingAbort {
+    /// Offset of its ABORT marker: no batch after it belongs to it.
+    marker_offset: i64,
     /// Whether a data batch of it was seen in this pass.
     batch_seen: bool,
 }
@@ -102,27 +108,63 @@ impl TxnTracker {
             if txn.first_offset > offset {
                 break;
             }
-            self.ongoing_aborted
-                .entry(txn.producer_id)
-                .or_insert(OngoingAbort { batch_seen: false });
+            let started = OngoingAbort {
+                marker_offset: txn.last_offset,
+                batch_seen: false,
+            };
+            match self.ongoing_aborted.entry(txn.producer_id) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(started);
+                }
+                Entry::Occupied(mut occupied)
+                    if occupied.get().marker_offset < txn.first_offset =>
+                {
+                    occupied.insert(started);
+                }
+                Entry::Occupied(_) => {}
+            }
             self.next += 1;
         }
     }
 
+    /// Ends `producer_id`'s aborted transaction if its marker lies before
+    /// `offset` without having been seen: the broker's list still had it
+    /// after its marker was removed (a crash before the producer state was
+    /// saved). Kafka rewrites its transaction index with each cleaned
+    /// segment; the broker's list can lag, and a transaction left open here
+    /// would take the producer's later, committed batches for aborted ones.
+    fn end_passed(&mut self, producer_id: i64, offset: i64) {
+        if self
+            .ongoing_aborted
+            .get(&producer_id)
+            .is_some_and(|ongoing| ongoing.marker_offset < offset)
+        {
+            self.ongoing_aborted.remove(&producer_id);
+        }
+    }
+
     /// A data batch: returns true when it belongs to an aborted transaction
-    /// (the whole batch is discarded and keys nothing).
+    /// (the whole batch is discarded and keys nothing). An empty batch (left
+    /// by an earlier pass) counts as no data of its transaction: it holds
+    /// nothing a marker must explain, and counting it would pin the marker
+    /// for as long as the empty batch is kept (Kafka removes such batches in
+    /// the next pass; ours may stay as the last batch of a group).
     pub(crate) fn on_data_batch(&mut self, header: &BatchHeader) -> bool {
         self.begin_up_to(header.last_offset());
         if !header.is_transactional() {
             return false;
         }
+        self.end_passed(header.producer_id, header.base_offset);
+        let has_records = header.record_count > 0;
         match self.ongoing_aborted.get_mut(&header.producer_id) {
             Some(ongoing) => {
-                ongoing.batch_seen = true;
+                ongoing.batch_seen |= has_records;
                 true
             }
             None => {
-                self.ongoing_committed.insert(header.producer_id);
+                if has_records {
+                    self.ongoing_committed.insert(header.producer_id);
+                }
                 false
             }
         }
@@ -138,6 +180,7 @@ impl TxnTracker {
         marker: Option<ControlType>,
     ) -> bool {
         self.begin_up_to(header.last_offset());
+        self.end_passed(header.producer_id, header.base_offset);
         match marker {
             None => true,
             Some(ControlType::Abort) => !self
@@ -179,6 +222,8 @@ mod tests {
     enum Step {
         /// (producer, offset, transactional) → aborted?
         Data(i64, i64, bool, bool),
+        /// A transactional batch without records: (producer, offset) → aborted?
+        Empty(i64, i64, bool),
         /// (producer, offset, marker) → removable?
         Marker(i64, i64, Option<ControlType>, bool),
     }
@@ -192,6 +237,15 @@ mod tests {
                     let attributes = if transactional { TRANSACTIONAL } else { 0 };
                     let got = tracker.on_data_batch(&header(producer, offset, attributes));
                     assert_eq!(got, aborted, "step {index}: data at {offset} aborted");
+                }
+                Step::Empty(producer, offset, aborted) => {
+                    let mut empty = header(producer, offset, TRANSACTIONAL);
+                    empty.record_count = 0;
+                    let got = tracker.on_data_batch(&empty);
+                    assert_eq!(
+                        got, aborted,
+                        "step {index}: empty batch at {offset} aborted"
+                    );
                 }
                 Step::Marker(producer, offset, marker, removable) => {
                     let got = tracker.on_control_batch(
@@ -219,6 +273,11 @@ mod tests {
                 first_offset: 9,
                 last_offset: 10,
             },
+            AbortedTxn {
+                producer_id: 5,
+                first_offset: 13,
+                last_offset: 14,
+            },
         ];
         walk(
             &aborted,
@@ -237,6 +296,12 @@ mod tests {
                 Marker(2, 10, Some(Abort), true),
                 Marker(4, 11, Some(Other), false),
                 Marker(4, 12, None, true),
+                // Empty batches left by earlier passes hold no data: they
+                // keep no marker.
+                Empty(5, 13, true),
+                Marker(5, 14, Some(Abort), true),
+                Empty(6, 15, false),
+                Marker(6, 16, Some(Commit), true),
             ],
         );
     }
@@ -259,6 +324,41 @@ mod tests {
                 Data(5, 21, true, false),
             ],
         );
+    }
+
+    #[test]
+    fn an_aborted_transaction_whose_marker_is_gone_ends_at_the_marker_offset() {
+        use Step::*;
+        // The list still has a transaction whose marker (at 4) an earlier
+        // pass removed, and a later one of the same producer.
+        let aborted = [
+            AbortedTxn {
+                producer_id: 8,
+                first_offset: 1,
+                last_offset: 4,
+            },
+            AbortedTxn {
+                producer_id: 8,
+                first_offset: 9,
+                last_offset: 11,
+            },
+        ];
+        walk(
+            &aborted,
+            &[
+                Data(8, 6, true, false), // committed, not aborted
+                Marker(8, 7, Some(ControlType::Commit), false),
+                Data(8, 9, true, true), // the next aborted one begins
+                Data(8, 10, true, true),
+                Marker(8, 11, Some(ControlType::Abort), false),
+            ],
+        );
+        // Both transactions begin before the producer's next batch (whose
+        // last offset reaches them): the later one replaces the stale one.
+        let mut tracker = TxnTracker::new(&aborted);
+        let mut wide = header(8, 9, TRANSACTIONAL);
+        wide.last_offset_delta = 1;
+        assert!(tracker.on_data_batch(&wide));
     }
 
     #[test]

@@ -682,6 +682,106 @@ fn the_newest_batch_of_a_tracked_producer_stays_as_an_empty_batch() {
 }
 
 #[test]
+fn an_aborted_transaction_listed_after_its_marker_went_takes_nothing_later() {
+    // The broker's list can still hold a transaction whose data and marker
+    // an earlier pass removed (a crash before the producer state was saved).
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), compact_config(), topic_id(), None).unwrap();
+    append_from(
+        &log,
+        &[(Some("x"), Some("x0"), T0)],
+        BatchKind::default(),
+        -1,
+    ); // 0
+    append_from(
+        &log,
+        &[(Some("a"), Some("a-commit"), T0)],
+        TRANSACTIONAL,
+        COMMITTER,
+    ); // 1
+    append_marker(&log, COMMITTER, true); // 2
+    append_from(
+        &log,
+        &[(Some("z"), Some("z0"), T0)],
+        BatchKind::default(),
+        -1,
+    ); // 3
+    roll(&log);
+    let stale = CleanerTxnInput {
+        aborted: vec![AbortedTxn {
+            producer_id: COMMITTER,
+            first_offset: 0,
+            last_offset: 0,
+        }],
+        last_batch_offsets: HashMap::new(),
+    };
+    let result = clean_with(&log, T0, &stale);
+    assert_eq!(
+        contents(&log),
+        expect(&[(0, "x=x0"), (1, "a=a-commit"), (2, "COMMIT"), (3, "z=z0")])
+    );
+    assert_eq!(result.aborted_transactions_removed, stale.aborted);
+}
+
+#[test]
+fn an_empty_batch_left_by_an_earlier_pass_pins_no_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        delete_retention_ms: 1_000,
+        min_cleanable_dirty_ratio: 0.0,
+        ..compact_config()
+    };
+    let log = Log::open(dir.path(), config.clone(), topic_id(), None).unwrap();
+    append_from(
+        &log,
+        &[(Some("a"), Some("a-commit"), T0)],
+        TRANSACTIONAL,
+        COMMITTER,
+    ); // 0
+    roll(&log);
+    append_marker(&log, COMMITTER, true); // 1
+    roll(&log);
+    append_from(
+        &log,
+        &[(Some("a"), Some("a1"), T0)],
+        BatchKind::default(),
+        -1,
+    ); // 2
+    roll(&log);
+    // Every segment its own group: each group's last batch stays.
+    log.set_config(LogConfig {
+        segment_bytes: 100,
+        ..config
+    });
+    let past_horizon = T0 + 10_000;
+    let input = CleanerTxnInput::default();
+    // Pass 1: the committed record is superseded; its batch stays, empty, as
+    // the last of its group, and the marker stays: its data was seen.
+    clean_with(&log, past_horizon, &input);
+    assert_eq!(contents(&log), expect(&[(1, "COMMIT"), (2, "a=a1")]));
+    assert_eq!(
+        batches(&log),
+        vec![(0, 0, COMMITTER), (1, 1, COMMITTER), (2, 1, -1)]
+    );
+    // Pass 2: the empty batch holds no data of the transaction, so the
+    // marker goes (left as an empty batch: the last of its group).
+    append_from(
+        &log,
+        &[(Some("b"), Some("b0"), T0)],
+        BatchKind::default(),
+        -1,
+    ); // 3
+    roll(&log);
+    let result = clean_with(&log, past_horizon, &input);
+    assert_eq!(result.markers_removed, 1);
+    assert_eq!(contents(&log), expect(&[(2, "a=a1"), (3, "b=b0")]));
+    assert_eq!(
+        batches(&log),
+        vec![(0, 0, COMMITTER), (1, 0, COMMITTER), (2, 1, -1), (3, 1, -1)]
+    );
+}
+
+#[test]
 fn nothing_at_or_above_the_upper_bound_is_cleaned() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
