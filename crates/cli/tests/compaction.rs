@@ -1,7 +1,9 @@
 //! Log compaction end to end: a compacted topic ends with the latest value per
 //! key (offsets unchanged, with gaps), tombstones go once `delete.retention.ms`
-//! has passed, a kill -9 in the middle of cleaning leaves the topic whole, and
-//! a record without a key is refused.
+//! has passed, aborted transactional records and settled transaction markers
+//! are removed while committed ones compact like any other record, a kill -9
+//! in the middle of cleaning leaves the topic whole, and a record without a
+//! key is refused.
 
 mod common;
 #[path = "common/group.rs"]
@@ -13,14 +15,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{watermarks, TestBroker};
+use common::{watermarks, TestBroker, CLIENT_TIMEOUT};
+use kafka_protocol::records::RecordBatchDecoder;
 use lifecycle::{
     bulk_producer, create_topic_with, list_files, partition_files, produce_all, read_until,
     segment_bases, strings, wait_until, Outgoing, FAST_MAINTENANCE,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset};
 
@@ -380,6 +383,176 @@ async fn tombstones_go_after_delete_retention_ms() {
             want.as_ref(),
             "after tombstone removal: {key}"
         );
+    }
+}
+
+/// Transaction markers in the partition's live segments, in offset order:
+/// (offset, true for COMMIT). `None` when a segment vanished while being
+/// read (a cleaner swap): ask again.
+fn markers_on_disk(data_dir: &Path, topic: &str) -> Option<Vec<(i64, bool)>> {
+    let dir = data_dir.join(format!("{topic}-0"));
+    let mut markers = Vec::new();
+    for base in segment_bases(data_dir, topic, 0) {
+        let bytes = std::fs::read(dir.join(format!("{base:020}.log"))).ok()?;
+        let mut rest = &bytes[..];
+        // Whole batches only: the active segment may be mid-append.
+        while rest.len() >= 61 {
+            let length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+            let total = 12 + usize::try_from(length).expect("a stored batch length is positive");
+            if total > rest.len() {
+                break;
+            }
+            let mut batch = bytes::Bytes::copy_from_slice(&rest[..total]);
+            let set = RecordBatchDecoder::decode(&mut batch).expect("a stored batch decodes");
+            for record in set.records.iter().filter(|record| record.control) {
+                let key = record.key.as_deref().unwrap_or_default();
+                markers.push((record.offset, key == [0, 0, 0, 1]));
+            }
+            rest = &rest[total..];
+        }
+    }
+    Some(markers)
+}
+
+/// Reads the whole partition 0 up to `high` at an isolation level.
+fn read_isolated(bootstrap: &str, topic: &str, high: i64, isolation: &str) -> Vec<OwnedMessage> {
+    let consumer = common::consumer(
+        bootstrap,
+        &[
+            ("isolation.level", isolation),
+            ("auto.offset.reset", "earliest"),
+            ("fetch.wait.max.ms", "100"),
+        ],
+    );
+    common::assign(&consumer, topic, &[(0, Offset::Beginning)]);
+    lifecycle::read_from(&consumer, high, READ_WAIT)
+}
+
+/// (key, value) of the records whose key starts with `t`, in offset order.
+fn transactional_keys(messages: &[OwnedMessage]) -> Vec<(String, String)> {
+    messages
+        .iter()
+        .map(strings)
+        .filter_map(|(key, value)| Some((key?, value.unwrap_or_default())))
+        .filter(|(key, _)| key.starts_with('t'))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_transactions_and_settled_markers_are_removed() {
+    const KEYS: usize = 10;
+    const ROUNDS: usize = 6;
+    let broker = TestBroker::start_with(FAST_MAINTENANCE);
+    let topic = "compaction-transactions";
+    create_topic_with(
+        broker.bootstrap(),
+        topic,
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "1024"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "100"),
+            ("file.delete.delay.ms", "100"),
+        ],
+    )
+    .await;
+    let data_dir = broker.data_dir().to_path_buf();
+    let bootstrap = broker.bootstrap().to_string();
+
+    eprintln!("phase: {ROUNDS} transactions over {KEYS} keys, even rounds committed, odd aborted");
+    let transactional = common::producer(
+        &bootstrap,
+        &[
+            ("transactional.id", "compaction-transactions"),
+            ("transaction.timeout.ms", "30000"),
+        ],
+    );
+    transactional
+        .init_transactions(CLIENT_TIMEOUT)
+        .expect("init_transactions");
+    for round in 0..ROUNDS {
+        let commit = round % 2 == 0;
+        transactional.begin_transaction().expect("begin");
+        for key in 0..KEYS {
+            let value = format!("{}{round}-k{key}", if commit { "c" } else { "a" });
+            let key = format!("t{key}");
+            let record = FutureRecord::to(topic)
+                .partition(0)
+                .key(&key)
+                .payload(&value);
+            transactional
+                .send(record, CLIENT_TIMEOUT)
+                .await
+                .unwrap_or_else(|(error, _)| panic!("send {value}: {error}"));
+        }
+        if commit {
+            transactional
+                .commit_transaction(CLIENT_TIMEOUT)
+                .expect("commit");
+        } else {
+            transactional
+                .abort_transaction(CLIENT_TIMEOUT)
+                .expect("abort");
+        }
+    }
+    // The latest committed value of every key; the aborted round after it
+    // must not win.
+    let expected: Vec<String> = (0..KEYS)
+        .map(|key| format!("c{}-k{key}", ROUNDS - 2))
+        .collect();
+
+    eprintln!("phase: plain traffic rolls the segments; the cleaner removes the aborted records");
+    let filler_producer = bulk_producer(&bootstrap, 16 * 1024);
+    let mut filler = 0usize;
+    let deadline = Instant::now() + CLEAN_WAIT;
+    loop {
+        let (_, high) = watermarks(&bootstrap, topic, 0);
+        roll_past(&filler_producer, &data_dir, topic, high - 1, &mut filler).await;
+        let (_, high) = watermarks(&bootstrap, topic, 0);
+        let found = transactional_keys(&read_isolated(&bootstrap, topic, high, "read_uncommitted"));
+        let values: Vec<&String> = found.iter().map(|(_, value)| value).collect();
+        if values == expected.iter().collect::<Vec<_>>() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "read_uncommitted still sees {found:?} after {CLEAN_WAIT:?} (want {expected:?}); \
+             files:\n{}",
+            list_files(&data_dir, topic, 0)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    eprintln!("phase: the markers whose transactions left no data go after delete.retention.ms");
+    // Left: only the COMMIT of the last committed round, whose records are
+    // the latest. (The last round's newest batch stays, empty, for the
+    // producer's sequence; an empty batch keeps no marker.)
+    let deadline = Instant::now() + CLEAN_WAIT;
+    loop {
+        let (_, high) = watermarks(&bootstrap, topic, 0);
+        roll_past(&filler_producer, &data_dir, topic, high - 1, &mut filler).await;
+        let markers = markers_on_disk(&data_dir, topic);
+        let kinds: Option<Vec<bool>> = markers
+            .as_ref()
+            .map(|markers| markers.iter().map(|(_, commit)| *commit).collect());
+        if kinds == Some(vec![true]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "markers on disk {markers:?} after {CLEAN_WAIT:?}; files:\n{}",
+            list_files(&data_dir, topic, 0)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    eprintln!("phase: both isolation levels read the latest committed values");
+    let (_, high) = watermarks(&bootstrap, topic, 0);
+    for isolation in ["read_uncommitted", "read_committed"] {
+        let found = transactional_keys(&read_isolated(&bootstrap, topic, high, isolation));
+        let values: Vec<String> = found.into_iter().map(|(_, value)| value).collect();
+        assert_eq!(values, expected, "{isolation}");
     }
 }
 
