@@ -237,6 +237,7 @@ impl Log {
         self.check_open()?;
         let config = self.config();
         let mut result = CleanResult::default();
+        let throttled_before = throttler.throttled();
         if !config.cleanup_policy_compact {
             return Ok(result);
         }
@@ -370,7 +371,7 @@ impl Log {
             records_removed = result.records_removed,
             markers_removed = result.markers_removed,
             segments_cleaned = result.segments_cleaned,
-            throttled_ms = throttler.throttled().as_millis() as u64,
+            throttled_ms = (throttler.throttled() - throttled_before).as_millis() as u64,
             "cleaned log"
         );
         Ok(result)
