@@ -7,6 +7,8 @@ use kafka_protocol::records::{
 };
 use sluice_log::{AppendOptions, LogConfig};
 
+pub mod cleaning;
+
 /// One batch of `timestamps.len()` records; record i has value `value_prefix-i`
 /// padded to `value_bytes`.
 pub fn batch_with(
