@@ -244,9 +244,11 @@ impl ProducerStateManager {
         before - self.aborted.len()
     }
 
-    /// Forgets aborted ranges wholly below the log start.
-    pub fn prune_aborted(&mut self, log_start_offset: i64) {
+    /// Forgets aborted ranges wholly below the log start; returns how many.
+    pub fn prune_aborted(&mut self, log_start_offset: i64) -> usize {
+        let before = self.aborted.len();
         self.aborted.retain(|a| a.last_offset >= log_start_offset);
+        before - self.aborted.len()
     }
 
     /// Forgets producers silent for longer than `expiration_ms`.
@@ -385,7 +387,7 @@ mod tests {
         };
         assert_eq!(state.aborted_between(0, 100), vec![aborted]);
         assert_eq!(state.aborted_between(16, 100), vec![]);
-        state.prune_aborted(16);
+        assert_eq!(state.prune_aborted(16), 1);
         assert!(state.aborted.is_empty());
         // A producer with an open transaction never expires.
         state.record(&txn, 20, 0);
@@ -555,10 +557,28 @@ pub mod persistence {
                 let Ok(header) = batch::parse_header(&bytes[position..]) else {
                     break;
                 };
-                if !header.is_control()
-                    && header.base_offset + header.last_offset_delta as i64 >= offset
-                {
-                    state.record(&header, header.base_offset, header.max_timestamp);
+                if position + header.total_bytes() > bytes.len() {
+                    break;
+                }
+                if header.base_offset + header.last_offset_delta as i64 >= offset {
+                    if !header.is_control() {
+                        state.record(&header, header.base_offset, header.max_timestamp);
+                    }
+                    // Transactions too: without this, an abort (or an open
+                    // transaction) after the snapshot would be forgotten by
+                    // an unclean restart, and read_committed consumers would
+                    // see aborted or uncommitted records.
+                    let marker = if header.is_control() {
+                        let batch = read
+                            .records
+                            .slice(position..position + header.total_bytes());
+                        super::control_marker(&batch)
+                    } else {
+                        None
+                    };
+                    if !header.is_control() || marker.is_some() {
+                        state.record_transaction(&header, header.base_offset, marker);
+                    }
                 }
                 offset = header.base_offset + header.last_offset_delta as i64 + 1;
                 position += header.total_bytes();
@@ -568,5 +588,89 @@ pub mod persistence {
             }
         }
         state
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    use sluice_log::{AppendOptions, Log, LogConfig};
+
+    use super::{persistence, AbortedTransaction};
+
+    /// One record batch: transactional data (`control` None) or a marker
+    /// (`Some(0)` abort, `Some(1)` commit) of `producer_id`.
+    fn encoded(producer_id: i64, sequence: i32, control: Option<i16>) -> BytesMut {
+        let (key, value) = match control {
+            Some(kind) => {
+                let mut key = 0i16.to_be_bytes().to_vec();
+                key.extend_from_slice(&kind.to_be_bytes());
+                let mut value = 0i16.to_be_bytes().to_vec();
+                value.extend_from_slice(&0i32.to_be_bytes());
+                (key, value)
+            }
+            None => (b"k".to_vec(), b"v".to_vec()),
+        };
+        let record = Record {
+            transactional: true,
+            control: control.is_some(),
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: if control.is_some() { -1 } else { sequence },
+            timestamp: 1_000,
+            key: Some(Bytes::from(key)),
+            value: Some(Bytes::from(value)),
+            headers: Default::default(),
+        };
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, [&record], &options).expect("encodes");
+        buf
+    }
+
+    /// With no snapshot at all, replaying the log alone rebuilds the
+    /// aborted ranges and the open transactions (what an unclean restart
+    /// relies on for everything after the last snapshot).
+    #[test]
+    fn replay_rebuilds_aborted_and_open_transactions() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log =
+            Log::open(dir.path(), LogConfig::default(), uuid::Uuid::nil(), None).expect("opens");
+        let options = AppendOptions {
+            leader_epoch: 0,
+            log_append_time_ms: None,
+        };
+        // offsets: 0 data(7) 1 data(8) 2 abort(7) 3 commit(8) 4 data(9, open)
+        for (producer, sequence, control) in [
+            (7, 0, None),
+            (8, 0, None),
+            (7, 0, Some(0)),
+            (8, 0, Some(1)),
+            (9, 0, None),
+        ] {
+            log.append(&mut encoded(producer, sequence, control), options)
+                .expect("appends");
+        }
+        let state = persistence::load(dir.path(), &log);
+        assert_eq!(
+            state.aborted_between(0, 10),
+            vec![AbortedTransaction {
+                producer_id: 7,
+                first_offset: 0,
+                last_offset: 2,
+            }]
+        );
+        assert_eq!(state.first_unstable_offset(), Some(4));
+        assert_eq!(state.last_batch_offsets().get(&9), Some(&4));
     }
 }

@@ -574,6 +574,14 @@ impl ReplicaManager {
                     }
                 }
             }
+            // Aborted ranges wholly below the log start (moved by retention
+            // or DeleteRecords) describe nothing a fetch can return.
+            let log_start_offset = partition.log.log_start_offset();
+            if partition.append_lock.lock().prune_aborted(log_start_offset) > 0 {
+                partition
+                    .producer_state_dirty
+                    .store(true, Ordering::Release);
+            }
             if let Err(error) = partition.log.delete_expired_files(now_ms) {
                 tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "removing deleted segment files failed");
             }

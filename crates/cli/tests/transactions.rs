@@ -506,3 +506,37 @@ async fn open_transactions_survive_a_restart_and_are_fenced_by_a_new_producer() 
         "LSO released"
     );
 }
+
+/// Producer-state snapshots are written every few seconds; a kill -9 right
+/// after an abort must not forget the aborted range (it is rebuilt from the
+/// log), or read_committed consumers would see the aborted records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_survives_kill_9_before_the_next_snapshot() {
+    let mut broker = TestBroker::start();
+    let topic = topic_name("txn-kill9");
+    create_topic(broker.bootstrap(), &topic, 1).await;
+    let producer = transactional(broker.bootstrap(), "txn-kill9");
+    producer.begin_transaction().expect("begin");
+    send(&producer, &topic, 0, "committed").await;
+    producer.commit_transaction(CLIENT_TIMEOUT).expect("commit");
+    producer.begin_transaction().expect("begin");
+    send(&producer, &topic, 0, "aborted").await;
+    producer.abort_transaction(CLIENT_TIMEOUT).expect("abort");
+    drop(producer);
+
+    tracing::info!("phase: kill -9 at once, restart");
+    broker.kill9();
+    broker.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while watermarks(broker.bootstrap(), &topic, 0).1 < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "partition never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        read_all(broker.bootstrap(), &topic, 1, "read_committed"),
+        vec!["committed"]
+    );
+}
