@@ -168,12 +168,14 @@ def section(results):
                 ours = mbps("sluice", workload)
                 out.append("| " + " | ".join([label] + cells + [limit, ratio(ours, mbps("tansu-sqlite", workload)),
                                                                ratio(ours, mbps("tansu-memory", workload))]) + " |")
-    rates = None
-    try:
-        with open(os.path.join(results, "e2e_rates")) as f:
-            rates = f.read().split()
-    except OSError:
-        pass
+    def words(name):
+        try:
+            with open(os.path.join(results, name)) as f:
+                return f.read().split()
+        except OSError:
+            return None
+
+    rates = words("e2e_rates")
     for index, percent in enumerate((50, 80)):
         workload = f"e2e_{percent}pct"
         rate = f" = {int(rates[index]):,} rec/s" if rates else ""
@@ -182,12 +184,7 @@ def section(results):
         ours = p99("sluice", workload)
         out.append("| " + " | ".join([label] + cells + ["—", ratio(ours, p99("tansu-sqlite", workload)) + " (p99)",
                                                           ratio(ours, p99("tansu-memory", workload)) + " (p99)"]) + " |")
-    acks_all = None
-    try:
-        with open(os.path.join(results, "acks_all_rate")) as f:
-            acks_all = f.read().split()
-    except OSError:
-        pass
+    acks_all = words("acks_all_rate")
     workload = "produce_1024B_1p_acksall_50pct"
     rate = f" = {int(acks_all[0]):,} rec/s" if acks_all else ""
     label = f"produce 1 KiB, 1 p, acks=all at 50% of Sluice's saturated acks=all rate{rate}"
