@@ -28,8 +28,12 @@ command -v perf >/dev/null || { echo "profile: perf is not installed (Debian: li
 log() { printf '%s profile: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 BROKER_PID=
 cleanup() {
-    [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null || true
-    rm -f "$WORK_DIR/warm.sparse"
+    if [ -n "$BROKER_PID" ]; then
+        kill "$BROKER_PID" 2>/dev/null || true
+        wait "$BROKER_PID" 2>/dev/null || true
+    fi
+    # The log a saturated run writes is gigabytes: never leave it behind.
+    rm -rf "$WORK_DIR/warm.sparse" "$WORK_DIR/data"
 }
 trap cleanup EXIT
 
@@ -82,6 +86,6 @@ for side in broker client; do
     echo
     echo "== $side: top $TOP symbols (self time, % of samples) =="
     perf report -i "$WORK_DIR/$side.perf" --no-children --sort dso,symbol --stdio 2>/dev/null |
-        grep -E '^ +[0-9.]+%' | head -n "$TOP"
+        grep -E '^ +[0-9.]+%' | head -n "$TOP" || true # head closes the pipe early
 done
 log "perf data in $WORK_DIR"
