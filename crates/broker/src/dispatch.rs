@@ -16,6 +16,9 @@ use crate::BrokerState;
 pub enum Outcome {
     /// Send these bytes (length prefix included).
     Respond(BytesMut),
+    /// Send these chunks, in order, as one frame (a Fetch response whose
+    /// records are the log's own buffers; see `net::fetch_frame`).
+    RespondChunks(crate::net::fetch_frame::Chunks),
     /// acks=0 Produce: no response at all.
     NoResponse,
     /// Close the connection (bad input, unsupported version, acks=0 failure).
@@ -259,6 +262,23 @@ pub async fn handle(state: &BrokerState, frame: Bytes, client_host: &str) -> Out
             } else {
                 key.response_header_version(api_version)
             };
+            if let ResponseKind::Fetch(body) = response {
+                // Records go out without being copied into the frame.
+                return match crate::net::fetch_frame::encode(
+                    correlation_id,
+                    header_version,
+                    api_version,
+                    body,
+                ) {
+                    Ok(chunks) => Outcome::RespondChunks(chunks),
+                    Err(body) => encode(
+                        correlation_id,
+                        header_version,
+                        api_version,
+                        &ResponseKind::Fetch(body),
+                    ),
+                };
+            }
             encode(correlation_id, header_version, api_version, &response)
         }
     }

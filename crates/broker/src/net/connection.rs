@@ -102,6 +102,12 @@ async fn write_responses(
                     return;
                 }
             }
+            Outcome::RespondChunks(mut chunks) => {
+                // Vectored writes: the records are not copied in user space.
+                if write_half.write_all_buf(&mut chunks).await.is_err() {
+                    return;
+                }
+            }
             Outcome::NoResponse | Outcome::Deferred(_) => {}
             Outcome::Close(reason) => {
                 tracing::info!(?peer, reason, "closing connection");

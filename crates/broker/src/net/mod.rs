@@ -1,4 +1,5 @@
 //! The network layer: listener, framing, one task per connection.
 
 pub mod connection;
+pub mod fetch_frame;
 pub mod frame;
