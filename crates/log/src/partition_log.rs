@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 
 use crate::batch::{self, BatchError};
@@ -15,6 +15,10 @@ use crate::index::io_error;
 use crate::metadata;
 use crate::segment::{BatchPlacement, Segment};
 use crate::{AppendInfo, AppendOptions, LogConfig, LogError};
+
+/// Below this size `append_shared` copies the batch (one write); above it,
+/// it writes header and body separately rather than copy the body.
+const SHARED_APPEND_MIN_BYTES: usize = 64 * 1024;
 
 /// What readers see: a consistent view published after each append.
 #[derive(Debug)]
@@ -312,9 +316,38 @@ impl Log {
         batch: &mut BytesMut,
         options: AppendOptions,
     ) -> Result<AppendInfo, LogError> {
+        self.append_parts(batch, &[], options)
+    }
+
+    /// `append` for a batch in a shared buffer (a produce request's bytes):
+    /// a large batch is not copied — its 61-byte header is copied, stamped
+    /// and written, then the rest is written from `batch` itself. Small
+    /// batches, and LogAppendTime (which rewrites the CRC over the whole
+    /// batch), take the copying path, which is cheaper than a second write.
+    pub fn append_shared(
+        &self,
+        batch: &Bytes,
+        options: AppendOptions,
+    ) -> Result<AppendInfo, LogError> {
+        if batch.len() < SHARED_APPEND_MIN_BYTES || options.log_append_time_ms.is_some() {
+            return self.append(&mut BytesMut::from(&batch[..]), options);
+        }
+        let mut head = BytesMut::from(&batch[..batch::HEADER_BYTES]);
+        self.append_parts(&mut head, &batch[batch::HEADER_BYTES..], options)
+    }
+
+    /// The append itself: `head` holds the batch's header (and, when `rest`
+    /// is empty, the whole batch); only `head` is modified.
+    fn append_parts(
+        &self,
+        head: &mut BytesMut,
+        rest: &[u8],
+        options: AppendOptions,
+    ) -> Result<AppendInfo, LogError> {
         self.check_open()?;
+        let batch = head;
         let header = batch::parse_header(batch)?;
-        if header.total_bytes() != batch.len() {
+        if header.total_bytes() != batch.len() + rest.len() {
             return Err(BatchError::CorruptSize.into());
         }
         if header.last_offset_delta < 0 {
@@ -332,11 +365,15 @@ impl Log {
         batch::set_partition_leader_epoch(batch, options.leader_epoch);
         let mut max_timestamp = header.max_timestamp;
         if let Some(append_time) = options.log_append_time_ms {
+            if !rest.is_empty() {
+                // Rewriting the CRC needs the whole batch in `head`.
+                return Err(BatchError::CorruptSize.into());
+            }
             batch::set_log_append_time(batch, append_time);
             max_timestamp = append_time;
         }
         let now = now_ms();
-        let batch_bytes = batch.len() as u64;
+        let batch_bytes = (batch.len() + rest.len()) as u64;
         let active = state
             .segments
             .last()
@@ -377,7 +414,7 @@ impl Log {
             position: active.size(),
             bytes: batch_bytes,
         };
-        active.append(batch, placement, config.index_interval_bytes)?;
+        active.append_parts(batch, rest, placement, config.index_interval_bytes)?;
         state.active_first_append_ms.get_or_insert(now);
         state.log_end_offset = last_offset + 1;
         self.publish(&mut state);

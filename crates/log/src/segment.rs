@@ -257,9 +257,27 @@ impl Segment {
         placement: BatchPlacement,
         index_interval_bytes: u64,
     ) -> Result<(), LogError> {
+        self.append_parts(bytes, &[], placement, index_interval_bytes)
+    }
+
+    /// `append` of a batch given as two consecutive parts (a stamped header
+    /// copy and the rest in the request's own buffer): two positional writes
+    /// instead of a copy. Readers see neither before `size` moves.
+    pub fn append_parts(
+        &self,
+        head: &[u8],
+        rest: &[u8],
+        placement: BatchPlacement,
+        index_interval_bytes: u64,
+    ) -> Result<(), LogError> {
         self.log_file
-            .write_all_at(bytes, placement.position)
+            .write_all_at(head, placement.position)
             .map_err(|error| io_error(&self.log_path, error))?;
+        if !rest.is_empty() {
+            self.log_file
+                .write_all_at(rest, placement.position + head.len() as u64)
+                .map_err(|error| io_error(&self.log_path, error))?;
+        }
         let (offset_entry, time_entry) = {
             let mut state = self.state.write();
             let entries = self.index_batch(&mut state, placement, index_interval_bytes);

@@ -7,6 +7,8 @@ mod common;
 
 use std::os::unix::fs::FileExt;
 
+use bytes::BytesMut;
+
 use common::{batch, batch_offsets, batch_with, options, record_values, small_config};
 use kafka_protocol::records::Compression;
 use sluice_log::{AppendOptions, Log, LogConfig, LogError};
@@ -552,4 +554,44 @@ fn unsynced_indexes_near_the_recovery_point_are_rebuilt() {
             );
         }
     }
+}
+
+/// `append_shared` writes a large batch as a stamped header copy plus the
+/// caller's own bytes, a small one (or a LogAppendTime one) through a copy:
+/// either way the log holds exactly what `append` would have written.
+#[test]
+fn shared_appends_store_what_copying_appends_store() {
+    let copied_dir = tempfile::tempdir().unwrap();
+    let shared_dir = tempfile::tempdir().unwrap();
+    let config = LogConfig::default();
+    let copied = Log::open(copied_dir.path(), config.clone(), topic_id(), None).unwrap();
+    let shared = Log::open(shared_dir.path(), config, topic_id(), None).unwrap();
+    // 3 small batches, 2 of ~200 KiB (split path), then LogAppendTime.
+    let sizes = [(5, 100), (300, 700), (1, 10), (200, 1000), (150, 1500)];
+    for (tag, (count, value_bytes)) in sizes.into_iter().enumerate() {
+        let original = batch(count, value_bytes, tag as u64).freeze();
+        let a = copied
+            .append(&mut BytesMut::from(&original[..]), options(3))
+            .unwrap();
+        let b = shared.append_shared(&original, options(3)).unwrap();
+        assert_eq!(
+            (a.base_offset, a.last_offset),
+            (b.base_offset, b.last_offset)
+        );
+    }
+    let original = batch(200, 1000, 99).freeze();
+    let append_time = AppendOptions {
+        leader_epoch: 3,
+        log_append_time_ms: Some(1_700_000_000_000),
+    };
+    copied
+        .append(&mut BytesMut::from(&original[..]), append_time)
+        .unwrap();
+    shared.append_shared(&original, append_time).unwrap();
+    let end = copied.log_end_offset();
+    assert_eq!(shared.log_end_offset(), end);
+    let a = copied.read(0, end, usize::MAX, true).unwrap().records;
+    let b = shared.read(0, end, usize::MAX, true).unwrap().records;
+    assert!(a.len() > 600_000);
+    assert!(a == b, "logs differ");
 }

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
 use kafka_protocol::records::RecordBatchDecoder;
@@ -199,7 +198,6 @@ fn append_partition(
             return failed(index, error_codes::INVALID_RECORD, Some(message));
         }
     }
-    let mut bytes = BytesMut::from(&records[..]);
     let options = AppendOptions {
         leader_epoch: partition.leader_epoch(),
         log_append_time_ms: config.log_append_time.then(now_ms),
@@ -208,7 +206,9 @@ fn append_partition(
         let mut producers = partition.append_lock.lock();
         match producers.check(&header) {
             SequenceCheck::Append => {
-                let result = partition.log.append(&mut bytes, options);
+                // The request's buffer is written as it is (only the
+                // header is copied to stamp the offset and epoch).
+                let result = partition.log.append_shared(&records, options);
                 if let Ok(info) = &result {
                     if header.producer_id >= 0 {
                         producers.record(&header, info.base_offset, now_ms());
