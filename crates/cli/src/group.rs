@@ -22,7 +22,8 @@ use kafka_protocol::protocol::{Decodable as _, StrBytes};
 use rdkafka::consumer::Consumer as _;
 
 use self::coordinator::{
-    check, code, committed_offsets, describe_group, group_id, is_missing, retrying, Session,
+    check, code, committed_offsets, describe_group, group_coordinator, group_id, is_missing,
+    retrying, Session,
 };
 use crate::client::{blocking, fetch_metadata, ConnectionArgs, REQUEST_TIMEOUT};
 use crate::table;
@@ -176,7 +177,7 @@ struct GroupView {
 }
 
 async fn group_view(connection: &ConnectionArgs, group: &str) -> anyhow::Result<GroupView> {
-    let mut session = Session::coordinator(connection, group).await?;
+    let mut session = group_coordinator(connection, group).await?;
     let described = describe_group(&mut session, group).await?;
     let committed = committed_offsets(&mut session, group, None).await?;
     Ok(GroupView {
@@ -363,7 +364,7 @@ async fn delete(connection: &ConnectionArgs, group: &str) -> anyhow::Result<()> 
 }
 
 async fn delete_once(connection: &ConnectionArgs, group: &str) -> anyhow::Result<()> {
-    let mut session = Session::coordinator(connection, group).await?;
+    let mut session = group_coordinator(connection, group).await?;
     let version = session.version::<DeleteGroupsRequest>(2)?;
     let request = DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]);
     let response = session.send(version, &request).await?;

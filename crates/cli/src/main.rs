@@ -9,6 +9,7 @@ mod bench;
 mod client;
 mod cluster;
 mod consume;
+mod coordinator;
 mod format;
 mod group;
 mod produce;

@@ -14,7 +14,7 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::coordinator::{
-    check, code, committed_offsets, describe_group, group_id, retrying, Session,
+    check, code, committed_offsets, describe_group, group_coordinator, group_id, retrying,
 };
 use super::ResetArgs;
 use crate::client::{blocking, fetch_metadata, ConnectionArgs, REQUEST_TIMEOUT};
@@ -171,7 +171,7 @@ pub(super) async fn reset_offsets(
     // Refused while the group has members: they would overwrite the reset
     // with their next commit (Kafka's tool refuses too).
     let (described, committed) = retrying(|| async {
-        let mut session = Session::coordinator(connection, group).await?;
+        let mut session = group_coordinator(connection, group).await?;
         let described = describe_group(&mut session, group).await?;
         let topics = [(topic.clone(), partitions.clone())];
         let committed = committed_offsets(&mut session, group, Some(&topics)).await?;
@@ -268,7 +268,7 @@ async fn commit_plan(
     topic: &str,
     plan: &[PlannedReset],
 ) -> anyhow::Result<()> {
-    let mut session = Session::coordinator(connection, group).await?;
+    let mut session = group_coordinator(connection, group).await?;
     // v9 is for KIP-848 consumer groups' member epochs; v8 is the classic form.
     let version = session.version::<OffsetCommitRequest>(8)?;
     let request = OffsetCommitRequest::default()
