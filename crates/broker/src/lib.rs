@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod error_codes;
 pub mod group;
 pub mod handlers;
+pub mod internal_topic;
 pub mod net;
 pub mod producer_state;
 pub mod replica_manager;
