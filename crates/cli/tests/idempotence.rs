@@ -9,8 +9,6 @@
 //! ids, epochs and sequences.
 
 mod common;
-#[path = "common/fixed_port.rs"]
-mod fixed_port;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,7 +21,6 @@ use common::raw::RawConnection;
 use common::{
     assign, consumer, create_topic, poll_for, poll_messages, producer, topic_name, TestBroker,
 };
-use fixed_port::FixedPortBroker;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -583,7 +580,7 @@ type Report = (i32, usize, Result<i64, String>);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_mid_stream_every_record_exactly_once_in_order() {
-    let mut broker = FixedPortBroker::start();
+    let mut broker = TestBroker::start();
     let topic = topic_name("idem-kill9");
     create_topic(broker.bootstrap(), &topic, PARTITIONS).await;
     let producer = idempotent_producer(broker.bootstrap());
@@ -670,8 +667,8 @@ async fn kill9_mid_stream_every_record_exactly_once_in_order() {
     broker.kill9();
     let at_kill = acknowledged.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    eprintln!("phase: restart on {}", broker.bootstrap());
-    broker.start_again();
+    eprintln!("phase: restart on the same port");
+    broker.start_again_on_same_port();
     wait_acks(at_kill + 600, "after the restart").await;
     stop.store(true, Ordering::SeqCst);
     let sent = tokio::time::timeout(Duration::from_secs(30), stream)
@@ -718,7 +715,7 @@ async fn kill9_mid_stream_every_record_exactly_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_state_survives_a_clean_restart_for_a_live_producer() {
-    let mut broker = FixedPortBroker::start();
+    let mut broker = TestBroker::start();
     let topic = topic_name("idem-sigterm");
     create_topic(broker.bootstrap(), &topic, PARTITIONS).await;
     let producer = idempotent_producer(broker.bootstrap());
@@ -771,7 +768,7 @@ async fn producer_state_survives_a_clean_restart_for_a_live_producer() {
     eprintln!("phase: SIGTERM and restart on the same port");
     let status = broker.terminate();
     assert!(status.success(), "clean shutdown: {status}");
-    broker.start_again();
+    broker.start_again_on_same_port();
 
     eprintln!("phase: the same producer goes on");
     let errors = send_round(&producer, &topic, &mut sent, 30).await;

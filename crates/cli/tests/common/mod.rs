@@ -99,6 +99,17 @@ impl TestBroker {
     }
 
     fn spawn(&mut self) {
+        if let Err(status) = self.spawn_on("127.0.0.1:0") {
+            panic!(
+                "broker exited with {status} before listening; stderr:\n{}",
+                self.log_tail()
+            );
+        }
+    }
+
+    /// Starts a child listening on `listen`; `Err` with its exit status when
+    /// it exits before listening (for instance: the address is still in use).
+    fn spawn_on(&mut self, listen: &str) -> Result<(), ExitStatus> {
         assert!(self.child.is_none(), "broker already running");
         self.generation += 1;
         let log = std::fs::File::create(self.log_path()).expect("create broker log");
@@ -107,7 +118,7 @@ impl TestBroker {
             .env("NO_COLOR", "1")
             .arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
             .arg(&self.data_dir);
         for (key, value) in &self.settings {
@@ -137,10 +148,7 @@ impl TestBroker {
                 Ok(line) => break line,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Ok(Some(status)) = child.try_wait() {
-                        panic!(
-                            "broker exited with {status} before listening; stderr:\n{}",
-                            self.log_tail()
-                        );
+                        return Err(status);
                     }
                     if Instant::now() > deadline {
                         let _ = child.kill();
@@ -153,11 +161,7 @@ impl TestBroker {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let _ = child.kill();
-                    let status = child.wait();
-                    panic!(
-                        "broker closed stdout before listening ({status:?}); stderr:\n{}",
-                        self.log_tail()
-                    );
+                    return Err(child.wait().expect("wait for broker"));
                 }
             }
         };
@@ -168,6 +172,7 @@ impl TestBroker {
             .to_string();
         self.address = address;
         self.child = Some(child);
+        Ok(())
     }
 
     /// `host:port` for `bootstrap.servers`.
@@ -237,6 +242,34 @@ impl TestBroker {
             self.terminate();
         }
         self.spawn();
+    }
+
+    /// Starts the stopped broker again on the same data directory and the
+    /// SAME port, so that clients built before the stop (an rdkafka producer
+    /// in the middle of a stream) reconnect by themselves. The killed
+    /// process's sockets may hold the port for a moment: retried.
+    pub fn start_again_on_same_port(&mut self) {
+        assert!(self.child.is_none(), "broker still running");
+        let address = self.address.clone();
+        for attempt in 1..=20 {
+            match self.spawn_on(&address) {
+                Ok(()) => {
+                    assert_eq!(
+                        self.address, address,
+                        "the broker came back on its old port"
+                    );
+                    return;
+                }
+                Err(status) => {
+                    eprintln!(
+                        "restart on {address} attempt {attempt}: exited with {status}; stderr:\n{}",
+                        self.log_tail()
+                    );
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+        }
+        panic!("the broker could not start again on {address}");
     }
 
     /// The last lines of the current broker's stderr, for failure messages.
