@@ -137,7 +137,7 @@ pub fn encode(
                     topic_any = true;
                 }
             }
-            if topic_any && flexible && !topic.unknown_tagged_fields.is_empty() {
+            if flexible && !topic.unknown_tagged_fields.is_empty() {
                 return false;
             }
             any |= topic_any;
@@ -249,16 +249,21 @@ fn splice(
     position += if version >= 1 { 4 } else { 0 } + if version >= 7 { 6 } else { 0 };
     position += array_prefix_len(version, response.responses.len());
     for (t, topic) in response.responses.iter().enumerate() {
-        let topic_len = topic.compute_size(version).ok()?;
-        let mut sizes = Vec::with_capacity(topic.partitions.len());
-        for partition in &topic.partitions {
-            sizes.push(partition.compute_size(version).ok()?);
-        }
-        // The topic's own fields and the partitions' array prefix come
-        // first, its tagged section last.
-        let topic_head = topic_len.checked_sub(sizes.iter().sum::<usize>() + topic_tail)?;
-        let mut at = position + topic_head;
-        for (p, len) in sizes.iter().enumerate() {
+        // The topic's own field (name, or id from v13) and the partitions'
+        // array prefix come first, its (empty) tagged section last.
+        let name_len = if version >= 13 {
+            16
+        } else {
+            let len = topic.topic.0.len();
+            len + if flexible {
+                varint_len(len as u32 + 1)
+            } else {
+                2
+            }
+        };
+        let mut at = position + name_len + array_prefix_len(version, topic.partitions.len());
+        for (p, partition) in topic.partitions.iter().enumerate() {
+            let len = partition.compute_size(version).ok()?;
             if next.peek() == Some(&&(t, p)) {
                 next.next();
                 // A partition ends with its records field and, in flexible
@@ -267,7 +272,7 @@ fn splice(
             }
             at += len;
         }
-        position += topic_len;
+        position = at + topic_tail;
     }
     if positions.len() != taken.len() {
         return None;
