@@ -223,10 +223,7 @@ pub async fn create_topic(
         .await
         .map_err(|e| TopicError::new(error_codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
     let image = state.quorum.image();
-    state
-        .replicas
-        .reconcile(&image)
-        .map_err(|e| TopicError::new(error_codes::KAFKA_STORAGE_ERROR, e.to_string()))?;
+    apply_locally(state, &image);
     tracing::info!(topic = %spec.name, topic_id = %created.topic_id, partitions = created.num_partitions, "topic created");
     Ok(created)
 }
@@ -256,10 +253,7 @@ pub async fn delete_topic(state: &BrokerState, name: &str) -> Result<Uuid, Topic
         .await
         .map_err(|e| TopicError::new(error_codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
     let image = state.quorum.image();
-    state
-        .replicas
-        .reconcile(&image)
-        .map_err(|e| TopicError::new(error_codes::KAFKA_STORAGE_ERROR, e.to_string()))?;
+    apply_locally(state, &image);
     tracing::info!(topic = %name, %topic_id, "topic deleted");
     Ok(topic_id)
 }
@@ -430,10 +424,7 @@ pub async fn alter_configs(
         .await
         .map_err(|e| TopicError::new(error_codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
     let image = state.quorum.image();
-    state
-        .replicas
-        .reconcile(&image)
-        .map_err(|e| TopicError::new(error_codes::KAFKA_STORAGE_ERROR, e.to_string()))?;
+    apply_locally(state, &image);
     tracing::info!(?resource, "configs altered");
     Ok(())
 }
@@ -551,12 +542,21 @@ pub async fn create_partitions(
         .await
         .map_err(|e| TopicError::new(error_codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
     let image = state.quorum.image();
-    state
-        .replicas
-        .reconcile(&image)
-        .map_err(|e| TopicError::new(error_codes::KAFKA_STORAGE_ERROR, e.to_string()))?;
+    apply_locally(state, &image);
     tracing::info!(topic = name, count, "partitions created");
     Ok(())
+}
+
+/// Applies a committed change to this node's partitions. The change is in the
+/// metadata log whatever happens here: a partition that fails to open (full
+/// disk, no descriptors) stays offline, requests for it get
+/// KAFKA_STORAGE_ERROR, and the image follower retries it with backoff (as a
+/// broker of a cluster applies what the controller committed).
+fn apply_locally(state: &BrokerState, image: &sluice_meta::ClusterImage) {
+    if let Err(error) = state.replicas.reconcile(image) {
+        tracing::warn!(%error, "applying the metadata change locally failed; retrying in the background");
+        state.replicas.request_reconcile_retry();
+    }
 }
 
 #[cfg(test)]

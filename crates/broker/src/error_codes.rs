@@ -79,6 +79,8 @@ pub fn from_log_error(error: &LogError) -> i16 {
         LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         LogError::InvalidBatch(batch) => from_batch_error(batch),
         LogError::Closed => NOT_LEADER_OR_FOLLOWER,
-        LogError::Io { .. } | LogError::Corrupt { .. } => KAFKA_STORAGE_ERROR,
+        LogError::Io { .. } | LogError::Corrupt { .. } | LogError::Locked { .. } => {
+            KAFKA_STORAGE_ERROR
+        }
     }
 }

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_log::DataDir;
+use sluice_log::{DataDir, MetaProperties};
 use sluice_meta::{BrokerRegistration, MetadataQuorum, MetadataRecord, QuorumConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -138,10 +138,16 @@ impl Broker {
             .clamp(8, i32::MAX as i64) as usize;
         let connections_max = settings.get_i64("max.connections").clamp(1, 1 << 20) as usize;
 
-        std::fs::create_dir_all(&config.data_dir)?;
-        let data_dir = DataDir::open(&config.data_dir)?;
+        // The listener first: a port in use fails the start before anything
+        // is written to the data directory.
+        let listener = TcpListener::bind(&config.listen).await.map_err(|error| {
+            BrokerError::Config(format!("cannot listen on {}: {error}", config.listen))
+        })?;
+        let local_addr = listener.local_addr()?;
+        let data_dir = open_data_dir(&config.data_dir)?;
         let clean = data_dir.was_clean_shutdown();
         tracing::info!(data_dir = %config.data_dir.display(), clean_shutdown = clean, "opening data directory");
+        let properties = check_data_dir_identity(&data_dir, config.node_id)?;
 
         let quorum = Arc::new(
             MetadataQuorum::open(
@@ -153,9 +159,13 @@ impl Broker {
             )
             .await?,
         );
+        if properties.is_none() {
+            data_dir.write_meta_properties(&MetaProperties {
+                cluster_id: quorum.cluster_id(),
+                node_id: config.node_id,
+            })?;
+        }
 
-        let listener = TcpListener::bind(&config.listen).await?;
-        let local_addr = listener.local_addr()?;
         let (host, port) = match &config.advertised_listener {
             Some(advertised) => parse_host_port(advertised)?,
             None => (local_addr.ip().to_string(), local_addr.port()),
@@ -178,7 +188,12 @@ impl Broker {
             config.node_id,
         ));
         let image = quorum.image();
-        replicas.reconcile(&image)?;
+        if let Err(error) = replicas.reconcile(&image) {
+            // The partitions that failed are offline; the image follower
+            // retries them.
+            tracing::warn!(%error, "some partitions could not be opened; retrying in the background");
+            replicas.request_reconcile_retry();
+        }
         replicas.remove_orphans(&image)?;
 
         let group_config = group::coordinator::CoordinatorConfig::from_settings(&settings);
@@ -249,6 +264,70 @@ impl Broker {
         self.state.quorum.shutdown().await?;
         tracing::info!("broker stopped cleanly");
         Ok(())
+    }
+}
+
+/// Creates (if needed) and locks the data directory; errors name it.
+fn open_data_dir(path: &std::path::Path) -> Result<DataDir, BrokerError> {
+    std::fs::create_dir_all(path).map_err(|error| {
+        BrokerError::Config(format!(
+            "cannot use data directory {}: {error}",
+            path.display()
+        ))
+    })?;
+    DataDir::open(path).map_err(|error| match error {
+        sluice_log::LogError::Locked { .. } => BrokerError::Log(error),
+        other => BrokerError::Config(format!(
+            "cannot use data directory {}: {other}",
+            path.display()
+        )),
+    })
+}
+
+/// Refuses a data directory whose partition data the metadata does not
+/// cover: partition directories (or `meta.properties`) without the metadata
+/// log would be treated as unknown and lost, and another cluster's metadata
+/// would not know them either (Kafka refuses a log directory whose
+/// `meta.properties` is missing or names another cluster). Returns the
+/// `meta.properties` found, if any.
+fn check_data_dir_identity(
+    data_dir: &DataDir,
+    node_id: i32,
+) -> Result<Option<MetaProperties>, BrokerError> {
+    let dir = data_dir.path().display();
+    let stored_cluster_id = MetadataQuorum::stored_cluster_id(data_dir.path())?;
+    let properties = data_dir.meta_properties()?;
+    match (&stored_cluster_id, &properties) {
+        (None, Some(properties)) => Err(BrokerError::Config(format!(
+            "data directory {dir} belongs to cluster {} (meta.properties) but its metadata log {dir}/meta is missing; \
+             refusing to start, as a new metadata log would not know its partitions: restore {dir}/meta",
+            properties.cluster_id
+        ))),
+        (None, None) => {
+            let partitions = data_dir.partition_dirs()?;
+            match partitions.first() {
+                Some(first) => Err(BrokerError::Config(format!(
+                    "data directory {dir} holds {} partition directories (such as {}) but no metadata ({dir}/meta is missing); \
+                     refusing to start rather than treat them as unknown: restore {dir}/meta or move them away",
+                    partitions.len(),
+                    first.path.display()
+                ))),
+                None => Ok(None),
+            }
+        }
+        (Some(stored), Some(properties)) if *stored != properties.cluster_id => {
+            Err(BrokerError::Config(format!(
+                "data directory {dir} belongs to cluster {} (meta.properties) but {dir}/meta holds cluster {stored}; refusing to start",
+                properties.cluster_id
+            )))
+        }
+        (Some(_), Some(properties)) if properties.node_id != node_id => {
+            Err(BrokerError::Config(format!(
+                "data directory {dir} belongs to node {} (meta.properties), not to node {node_id}; refusing to start",
+                properties.node_id
+            )))
+        }
+        _ => Ok(properties),
     }
 }
 
@@ -369,17 +448,43 @@ async fn run_log_maintenance(state: Arc<BrokerState>, mut shutdown: watch::Recei
     }
 }
 
-/// Applies every new metadata image to the local partitions.
+/// First wait before retrying a reconciliation that failed.
+const RECONCILE_RETRY_MIN: Duration = Duration::from_millis(500);
+/// Longest wait between reconciliation retries.
+const RECONCILE_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Applies every new metadata image to the local partitions, and retries
+/// (with backoff) partitions that failed to open until they succeed.
 async fn run_image_follower(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
     let mut images = state.quorum.subscribe();
+    let mut retry_in: Option<Duration> = None;
     loop {
+        let retry = async {
+            match retry_in {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = images.changed() => if changed.is_err() { return },
+            _ = state.replicas.reconcile_retry_requested(), if retry_in.is_none() => {
+                retry_in = Some(RECONCILE_RETRY_MIN);
+                continue;
+            }
+            _ = retry => {}
             _ = shutdown.changed() => return,
         }
         let image = images.borrow_and_update().clone();
-        if let Err(error) = state.replicas.reconcile(&image) {
-            tracing::error!(%error, "applying metadata image to local partitions failed");
+        match state.replicas.reconcile(&image) {
+            Ok(()) => retry_in = None,
+            Err(error) => {
+                let delay = retry_in.map_or(RECONCILE_RETRY_MIN, |delay| {
+                    (delay * 2).min(RECONCILE_RETRY_MAX)
+                });
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64,
+                    "applying the metadata image to local partitions failed; retrying");
+                retry_in = Some(delay);
+            }
         }
     }
 }

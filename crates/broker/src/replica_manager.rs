@@ -186,6 +186,12 @@ pub struct ReplicaManager {
     flush_wakeup: Notify,
     /// Serializes reconciliation with the metadata image.
     reconcile_lock: Mutex<()>,
+    /// Partitions the image places here whose logs failed to open, with the
+    /// error; reconciliation retries them.
+    offline: Mutex<HashMap<(String, i32), String>>,
+    /// Wakes the image follower to retry a reconciliation that failed
+    /// outside it (in a controller call).
+    reconcile_retry: Notify,
 }
 
 impl ReplicaManager {
@@ -199,6 +205,8 @@ impl ReplicaManager {
             flush_before_visible,
             flush_wakeup: Notify::new(),
             reconcile_lock: Mutex::new(()),
+            offline: Mutex::new(HashMap::new()),
+            reconcile_retry: Notify::new(),
         }
     }
 
@@ -223,6 +231,13 @@ impl ReplicaManager {
     /// Makes the hosted partitions match the image: opens logs for new
     /// partitions, removes logs of deleted topics (and of topics re-created
     /// under a new id), refreshes epochs and configs.
+    ///
+    /// Data is deleted only for topics the metadata log deleted
+    /// (`ClusterImage::deleted_topic_ids`); a directory whose topic id the
+    /// image does not know is set aside as stray. A partition that fails to
+    /// open (full disk, no descriptors) is remembered as offline (requests
+    /// for it get KAFKA_STORAGE_ERROR) and the others are still opened; the
+    /// first failure is returned so the caller retries.
     pub fn reconcile(&self, image: &ClusterImage) -> Result<(), sluice_log::LogError> {
         let _guard = self.reconcile_lock.lock();
         // Remove what the image no longer has.
@@ -241,10 +256,15 @@ impl ReplicaManager {
                 .collect()
         };
         for partition in stale {
-            self.remove_partition(&partition);
+            let deleted = image.deleted_topic_ids.contains(&partition.topic_id);
+            self.remove_partition(&partition, deleted);
         }
+        self.offline
+            .lock()
+            .retain(|(topic, _), _| image.topic(topic).is_some());
         // Open what the image has and we lack.
         let dynamic = DynamicBrokerConfigs::from_image(image, self.node_id);
+        let mut first_failure = None;
         for topic in image.topics.values() {
             let overrides = &topic.configs;
             let config = Arc::new(self.settings.topic_config(&dynamic, overrides));
@@ -267,13 +287,33 @@ impl ReplicaManager {
                     }
                     continue;
                 }
-                let partition = self.open_partition(
-                    &topic.name,
-                    topic.topic_id,
-                    state.partition,
-                    state.leader_epoch,
-                    config.clone(),
-                )?;
+                let key = (topic.name.clone(), state.partition);
+                let opened = self
+                    .clear_older_directory(image, &topic.name, topic.topic_id, state.partition)
+                    .and_then(|()| {
+                        self.open_partition(
+                            &topic.name,
+                            topic.topic_id,
+                            state.partition,
+                            state.leader_epoch,
+                            config.clone(),
+                        )
+                    });
+                let partition = match opened {
+                    Ok(partition) => partition,
+                    Err(error) => {
+                        let first = self.offline.lock().insert(key, error.to_string()).is_none();
+                        if first {
+                            tracing::error!(topic = %topic.name, partition = state.partition, %error,
+                                "cannot open partition; it is offline until a retry succeeds");
+                        }
+                        first_failure.get_or_insert(error);
+                        continue;
+                    }
+                };
+                if self.offline.lock().remove(&key).is_some() {
+                    tracing::info!(topic = %topic.name, partition = state.partition, "partition opened after earlier failures");
+                }
                 let mut map = self.partitions.write();
                 let list = map.entry(topic.name.clone()).or_default();
                 // Partition ids are dense and created in order.
@@ -284,20 +324,97 @@ impl ReplicaManager {
                 }
             }
         }
-        Ok(())
+        match first_failure {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
-    /// Removes partition directories that belong to no topic in the image
-    /// (left behind by a deletion that a crash interrupted).
+    /// Asks the image follower to retry reconciliation (with its backoff).
+    pub fn request_reconcile_retry(&self) {
+        self.reconcile_retry.notify_one();
+    }
+
+    /// Completes when `request_reconcile_retry` was called.
+    pub async fn reconcile_retry_requested(&self) {
+        self.reconcile_retry.notified().await;
+    }
+
+    /// Whether the image places this partition here but its log could not be
+    /// opened (answer KAFKA_STORAGE_ERROR rather than "unknown").
+    pub fn is_offline(&self, topic: &str, partition: i32) -> bool {
+        self.offline
+            .lock()
+            .contains_key(&(topic.to_string(), partition))
+    }
+
+    /// The error for a request on a partition this node does not serve:
+    /// KAFKA_STORAGE_ERROR when its log failed to open, else
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn missing_partition_error(&self, topic: &str, partition: i32) -> i16 {
+        if self.is_offline(topic, partition) {
+            crate::error_codes::KAFKA_STORAGE_ERROR
+        } else {
+            crate::error_codes::UNKNOWN_TOPIC_OR_PARTITION
+        }
+    }
+
+    /// Before opening `topic`-`partition` under `topic_id`: a directory of the
+    /// same name that holds another topic id is deleted when the metadata log
+    /// deleted that topic, else set aside as stray.
+    fn clear_older_directory(
+        &self,
+        image: &ClusterImage,
+        topic: &str,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> Result<(), sluice_log::LogError> {
+        let path = self.data_dir.partition_path(topic, partition);
+        if !path.exists() {
+            return Ok(());
+        }
+        match self.data_dir.stored_topic_id(topic, partition) {
+            Some(stored) if stored == topic_id => Ok(()),
+            // Left by an earlier attempt of ours that failed half-way (full
+            // disk) before `partition.metadata` was written.
+            None if self.is_offline(topic, partition) || directory_is_empty(&path) => Ok(()),
+            Some(stored) if image.deleted_topic_ids.contains(&stored) => {
+                tracing::info!(topic, partition, old_topic_id = %stored,
+                    "removing the directory of a deleted topic of the same name");
+                self.data_dir.delete_partition(topic, partition)
+            }
+            stored => {
+                let moved = self.data_dir.set_aside_stray(topic, partition)?;
+                tracing::warn!(topic, partition, stored_topic_id = ?stored, moved_to = %moved.display(),
+                    "partition directory holds a topic id the metadata does not know; kept aside as stray");
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets aside, as stray, partition directories that belong to no
+    /// partition this node hosts, unless the metadata log deleted their topic
+    /// (a deletion that a crash interrupted): those are removed. Kafka's
+    /// KIP-858: a broker never deletes a log its metadata does not know.
     pub fn remove_orphans(&self, image: &ClusterImage) -> Result<(), sluice_log::LogError> {
         for dir in self.data_dir.partition_dirs()? {
-            let known = image
-                .topic(&dir.topic)
-                .map(|t| (dir.partition as usize) < t.partitions.len())
-                .unwrap_or(false);
-            if !known && self.get(&dir.topic, dir.partition).is_none() {
-                tracing::info!(topic = %dir.topic, partition = dir.partition, "removing orphaned partition directory");
-                self.data_dir.delete_partition(&dir.topic, dir.partition)?;
+            if self.get(&dir.topic, dir.partition).is_some()
+                || self.is_offline(&dir.topic, dir.partition)
+            {
+                continue;
+            }
+            match dir.topic_id() {
+                Some(topic_id) if image.deleted_topic_ids.contains(&topic_id) => {
+                    tracing::info!(topic = %dir.topic, partition = dir.partition, %topic_id,
+                        "removing the directory of a deleted topic");
+                    self.data_dir.delete_partition(&dir.topic, dir.partition)?;
+                }
+                topic_id => {
+                    let moved = self.data_dir.set_aside_stray(&dir.topic, dir.partition)?;
+                    tracing::warn!(topic = %dir.topic, partition = dir.partition, ?topic_id,
+                        moved_to = %moved.display(),
+                        "partition directory unknown to the metadata; kept aside as stray");
+                }
             }
         }
         Ok(())
@@ -319,7 +436,7 @@ impl ReplicaManager {
             Some(checkpoint.as_ref().map(|c| c.recovery_point).unwrap_or(0))
         };
         let log_start_offset = checkpoint.as_ref().map(|c| c.log_start_offset);
-        let mut log = Log::open_with_start(
+        let log = Log::open_with_start(
             &path,
             config.log_config(),
             topic_id,
@@ -327,16 +444,17 @@ impl ReplicaManager {
             log_start_offset,
         )?;
         if log.topic_id() != topic_id {
-            // A directory of an older topic with the same name: never serve it.
-            tracing::warn!(
-                topic,
-                partition = index,
-                "partition directory belongs to an older topic id; removing it"
-            );
+            // `clear_older_directory` moved any other topic's directory away
+            // first; never serve another topic's data.
             log.close()?;
-            drop(log);
-            self.data_dir.delete_partition(topic, index)?;
-            log = Log::open(&path, config.log_config(), topic_id, None)?;
+            return Err(sluice_log::LogError::Corrupt {
+                path: path.clone(),
+                position: 0,
+                reason: format!(
+                    "partition.metadata names topic id {} instead of {topic_id}",
+                    log.topic_id()
+                ),
+            });
         }
         let producers = producer_state::persistence::load(&path, &log);
         let log = Arc::new(log);
@@ -362,7 +480,10 @@ impl ReplicaManager {
         Ok(partition)
     }
 
-    fn remove_partition(&self, partition: &Arc<Partition>) {
+    /// Stops serving a partition the image no longer places here: its
+    /// directory is deleted when the metadata log deleted the topic, else set
+    /// aside as stray.
+    fn remove_partition(&self, partition: &Arc<Partition>, deleted: bool) {
         {
             let mut map = self.partitions.write();
             if let Some(list) = map.get(&partition.topic) {
@@ -374,13 +495,26 @@ impl ReplicaManager {
         if let Err(error) = partition.log.close() {
             tracing::warn!(topic = %partition.topic, %error, "closing deleted partition");
         }
-        if let Err(error) = self
-            .data_dir
-            .delete_partition(&partition.topic, partition.index)
-        {
-            tracing::warn!(topic = %partition.topic, %error, "deleting partition directory");
+        if deleted {
+            if let Err(error) = self
+                .data_dir
+                .delete_partition(&partition.topic, partition.index)
+            {
+                tracing::warn!(topic = %partition.topic, %error, "deleting partition directory");
+            }
+            tracing::info!(topic = %partition.topic, partition = partition.index, "partition removed");
+            return;
         }
-        tracing::info!(topic = %partition.topic, partition = partition.index, "partition removed");
+        match self
+            .data_dir
+            .set_aside_stray(&partition.topic, partition.index)
+        {
+            Ok(moved) => tracing::warn!(topic = %partition.topic, partition = partition.index,
+                moved_to = %moved.display(), "partition no longer in the metadata; kept aside as stray"),
+            Err(error) => {
+                tracing::warn!(topic = %partition.topic, %error, "setting a stray partition aside")
+            }
+        }
     }
 
     /// Records that `partition` has new data: either publishes it right away
@@ -618,4 +752,11 @@ impl ReplicaManager {
         }
         self.data_dir.mark_clean_shutdown()
     }
+}
+
+/// Whether `path` is a directory with nothing in it.
+fn directory_is_empty(path: &std::path::Path) -> bool {
+    std::fs::read_dir(path)
+        .map(|mut entries| entries.next().is_none())
+        .unwrap_or(false)
 }

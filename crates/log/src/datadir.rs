@@ -18,11 +18,31 @@ pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
 pub const CLEAN_SHUTDOWN: &str = ".clean-shutdown";
 /// Directory of the metadata store, not a partition.
 pub const META_DIR: &str = "meta";
+/// Held with an exclusive advisory lock while a broker uses the directory
+/// (Kafka's `.lock`).
+pub const LOCK_FILE: &str = ".lock";
+/// Kafka's `meta.properties`: the cluster and node this directory belongs to.
+pub const META_PROPERTIES: &str = "meta.properties";
+/// Suffix of a partition directory set aside because the metadata does not
+/// know it (Kafka's stray logs, KIP-858): kept for an operator, never deleted.
+pub const STRAY_SUFFIX: &str = "-stray";
+
+/// The identity recorded in `meta.properties`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaProperties {
+    /// `cluster.id`.
+    pub cluster_id: String,
+    /// `node.id`.
+    pub node_id: i32,
+}
 
 /// The data directory.
 pub struct DataDir {
     /// Root of the data directory.
     path: PathBuf,
+    /// `.lock`, exclusively locked for as long as this value lives: a second
+    /// broker on the same directory would write into the same segments.
+    _lock: std::fs::File,
     /// Whether `.clean-shutdown` was present at open (it is removed then).
     clean_shutdown: bool,
     /// The checkpoints as read at open, keyed by (topic, partition).
@@ -65,6 +85,25 @@ impl DataDir {
     /// for the missing values.
     pub fn open(path: &Path) -> Result<DataDir, LogError> {
         std::fs::create_dir_all(path).map_err(|error| io_error(path, error))?;
+        // The lock comes first: nothing in the directory is touched before it
+        // is ours.
+        let lock_path = path.join(LOCK_FILE);
+        let lock = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|error| io_error(&lock_path, error))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LogError::Locked {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(error)) => return Err(io_error(&lock_path, error)),
+        }
         let marker = path.join(CLEAN_SHUTDOWN);
         let clean_shutdown = marker.exists();
         if clean_shutdown {
@@ -107,6 +146,7 @@ impl DataDir {
         }
         Ok(DataDir {
             path: path.to_path_buf(),
+            _lock: lock,
             clean_shutdown,
             checkpoints,
         })
@@ -149,6 +189,12 @@ impl DataDir {
         self.checkpoints
             .get(&(topic.to_string(), partition))
             .cloned()
+    }
+
+    /// The topic id in a partition directory's `partition.metadata`, or
+    /// `None` when the directory, or that file, is missing or unreadable.
+    pub fn stored_topic_id(&self, topic: &str, partition: i32) -> Option<uuid::Uuid> {
+        crate::metadata::read(&self.partition_path(topic, partition))
     }
 
     /// Directory for a partition: `<data-dir>/<topic>-<partition>`.
@@ -198,6 +244,63 @@ impl DataDir {
         std::fs::rename(&source, &target).map_err(|error| io_error(&source, error))?;
         checkpoint::sync_dir(&self.path)?;
         std::fs::remove_dir_all(&target).map_err(|error| io_error(&target, error))
+    }
+
+    /// Renames a partition directory the metadata does not know to
+    /// `<topic>-<partition>.<uuid>-stray` (Kafka's stray log, KIP-858) and
+    /// returns the new path. Its data is kept for an operator; nothing here
+    /// ever deletes a stray directory.
+    pub fn set_aside_stray(&self, topic: &str, partition: i32) -> Result<PathBuf, LogError> {
+        let source = self.partition_path(topic, partition);
+        let target = self.path.join(format!(
+            "{topic}-{partition}.{}{STRAY_SUFFIX}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::rename(&source, &target).map_err(|error| io_error(&source, error))?;
+        checkpoint::sync_dir(&self.path)?;
+        Ok(target)
+    }
+
+    /// `meta.properties`, or `None` when the file does not exist.
+    pub fn meta_properties(&self) -> Result<Option<MetaProperties>, LogError> {
+        let path = self.path.join(META_PROPERTIES);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(io_error(&path, error)),
+        };
+        let mut cluster_id = None;
+        let mut node_id = None;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('#') {
+                continue;
+            }
+            match line.split_once('=') {
+                Some(("cluster.id", value)) => cluster_id = Some(value.trim().to_string()),
+                Some(("node.id", value)) => node_id = value.trim().parse().ok(),
+                _ => {}
+            }
+        }
+        match (cluster_id, node_id) {
+            (Some(cluster_id), Some(node_id)) => Ok(Some(MetaProperties {
+                cluster_id,
+                node_id,
+            })),
+            _ => Err(LogError::Corrupt {
+                path,
+                position: 0,
+                reason: "meta.properties lacks cluster.id or node.id".to_string(),
+            }),
+        }
+    }
+
+    /// Writes `meta.properties` (Kafka's keys: version, cluster.id, node.id).
+    pub fn write_meta_properties(&self, properties: &MetaProperties) -> Result<(), LogError> {
+        let text = format!(
+            "#\n#Written by sluice\nversion=1\ncluster.id={}\nnode.id={}\n",
+            properties.cluster_id, properties.node_id
+        );
+        checkpoint::write_atomically(&self.path.join(META_PROPERTIES), text.as_bytes())
     }
 
     /// Writes `.clean-shutdown` (after every log was flushed and closed).

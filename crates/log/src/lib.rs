@@ -80,7 +80,7 @@ mod throttle;
 
 pub use cleaner::{CLEANER_KEY_BYTES_MAX, CLEANER_OFFSET_CHECKPOINT};
 pub use cleaner_txn::{AbortedTxn, CleanerTxnInput};
-pub use datadir::{parse_partition_dir_name, DataDir};
+pub use datadir::{parse_partition_dir_name, DataDir, MetaProperties};
 pub use epoch::EpochEntry;
 pub use partition_log::Log;
 pub use throttle::Throttler;
@@ -114,6 +114,11 @@ pub enum LogError {
     },
     #[error("log is closed")]
     Closed,
+    /// Another process holds the data directory's `.lock`.
+    #[error(
+        "data directory {path} is in use by another broker (its .lock is held); refusing to start"
+    )]
+    Locked { path: PathBuf },
 }
 
 /// Per-log configuration, Kafka's topic config names in comments.
@@ -249,9 +254,20 @@ pub struct ReadResult {
 /// One partition directory found in the data dir.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionDir {
+    /// Topic name, from the directory name.
     pub topic: String,
+    /// Partition index, from the directory name.
     pub partition: i32,
+    /// The directory.
     pub path: PathBuf,
+}
+
+impl PartitionDir {
+    /// The topic id in the directory's `partition.metadata`; `None` when the
+    /// file is missing or unreadable (such a directory is stray).
+    pub fn topic_id(&self) -> Option<uuid::Uuid> {
+        metadata::read(&self.path)
+    }
 }
 
 /// Per-partition entry of the data-dir checkpoint files.

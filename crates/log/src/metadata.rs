@@ -36,6 +36,14 @@ pub fn read_or_create(dir: &Path, topic_id: uuid::Uuid) -> Result<uuid::Uuid, Lo
     }
 }
 
+/// The topic id stored in `dir`, or `None` when the file is missing or
+/// malformed.
+pub fn read(dir: &Path) -> Option<uuid::Uuid> {
+    std::fs::read_to_string(dir.join(PARTITION_METADATA))
+        .ok()
+        .and_then(|text| parse(&text))
+}
+
 fn parse(text: &str) -> Option<uuid::Uuid> {
     let mut version_ok = false;
     let mut topic_id = None;

@@ -75,6 +75,12 @@ pub(crate) fn check_or_store_node_id(dir: &Path, node_id: i32) -> Result<(), Met
     }
 }
 
+/// The cluster id stored in `dir`, or `None` before the first start.
+pub(crate) fn stored_cluster_id(dir: &Path) -> Result<Option<String>, MetaError> {
+    Ok(read_optional(dir, CLUSTER_ID_FILE)?
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string()))
+}
+
 /// Returns the stored cluster id, generating and persisting one on first start.
 pub(crate) fn load_or_create_cluster_id(dir: &Path) -> Result<String, MetaError> {
     if let Some(bytes) = read_optional(dir, CLUSTER_ID_FILE)? {

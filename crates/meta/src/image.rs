@@ -1,6 +1,6 @@
 //! The cluster image: the pure state machine of the metadata log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -37,6 +37,12 @@ pub struct ClusterImage {
     pub broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
     /// The next producer id not yet handed out.
     pub next_producer_id: i64,
+    /// Ids of every topic the metadata log deleted (or replaced by a new
+    /// topic of the same name). A broker deletes a partition directory only
+    /// when its topic id is here; one the image does not know at all is set
+    /// aside as stray (KIP-858). Grows by 16 bytes per deleted topic.
+    #[serde(default)]
+    pub deleted_topic_ids: BTreeSet<Uuid>,
     /// Log index of the last applied record.
     pub last_applied_index: u64,
 }
@@ -60,10 +66,14 @@ impl ClusterImage {
                 // index entries so both maps stay in sync.
                 if let Some(old) = self.topics.remove(name) {
                     self.topic_names_by_id.remove(&old.topic_id);
+                    if old.topic_id != *topic_id {
+                        self.deleted_topic_ids.insert(old.topic_id);
+                    }
                 }
                 if let Some(old_name) = self.topic_names_by_id.remove(topic_id) {
                     self.topics.remove(&old_name);
                 }
+                self.deleted_topic_ids.remove(topic_id);
                 self.topic_names_by_id.insert(*topic_id, name.clone());
                 self.topics.insert(
                     name.clone(),
@@ -78,6 +88,7 @@ impl ClusterImage {
             MetadataRecord::DeleteTopic { topic_id } => {
                 if let Some(name) = self.topic_names_by_id.remove(topic_id) {
                     self.topics.remove(&name);
+                    self.deleted_topic_ids.insert(*topic_id);
                 }
             }
             MetadataRecord::CreatePartitions {
@@ -281,6 +292,17 @@ mod tests {
                     assert!(image.topic("t").is_none());
                     assert!(image.topic_by_id(&id(1)).is_none());
                     assert!(image.topic("u").is_some());
+                    assert!(image.deleted_topic_ids.contains(&id(1)));
+                    assert!(!image.deleted_topic_ids.contains(&id(2)));
+                },
+            ),
+            (
+                "re-creating a name remembers the old id as deleted",
+                vec![create("t", id(1), 1), create("t", id(2), 1)],
+                |image| {
+                    assert_eq!(image.topic("t").unwrap().topic_id, id(2));
+                    assert!(image.deleted_topic_ids.contains(&id(1)));
+                    assert!(!image.deleted_topic_ids.contains(&id(2)));
                 },
             ),
             (

@@ -64,6 +64,12 @@ fn raft_node_id(node_id: i32) -> Result<u64, MetaError> {
 }
 
 impl MetadataQuorum {
+    /// The cluster id stored under `<data_dir>/meta/`, or `None` when the
+    /// quorum was never opened there (or its files were removed).
+    pub fn stored_cluster_id(data_dir: &Path) -> Result<Option<String>, MetaError> {
+        crate::files::stored_cluster_id(&data_dir.join(META_DIR))
+    }
+
     /// Opens `<data_dir>/meta/` (creating it and a new cluster id on first
     /// start; persisting node id and cluster id), starts openraft, initializes
     /// the one-voter membership on first start, replays/loads the state machine,

@@ -53,7 +53,7 @@ pub async fn handle(
                 Some(name) => state
                     .replicas
                     .get(name, p.partition)
-                    .ok_or(error_codes::UNKNOWN_TOPIC_OR_PARTITION),
+                    .ok_or_else(|| state.replicas.missing_partition_error(name, p.partition)),
             };
             targets.push(Target {
                 topic: name

@@ -52,7 +52,9 @@ pub async fn handle(
                 continue;
             }
             let Some(partition) = state.replicas.get(&name, p.partition_index) else {
-                response.error_code = error_codes::UNKNOWN_TOPIC_OR_PARTITION;
+                response.error_code = state
+                    .replicas
+                    .missing_partition_error(&name, p.partition_index);
                 partitions.push(response);
                 continue;
             };

@@ -136,7 +136,11 @@ fn append_partition(
     records: Option<bytes::Bytes>,
 ) -> Appended {
     let Some(partition) = state.replicas.get(topic, index) else {
-        return failed(index, error_codes::UNKNOWN_TOPIC_OR_PARTITION, None);
+        return failed(
+            index,
+            state.replicas.missing_partition_error(topic, index),
+            None,
+        );
     };
     if partition.internal {
         return failed(

@@ -1,0 +1,445 @@
+//! The data directory is never shared and never wiped: a second broker on a
+//! directory in use is refused; a directory whose metadata is missing or
+//! belongs to another cluster is refused; a partition the metadata does not
+//! know is set aside as stray, not deleted; only topics the metadata log
+//! deleted lose their data; a topic whose partitions could not be created
+//! (disk full) becomes usable once space returns, without a restart.
+
+mod common;
+
+#[path = "common/lifecycle.rs"]
+mod lifecycle;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{admin, admin_options, create_topic, describe_dir, producer, TestBroker};
+use lifecycle::{produce_all, read_until, wait_until, Outgoing};
+use rdkafka::producer::FutureRecord;
+use rdkafka::Offset;
+
+/// How long a refused start may take before the test calls it hung.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs `sluice serve` on `data_dir` and waits for it to exit (it is expected
+/// to refuse to start); panics if it is still running after `REFUSAL_TIMEOUT`.
+fn serve_expecting_refusal(data_dir: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .env("NO_COLOR", "1")
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice serve");
+    let deadline = Instant::now() + REFUSAL_TIMEOUT;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("wait");
+            panic!(
+                "sluice serve kept running on {}; stdout: {}\nstderr: {}",
+                data_dir.display(),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+/// Asserts the start was refused with a message containing every `needle`.
+fn assert_refused(output: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !output.status.success(),
+        "expected a refusal, got {}; stderr:\n{stderr}",
+        output.status
+    );
+    assert!(
+        !stdout.contains("listening on"),
+        "a refused broker must not listen; stdout: {stdout}"
+    );
+    let error_line = stderr
+        .lines()
+        .find(|line| line.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no `error:` line; stderr:\n{stderr}"));
+    for needle in needles {
+        assert!(
+            error_line.contains(needle),
+            "error line {error_line:?} lacks {needle:?}"
+        );
+    }
+}
+
+/// Sum of the sizes of the `.log` files directly inside `dir`.
+fn log_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+                .filter_map(|entry| entry.metadata().ok().map(|m| m.len()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Directories in `data_dir` named `<topic>-<partition>.<id>-stray`.
+fn stray_dirs(data_dir: &Path, topic: &str, partition: i32) -> Vec<PathBuf> {
+    let prefix = format!("{topic}-{partition}.");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(data_dir)
+        .expect("list data dir")
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.starts_with(&prefix) && name.ends_with("-stray")
+        })
+        .map(|entry| entry.path())
+        .collect();
+    found.sort();
+    found
+}
+
+async fn produce_values(bootstrap: &str, topic: &str, count: usize) {
+    let producer = producer(bootstrap, &[("linger.ms", "5")]);
+    let records: Vec<Outgoing> = (0..count)
+        .map(|index| Outgoing::keyed(format!("k{index}"), format!("value-{index}")))
+        .collect();
+    let offsets = produce_all(&producer, topic, 0, &records).await;
+    assert_eq!(offsets.len(), count);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_broker_on_a_data_dir_in_use_is_refused() {
+    let mut broker = TestBroker::start();
+    create_topic(broker.bootstrap(), "locked", 1).await;
+    produce_values(broker.bootstrap(), "locked", 10).await;
+
+    eprintln!("phase: a second broker on the same directory");
+    let output = serve_expecting_refusal(broker.data_dir());
+    assert_refused(
+        &output,
+        &[
+            &broker.data_dir().display().to_string(),
+            "in use by another broker",
+        ],
+    );
+    assert!(
+        !broker.data_dir().join(".clean-shutdown").exists(),
+        "the refused broker wrote into the live broker's directory"
+    );
+
+    eprintln!("phase: the first broker still serves, and restarts with its data");
+    produce_values(broker.bootstrap(), "locked", 10).await;
+    broker.restart();
+    let records = read_until(
+        broker.bootstrap(),
+        "locked",
+        0,
+        Offset::Beginning,
+        20,
+        "earliest",
+        Duration::from_secs(30),
+    );
+    assert_eq!(records.len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_foreign_metadata_is_refused_and_no_partition_is_deleted() {
+    let mut broker = TestBroker::start();
+    create_topic(broker.bootstrap(), "kept", 1).await;
+    produce_values(broker.bootstrap(), "kept", 500).await;
+    broker.terminate();
+    let data_dir = broker.data_dir().to_path_buf();
+    let partition_dir = data_dir.join("kept-0");
+    let bytes_before = log_bytes(&partition_dir);
+    assert!(bytes_before > 0);
+    let meta = data_dir.join("meta");
+    let meta_aside = data_dir.with_extension("meta-aside");
+
+    eprintln!("phase: meta/ removed");
+    std::fs::rename(&meta, &meta_aside).expect("move meta aside");
+    let output = serve_expecting_refusal(&data_dir);
+    assert_refused(&output, &[&data_dir.display().to_string(), "meta"]);
+    assert_eq!(
+        log_bytes(&partition_dir),
+        bytes_before,
+        "{}",
+        describe_dir(&data_dir)
+    );
+
+    eprintln!("phase: meta/ and meta.properties removed");
+    let properties = data_dir.join("meta.properties");
+    let properties_text = std::fs::read_to_string(&properties).expect("meta.properties written");
+    std::fs::remove_file(&properties).expect("remove meta.properties");
+    let output = serve_expecting_refusal(&data_dir);
+    assert_refused(&output, &["partition directories", "no metadata"]);
+    assert_eq!(
+        log_bytes(&partition_dir),
+        bytes_before,
+        "{}",
+        describe_dir(&data_dir)
+    );
+    std::fs::write(&properties, properties_text).expect("restore meta.properties");
+
+    eprintln!("phase: another cluster's meta/");
+    let other = TempDirBroker::new_cluster_meta();
+    copy_dir(&other.join("meta"), &meta);
+    let output = serve_expecting_refusal(&data_dir);
+    assert_refused(&output, &["belongs to cluster", "refusing to start"]);
+    assert_eq!(
+        log_bytes(&partition_dir),
+        bytes_before,
+        "{}",
+        describe_dir(&data_dir)
+    );
+    std::fs::remove_dir_all(&meta).expect("remove foreign meta");
+    let _ = std::fs::remove_dir_all(&other);
+
+    eprintln!("phase: the real meta/ restored: every record is back");
+    std::fs::rename(&meta_aside, &meta).expect("restore meta");
+    broker.restart();
+    let records = read_until(
+        broker.bootstrap(),
+        "kept",
+        0,
+        Offset::Beginning,
+        500,
+        "earliest",
+        Duration::from_secs(30),
+    );
+    assert_eq!(records.len(), 500);
+}
+
+/// A throwaway broker's data dir, to borrow another cluster's `meta/`.
+struct TempDirBroker;
+
+impl TempDirBroker {
+    fn new_cluster_meta() -> PathBuf {
+        let mut broker = TestBroker::start();
+        broker.terminate();
+        let copy = tempfile::Builder::new()
+            .prefix("sluice-other-cluster-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        copy_dir(&broker.data_dir().join("meta"), &copy.join("meta"));
+        copy
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy target");
+    for entry in std::fs::read_dir(from).expect("list copy source").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_the_metadata_does_not_know_is_kept_as_stray() {
+    let mut broker = TestBroker::start();
+    create_topic(broker.bootstrap(), "unknown-to-meta", 1).await;
+    produce_values(broker.bootstrap(), "unknown-to-meta", 5000).await;
+    broker.terminate();
+    let data_dir = broker.data_dir().to_path_buf();
+    let bytes_before = log_bytes(&data_dir.join("unknown-to-meta-0"));
+
+    eprintln!("phase: the Raft log's tail (the CreateTopic) cut by 10 bytes");
+    let raft_log = data_dir.join("meta").join("raft.log");
+    let length = std::fs::metadata(&raft_log).expect("raft.log").len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&raft_log)
+        .expect("open raft.log");
+    file.set_len(length - 10).expect("cut raft.log");
+    drop(file);
+
+    broker.restart();
+    let strays = stray_dirs(&data_dir, "unknown-to-meta", 0);
+    assert_eq!(strays.len(), 1, "{}", describe_dir(&data_dir));
+    assert_eq!(
+        log_bytes(&strays[0]),
+        bytes_before,
+        "the stray directory keeps every byte; {}",
+        describe_dir(&data_dir)
+    );
+    assert!(!data_dir.join("unknown-to-meta-0").exists());
+
+    eprintln!("phase: a new topic of the same name starts empty beside the stray data");
+    create_topic(broker.bootstrap(), "unknown-to-meta", 1).await;
+    produce_values(broker.bootstrap(), "unknown-to-meta", 3).await;
+    let records = read_until(
+        broker.bootstrap(),
+        "unknown-to-meta",
+        0,
+        Offset::Beginning,
+        3,
+        "earliest",
+        Duration::from_secs(30),
+    );
+    assert_eq!(records.len(), 3);
+    assert_eq!(log_bytes(&strays[0]), bytes_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_topic_the_metadata_log_deleted_loses_its_directory() {
+    let mut broker = TestBroker::start();
+    create_topic(broker.bootstrap(), "deleted-later", 1).await;
+    produce_values(broker.bootstrap(), "deleted-later", 100).await;
+    broker.terminate();
+    let data_dir = broker.data_dir().to_path_buf();
+    let kept_copy = data_dir.with_extension("deleted-later-copy");
+    copy_dir(&data_dir.join("deleted-later-0"), &kept_copy);
+
+    eprintln!("phase: delete the topic, then put its directory back (a crash before removal)");
+    broker.restart();
+    let admin = admin(broker.bootstrap());
+    let results = tokio::time::timeout(
+        Duration::from_secs(30),
+        admin.delete_topics(&["deleted-later"], &admin_options()),
+    )
+    .await
+    .expect("DeleteTopics in time")
+    .expect("DeleteTopics request");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    broker.terminate();
+    assert!(!data_dir.join("deleted-later-0").exists());
+    copy_dir(&kept_copy, &data_dir.join("deleted-later-0"));
+
+    broker.restart();
+    assert!(
+        !data_dir.join("deleted-later-0").exists(),
+        "a directory of a deleted topic is removed; {}",
+        describe_dir(&data_dir)
+    );
+    assert!(
+        stray_dirs(&data_dir, "deleted-later", 0).is_empty(),
+        "a deleted topic's directory is not stray; {}",
+        describe_dir(&data_dir)
+    );
+    let _ = std::fs::remove_dir_all(&kept_copy);
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs {
+    /// The mount point (inside a temp dir).
+    path: PathBuf,
+    /// Owns the mount point's parent.
+    _parent: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(options: &str) -> Tmpfs {
+        let parent = tempfile::Builder::new()
+            .prefix("sluice-tmpfs-")
+            .tempdir()
+            .expect("temp dir");
+        let path = parent.path().join("mnt");
+        std::fs::create_dir(&path).expect("mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs failed ({status}): this test needs root"
+        );
+        Tmpfs {
+            path,
+            _parent: parent,
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_created_on_a_full_disk_becomes_usable_once_space_returns() {
+    // Inodes, not bytes, run out: the Raft log appends to a file it already
+    // has, so the creation is committed, while every new partition directory
+    // and file fails with ENOSPC. That is the half-done creation.
+    let tmpfs = Tmpfs::mount("size=256m,nr_inodes=4000");
+    let data_dir = tmpfs.path.join("data");
+    std::fs::create_dir(&data_dir).expect("data dir");
+    let broker = TestBroker::start_in(&data_dir, &[]);
+    // Wait until the internal topics exist, so the filler takes the rest.
+    let producer = producer(broker.bootstrap(), &[("message.timeout.ms", "60000")]);
+    create_topic(broker.bootstrap(), "before-full", 1).await;
+
+    eprintln!("phase: fill every inode");
+    let filler = tmpfs.path.join("filler");
+    std::fs::create_dir(&filler).expect("filler dir");
+    let mut created = 0usize;
+    loop {
+        match std::fs::File::create(filler.join(created.to_string())) {
+            Ok(_) => created += 1,
+            Err(error) => {
+                assert_eq!(error.raw_os_error(), Some(28), "expected ENOSPC: {error}");
+                break;
+            }
+        }
+        assert!(created < 10_000, "the tmpfs never ran out of inodes");
+    }
+
+    eprintln!("phase: create a topic while full");
+    let results = common::create_topics_raw(broker.bootstrap(), &[("half", 3, 1)])
+        .await
+        .expect("CreateTopics request");
+    eprintln!("CreateTopics while full: {results:?}");
+
+    eprintln!("phase: free the inodes; the partitions open without a restart");
+    std::fs::remove_dir_all(&filler).expect("remove filler");
+    wait_until(
+        "every partition of the topic on disk",
+        Duration::from_secs(60),
+        || {
+            (0..3)
+                .all(|p| data_dir.join(format!("half-{p}")).is_dir())
+                .then_some(())
+        },
+        || describe_dir(&data_dir),
+    )
+    .await;
+    for partition in 0..3 {
+        let record = FutureRecord::to("half")
+            .partition(partition)
+            .key("k")
+            .payload("after space returned");
+        let delivery = tokio::time::timeout(
+            Duration::from_secs(70),
+            producer.send(record, Duration::from_secs(60)),
+        )
+        .await
+        .expect("delivery in time");
+        assert!(
+            delivery.is_ok(),
+            "produce to half/{partition}: {delivery:?}"
+        );
+        let records = read_until(
+            broker.bootstrap(),
+            "half",
+            partition,
+            Offset::Beginning,
+            1,
+            "earliest",
+            Duration::from_secs(30),
+        );
+        assert_eq!(records.len(), 1);
+    }
+    drop(broker);
+}
