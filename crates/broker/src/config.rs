@@ -306,20 +306,6 @@ pub fn validate_value(name: &str, config_type: ConfigType, value: &str) -> Resul
                 return Err(format!("Invalid value {value} for configuration {name}: String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer"));
             }
         }
-        "segment.bytes" | "log.segment.bytes" => {
-            if value.trim().parse::<i64>().map_err(|_| bad())? < 14 {
-                return Err(format!(
-                    "Invalid value {value} for configuration {name}: Value must be at least 14"
-                ));
-            }
-        }
-        "retention.ms" | "retention.bytes" | "log.retention.ms" | "log.retention.bytes" => {
-            if value.trim().parse::<i64>().map_err(|_| bad())? < -1 {
-                return Err(format!(
-                    "Invalid value {value} for configuration {name}: Value must be at least -1"
-                ));
-            }
-        }
         "min.cleanable.dirty.ratio" | "log.cleaner.min.cleanable.ratio" => {
             let ratio = value.trim().parse::<f64>().map_err(|_| bad())?;
             if !(0.0..=1.0).contains(&ratio) {
@@ -336,24 +322,67 @@ pub fn validate_value(name: &str, config_type: ConfigType, value: &str) -> Resul
                 ));
             }
         }
-        "log.cleaner.threads" => {
-            if value.trim().parse::<i64>().map_err(|_| bad())? < 0 {
-                return Err(format!(
-                    "Invalid value {value} for configuration {name}: Value must be at least 0"
-                ));
-            }
-        }
-        "min.insync.replicas" | "max.message.bytes" | "message.max.bytes" | "num.partitions" => {
-            if value.trim().parse::<i64>().map_err(|_| bad())? < 1 && name != "max.message.bytes" {
-                return Err(format!(
-                    "Invalid value {value} for configuration {name}: Value must be at least 1"
-                ));
-            }
-        }
         _ => {}
+    }
+    if let Some((_, minimum)) = NUMERIC_MINIMUMS
+        .iter()
+        .find(|(names, _)| names.contains(&name))
+    {
+        if value.trim().parse::<i64>().map_err(|_| bad())? < *minimum {
+            return Err(format!(
+                "Invalid value {value} for configuration {name}: Value must be at least {minimum}"
+            ));
+        }
     }
     Ok(())
 }
+
+/// Kafka's lower bounds (`ConfigDef.Range.atLeast` in `TopicConfig`,
+/// `LogConfig`, `ServerLogConfigs`) for numeric configs: each topic config
+/// with its broker synonym. `segment.bytes` keeps Kafka 3.x's 14 (Kafka 4.0
+/// raised it to 1 MiB; small segments keep the tests fast).
+const NUMERIC_MINIMUMS: &[(&[&str], i64)] = &[
+    (&["segment.bytes", "log.segment.bytes"], 14),
+    (&["segment.ms", "log.roll.ms"], 1),
+    (&["segment.jitter.ms", "log.roll.jitter.ms"], 0),
+    (&["segment.index.bytes", "log.index.size.max.bytes"], 4),
+    (&["index.interval.bytes", "log.index.interval.bytes"], 0),
+    (&["flush.messages", "log.flush.interval.messages"], 1),
+    (&["flush.ms", "log.flush.interval.ms"], 0),
+    (&["retention.ms", "log.retention.ms"], -1),
+    (&["retention.bytes", "log.retention.bytes"], -1),
+    (
+        &["delete.retention.ms", "log.cleaner.delete.retention.ms"],
+        0,
+    ),
+    (&["file.delete.delay.ms", "log.segment.delete.delay.ms"], 0),
+    (
+        &["min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms"],
+        0,
+    ),
+    (
+        &["max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms"],
+        1,
+    ),
+    (&["max.message.bytes", "message.max.bytes"], 0),
+    (
+        &[
+            "message.timestamp.before.max.ms",
+            "log.message.timestamp.before.max.ms",
+        ],
+        0,
+    ),
+    (
+        &[
+            "message.timestamp.after.max.ms",
+            "log.message.timestamp.after.max.ms",
+        ],
+        0,
+    ),
+    (&["min.insync.replicas"], 1),
+    (&["num.partitions"], 1),
+    (&["log.cleaner.threads"], 0),
+];
 
 /// The broker's static settings: Kafka's defaults overlaid with the
 /// configuration file and `--set` values.
@@ -584,6 +613,15 @@ mod tests {
             ("message.timestamp.type", "LogAppendTime", true),
             ("message.timestamp.type", "Now", false),
             ("segment.bytes", "13", false),
+            ("segment.ms", "0", false),
+            ("segment.ms", "1", true),
+            ("segment.index.bytes", "0", false),
+            ("segment.index.bytes", "3", false),
+            ("segment.index.bytes", "4", true),
+            ("flush.messages", "0", false),
+            ("max.compaction.lag.ms", "0", false),
+            ("delete.retention.ms", "-1", false),
+            ("segment.jitter.ms", "-1", false),
             ("preallocate", "yes", false),
         ];
         for (name, value, ok) in cases {

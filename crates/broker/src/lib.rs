@@ -148,6 +148,7 @@ impl Broker {
         let clean = data_dir.was_clean_shutdown();
         tracing::info!(data_dir = %config.data_dir.display(), clean_shutdown = clean, "opening data directory");
         let properties = check_data_dir_identity(&data_dir, config.node_id)?;
+        size_the_segment_file_cache(&data_dir, connections_max);
 
         let quorum = Arc::new(
             MetadataQuorum::open(
@@ -282,6 +283,51 @@ fn open_data_dir(path: &std::path::Path) -> Result<DataDir, BrokerError> {
             path.display()
         )),
     })
+}
+
+/// Descriptors kept free of segment files for connections, the Raft log,
+/// checkpoints and the blocking pool.
+const DESCRIPTORS_RESERVED: u64 = 256;
+
+/// Sizes the segment-file descriptor cache from the process's descriptor
+/// limit (`RLIMIT_NOFILE`, read from /proc/self/limits), leaving room for
+/// `max.connections` sockets, and says at start how many segment files the
+/// data directory holds against it.
+fn size_the_segment_file_cache(data_dir: &DataDir, connections_max: usize) {
+    let limit = descriptor_limit();
+    let segments = data_dir.segment_file_count().unwrap_or(0);
+    let capacity = match limit {
+        Some(limit) => {
+            let reserved = DESCRIPTORS_RESERVED + (connections_max as u64).min(limit / 2);
+            limit.saturating_sub(reserved).max(limit / 4).max(16)
+        }
+        None => sluice_log::open_files_max() as u64,
+    };
+    sluice_log::set_open_files_max(usize::try_from(capacity).unwrap_or(usize::MAX));
+    tracing::info!(
+        segment_files = segments,
+        descriptor_limit = ?limit,
+        segment_files_open_max = capacity,
+        "segment files of the data directory (each segment needs one descriptor while in use; \
+         idle ones are closed beyond the open maximum)"
+    );
+    if limit.is_some_and(|limit| segments > capacity && limit < 65_536) {
+        tracing::warn!(
+            segment_files = segments,
+            segment_files_open_max = capacity,
+            "more segment files than descriptors to keep them open: reads of idle segments reopen files; \
+             raise the descriptor limit (ulimit -n) for speed"
+        );
+    }
+}
+
+/// The soft `RLIMIT_NOFILE` of this process, from /proc/self/limits.
+fn descriptor_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Refuses a data directory whose partition data the metadata does not

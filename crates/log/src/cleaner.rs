@@ -466,10 +466,9 @@ impl Log {
                 .map_err(|error| io_error(&swap[index], error))?;
         }
         checkpoint::sync_dir(&self.dir)?;
-        let [log_path, index_path, time_path] = final_paths;
+        output.renamed(&final_paths);
+        let [log_path, ..] = final_paths;
         output.log_path = log_path;
-        output.offset_index.path = index_path;
-        output.time_index.path = time_path;
         let mut segments: Vec<Arc<Segment>> = current[..start].to_vec();
         segments.push(Arc::new(output));
         segments.extend_from_slice(&current[start + group.len()..]);

@@ -184,6 +184,20 @@ impl DataDir {
         Ok(out)
     }
 
+    /// How many segment (`.log`) files the partition directories hold.
+    pub fn segment_file_count(&self) -> Result<u64, LogError> {
+        let mut count = 0;
+        for partition in self.partition_dirs()? {
+            let listing = std::fs::read_dir(&partition.path)
+                .map_err(|error| io_error(&partition.path, error))?;
+            count += listing
+                .flatten()
+                .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+                .count() as u64;
+        }
+        Ok(count)
+    }
+
     /// The checkpoint read at open, if the partition was in it.
     pub fn checkpoint(&self, topic: &str, partition: i32) -> Option<CheckpointEntry> {
         self.checkpoints

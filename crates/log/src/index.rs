@@ -5,11 +5,10 @@
 //! offset u32, position u32 (big endian). Time index entries are 12 bytes:
 //! timestamp i64, relative offset u32. The files are only ever read at open.
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
+use crate::handles::LazyFile;
 use crate::LogError;
 
 /// Bytes per `.index` entry.
@@ -45,62 +44,66 @@ pub(crate) fn io_error(path: &Path, source: std::io::Error) -> LogError {
     }
 }
 
-/// An index file handle plus its path; shared so `flush` can sync it without
-/// holding the append lock.
+/// An index file; its descriptor is opened on use and closed by the
+/// segment-file cache when idle (`handles.rs`), so a closed segment's indexes,
+/// already in memory, cost no descriptor.
 #[derive(Clone, Debug)]
 pub struct IndexFile {
-    /// Where the file lives, for errors and deletion.
-    pub path: PathBuf,
-    /// Appended with positional writes under the append lock, synced by flush.
-    pub file: Arc<File>,
+    /// The file, reopened by its current path when needed.
+    pub file: LazyFile,
 }
 
 impl IndexFile {
     pub fn open(path: PathBuf) -> Result<IndexFile, LogError> {
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|error| io_error(&path, error))?;
         Ok(IndexFile {
-            path,
-            file: Arc::new(file),
+            file: LazyFile::create_or_open(path)?,
         })
     }
 
+    /// Where the file is now.
+    pub fn path(&self) -> PathBuf {
+        self.file.path()
+    }
+
+    /// Records a rename of the file.
+    pub fn set_path(&self, path: PathBuf) {
+        self.file.set_path(path);
+    }
+
     pub fn read_all(&self) -> Result<Vec<u8>, LogError> {
-        let length = self
-            .file
+        let file = self.file.get()?;
+        let path = self.path();
+        let length = file
             .metadata()
-            .map_err(|error| io_error(&self.path, error))?
+            .map_err(|error| io_error(&path, error))?
             .len();
         let mut buffer = vec![0u8; length as usize];
-        self.file
-            .read_exact_at(&mut buffer, 0)
-            .map_err(|error| io_error(&self.path, error))?;
+        file.read_exact_at(&mut buffer, 0)
+            .map_err(|error| io_error(&path, error))?;
         Ok(buffer)
     }
 
     pub fn write_at(&self, bytes: &[u8], position: u64) -> Result<(), LogError> {
         self.file
+            .get()?
             .write_all_at(bytes, position)
-            .map_err(|error| io_error(&self.path, error))
+            .map_err(|error| io_error(&self.path(), error))
     }
 
     /// Replaces the whole content.
     pub fn rewrite(&self, bytes: &[u8]) -> Result<(), LogError> {
         self.file
+            .get()?
             .set_len(0)
-            .map_err(|error| io_error(&self.path, error))?;
+            .map_err(|error| io_error(&self.path(), error))?;
         self.write_at(bytes, 0)
     }
 
     pub fn sync(&self) -> Result<(), LogError> {
         self.file
+            .get()?
             .sync_data()
-            .map_err(|error| io_error(&self.path, error))
+            .map_err(|error| io_error(&self.path(), error))
     }
 }
 

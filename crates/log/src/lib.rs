@@ -70,6 +70,7 @@ mod cleaner_txn;
 mod compact;
 mod datadir;
 mod epoch;
+mod handles;
 mod index;
 mod metadata;
 mod partition_log;
@@ -82,6 +83,7 @@ pub use cleaner::{CLEANER_KEY_BYTES_MAX, CLEANER_OFFSET_CHECKPOINT};
 pub use cleaner_txn::{AbortedTxn, CleanerTxnInput};
 pub use datadir::{parse_partition_dir_name, DataDir, MetaProperties};
 pub use epoch::EpochEntry;
+pub use handles::{open_files, open_files_max, set_open_files_max};
 pub use partition_log::Log;
 pub use throttle::Throttler;
 

@@ -209,6 +209,11 @@ impl Log {
             }
             index += 1;
         }
+        // Closed segments' indexes are in memory: their descriptors are
+        // closed until a truncation or the cleaner needs the files.
+        if let Some((_, closed)) = segments.split_last() {
+            closed.iter().for_each(|segment| segment.release_indexes());
+        }
         let (mut first_base, mut log_end_offset, mut active_end) =
             match (segments.first(), segments.last()) {
                 (Some(first), Some(last)) => (first.base_offset, last.next_offset(), last.size()),
@@ -492,7 +497,8 @@ impl Log {
                 if *active {
                     segment.sync_log()
                 } else {
-                    segment.sync()
+                    // Synced for good: its indexes live in memory from here.
+                    segment.sync().map(|()| segment.release_indexes())
                 }
             })
             .and_then(|()| {

@@ -192,16 +192,22 @@ impl Log {
     ) -> Result<(), LogError> {
         let mut paths = Vec::new();
         for segment in segments {
-            for path in segment.paths() {
-                let mut target = path.as_os_str().to_owned();
+            // Readers of an older snapshot may still read the segment: it is
+            // reopened (if the descriptor cache closed it) under its new name.
+            let current = segment.paths();
+            let renamed = current.clone().map(|path| {
+                let mut target = path.into_os_string();
                 target.push(DELETED_SUFFIX);
-                let target = PathBuf::from(target);
-                match std::fs::rename(path, &target) {
-                    Ok(()) => paths.push(target),
+                PathBuf::from(target)
+            });
+            for (path, target) in current.iter().zip(&renamed) {
+                match std::fs::rename(path, target) {
+                    Ok(()) => paths.push(target.clone()),
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                     Err(error) => return Err(io_error(path, error)),
                 }
             }
+            segment.renamed(&renamed);
         }
         self.pending_deletes.lock().push(PendingDelete {
             due_ms: now_ms.saturating_add(file_delete_delay_ms.max(0)),

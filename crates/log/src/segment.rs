@@ -2,15 +2,14 @@
 //! `.timeindex`. The log file is read and written positionally through a shared
 //! handle, so readers never take the append lock.
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use parking_lot::RwLock;
 
 use crate::batch::{self, BatchHeader, HEADER_BYTES};
+use crate::handles::LazyFile;
 use crate::index::{
     self, encode_offset_entry, encode_time_entry, io_error, IndexFile, OffsetEntry, TimeEntry,
     OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES,
@@ -70,8 +69,9 @@ pub struct Segment {
     /// The `.log` path, for errors and deletion.
     pub log_path: PathBuf,
     /// Shared handle: positional reads by readers, positional writes by the
-    /// (serialized) appender, sync_data by flush.
-    pub log_file: Arc<File>,
+    /// (serialized) appender, sync_data by flush; opened on use and closed
+    /// by the segment-file cache when idle (`handles.rs`).
+    log_file: LazyFile,
     /// The `.index` file.
     pub offset_index: IndexFile,
     /// The `.timeindex` file.
@@ -99,21 +99,16 @@ impl Segment {
         index_path: PathBuf,
         time_index_path: PathBuf,
     ) -> Result<Segment, LogError> {
-        let log_file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&log_path)
-            .map_err(|error| io_error(&log_path, error))?;
+        let log_file = LazyFile::create_or_open(log_path.clone())?;
         let size = log_file
+            .get()?
             .metadata()
             .map_err(|error| io_error(&log_path, error))?
             .len();
         Ok(Segment {
             base_offset,
             log_path,
-            log_file: Arc::new(log_file),
+            log_file,
             offset_index: IndexFile::open(index_path)?,
             time_index: IndexFile::open(time_index_path)?,
             size: AtomicU64::new(size),
@@ -146,6 +141,7 @@ impl Segment {
     /// Reads exactly `buffer.len()` bytes at `position`.
     pub fn read_exact_at(&self, buffer: &mut [u8], position: u64) -> Result<(), LogError> {
         self.log_file
+            .get()?
             .read_exact_at(buffer, position)
             .map_err(|error| io_error(&self.log_path, error))
     }
@@ -270,11 +266,12 @@ impl Segment {
         placement: BatchPlacement,
         index_interval_bytes: u64,
     ) -> Result<(), LogError> {
-        self.log_file
+        let log_file = self.log_file.get()?;
+        log_file
             .write_all_at(head, placement.position)
             .map_err(|error| io_error(&self.log_path, error))?;
         if !rest.is_empty() {
-            self.log_file
+            log_file
                 .write_all_at(rest, placement.position + head.len() as u64)
                 .map_err(|error| io_error(&self.log_path, error))?;
         }
@@ -303,6 +300,7 @@ impl Segment {
 
     fn truncate_file(&self, length: u64) -> Result<(), LogError> {
         self.log_file
+            .get()?
             .set_len(length)
             .map_err(|error| io_error(&self.log_path, error))?;
         self.size.store(length, Ordering::Release);
@@ -320,6 +318,7 @@ impl Segment {
     ) -> Result<(Vec<(i32, i64)>, u64), LogError> {
         let file_length = self
             .log_file
+            .get()?
             .metadata()
             .map_err(|error| io_error(&self.log_path, error))?
             .len();
@@ -501,6 +500,7 @@ impl Segment {
     /// fsyncs the log file only (its data and the size needed to read it).
     pub fn sync_log(&self) -> Result<(), LogError> {
         self.log_file
+            .get()?
             .sync_data()
             .map_err(|error| io_error(&self.log_path, error))
     }
@@ -515,6 +515,7 @@ impl Segment {
         }
         let modified = self
             .log_file
+            .get()?
             .metadata()
             .and_then(|metadata| metadata.modified())
             .map_err(|error| io_error(&self.log_path, error))?;
@@ -523,22 +524,33 @@ impl Segment {
             .map_or(0, |elapsed| elapsed.as_millis() as i64))
     }
 
-    /// The three paths: `.log`, `.index`, `.timeindex`.
-    pub fn paths(&self) -> [&Path; 3] {
+    /// The three current paths: `.log`, `.index`, `.timeindex`.
+    pub fn paths(&self) -> [PathBuf; 3] {
         [
-            &self.log_path,
-            &self.offset_index.path,
-            &self.time_index.path,
+            self.log_file.path(),
+            self.offset_index.path(),
+            self.time_index.path(),
         ]
+    }
+
+    /// Records that the three files were renamed to `paths` (`.log`,
+    /// `.index`, `.timeindex`), so a reopen finds them.
+    pub fn renamed(&self, paths: &[PathBuf; 3]) {
+        self.log_file.set_path(paths[0].clone());
+        self.offset_index.set_path(paths[1].clone());
+        self.time_index.set_path(paths[2].clone());
+    }
+
+    /// Closes the index files' descriptors (they are reopened on use): a
+    /// closed segment's indexes are in memory.
+    pub fn release_indexes(&self) {
+        self.offset_index.file.release();
+        self.time_index.file.release();
     }
 
     /// Removes the three files.
     pub fn delete_files(&self) -> Result<(), LogError> {
-        for path in [
-            &self.log_path,
-            &self.offset_index.path,
-            &self.time_index.path,
-        ] {
+        for path in &self.paths() {
             match std::fs::remove_file(path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}

@@ -48,6 +48,9 @@ pub struct TestBroker {
     log_dir: TempDir,
     /// How many times a child was spawned, to name log files.
     generation: u32,
+    /// `RLIMIT_NOFILE` set for the broker process only (`ulimit -n` in a
+    /// shell that then execs it), so no test depends on the machine's limit.
+    descriptor_limit: Option<u64>,
 }
 
 impl TestBroker {
@@ -71,7 +74,27 @@ impl TestBroker {
         Self::spawn_new(data_dir.to_path_buf(), None, settings)
     }
 
+    /// Starts a broker with a fresh data directory whose process may open at
+    /// most `limit` file descriptors.
+    pub fn start_with_descriptor_limit(limit: u64, settings: &[(&str, &str)]) -> Self {
+        let temp = tempfile::Builder::new()
+            .prefix("sluice-data-")
+            .tempdir()
+            .expect("create temp data dir");
+        let data_dir = temp.path().to_path_buf();
+        Self::spawn_with(data_dir, Some(temp), settings, Some(limit))
+    }
+
     fn spawn_new(data_dir: PathBuf, data_temp: Option<TempDir>, settings: &[(&str, &str)]) -> Self {
+        Self::spawn_with(data_dir, data_temp, settings, None)
+    }
+
+    fn spawn_with(
+        data_dir: PathBuf,
+        data_temp: Option<TempDir>,
+        settings: &[(&str, &str)],
+        descriptor_limit: Option<u64>,
+    ) -> Self {
         let log_dir = tempfile::Builder::new()
             .prefix("sluice-log-")
             .tempdir()
@@ -87,6 +110,7 @@ impl TestBroker {
             _data_temp: data_temp,
             log_dir,
             generation: 0,
+            descriptor_limit,
         };
         broker.spawn();
         broker
@@ -113,7 +137,17 @@ impl TestBroker {
         assert!(self.child.is_none(), "broker already running");
         self.generation += 1;
         let log = std::fs::File::create(self.log_path()).expect("create broker log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        let mut command = match self.descriptor_limit {
+            Some(limit) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_sluice"));
+                shell
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_sluice")),
+        };
         command
             .env("NO_COLOR", "1")
             .arg("serve")
