@@ -78,6 +78,10 @@ pub struct BrokerState {
     pub controller_lock: tokio::sync::Mutex<()>,
     /// `socket.request.max.bytes`.
     pub request_bytes_max: usize,
+    /// `connections.max.idle.ms`: idle connections, and requests that
+    /// started but never finish arriving, are closed after it (negative:
+    /// never).
+    pub connection_idle_timeout_ms: i64,
     /// The group coordinator (consumer groups, committed offsets).
     pub groups: Arc<group::GroupCoordinator>,
     /// The producer-id block InitProducerId hands ids out of.
@@ -137,6 +141,7 @@ impl Broker {
             .get_i64("socket.request.max.bytes")
             .clamp(8, i32::MAX as i64) as usize;
         let connections_max = settings.get_i64("max.connections").clamp(1, 1 << 20) as usize;
+        let connection_idle_timeout_ms = settings.get_i64("connections.max.idle.ms");
 
         std::fs::create_dir_all(&config.data_dir)?;
         let data_dir = DataDir::open(&config.data_dir)?;
@@ -195,6 +200,7 @@ impl Broker {
             replicas: replicas.clone(),
             controller_lock: tokio::sync::Mutex::new(()),
             request_bytes_max,
+            connection_idle_timeout_ms,
             groups,
             producer_ids: tokio::sync::Mutex::new(Default::default()),
             txns,

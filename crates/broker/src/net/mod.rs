@@ -3,3 +3,4 @@
 pub mod connection;
 pub mod fetch_frame;
 pub mod frame;
+pub mod idle;
