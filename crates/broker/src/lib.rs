@@ -29,7 +29,7 @@ use std::time::Duration;
 use sluice_log::DataDir;
 use sluice_meta::{BrokerRegistration, MetadataQuorum, MetadataRecord, QuorumConfig};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
@@ -221,7 +221,7 @@ impl Broker {
                 shutdown_rx.clone(),
             )),
             tokio::spawn(run_log_maintenance(state.clone(), shutdown_rx.clone())),
-            tokio::spawn(run_acceptor(
+            tokio::spawn(net::acceptor::run_acceptor(
                 listener,
                 state.clone(),
                 connections_max,
@@ -267,36 +267,6 @@ fn parse_host_port(text: &str) -> Result<(String, u16), BrokerError> {
         .parse::<u16>()
         .map_err(|_| BrokerError::Config(format!("advertised listener {text} has a bad port")))?;
     Ok((host.trim_matches(['[', ']']).to_string(), port))
-}
-
-async fn run_acceptor(
-    listener: TcpListener,
-    state: Arc<BrokerState>,
-    connections_max: usize,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let permits = Arc::new(Semaphore::new(connections_max));
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, connections_max, "max.connections reached; closing new connection");
-                    continue;
-                };
-                let state = state.clone();
-                let shutdown = shutdown.clone();
-                connections.spawn(async move {
-                    net::connection::serve(stream, state, shutdown).await;
-                    drop(permit);
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    while connections.join_next().await.is_some() {}
 }
 
 async fn run_checkpointer(

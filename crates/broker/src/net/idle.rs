@@ -68,7 +68,8 @@ impl Activity {
     fn touch(&self, now: Instant) {
         let since_start = now.saturating_duration_since(self.started).as_millis();
         let since_start = u64::try_from(since_start).unwrap_or(u64::MAX);
-        self.last_activity_ms.fetch_max(since_start, Ordering::SeqCst);
+        self.last_activity_ms
+            .fetch_max(since_start, Ordering::SeqCst);
     }
 }
 
@@ -94,8 +95,16 @@ mod tests {
             (&[(500, Read)], 3_600_000, false),
             // Two pipelined requests, only one answered.
             (&[(100, Read), (110, Read), (200, Done)], 10_000, false),
-            (&[(100, Read), (110, Read), (200, Done), (5000, Done)], 5999, false),
-            (&[(100, Read), (110, Read), (200, Done), (5000, Done)], 6000, true),
+            (
+                &[(100, Read), (110, Read), (200, Done), (5000, Done)],
+                5999,
+                false,
+            ),
+            (
+                &[(100, Read), (110, Read), (200, Done), (5000, Done)],
+                6000,
+                true,
+            ),
         ];
         for (events, at, expected) in cases {
             let start = Instant::now();
