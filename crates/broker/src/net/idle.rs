@@ -85,8 +85,10 @@ mod tests {
             Done,
         }
         use Event::*;
+        /// Events at offsets, the time asked about, and the verdict.
+        type Case = (&'static [(u64, Event)], u64, bool);
         let idle = Duration::from_millis(1000);
-        let cases: &[(&[(u64, Event)], u64, bool)] = &[
+        let cases: &[Case] = &[
             (&[], 999, false),
             (&[], 1000, true),
             (&[(500, Read), (600, Done)], 1599, false),
