@@ -9,33 +9,18 @@ mod common;
 #[path = "common/group.rs"]
 mod group;
 
-use std::io::Write as _;
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use group::{wait_output, CliOutput};
+use group::CliOutput;
 
 /// How long one failing command may run before the test fails.
 const FAIL_BOUND: Duration = Duration::from_secs(8);
 
-/// Runs `sluice ARGS…` with one line on its standard input, bounded.
+/// Runs `sluice ARGS…` (which carry their own `-b`) with one line on its
+/// standard input, bounded; a produce reads it.
 fn sluice(args: &[&str]) -> CliOutput {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .env("NO_COLOR", "1")
-        .env_remove("SLUICE_BROKERS")
-        .env("RUST_LOG", "warn")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice");
-    let mut stdin = child.stdin.take().expect("child stdin");
-    // A produce reads it; other commands exit without reading (EPIPE is fine).
-    let _ = stdin.write_all(b"a record\n");
-    drop(stdin);
-    wait_output(child, FAIL_BOUND, &args.join(" "))
+    group::sluice_with_input("", args, "a record\n", FAIL_BOUND)
 }
 
 /// A port on 127.0.0.1 where nothing listens: bound to port 0, then closed.
@@ -81,11 +66,14 @@ const COMMANDS: &[&[&str]] = &[
     &["cluster", "info", "-b", "BROKERS"],
 ];
 
-fn with_brokers(command: &[&str], brokers: &str) -> Vec<String> {
-    command
+/// Runs one of [`COMMANDS`] with `brokers` as its `-b`; the command line
+/// (for messages) and what it printed.
+fn run_with_brokers(command: &[&str], brokers: &str) -> (String, CliOutput) {
+    let args: Vec<&str> = command
         .iter()
-        .map(|arg| if *arg == "BROKERS" { brokers } else { arg }.to_string())
-        .collect()
+        .map(|arg| if *arg == "BROKERS" { brokers } else { arg })
+        .collect();
+    (args.join(" "), sluice(&args))
 }
 
 #[test]
@@ -98,10 +86,7 @@ fn a_broker_list_that_is_not_host_port_fails_at_once_naming_the_entry() {
     ];
     for command in COMMANDS {
         for (brokers, named) in bad_lists {
-            let args = with_brokers(command, brokers);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let what = args.join(" ");
-            let output = sluice(&args);
+            let (what, output) = run_with_brokers(command, brokers);
             assert_one_line_error(&output, &what, &[named, "-b/--brokers"]);
         }
     }
@@ -112,10 +97,7 @@ fn no_broker_listening_fails_within_seconds_naming_the_address() {
     let port = closed_port();
     let address = format!("127.0.0.1:{port}");
     for command in COMMANDS {
-        let args = with_brokers(command, &address);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let what = args.join(" ");
-        let output = sluice(&args);
+        let (what, output) = run_with_brokers(command, &address);
         assert_one_line_error(
             &output,
             &what,

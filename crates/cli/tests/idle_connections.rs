@@ -210,3 +210,32 @@ async fn a_long_poll_longer_than_the_idle_time_keeps_its_connection() {
         .expect("join task")
         .expect("the idle connection is closed");
 }
+
+/// -1 turns the idle close off (as in Kafka), and Long.MAX is "never" too
+/// (no overflow on the deadline): their connections outlive one that a
+/// broker with a 2 s idle time closes, by twice that time.
+#[test]
+fn an_idle_time_of_minus_one_or_long_max_never_closes() {
+    let closing = start_broker();
+    let never: Vec<(TestBroker, RawConnection)> = ["-1", "9223372036854775807"]
+        .into_iter()
+        .map(|idle_ms| {
+            let broker = TestBroker::start_with(&[("connections.max.idle.ms", idle_ms)]);
+            let mut connection = RawConnection::connect(broker.bootstrap());
+            api_versions(&mut connection, 1);
+            (broker, connection)
+        })
+        .collect();
+    let mut used = RawConnection::connect(closing.bootstrap());
+    api_versions(&mut used, 1);
+
+    eprintln!("phase: the 2 s broker closes its idle connection");
+    wait_for_close(&mut used, "connection to the 2 s broker");
+    std::thread::sleep(idle() * 2);
+
+    eprintln!("phase: the others still serve theirs");
+    for (broker, mut connection) in never {
+        api_versions(&mut connection, 2);
+        drop(broker);
+    }
+}

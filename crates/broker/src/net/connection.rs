@@ -36,6 +36,10 @@ use crate::BrokerState;
 /// client can have in flight on one connection.
 pub const PIPELINED_RESPONSES_MAX: usize = 16;
 
+/// Longest idle timeout applied: a year, which is never in practice
+/// (`connections.max.idle.ms` is a Long and may be set far beyond it).
+const IDLE_TIMEOUT_MS_MAX: u64 = 365 * 24 * 3600 * 1000;
+
 /// Serves one client connection until it closes, misbehaves, or the broker
 /// shuts down (the current request is finished first).
 pub async fn serve(
@@ -107,9 +111,10 @@ async fn read_requests(
     request_bytes_max: usize,
     idle_timeout_ms: i64,
 ) {
+    // Clamped: an Instant a Long.MAX of milliseconds away overflows.
     let idle_timeout = u64::try_from(idle_timeout_ms)
         .ok()
-        .map(Duration::from_millis);
+        .map(|ms| Duration::from_millis(ms.min(IDLE_TIMEOUT_MS_MAX)));
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     loop {
         let frame = match idle_timeout {
@@ -144,6 +149,8 @@ async fn read_request(
             .idle_at(idle_timeout)
             .unwrap_or_else(|| Instant::now() + idle_timeout);
         tokio::select! {
+            // Bytes already buffered win without arming the timer.
+            biased;
             // Cancel-safe: fill_buf consumes nothing.
             started = reader.fill_buf() => match started {
                 Ok([]) => return Err(FrameError::Closed),
