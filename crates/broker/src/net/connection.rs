@@ -77,8 +77,7 @@ pub async fn serve(
             None | Some(Err(FrameError::Closed)) => break,
             Some(Ok(frame)) => frame,
             Some(Err(error @ FrameError::Idle(_))) => {
-                // Routine: clients close their own idle connections a little
-                // earlier (librdkafka and Java: 540 s against 600 s).
+                // Routine, as in Kafka: clients reconnect when they need to.
                 tracing::debug!(?peer, %error, "closing connection");
                 break;
             }
