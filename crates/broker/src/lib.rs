@@ -29,7 +29,7 @@ use std::time::Duration;
 use sluice_log::{DataDir, MetaProperties};
 use sluice_meta::{BrokerRegistration, MetadataQuorum, MetadataRecord, QuorumConfig};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
@@ -78,6 +78,10 @@ pub struct BrokerState {
     pub controller_lock: tokio::sync::Mutex<()>,
     /// `socket.request.max.bytes`.
     pub request_bytes_max: usize,
+    /// `connections.max.idle.ms`: idle connections, and requests that
+    /// started but never finish arriving, are closed after it (negative:
+    /// never).
+    pub connection_idle_timeout_ms: i64,
     /// The group coordinator (consumer groups, committed offsets).
     pub groups: Arc<group::GroupCoordinator>,
     /// The producer-id block InitProducerId hands ids out of.
@@ -137,6 +141,7 @@ impl Broker {
             .get_i64("socket.request.max.bytes")
             .clamp(8, i32::MAX as i64) as usize;
         let connections_max = settings.get_i64("max.connections").clamp(1, 1 << 20) as usize;
+        let connection_idle_timeout_ms = settings.get_i64("connections.max.idle.ms");
 
         // The listener first: a port in use fails the start before anything
         // is written to the data directory.
@@ -211,6 +216,7 @@ impl Broker {
             replicas: replicas.clone(),
             controller_lock: tokio::sync::Mutex::new(()),
             request_bytes_max,
+            connection_idle_timeout_ms,
             groups,
             producer_ids: tokio::sync::Mutex::new(Default::default()),
             txns,
@@ -231,7 +237,7 @@ impl Broker {
                 shutdown_rx.clone(),
             )),
             tokio::spawn(run_log_maintenance(state.clone(), shutdown_rx.clone())),
-            tokio::spawn(run_acceptor(
+            tokio::spawn(net::acceptor::run_acceptor(
                 listener,
                 state.clone(),
                 connections_max,
@@ -386,36 +392,6 @@ fn parse_host_port(text: &str) -> Result<(String, u16), BrokerError> {
         .parse::<u16>()
         .map_err(|_| BrokerError::Config(format!("advertised listener {text} has a bad port")))?;
     Ok((host.trim_matches(['[', ']']).to_string(), port))
-}
-
-async fn run_acceptor(
-    listener: TcpListener,
-    state: Arc<BrokerState>,
-    connections_max: usize,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let permits = Arc::new(Semaphore::new(connections_max));
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, connections_max, "max.connections reached; closing new connection");
-                    continue;
-                };
-                let state = state.clone();
-                let shutdown = shutdown.clone();
-                connections.spawn(async move {
-                    net::connection::serve(stream, state, shutdown).await;
-                    drop(permit);
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    while connections.join_next().await.is_some() {}
 }
 
 async fn run_checkpointer(

@@ -9,7 +9,7 @@ use crate::{table, wire};
 pub struct ClusterArgs {
     /// Which brokers to talk to.
     #[command(flatten)]
-    connection: ConnectionArgs,
+    pub(crate) connection: ConnectionArgs,
     /// The cluster operation.
     #[command(subcommand)]
     command: ClusterCommand,

@@ -25,7 +25,7 @@ use crate::format::{Format, Record};
 pub struct ConsumeArgs {
     /// Which brokers to talk to.
     #[command(flatten)]
-    connection: ConnectionArgs,
+    pub(crate) connection: ConnectionArgs,
     /// Topic to consume.
     topic: String,
     /// Consume only this partition (default: all partitions).

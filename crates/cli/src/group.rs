@@ -32,7 +32,7 @@ use crate::table;
 pub struct GroupArgs {
     /// Which brokers to talk to.
     #[command(flatten)]
-    connection: ConnectionArgs,
+    pub(crate) connection: ConnectionArgs,
     /// The group operation.
     #[command(subcommand)]
     command: GroupCommand,

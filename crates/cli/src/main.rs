@@ -53,6 +53,22 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+impl Command {
+    /// The brokers a client command talks to; `None` for `serve`.
+    fn connection(&self) -> Option<&client::ConnectionArgs> {
+        match self {
+            Command::Serve(_) => None,
+            Command::Topic(args) => Some(&args.connection),
+            Command::Produce(args) => Some(&args.connection),
+            Command::Consume(args) => Some(&args.connection),
+            Command::Group(args) => Some(&args.connection),
+            Command::Transaction(args) => Some(&args.connection),
+            Command::Cluster(args) => Some(&args.connection),
+            Command::Bench(args) => Some(args.connection()),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -66,6 +82,9 @@ fn main() -> ExitCode {
         Err(error) => return report(anyhow::Error::new(error).context("starting the runtime")),
     };
     let result = runtime.block_on(async move {
+        if let Some(connection) = cli.command.connection() {
+            connection.check_reachable().await?;
+        }
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Topic(args) => topic::run(args).await,

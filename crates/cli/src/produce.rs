@@ -23,7 +23,7 @@ const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ProduceArgs {
     /// Which brokers to talk to.
     #[command(flatten)]
-    connection: ConnectionArgs,
+    pub(crate) connection: ConnectionArgs,
     /// Topic to produce to.
     topic: String,
     /// Split each line at the first SEP into key and value.

@@ -15,7 +15,7 @@ use crate::{table, wire};
 pub struct TopicArgs {
     /// Which brokers to talk to.
     #[command(flatten)]
-    connection: ConnectionArgs,
+    pub(crate) connection: ConnectionArgs,
     /// The topic operation.
     #[command(subcommand)]
     command: TopicCommand,

@@ -23,7 +23,7 @@ use crate::table;
 pub struct TransactionArgs {
     /// Which brokers to talk to.
     #[command(flatten)]
-    connection: ConnectionArgs,
+    pub(crate) connection: ConnectionArgs,
     /// The transaction operation.
     #[command(subcommand)]
     command: TransactionCommand,

@@ -25,7 +25,7 @@ fn open_descriptors(pid: u32) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_hosts_more_segments_than_its_descriptor_limit() {
-    let mut broker = TestBroker::start_with_descriptor_limit(DESCRIPTOR_LIMIT, &[]);
+    let mut broker = TestBroker::start_with_open_files_max(&[], DESCRIPTOR_LIMIT as u32);
     let names: Vec<String> = (0..TOPICS).map(|index| format!("fd-{index}")).collect();
     eprintln!("phase: create {TOPICS} topics of {PARTITIONS} partitions");
     for chunk in names.chunks(10) {

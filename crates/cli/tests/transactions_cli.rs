@@ -7,12 +7,10 @@ mod common;
 #[path = "common/group.rs"]
 mod group;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{create_topic, topic_name, TestBroker};
-use group::{sluice, table_row, wait_output, CliOutput};
+use group::{sluice, table_row, CliOutput};
 
 /// Asserts exit code 0 and returns stdout.
 fn ok(output: CliOutput, what: &str) -> String {
@@ -22,20 +20,7 @@ fn ok(output: CliOutput, what: &str) -> String {
 
 /// Runs `sluice ARGS…` with `input` on its standard input.
 fn sluice_with_input(bootstrap: &str, args: &[&str], input: &str) -> CliOutput {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .env("NO_COLOR", "1")
-        .env("SLUICE_BROKERS", bootstrap)
-        .env("RUST_LOG", "warn")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice");
-    let mut stdin = child.stdin.take().expect("child stdin");
-    stdin.write_all(input.as_bytes()).expect("write stdin");
-    drop(stdin);
-    wait_output(child, Duration::from_secs(60), &args.join(" "))
+    group::sluice_with_input(bootstrap, args, input, Duration::from_secs(60))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,22 +9,36 @@
 //! request order, always. (Kafka mutes the connection instead; group commit
 //! makes that one fsync per request on a single connection, which the
 //! benchmark in docs/BENCHMARKS.md showed to be the acks=all bottleneck.)
+//!
+//! Idle connections are closed as Kafka's Selector does: nothing in flight
+//! and no request read or response written for `connections.max.idle.ms`
+//! (`net::idle`). The reader decides, between requests, with the idle
+//! deadline racing a cancel-safe `fill_buf`; once a request's first bytes are
+//! in, the whole request must arrive within the same bound, so a stalled or
+//! trickling request cannot hold the connection (and its buffer) forever.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
+use bytes::Bytes;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::dispatch::{self, Outcome};
 use crate::net::frame::{read_frame, FrameError};
+use crate::net::idle::Activity;
 use crate::BrokerState;
 
 /// Responses (ready or still waiting for durability) queued per connection
 /// before the dispatch loop stops reading requests: bounds the requests a
 /// client can have in flight on one connection.
 pub const PIPELINED_RESPONSES_MAX: usize = 16;
+
+/// Longest idle timeout applied: a year, which is never in practice
+/// (`connections.max.idle.ms` is a Long and may be set far beyond it).
+const IDLE_TIMEOUT_MS_MAX: u64 = 365 * 24 * 3600 * 1000;
 
 /// Serves one client connection until it closes, misbehaves, or the broker
 /// shuts down (the current request is finished first).
@@ -38,24 +52,21 @@ pub async fn serve(
     let client_host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let (read_half, write_half) = stream.into_split();
-    let request_bytes_max = state.request_bytes_max;
+    let activity = Arc::new(Activity::new(Instant::now()));
 
     // Reader: frames into a channel of one, so a frame is never half-read
     // when the dispatch loop stops waiting (read_exact is not cancel-safe).
     let (frame_tx, mut frame_rx) = mpsc::channel(1);
-    let reader = tokio::spawn(async move {
-        let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-        loop {
-            let frame = read_frame(&mut reader, request_bytes_max).await;
-            let stop = frame.is_err();
-            if frame_tx.send(frame).await.is_err() || stop {
-                return;
-            }
-        }
-    });
+    let reader = tokio::spawn(read_requests(
+        read_half,
+        frame_tx,
+        activity.clone(),
+        state.request_bytes_max,
+        state.connection_idle_timeout_ms,
+    ));
 
     let (outcome_tx, outcome_rx) = mpsc::channel(PIPELINED_RESPONSES_MAX);
-    let writer = tokio::spawn(write_responses(write_half, outcome_rx, peer));
+    let writer = tokio::spawn(write_responses(write_half, outcome_rx, activity, peer));
 
     loop {
         let frame = tokio::select! {
@@ -65,6 +76,11 @@ pub async fn serve(
         let frame = match frame {
             None | Some(Err(FrameError::Closed)) => break,
             Some(Ok(frame)) => frame,
+            Some(Err(error @ FrameError::Idle(_))) => {
+                // Routine, as in Kafka: clients reconnect when they need to.
+                tracing::debug!(?peer, %error, "closing connection");
+                break;
+            }
             Some(Err(error)) => {
                 tracing::info!(?peer, %error, "closing connection");
                 break;
@@ -85,10 +101,82 @@ pub async fn serve(
     }
 }
 
-/// Writes outcomes in order, awaiting deferred ones.
+/// Reads requests into `frames` until the peer closes, a frame is bad, or
+/// the connection is idle (`idle_timeout_ms`; negative: never, as in Kafka).
+async fn read_requests(
+    read_half: OwnedReadHalf,
+    frames: mpsc::Sender<Result<Bytes, FrameError>>,
+    activity: Arc<Activity>,
+    request_bytes_max: usize,
+    idle_timeout_ms: i64,
+) {
+    // Clamped: an Instant a Long.MAX of milliseconds away overflows.
+    let idle_timeout = u64::try_from(idle_timeout_ms)
+        .ok()
+        .map(|ms| Duration::from_millis(ms.min(IDLE_TIMEOUT_MS_MAX)));
+    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+    loop {
+        let frame = match idle_timeout {
+            Some(idle_timeout) => {
+                read_request(&mut reader, &activity, request_bytes_max, idle_timeout).await
+            }
+            None => read_frame(&mut reader, request_bytes_max).await,
+        };
+        if frame.is_ok() {
+            activity.request_read(Instant::now());
+        }
+        let stop = frame.is_err();
+        if frames.send(frame).await.is_err() || stop {
+            return;
+        }
+    }
+}
+
+/// Waits for the next request's first bytes until the connection is idle,
+/// then reads the whole request within `idle_timeout` of them.
+async fn read_request(
+    reader: &mut BufReader<OwnedReadHalf>,
+    activity: &Activity,
+    request_bytes_max: usize,
+    idle_timeout: Duration,
+) -> Result<Bytes, FrameError> {
+    let idle_timeout_ms = u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        // With a request in flight, look again one timeout from now: its
+        // response, when written, moves the deadline.
+        let idle_at = activity
+            .idle_at(idle_timeout)
+            .unwrap_or_else(|| Instant::now() + idle_timeout);
+        tokio::select! {
+            // Bytes already buffered win without arming the timer.
+            biased;
+            // Cancel-safe: fill_buf consumes nothing.
+            started = reader.fill_buf() => match started {
+                Ok([]) => return Err(FrameError::Closed),
+                Ok(_) => break,
+                Err(error) => return Err(FrameError::Io(error)),
+            },
+            _ = tokio::time::sleep_until(idle_at.into()) => {
+                if activity.is_idle(idle_timeout, Instant::now()) {
+                    return Err(FrameError::Idle(idle_timeout_ms));
+                }
+            }
+        }
+    }
+    // Not cancel-safe, but a timeout closes the connection: nothing is
+    // read from it after the partial frame.
+    match tokio::time::timeout(idle_timeout, read_frame(reader, request_bytes_max)).await {
+        Ok(frame) => frame,
+        Err(_) => Err(FrameError::Incomplete(idle_timeout_ms)),
+    }
+}
+
+/// Writes outcomes in order, awaiting deferred ones; each outcome finished
+/// is activity for the idle timeout.
 async fn write_responses(
     mut write_half: OwnedWriteHalf,
     mut outcomes: mpsc::Receiver<Outcome>,
+    activity: Arc<Activity>,
     peer: Option<std::net::SocketAddr>,
 ) {
     while let Some(outcome) = outcomes.recv().await {
@@ -96,24 +184,22 @@ async fn write_responses(
         if let Outcome::Deferred(wait) = outcome {
             outcome = wait.await;
         }
-        match outcome {
-            Outcome::Respond(framed) => {
-                if write_half.write_all(&framed).await.is_err() {
-                    return;
-                }
-            }
+        let written = match outcome {
+            Outcome::Respond(framed) => write_half.write_all(&framed).await.is_ok(),
+            // Vectored writes: the records are not copied in user space.
             Outcome::RespondChunks(mut chunks) => {
-                // Vectored writes: the records are not copied in user space.
-                if write_half.write_all_buf(&mut chunks).await.is_err() {
-                    return;
-                }
+                write_half.write_all_buf(&mut chunks).await.is_ok()
             }
-            Outcome::NoResponse | Outcome::Deferred(_) => {}
+            Outcome::NoResponse | Outcome::Deferred(_) => true,
             Outcome::Close(reason) => {
                 tracing::info!(?peer, reason, "closing connection");
                 let _ = write_half.shutdown().await;
                 return;
             }
+        };
+        activity.response_done(Instant::now());
+        if !written {
+            return;
         }
     }
 }

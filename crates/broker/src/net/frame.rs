@@ -17,6 +17,12 @@ pub enum FrameError {
     BadLength(i64),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// No request and nothing in flight for `connections.max.idle.ms`.
+    #[error("idle for connections.max.idle.ms ({0} ms)")]
+    Idle(u64),
+    /// A request's first bytes came, the rest not within the bound.
+    #[error("request incomplete {0} ms after its first bytes (connections.max.idle.ms)")]
+    Incomplete(u64),
 }
 
 /// Reads one frame. `request_bytes_max` bounds the allocation: a larger
@@ -74,6 +80,7 @@ mod tests {
                 Err(FrameError::BadLength(_)) => "bad",
                 Err(FrameError::Closed) => "closed",
                 Err(FrameError::Io(_)) => "io",
+                Err(FrameError::Idle(_) | FrameError::Incomplete(_)) => "timeout",
             };
             assert_eq!(kind, expected, "input {input:?}");
         }

@@ -34,7 +34,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     #[command(flatten)]
-    common: CommonArgs,
+    pub(super) common: CommonArgs,
     /// Topic to consume (it must exist; fill it with `bench produce --topic`).
     #[arg(long, value_name = "NAME")]
     topic: String,

@@ -33,7 +33,7 @@ const CONSUMER_WARMUP: Duration = Duration::from_secs(1);
 #[derive(Debug, Args)]
 pub struct E2eArgs {
     #[command(flatten)]
-    common: CommonArgs,
+    pub(super) common: CommonArgs,
     #[command(flatten)]
     topic: TopicOptions,
     #[command(flatten)]

@@ -52,6 +52,17 @@ enum BenchCommand {
     E2e(e2e::E2eArgs),
 }
 
+impl BenchArgs {
+    /// The brokers the chosen measurement talks to.
+    pub fn connection(&self) -> &ConnectionArgs {
+        match &self.command {
+            BenchCommand::Produce(args) => &args.common.connection,
+            BenchCommand::Consume(args) => &args.common.connection,
+            BenchCommand::E2e(args) => &args.common.connection,
+        }
+    }
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Produce(args) => produce(args).await,

@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -279,12 +279,32 @@ pub fn sluice(bootstrap: &str, args: &[&str]) -> CliOutput {
 
 /// Starts `sluice ARGS…` with `-b bootstrap`, stdout and stderr piped.
 pub fn sluice_child(bootstrap: &str, args: &[&str]) -> Child {
+    sluice_spawn(bootstrap, args, Stdio::null())
+}
+
+/// Runs `sluice ARGS…` against `bootstrap` with `input` on its standard
+/// input, and waits for it (at most `timeout`).
+pub fn sluice_with_input(
+    bootstrap: &str,
+    args: &[&str],
+    input: &str,
+    timeout: Duration,
+) -> CliOutput {
+    let mut child = sluice_spawn(bootstrap, args, Stdio::piped());
+    let mut stdin = child.stdin.take().expect("child stdin");
+    // A command that exits without reading its input closes the pipe: fine.
+    let _ = stdin.write_all(input.as_bytes());
+    drop(stdin);
+    wait_output(child, timeout, &args.join(" "))
+}
+
+fn sluice_spawn(bootstrap: &str, args: &[&str], stdin: Stdio) -> Child {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .env("NO_COLOR", "1")
         .env("SLUICE_BROKERS", bootstrap)
         .env("RUST_LOG", "warn")
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -48,9 +48,9 @@ pub struct TestBroker {
     log_dir: TempDir,
     /// How many times a child was spawned, to name log files.
     generation: u32,
-    /// `RLIMIT_NOFILE` set for the broker process only (`ulimit -n` in a
-    /// shell that then execs it), so no test depends on the machine's limit.
-    descriptor_limit: Option<u64>,
+    /// RLIMIT_NOFILE of the broker process alone (`ulimit -n` in a shell
+    /// that then execs it), when a test runs it short of descriptors.
+    open_files_max: Option<u32>,
 }
 
 impl TestBroker {
@@ -61,39 +61,35 @@ impl TestBroker {
 
     /// Starts a broker with a fresh temporary data directory and `--set` settings.
     pub fn start_with(settings: &[(&str, &str)]) -> Self {
-        let temp = tempfile::Builder::new()
-            .prefix("sluice-data-")
-            .tempdir()
-            .expect("create temp data dir");
-        let data_dir = temp.path().to_path_buf();
-        Self::spawn_new(data_dir, Some(temp), settings)
+        Self::start_fresh(settings, None)
     }
 
     /// Starts a broker on a given data directory (which the caller owns).
     pub fn start_in(data_dir: &Path, settings: &[(&str, &str)]) -> Self {
-        Self::spawn_new(data_dir.to_path_buf(), None, settings)
+        Self::spawn_new(data_dir.to_path_buf(), None, settings, None)
     }
 
-    /// Starts a broker with a fresh data directory whose process may open at
-    /// most `limit` file descriptors.
-    pub fn start_with_descriptor_limit(limit: u64, settings: &[(&str, &str)]) -> Self {
+    /// Starts a broker (fresh data directory, `--set` settings) whose process
+    /// may hold at most `open_files_max` file descriptors; the test process
+    /// and this machine's own limit are not involved.
+    pub fn start_with_open_files_max(settings: &[(&str, &str)], open_files_max: u32) -> Self {
+        Self::start_fresh(settings, Some(open_files_max))
+    }
+
+    fn start_fresh(settings: &[(&str, &str)], open_files_max: Option<u32>) -> Self {
         let temp = tempfile::Builder::new()
             .prefix("sluice-data-")
             .tempdir()
             .expect("create temp data dir");
         let data_dir = temp.path().to_path_buf();
-        Self::spawn_with(data_dir, Some(temp), settings, Some(limit))
+        Self::spawn_new(data_dir, Some(temp), settings, open_files_max)
     }
 
-    fn spawn_new(data_dir: PathBuf, data_temp: Option<TempDir>, settings: &[(&str, &str)]) -> Self {
-        Self::spawn_with(data_dir, data_temp, settings, None)
-    }
-
-    fn spawn_with(
+    fn spawn_new(
         data_dir: PathBuf,
         data_temp: Option<TempDir>,
         settings: &[(&str, &str)],
-        descriptor_limit: Option<u64>,
+        open_files_max: Option<u32>,
     ) -> Self {
         let log_dir = tempfile::Builder::new()
             .prefix("sluice-log-")
@@ -110,7 +106,7 @@ impl TestBroker {
             _data_temp: data_temp,
             log_dir,
             generation: 0,
-            descriptor_limit,
+            open_files_max,
         };
         broker.spawn();
         broker
@@ -137,16 +133,20 @@ impl TestBroker {
         assert!(self.child.is_none(), "broker already running");
         self.generation += 1;
         let log = std::fs::File::create(self.log_path()).expect("create broker log");
-        let mut command = match self.descriptor_limit {
-            Some(limit) => {
+        let mut command = match self.open_files_max {
+            None => Command::new(env!("CARGO_BIN_EXE_sluice")),
+            Some(open_files_max) => {
+                // The shell lowers its own limit and becomes the broker (exec),
+                // so the child's pid is the broker's.
                 let mut shell = Command::new("sh");
                 shell
                     .arg("-c")
-                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(r#"ulimit -n "$1" && shift && exec "$@""#)
+                    .arg("sh")
+                    .arg(open_files_max.to_string())
                     .arg(env!("CARGO_BIN_EXE_sluice"));
                 shell
             }
-            None => Command::new(env!("CARGO_BIN_EXE_sluice")),
         };
         command
             .env("NO_COLOR", "1")
@@ -306,9 +306,14 @@ impl TestBroker {
         panic!("the broker could not start again on {address}");
     }
 
+    /// Everything the current broker wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     /// The last lines of the current broker's stderr, for failure messages.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         let start = lines.len().saturating_sub(60);
         lines[start..].join("\n")
