@@ -165,42 +165,55 @@ impl Broker {
             )
             .await?,
         );
-        if properties.is_none() {
-            data_dir.write_meta_properties(&MetaProperties {
-                cluster_id: quorum.cluster_id(),
+        // A failure from here on stops the quorum first, so openraft is not
+        // left running without its handle (and logging about it).
+        let prepared = async {
+            if properties.is_none() {
+                data_dir.write_meta_properties(&MetaProperties {
+                    cluster_id: quorum.cluster_id(),
+                    node_id: config.node_id,
+                })?;
+            }
+
+            let (host, port) = match &config.advertised_listener {
+                Some(advertised) => parse_host_port(advertised)?,
+                None => (local_addr.ip().to_string(), local_addr.port()),
+            };
+            let registration = BrokerRegistration {
                 node_id: config.node_id,
-            })?;
-        }
+                host,
+                port,
+                rack: None,
+            };
+            if quorum.image().brokers.get(&config.node_id) != Some(&registration) {
+                quorum
+                    .propose(vec![MetadataRecord::RegisterBroker(registration)])
+                    .await?;
+            }
 
-        let (host, port) = match &config.advertised_listener {
-            Some(advertised) => parse_host_port(advertised)?,
-            None => (local_addr.ip().to_string(), local_addr.port()),
-        };
-        let registration = BrokerRegistration {
-            node_id: config.node_id,
-            host,
-            port,
-            rack: None,
-        };
-        if quorum.image().brokers.get(&config.node_id) != Some(&registration) {
-            quorum
-                .propose(vec![MetadataRecord::RegisterBroker(registration)])
-                .await?;
+            let replicas = Arc::new(ReplicaManager::new(
+                data_dir,
+                settings.clone(),
+                config.node_id,
+            ));
+            let image = quorum.image();
+            if let Err(error) = replicas.reconcile(&image) {
+                // The partitions that failed are offline; the image follower
+                // retries them.
+                tracing::warn!(%error, "some partitions could not be opened; retrying in the background");
+                replicas.request_reconcile_retry();
+            }
+            replicas.remove_orphans(&image)?;
+            Ok::<_, BrokerError>(replicas)
         }
-
-        let replicas = Arc::new(ReplicaManager::new(
-            data_dir,
-            settings.clone(),
-            config.node_id,
-        ));
-        let image = quorum.image();
-        if let Err(error) = replicas.reconcile(&image) {
-            // The partitions that failed are offline; the image follower
-            // retries them.
-            tracing::warn!(%error, "some partitions could not be opened; retrying in the background");
-            replicas.request_reconcile_retry();
-        }
-        replicas.remove_orphans(&image)?;
+        .await;
+        let replicas = match prepared {
+            Ok(replicas) => replicas,
+            Err(error) => {
+                let _ = quorum.shutdown().await;
+                return Err(error);
+            }
+        };
 
         let group_config = group::coordinator::CoordinatorConfig::from_settings(&settings);
         let groups = group::GroupCoordinator::new(group_config, replicas.clone());

@@ -134,7 +134,10 @@ impl MetadataQuorum {
             match raft.initialize(voters).await {
                 Ok(()) => {}
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(error) => return Err(MetaError::Raft(error.to_string())),
+                Err(error) => {
+                    let _ = raft.shutdown().await;
+                    return Err(MetaError::Raft(error.to_string()));
+                }
             }
         }
 
@@ -146,9 +149,24 @@ impl MetadataQuorum {
             image_receiver,
             shut_down: AtomicBool::new(false),
         };
+        if let Err(error) = quorum.wait_until_caught_up().await {
+            // Stopped, so openraft does not outlive its dropped handle.
+            let _ = quorum.raft.shutdown().await;
+            return Err(error);
+        }
+        tracing::info!(
+            node_id,
+            cluster_id = %quorum.cluster_id,
+            last_applied_index = quorum.image().last_applied_index,
+            "metadata quorum open"
+        );
+        Ok(quorum)
+    }
+
+    /// Waits until this node leads and its image has applied every entry.
+    async fn wait_until_caught_up(&self) -> Result<(), MetaError> {
         let timeout = Some(Duration::from_millis(OPEN_TIMEOUT_MS));
-        quorum
-            .raft
+        self.raft
             .wait(timeout)
             .state(ServerState::Leader, "metadata quorum open")
             .await
@@ -157,27 +175,20 @@ impl MetadataQuorum {
         // term) and waits until the state machine has applied it.
         let caught_up = tokio::time::timeout(
             Duration::from_millis(OPEN_TIMEOUT_MS),
-            quorum.raft.ensure_linearizable(),
+            self.raft.ensure_linearizable(),
         )
         .await
         .map_err(|_| MetaError::Raft("timed out catching up the metadata image".to_string()))?;
         caught_up.map_err(|e| MetaError::Raft(format!("catching up the metadata image: {e}")))?;
         // In a one-voter quorum every entry in the local log is committed (this
         // node alone is the majority), so wait for all of them to be applied.
-        let last_log_index = quorum.raft.metrics().borrow().last_log_index;
-        quorum
-            .raft
+        let last_log_index = self.raft.metrics().borrow().last_log_index;
+        self.raft
             .wait(timeout)
             .applied_index_at_least(last_log_index, "metadata image caught up")
             .await
             .map_err(|e| MetaError::Raft(format!("catching up the metadata image: {e}")))?;
-        tracing::info!(
-            node_id,
-            cluster_id = %quorum.cluster_id,
-            last_applied_index = quorum.image().last_applied_index,
-            "metadata quorum open"
-        );
-        Ok(quorum)
+        Ok(())
     }
 
     /// Appends records through Raft as one entry; returns after they are
