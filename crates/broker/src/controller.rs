@@ -552,7 +552,7 @@ pub async fn create_partitions(
 /// disk, no descriptors) stays offline, requests for it get
 /// KAFKA_STORAGE_ERROR, and the image follower retries it with backoff (as a
 /// broker of a cluster applies what the controller committed).
-fn apply_locally(state: &BrokerState, image: &sluice_meta::ClusterImage) {
+fn apply_locally(state: &BrokerState, image: &std::sync::Arc<sluice_meta::ClusterImage>) {
     if let Err(error) = state.replicas.reconcile(image) {
         tracing::warn!(%error, "applying the metadata change locally failed; retrying in the background");
         state.replicas.request_reconcile_retry();

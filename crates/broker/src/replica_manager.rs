@@ -7,14 +7,14 @@
 //! then publishes the new high watermark, which wakes long-polling fetches and
 //! acks=all producers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use sluice_log::{CheckpointEntry, DataDir, Log};
-use sluice_meta::ClusterImage;
+use sluice_meta::{ClusterImage, ImageDelta};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
@@ -167,15 +167,22 @@ impl Partition {
     }
 }
 
-/// Key of the partition map.
-type TopicPartitions = HashMap<String, Vec<Arc<Partition>>>;
+/// The hosted partitions, keyed by (topic id, partition index): a broker
+/// may host partition 1 of a topic and not partition 0.
+#[derive(Default)]
+struct Hosted {
+    /// Every hosted partition.
+    by_id: HashMap<(Uuid, i32), Arc<Partition>>,
+    /// Topic name to the id of the hosted incarnation (requests name topics).
+    topic_ids: HashMap<String, Uuid>,
+}
 
 /// This node's partitions.
 pub struct ReplicaManager {
     /// The data directory and its checkpoint files.
     data_dir: DataDir,
-    /// Partitions by topic name, indexed by partition id.
-    partitions: RwLock<TopicPartitions>,
+    /// The hosted partitions.
+    partitions: RwLock<Hosted>,
     /// Broker settings (topic config defaults).
     settings: Arc<Settings>,
     /// This node's id.
@@ -192,6 +199,9 @@ pub struct ReplicaManager {
     /// Wakes the image follower to retry a reconciliation that failed
     /// outside it (in a controller call).
     reconcile_retry: Notify,
+    /// The image the last reconciliation applied: the next one applies only
+    /// the difference (`ImageDelta`).
+    applied_image: Mutex<Option<Arc<ClusterImage>>>,
 }
 
 impl ReplicaManager {
@@ -199,7 +209,7 @@ impl ReplicaManager {
         let flush_before_visible = settings.get_bool("sluice.flush.before.visible");
         ReplicaManager {
             data_dir,
-            partitions: RwLock::new(HashMap::new()),
+            partitions: RwLock::new(Hosted::default()),
             settings,
             node_id,
             flush_before_visible,
@@ -207,25 +217,29 @@ impl ReplicaManager {
             reconcile_lock: Mutex::new(()),
             offline: Mutex::new(HashMap::new()),
             reconcile_retry: Notify::new(),
+            applied_image: Mutex::new(None),
         }
     }
 
+    /// The hosted partition of the topic named `topic`.
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
-        let map = self.partitions.read();
-        let list = map.get(topic)?;
-        usize::try_from(partition)
-            .ok()
-            .and_then(|i| list.get(i))
+        let hosted = self.partitions.read();
+        let topic_id = hosted.topic_ids.get(topic)?;
+        hosted.by_id.get(&(*topic_id, partition)).cloned()
+    }
+
+    /// The hosted partition of the topic with id `topic_id`.
+    pub fn get_by_id(&self, topic_id: Uuid, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .by_id
+            .get(&(topic_id, partition))
             .cloned()
     }
 
     /// Every hosted partition.
     pub fn all(&self) -> Vec<Arc<Partition>> {
-        self.partitions
-            .read()
-            .values()
-            .flat_map(|v| v.iter().cloned())
-            .collect()
+        self.partitions.read().by_id.values().cloned().collect()
     }
 
     /// Makes the hosted partitions match the image: opens logs for new
@@ -238,34 +252,43 @@ impl ReplicaManager {
     /// open (full disk, no descriptors) is remembered as offline (requests
     /// for it get KAFKA_STORAGE_ERROR) and the others are still opened; the
     /// first failure is returned so the caller retries.
-    pub fn reconcile(&self, image: &ClusterImage) -> Result<(), sluice_log::LogError> {
+    pub fn reconcile(&self, image: &Arc<ClusterImage>) -> Result<(), sluice_log::LogError> {
         let _guard = self.reconcile_lock.lock();
+        let previous = self.applied_image.lock().replace(image.clone());
+        let delta = ImageDelta::between(previous.as_deref(), image);
         // Remove what the image no longer has.
-        let stale: Vec<Arc<Partition>> = {
-            let map = self.partitions.read();
-            map.iter()
-                .filter(|(name, list)| {
-                    let current = image.topic(name);
-                    match (current, list.first()) {
-                        (Some(topic), Some(first)) => topic.topic_id != first.topic_id,
-                        (None, _) => true,
-                        _ => false,
-                    }
-                })
-                .flat_map(|(_, list)| list.iter().cloned())
-                .collect()
-        };
+        let stale: Vec<Arc<Partition>> = self
+            .partitions
+            .read()
+            .by_id
+            .values()
+            .filter(|partition| delta.removed_topic_ids.contains(&partition.topic_id))
+            .cloned()
+            .collect();
         for partition in stale {
             let deleted = image.deleted_topic_ids.contains(&partition.topic_id);
             self.remove_partition(&partition, deleted);
         }
-        self.offline
-            .lock()
-            .retain(|(topic, _), _| image.topic(topic).is_some());
-        // Open what the image has and we lack.
+        let retried: BTreeSet<String> = {
+            let mut offline = self.offline.lock();
+            offline.retain(|(topic, _), _| image.topic(topic).is_some());
+            offline.keys().map(|(topic, _)| topic.clone()).collect()
+        };
+        // Open what the image has and we lack; refresh what changed. With
+        // the dynamic broker configs changed, every topic's config may have.
         let dynamic = DynamicBrokerConfigs::from_image(image, self.node_id);
         let mut first_failure = None;
-        for topic in image.topics.values() {
+        let walked: Vec<&sluice_meta::TopicImage> = if delta.broker_configs_changed {
+            image.topics.values().collect()
+        } else {
+            delta
+                .changed_topics
+                .iter()
+                .chain(retried.iter())
+                .filter_map(|name| image.topic(name))
+                .collect()
+        };
+        for topic in walked {
             let overrides = &topic.configs;
             let config = Arc::new(self.settings.topic_config(&dynamic, overrides));
             for state in &topic.partitions {
@@ -314,14 +337,11 @@ impl ReplicaManager {
                 if self.offline.lock().remove(&key).is_some() {
                     tracing::info!(topic = %topic.name, partition = state.partition, "partition opened after earlier failures");
                 }
-                let mut map = self.partitions.write();
-                let list = map.entry(topic.name.clone()).or_default();
-                // Partition ids are dense and created in order.
-                if list.len() == state.partition as usize {
-                    list.push(partition);
-                } else {
-                    tracing::error!(topic = %topic.name, partition = state.partition, "partition ids out of order in image");
-                }
+                let mut hosted = self.partitions.write();
+                hosted.topic_ids.insert(topic.name.clone(), topic.topic_id);
+                hosted
+                    .by_id
+                    .insert((topic.topic_id, state.partition), partition);
             }
         }
         match first_failure {
@@ -485,11 +505,15 @@ impl ReplicaManager {
     /// aside as stray.
     fn remove_partition(&self, partition: &Arc<Partition>, deleted: bool) {
         {
-            let mut map = self.partitions.write();
-            if let Some(list) = map.get(&partition.topic) {
-                if list.first().map(|p| p.topic_id) == Some(partition.topic_id) {
-                    map.remove(&partition.topic);
-                }
+            let mut hosted = self.partitions.write();
+            hosted.by_id.remove(&(partition.topic_id, partition.index));
+            if hosted.topic_ids.get(&partition.topic) == Some(&partition.topic_id)
+                && !hosted
+                    .by_id
+                    .keys()
+                    .any(|(topic_id, _)| *topic_id == partition.topic_id)
+            {
+                hosted.topic_ids.remove(&partition.topic);
             }
         }
         if let Err(error) = partition.log.close() {
@@ -760,3 +784,7 @@ fn directory_is_empty(path: &std::path::Path) -> bool {
         .map(|mut entries| entries.next().is_none())
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+#[path = "replica_manager_tests.rs"]
+mod tests;

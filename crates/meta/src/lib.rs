@@ -34,12 +34,14 @@ pub enum MetaError {
     ShutDown,
 }
 
+mod delta;
 mod files;
 mod image;
 mod quorum;
 mod raft;
 mod records;
 
+pub use delta::ImageDelta;
 pub use image::{ClusterImage, TopicImage};
 pub use quorum::{MetadataQuorum, QuorumConfig};
 pub use records::{BrokerRegistration, MetadataRecord, PartitionState};
