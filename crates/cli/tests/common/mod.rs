@@ -272,6 +272,11 @@ impl TestBroker {
         panic!("the broker could not start again on {address}");
     }
 
+    /// The whole stderr of the current broker process (its tracing log).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     /// The last lines of the current broker's stderr, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();

@@ -6,7 +6,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::{ProduceRequest, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -108,6 +110,24 @@ impl RawConnection {
             ReadOutcome::Closed => {}
             other => panic!("expected the broker to close the connection, got {other:?}"),
         }
+    }
+
+    /// Sends one Produce v9 (acks=all) of `records` to partition 0 of `topic`
+    /// and returns that partition's answer.
+    pub fn produce(&mut self, topic: &str, records: Bytes) -> PartitionProduceResponse {
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records))])]);
+        let response = self.request(9, 7, &request);
+        assert_eq!(response.responses.len(), 1, "one topic in the response");
+        let partitions = &response.responses[0].partition_responses;
+        assert_eq!(partitions.len(), 1, "one partition in the response");
+        partitions[0].clone()
     }
 
     /// Sends a request and decodes its response, checking the correlation id.
