@@ -9,12 +9,10 @@ mod lifecycle;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use common::raw::RawConnection;
+use common::raw::{record_batch_at, RawConnection};
 use common::{assign, consumer, create_topic, poll_for, poll_messages, watermarks, TestBroker};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use rdkafka::{Message, Offset};
 
 /// Kafka error codes these tests expect.
@@ -29,41 +27,6 @@ const LAST_OFFSET_DELTA_AT: usize = 23;
 const RECORD_COUNT_AT: usize = 57;
 const RECORDS_AT: usize = 61;
 
-/// One batch of `(key, value)` records at the given offsets (relative to 0).
-fn encode(records: &[(Option<&str>, &str)], offsets: &[i64], compression: Compression) -> BytesMut {
-    let timestamp = lifecycle::now_ms();
-    let records: Vec<Record> = records
-        .iter()
-        .zip(offsets)
-        .map(|((key, value), offset)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: *offset,
-            sequence: *offset as i32 - 1,
-            timestamp,
-            key: key.map(|key| Bytes::copy_from_slice(key.as_bytes())),
-            value: Some(Bytes::copy_from_slice(value.as_bytes())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .expect("encode record batch");
-    buffer
-}
-
 /// Keyless records `prefix-0..` at offsets 0.., uncompressed unless told.
 fn values(prefix: &str, count: usize, compression: Compression) -> BytesMut {
     let values: Vec<String> = (0..count)
@@ -71,7 +34,7 @@ fn values(prefix: &str, count: usize, compression: Compression) -> BytesMut {
         .collect();
     let records: Vec<(Option<&str>, &str)> = values.iter().map(|v| (None, v.as_str())).collect();
     let offsets: Vec<i64> = (0..count as i64).collect();
-    encode(&records, &offsets, compression)
+    record_batch_at(&records, &offsets, compression)
 }
 
 /// Recomputes the CRC-32C over attributes..end, as a client would.
@@ -125,7 +88,7 @@ fn poison_batches() -> Vec<(&'static str, Bytes, i16, Vec<i32>)> {
         (
             "offset deltas 0, 1, 3",
             fix_crc(with_count(
-                encode(
+                record_batch_at(
                     &[(None, "poison-0"), (None, "poison-1"), (None, "poison-2")],
                     &[0, 1, 3],
                     Compression::None,
@@ -277,7 +240,7 @@ async fn keyless_records_on_a_compacted_topic_are_named_in_record_errors() {
     )
     .await;
     let mut connection = RawConnection::connect(broker.bootstrap());
-    let batch = encode(
+    let batch = record_batch_at(
         &[
             (Some("k0"), "v0"),
             (None, "v1"),
@@ -299,7 +262,7 @@ async fn keyless_records_on_a_compacted_topic_are_named_in_record_errors() {
     assert!(response.error_message.is_some(), "an ErrorMessage says why");
     assert_eq!(watermarks(broker.bootstrap(), topic, 0), (0, 0));
 
-    let keyed = encode(
+    let keyed = record_batch_at(
         &[(Some("k0"), "v0"), (Some("k1"), "v1")],
         &[0, 1],
         Compression::Lz4,

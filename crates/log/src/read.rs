@@ -123,6 +123,25 @@ fn record_timestamps(
 }
 
 impl Log {
+    /// A batch header that does not parse (`LogError::Corrupt`) is reported
+    /// once and becomes `Ok(LogError::CorruptBatch)`; other errors stay `Err`.
+    fn corrupt_header(&self, error: LogError) -> Result<LogError, LogError> {
+        let LogError::Corrupt {
+            path,
+            position,
+            reason,
+        } = error
+        else {
+            return Err(error);
+        };
+        self.corruption_reports.report(&path, position, &reason);
+        Ok(LogError::CorruptBatch {
+            path,
+            position,
+            reason,
+        })
+    }
+
     fn current_snapshot(&self) -> Result<Arc<Snapshot>, LogError> {
         self.check_open()?;
         Ok(self.snapshot.read().clone())
@@ -160,22 +179,14 @@ impl Log {
             let segment = &segments[index];
             let end = segment_end(&snapshot, index);
             let located = match locate(segment, start_offset, end) {
-                Err(LogError::Corrupt {
-                    path,
-                    position,
-                    reason,
-                }) => {
-                    self.corruption_reports.report(&path, position, &reason);
+                Ok(located) => located,
+                Err(error) => {
+                    let error = self.corrupt_header(error)?;
                     if taken > 0 {
                         break 'segments;
                     }
-                    return Err(LogError::CorruptBatch {
-                        path,
-                        position,
-                        reason,
-                    });
+                    return Err(error);
                 }
-                other => other?,
             };
             let Some((range_start, first)) = located else {
                 index += 1;
@@ -200,16 +211,11 @@ impl Log {
                     Ok(header) => header,
                     // The intact batches so far go out; the next fetch
                     // starts at the corrupt one.
-                    Err(LogError::Corrupt {
-                        path,
-                        position,
-                        reason,
-                    }) => {
-                        self.corruption_reports.report(&path, position, &reason);
+                    Err(error) => {
+                        self.corrupt_header(error)?;
                         stop = true;
                         break;
                     }
-                    Err(error) => return Err(error),
                 };
             }
             if position > range_start {

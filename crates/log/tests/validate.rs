@@ -7,9 +7,7 @@
 mod common;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use sluice_log::batch::{self, BatchError, HEADER_BYTES};
 use sluice_log::validate::{validate_records, RecordsCheck};
 
@@ -30,36 +28,14 @@ fn encode(
     offsets: &[i64],
     compression: Compression,
 ) -> BytesMut {
-    let records: Vec<Record> = records
+    let records: Vec<(Option<Bytes>, Option<Bytes>)> = records
         .iter()
-        .zip(offsets)
-        .map(|((key, value), offset)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: *offset,
-            sequence: *offset as i32,
-            timestamp: 1_000 + offset,
-            key: key.map(|key| Bytes::copy_from_slice(key.as_bytes())),
-            value: Some(Bytes::from(value.clone())),
-            headers: Default::default(),
+        .map(|(key, value)| {
+            let key = key.map(|key| Bytes::copy_from_slice(key.as_bytes()));
+            (key, Some(Bytes::from(value.clone())))
         })
         .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buffer
+    common::encode_records(&records, offsets, compression)
 }
 
 /// `count` keyed records `value-i`, offsets 0.., under `compression`.

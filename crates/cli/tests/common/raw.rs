@@ -214,14 +214,26 @@ pub fn decode_response<R: Request>(frame: Bytes, version: i16, correlation_id: i
 
 /// One RecordBatch v2 holding `values` (keyless) at offsets 0.., not idempotent.
 pub fn record_batch(values: &[&str], compression: Compression) -> Bytes {
+    let records: Vec<(Option<&str>, &str)> = values.iter().map(|value| (None, *value)).collect();
+    let offsets: Vec<i64> = (0..values.len() as i64).collect();
+    record_batch_at(&records, &offsets, compression).freeze()
+}
+
+/// One RecordBatch v2 of `(key, value)` records at `offsets` (relative to the
+/// first), not idempotent, stamped now; mutable, for tests that damage it.
+pub fn record_batch_at(
+    records: &[(Option<&str>, &str)],
+    offsets: &[i64],
+    compression: Compression,
+) -> BytesMut {
     let timestamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after epoch")
         .as_millis() as i64;
-    let records: Vec<Record> = values
+    let records: Vec<Record> = records
         .iter()
-        .enumerate()
-        .map(|(index, value)| Record {
+        .zip(offsets)
+        .map(|((key, value), offset)| Record {
             transactional: false,
             control: false,
             delete_horizon: false,
@@ -229,11 +241,11 @@ pub fn record_batch(values: &[&str], compression: Compression) -> Bytes {
             producer_id: -1,
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
-            offset: index as i64,
+            offset: *offset,
             // offset - sequence is constant, so the encoder keeps one batch; the base sequence is -1.
-            sequence: index as i32 - 1,
+            sequence: *offset as i32 - 1,
             timestamp,
-            key: None,
+            key: key.map(|key| Bytes::copy_from_slice(key.as_bytes())),
             value: Some(Bytes::copy_from_slice(value.as_bytes())),
             headers: Default::default(),
         })
@@ -248,5 +260,5 @@ pub fn record_batch(values: &[&str], compression: Compression) -> Bytes {
         },
     )
     .expect("encode record batch");
-    buffer.freeze()
+    buffer
 }

@@ -53,6 +53,45 @@ pub fn batch_with(
     buffer
 }
 
+/// One batch of `(key, value)` records at `offsets` (relative; the first is
+/// the base), timestamps 1000 + offset, no producer.
+pub fn encode_records(
+    records: &[(Option<Bytes>, Option<Bytes>)],
+    offsets: &[i64],
+    compression: Compression,
+) -> BytesMut {
+    let records: Vec<Record> = records
+        .iter()
+        .zip(offsets)
+        .map(|((key, value), offset)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: *offset,
+            sequence: *offset as i32,
+            timestamp: 1_000 + offset,
+            key: key.clone(),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buffer
+}
+
 pub fn batch(records: usize, value_bytes: usize, tag: u64) -> BytesMut {
     let timestamps: Vec<i64> = (0..records).map(|index| 1_000 + index as i64).collect();
     batch_with(&timestamps, value_bytes, Compression::None, tag)
