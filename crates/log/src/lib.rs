@@ -120,8 +120,11 @@ pub enum LogError {
     /// parsed: what comes after it in its segment cannot be located.
     #[error("corrupt batch in {path} at position {position}: {reason}")]
     CorruptBatch {
+        /// The segment's `.log` file.
         path: PathBuf,
+        /// Byte position of the unreadable header in it.
         position: u64,
+        /// What is wrong with the header.
         reason: String,
     },
     #[error("log is closed")]
