@@ -62,14 +62,23 @@ pub const PRODUCER_FENCED: i16 = 90;
 pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 pub const TRANSACTION_ABORTABLE: i16 = 120;
 
-/// The code a batch validation failure becomes (Kafka 4.0's choices).
+/// The code a batch validation failure becomes (Kafka 4.0's choices, except
+/// where docs/COMPATIBILITY.md lists a deliberate divergence: Kafka answers
+/// UNKNOWN_SERVER_ERROR for an unknown codec and for an undecodable
+/// compressed body, and has no bound on the decompressed size).
 pub fn from_batch_error(error: &BatchError) -> i16 {
     match error {
-        BatchError::CorruptSize | BatchError::CorruptCrc => CORRUPT_MESSAGE,
+        BatchError::CorruptSize | BatchError::CorruptCrc | BatchError::CorruptCompressed(_) => {
+            CORRUPT_MESSAGE
+        }
         BatchError::InvalidMagic(_)
         | BatchError::InvalidMultipleBatches
         | BatchError::InvalidRecordCount { .. }
-        | BatchError::InvalidControlBatch => INVALID_RECORD,
+        | BatchError::InvalidControlBatch
+        | BatchError::InvalidRecords { .. }
+        | BatchError::MissingKeys { .. } => INVALID_RECORD,
+        BatchError::UnsupportedCompression(_) => UNSUPPORTED_COMPRESSION_TYPE,
+        BatchError::RecordsTooLarge { .. } => MESSAGE_TOO_LARGE,
     }
 }
 
@@ -79,6 +88,9 @@ pub fn from_log_error(error: &LogError) -> i16 {
         LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         LogError::InvalidBatch(batch) => from_batch_error(batch),
         LogError::Closed => NOT_LEADER_OR_FOLLOWER,
+        // A fetch that starts at an unreadable batch: the client reports it
+        // instead of retrying a storage error forever.
+        LogError::CorruptBatch { .. } => CORRUPT_MESSAGE,
         LogError::Io { .. } | LogError::Corrupt { .. } | LogError::Locked { .. } => {
             KAFKA_STORAGE_ERROR
         }

@@ -10,8 +10,11 @@
 /// Size of the v2 batch header.
 pub const HEADER_BYTES: usize = 61;
 
-/// Why a batch was refused. The broker maps: `Corrupt*` → CORRUPT_MESSAGE,
-/// `Invalid*` → INVALID_RECORD.
+/// Why a batch was refused. The broker maps (`error_codes::from_batch_error`):
+/// `Corrupt*` → CORRUPT_MESSAGE, `Invalid*` and `MissingKeys` →
+/// INVALID_RECORD, `UnsupportedCompression` → UNSUPPORTED_COMPRESSION_TYPE,
+/// `RecordsTooLarge` → MESSAGE_TOO_LARGE. The records-level variants come
+/// from `validate::validate_records`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
     #[error("batch too short or length field inconsistent with the bytes given")]
@@ -29,6 +32,28 @@ pub enum BatchError {
     },
     #[error("control batch written by a client")]
     InvalidControlBatch,
+    #[error("unknown compression codec {0}")]
+    UnsupportedCompression(u8),
+    #[error("compressed records do not decompress: {0}")]
+    CorruptCompressed(String),
+    #[error("records decompress to more than {bytes_max} bytes")]
+    RecordsTooLarge {
+        /// The bound that was passed.
+        bytes_max: u64,
+    },
+    #[error("invalid records: {reason}")]
+    InvalidRecords {
+        /// What is wrong with the records.
+        reason: String,
+        /// The record (0-based, in batch order) at fault, when it is one
+        /// record's fault: KIP-467's batch_index.
+        record_index: Option<i32>,
+    },
+    #[error("compacted topic cannot accept message without key ({} records)", record_indexes.len())]
+    MissingKeys {
+        /// The keyless records (0-based, in batch order).
+        record_indexes: Vec<i32>,
+    },
 }
 
 /// The parsed header. Field names are Kafka's.

@@ -4,6 +4,8 @@
 //! do not rename it without updating crates/broker):
 //!
 //! * `batch` — RecordBatch v2 header parsing / validation / in-place rewrite.
+//! * `validate` — the records inside a client batch (Kafka's `LogValidator`):
+//!   `validate_records(bytes, &header, &RecordsCheck)` after `batch::validate`.
 //! * `Log` — one partition's log in its own directory (`<topic>-<partition>/`).
 //!   `Log: Send + Sync`; every method takes `&self`. Appends are serialized
 //!   internally; reads do not block appends (positional reads on shared file
@@ -47,7 +49,8 @@
 //!
 //! sluice-log knows nothing of sockets or of Kafka request types.
 //!
-//! Code map: `batch` (header codec), `segment` (one `.log` + its indexes,
+//! Code map: `batch` (header codec), `validate` (records walk of a produced
+//! batch, streaming decompression with a bound), `segment` (one `.log` + its indexes,
 //! scan/recovery of a segment), `index` (`.index` / `.timeindex` entries),
 //! `partition_log` (`Log`: open/recovery, append, flush, truncate),
 //! `retention` (log start offset, retention, `*.deleted` files), `cleaner`
@@ -78,6 +81,7 @@ mod read;
 mod retention;
 mod segment;
 mod throttle;
+pub mod validate;
 
 pub use cleaner::{CLEANER_KEY_BYTES_MAX, CLEANER_OFFSET_CHECKPOINT};
 pub use cleaner_txn::{AbortedTxn, CleanerTxnInput};
@@ -112,6 +116,17 @@ pub enum LogError {
     Corrupt {
         path: PathBuf,
         position: u64,
+        reason: String,
+    },
+    /// A read that starts at (or inside) a batch whose header cannot be
+    /// parsed: what comes after it in its segment cannot be located.
+    #[error("corrupt batch in {path} at position {position}: {reason}")]
+    CorruptBatch {
+        /// The segment's `.log` file.
+        path: PathBuf,
+        /// Byte position of the unreadable header in it.
+        position: u64,
+        /// What is wrong with the header.
         reason: String,
     },
     #[error("log is closed")]

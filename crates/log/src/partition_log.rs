@@ -89,6 +89,8 @@ pub struct Log {
     pub(crate) cleaner_lock: Mutex<()>,
     /// The cleaner checkpoint: offsets below it were cleaned at least once.
     pub(crate) first_dirty_offset: AtomicI64,
+    /// Corrupt batch headers reads have logged (each once).
+    pub(crate) corruption_reports: crate::read::CorruptionReports,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -265,6 +267,7 @@ impl Log {
             pending_deletes: Mutex::new(Vec::new()),
             cleaner_lock: Mutex::new(()),
             first_dirty_offset: AtomicI64::new(first_dirty_offset),
+            corruption_reports: crate::read::CorruptionReports::default(),
         })
     }
 

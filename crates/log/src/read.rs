@@ -1,17 +1,58 @@
 //! The read side of `Log`: fetch, ListOffsets by timestamp. Everything here
 //! works on a published `Snapshot` with positional reads, never under the
 //! append lock.
+//!
+//! A batch header that does not parse (a corrupt length field, say, in a
+//! closed segment that a clean restart trusted) ends a fetch: the intact
+//! batches before it are returned, and a fetch that starts at it is
+//! `LogError::CorruptBatch` (the client is told, rather than retrying a
+//! storage error in silence). Each corrupt position is logged once.
 
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
+use parking_lot::Mutex;
 
 use crate::batch::BatchHeader;
 use crate::index;
 use crate::partition_log::Snapshot;
 use crate::segment::Segment;
 use crate::{Log, LogError, ReadResult};
+
+/// Corrupt positions logged so far, so that a consumer retrying at one does
+/// not log it on every fetch.
+#[derive(Debug, Default)]
+pub(crate) struct CorruptionReports {
+    /// (segment `.log` path, byte position) already logged; cleared when
+    /// `CORRUPTION_REPORTS_MAX` is reached, which only repeats a report.
+    reported: Mutex<HashSet<(PathBuf, u64)>>,
+}
+
+/// Bound on the remembered corrupt positions of one log.
+const CORRUPTION_REPORTS_MAX: usize = 64;
+
+impl CorruptionReports {
+    /// Logs a corrupt batch header once per segment and position.
+    fn report(&self, path: &Path, position: u64, reason: &str) {
+        let mut reported = self.reported.lock();
+        if reported.contains(&(path.to_path_buf(), position)) {
+            return;
+        }
+        if reported.len() >= CORRUPTION_REPORTS_MAX {
+            reported.clear();
+        }
+        reported.insert((path.to_path_buf(), position));
+        tracing::error!(
+            segment = %path.display(),
+            position,
+            reason,
+            "corrupt batch header: fetches stop before it and a fetch at it answers CORRUPT_MESSAGE"
+        );
+    }
+}
 
 /// Walks batch headers of `segment` (below `end`) from the sparse index floor
 /// to the batch containing `offset` (the first batch whose last offset is >=
@@ -82,6 +123,25 @@ fn record_timestamps(
 }
 
 impl Log {
+    /// A batch header that does not parse (`LogError::Corrupt`) is reported
+    /// once and becomes `Ok(LogError::CorruptBatch)`; other errors stay `Err`.
+    fn corrupt_header(&self, error: LogError) -> Result<LogError, LogError> {
+        let LogError::Corrupt {
+            path,
+            position,
+            reason,
+        } = error
+        else {
+            return Err(error);
+        };
+        self.corruption_reports.report(&path, position, &reason);
+        Ok(LogError::CorruptBatch {
+            path,
+            position,
+            reason,
+        })
+    }
+
     fn current_snapshot(&self) -> Result<Arc<Snapshot>, LogError> {
         self.check_open()?;
         Ok(self.snapshot.read().clone())
@@ -118,7 +178,17 @@ impl Log {
         'segments: while index < segments.len() && start_offset < snapshot.log_end_offset {
             let segment = &segments[index];
             let end = segment_end(&snapshot, index);
-            let Some((range_start, first)) = locate(segment, start_offset, end)? else {
+            let located = match locate(segment, start_offset, end) {
+                Ok(located) => located,
+                Err(error) => {
+                    let error = self.corrupt_header(error)?;
+                    if taken > 0 {
+                        break 'segments;
+                    }
+                    return Err(error);
+                }
+            };
+            let Some((range_start, first)) = located else {
                 index += 1;
                 continue;
             };
@@ -137,7 +207,16 @@ impl Log {
                 if position >= end {
                     break;
                 }
-                header = segment.header_at(position, end)?;
+                header = match segment.header_at(position, end) {
+                    Ok(header) => header,
+                    // The intact batches so far go out; the next fetch
+                    // starts at the corrupt one.
+                    Err(error) => {
+                        self.corrupt_header(error)?;
+                        stop = true;
+                        break;
+                    }
+                };
             }
             if position > range_start {
                 let mut buffer = BytesMut::zeroed((position - range_start) as usize);

@@ -5,9 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
-use kafka_protocol::records::RecordBatchDecoder;
+use sluice_log::batch::BatchError;
+use sluice_log::validate::{self, RecordsCheck};
 use sluice_log::{batch, AppendOptions};
 
 use super::{now_ms, str_bytes};
@@ -18,6 +21,14 @@ use crate::BrokerState;
 
 /// Codec id of zstd in the batch attributes.
 const COMPRESSION_ZSTD: u8 = 4;
+/// A compressed batch may decompress to at most this many times the topic's
+/// `max.message.bytes` (which bounds the compressed batch)...
+const DECOMPRESSION_RATIO_MAX: u64 = 64;
+/// ...and is always allowed this much (a topic with a small
+/// `max.message.bytes` still takes well-compressing batches).
+const DECOMPRESSED_BYTES_FLOOR: u64 = 64 << 20;
+/// Kafka's ProduceResponse ErrorMessage shows at most this many record errors.
+const RECORD_ERRORS_SHOWN_MAX: usize = 3;
 
 pub enum ProduceOutcome {
     Respond(ProduceResponse),
@@ -183,6 +194,18 @@ fn append_partition(
     if header.compression() == COMPRESSION_ZSTD && version < 7 {
         return failed(index, error_codes::UNSUPPORTED_COMPRESSION_TYPE, None);
     }
+    // The records themselves (LogValidator): nothing of a batch that fails
+    // is appended.
+    let check = RecordsCheck {
+        keys_required: config.compacted,
+        decompressed_bytes_max: (config.max_message_bytes.max(0) as u64)
+            .saturating_mul(DECOMPRESSION_RATIO_MAX)
+            .max(DECOMPRESSED_BYTES_FLOOR),
+    };
+    if let Err(error) = validate::validate_records(&records, &header, &check) {
+        tracing::debug!(topic, partition = index, %error, "rejected records");
+        return refused_records(topic, index, &error);
+    }
     if !config.log_append_time {
         let now = now_ms();
         let too_old = header.base_timestamp < now.saturating_sub(config.timestamp_before_max_ms);
@@ -195,11 +218,6 @@ fn append_partition(
                     "Timestamp of a record in the batch is out of range (now {now})"
                 )),
             );
-        }
-    }
-    if config.compacted {
-        if let Err(message) = check_keys(&records) {
-            return failed(index, error_codes::INVALID_RECORD, Some(message));
         }
     }
     let options = AppendOptions {
@@ -275,14 +293,53 @@ fn append_partition(
     }
 }
 
-/// Compacted topics need a key on every record; this decodes (and
-/// decompresses) the batch, the one case on the produce path that does.
-fn check_keys(records: &bytes::Bytes) -> Result<(), String> {
-    let mut buf = records.clone();
-    let set =
-        RecordBatchDecoder::decode(&mut buf).map_err(|e| format!("undecodable batch: {e}"))?;
-    if set.records.iter().any(|r| r.key.is_none()) {
-        return Err("Compacted topic cannot accept message without key".to_string());
-    }
-    Ok(())
+/// The answer to a batch whose records failed validation: the code, an
+/// ErrorMessage, and (v8+, KIP-467) the records at fault as RecordErrors, as
+/// Kafka's `RecordValidationException` gives them. librdkafka fails the
+/// listed records with the code and the others of the batch with
+/// `_INVALID_DIFFERENT_RECORD`.
+fn refused_records(topic: &str, index: i32, error: &BatchError) -> Appended {
+    let code = error_codes::from_batch_error(error);
+    let record_errors: Vec<(i32, String)> = match error {
+        BatchError::MissingKeys { record_indexes } => record_indexes
+            .iter()
+            .map(|record| {
+                let message = format!(
+                    "Compacted topic cannot accept message without key in topic partition {topic}-{index}"
+                );
+                (*record, message)
+            })
+            .collect(),
+        BatchError::InvalidRecords {
+            reason,
+            record_index: Some(record),
+        } => vec![(*record, reason.clone())],
+        _ => Vec::new(),
+    };
+    let message = if record_errors.is_empty() {
+        error.to_string()
+    } else {
+        let shown: Vec<String> = record_errors
+            .iter()
+            .take(RECORD_ERRORS_SHOWN_MAX)
+            .map(|(record, message)| {
+                format!("RecordError(batchIndex={record}, message='{message}')")
+            })
+            .collect();
+        format!(
+            "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+            record_errors.len(),
+            shown.join(", ")
+        )
+    };
+    let mut appended = failed(index, code, Some(message));
+    appended.response.record_errors = record_errors
+        .into_iter()
+        .map(|(record, message)| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(record)
+                .with_batch_index_error_message(Some(str_bytes(&message)))
+        })
+        .collect();
+    appended
 }

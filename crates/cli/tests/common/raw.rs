@@ -6,7 +6,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::{ProduceRequest, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -110,6 +112,24 @@ impl RawConnection {
         }
     }
 
+    /// Sends one Produce v9 (acks=all) of `records` to partition 0 of `topic`
+    /// and returns that partition's answer.
+    pub fn produce(&mut self, topic: &str, records: Bytes) -> PartitionProduceResponse {
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records))])]);
+        let response = self.request(9, 7, &request);
+        assert_eq!(response.responses.len(), 1, "one topic in the response");
+        let partitions = &response.responses[0].partition_responses;
+        assert_eq!(partitions.len(), 1, "one partition in the response");
+        partitions[0].clone()
+    }
+
     /// Sends a request and decodes its response, checking the correlation id.
     pub fn request<R: Request>(
         &mut self,
@@ -194,14 +214,26 @@ pub fn decode_response<R: Request>(frame: Bytes, version: i16, correlation_id: i
 
 /// One RecordBatch v2 holding `values` (keyless) at offsets 0.., not idempotent.
 pub fn record_batch(values: &[&str], compression: Compression) -> Bytes {
+    let records: Vec<(Option<&str>, &str)> = values.iter().map(|value| (None, *value)).collect();
+    let offsets: Vec<i64> = (0..values.len() as i64).collect();
+    record_batch_at(&records, &offsets, compression).freeze()
+}
+
+/// One RecordBatch v2 of `(key, value)` records at `offsets` (relative to the
+/// first), not idempotent, stamped now; mutable, for tests that damage it.
+pub fn record_batch_at(
+    records: &[(Option<&str>, &str)],
+    offsets: &[i64],
+    compression: Compression,
+) -> BytesMut {
     let timestamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after epoch")
         .as_millis() as i64;
-    let records: Vec<Record> = values
+    let records: Vec<Record> = records
         .iter()
-        .enumerate()
-        .map(|(index, value)| Record {
+        .zip(offsets)
+        .map(|((key, value), offset)| Record {
             transactional: false,
             control: false,
             delete_horizon: false,
@@ -209,11 +241,11 @@ pub fn record_batch(values: &[&str], compression: Compression) -> Bytes {
             producer_id: -1,
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
-            offset: index as i64,
+            offset: *offset,
             // offset - sequence is constant, so the encoder keeps one batch; the base sequence is -1.
-            sequence: index as i32 - 1,
+            sequence: *offset as i32 - 1,
             timestamp,
-            key: None,
+            key: key.map(|key| Bytes::copy_from_slice(key.as_bytes())),
             value: Some(Bytes::copy_from_slice(value.as_bytes())),
             headers: Default::default(),
         })
@@ -228,5 +260,5 @@ pub fn record_batch(values: &[&str], compression: Compression) -> Bytes {
         },
     )
     .expect("encode record batch");
-    buffer.freeze()
+    buffer
 }

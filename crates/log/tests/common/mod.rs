@@ -17,27 +17,61 @@ pub fn batch_with(
     compression: Compression,
     tag: u64,
 ) -> BytesMut {
-    let records: Vec<Record> = timestamps
+    let records: Vec<TimedRecord> = timestamps
         .iter()
         .enumerate()
         .map(|(index, timestamp)| {
             let mut value = format!("{tag}-{index}-").into_bytes();
             value.resize(value_bytes.max(value.len()), b'x');
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: index as i64,
-                sequence: index as i32,
-                timestamp: *timestamp,
-                key: Some(Bytes::from(format!("key-{tag}"))),
-                value: Some(Bytes::from(value)),
-                headers: Default::default(),
-            }
+            let key = Some(Bytes::from(format!("key-{tag}")));
+            (key, Some(Bytes::from(value)), *timestamp)
+        })
+        .collect();
+    let offsets: Vec<i64> = (0..timestamps.len() as i64).collect();
+    encode_timed(&records, &offsets, compression)
+}
+
+/// A record to encode: key, value, timestamp.
+pub type TimedRecord = (Option<Bytes>, Option<Bytes>, i64);
+
+/// One batch of `(key, value)` records at `offsets` (relative; the first is
+/// the base), timestamps 1000 + offset, no producer.
+pub fn encode_records(
+    records: &[(Option<Bytes>, Option<Bytes>)],
+    offsets: &[i64],
+    compression: Compression,
+) -> BytesMut {
+    let records: Vec<TimedRecord> = records
+        .iter()
+        .zip(offsets)
+        .map(|((key, value), offset)| (key.clone(), value.clone(), 1_000 + offset))
+        .collect();
+    encode_timed(&records, offsets, compression)
+}
+
+/// One batch of records at `offsets` (relative; the first is the base), no producer.
+pub fn encode_timed(
+    records: &[TimedRecord],
+    offsets: &[i64],
+    compression: Compression,
+) -> BytesMut {
+    let records: Vec<Record> = records
+        .iter()
+        .zip(offsets)
+        .map(|((key, value, timestamp), offset)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: *offset,
+            sequence: *offset as i32,
+            timestamp: *timestamp,
+            key: key.clone(),
+            value: value.clone(),
+            headers: Default::default(),
         })
         .collect();
     let mut buffer = BytesMut::new();
