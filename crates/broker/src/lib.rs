@@ -47,6 +47,23 @@ pub enum BrokerError {
     Meta(#[from] sluice_meta::MetaError),
 }
 
+/// Exit status of a broker stopped by a failed fsync (sysexits' EX_IOERR).
+pub const EXIT_STORAGE_FAILURE: u8 = 74;
+/// Exit status of a broker stopped by an internal failure (EX_SOFTWARE).
+pub const EXIT_INTERNAL_FAILURE: u8 = 70;
+
+/// A failure that leaves the broker's on-disk state unknowable: its owner
+/// must stop the process with `exit_code` (no clean shutdown, which would
+/// mark the data directory clean).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct FatalError {
+    /// The process exit status the owner should use.
+    pub exit_code: u8,
+    /// What failed.
+    pub message: String,
+}
+
 /// What `sluice serve` was asked to run.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
@@ -268,6 +285,12 @@ impl Broker {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Completes when the broker hit a fatal error (a failed fsync); the
+    /// owner then stops the process with its exit code, without `shutdown`.
+    pub async fn fatal_error(&self) -> FatalError {
+        self.state.replicas.fatal_error().await
     }
 
     /// Stops accepting, lets connections finish their current request, flushes

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::config::{DynamicBrokerConfigs, Settings, TopicConfig};
 use crate::producer_state::{self, ProducerStateManager};
+use crate::FatalError;
 
 /// How many partitions the flusher fsyncs at once.
 const FLUSH_PARALLELISM: usize = 8;
@@ -202,6 +203,8 @@ pub struct ReplicaManager {
     /// The image the last reconciliation applied: the next one applies only
     /// the difference (`ImageDelta`).
     applied_image: Mutex<Option<Arc<ClusterImage>>>,
+    /// The first fatal error (a failed fsync), watched by the broker's owner.
+    fatal: watch::Sender<Option<FatalError>>,
 }
 
 impl ReplicaManager {
@@ -218,6 +221,7 @@ impl ReplicaManager {
             offline: Mutex::new(HashMap::new()),
             reconcile_retry: Notify::new(),
             applied_image: Mutex::new(None),
+            fatal: watch::channel(None).0,
         }
     }
 
@@ -541,6 +545,27 @@ impl ReplicaManager {
         }
     }
 
+    /// Reports an environmental failure that leaves the on-disk state
+    /// unknowable (Kafka's LogDirFailureChannel): the broker's owner stops
+    /// the process; nothing here exits.
+    fn fail(&self, error: FatalError) {
+        self.fatal.send_replace(Some(error));
+    }
+
+    /// Completes with the first fatal error reported.
+    pub async fn fatal_error(&self) -> FatalError {
+        let mut receiver = self.fatal.subscribe();
+        loop {
+            if let Some(error) = receiver.borrow_and_update().clone() {
+                return error;
+            }
+            if receiver.changed().await.is_err() {
+                // The sender lives as long as `self`, which outlives this call.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Records that `partition` has new data: either publishes it right away
     /// or wakes the flusher.
     pub fn appended(&self, partition: &Partition) {
@@ -592,11 +617,24 @@ impl ReplicaManager {
                         Ok(Err(error)) => {
                             tracing::error!(topic = %partition.topic, partition = partition.index, %error,
                                 "fsync failed: the state of the log on disk is unknown; stopping the broker");
-                            std::process::exit(74);
+                            // Nothing more is made visible or acknowledged:
+                            // the flusher stops here and the owner exits.
+                            self.fail(FatalError {
+                                exit_code: crate::EXIT_STORAGE_FAILURE,
+                                message: format!(
+                                    "fsync of {}-{} failed: {error}",
+                                    partition.topic, partition.index
+                                ),
+                            });
+                            return;
                         }
                         Err(join_error) => {
                             tracing::error!(%join_error, "flusher task failed; stopping the broker");
-                            std::process::exit(70);
+                            self.fail(FatalError {
+                                exit_code: crate::EXIT_INTERNAL_FAILURE,
+                                message: format!("the flusher task failed: {join_error}"),
+                            });
+                            return;
                         }
                     }
                 }

@@ -108,7 +108,11 @@ fn main() -> ExitCode {
 /// Prints the error chain on one line and picks the exit code.
 fn report(error: anyhow::Error) -> ExitCode {
     eprintln!("error: {}", one_line(&error));
-    ExitCode::FAILURE
+    // A broker's fatal error carries its own status (74: a failed fsync).
+    match error.downcast_ref::<sluice_broker::FatalError>() {
+        Some(fatal) => ExitCode::from(fatal.exit_code),
+        None => ExitCode::FAILURE,
+    }
 }
 
 /// The error and its causes joined by `: `, skipping a cause whose text the

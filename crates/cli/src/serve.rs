@@ -84,7 +84,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("writing to stdout")?;
     }
 
-    let signal = stop.wait().await;
+    let signal = tokio::select! {
+        signal = stop.wait() => signal,
+        fatal = broker.fatal_error() => {
+            // No clean shutdown: it would mark the data directory clean.
+            return Err(anyhow::Error::new(fatal).context("the broker stopped"));
+        }
+    };
     tracing::info!(signal, "shutting down");
     broker
         .shutdown()
