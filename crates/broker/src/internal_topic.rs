@@ -5,7 +5,6 @@
 //! decides whether they count, as in Kafka), waiting for it to be durable,
 //! and reading a partition back record by record.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +12,9 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use sluice_log::AppendOptions;
 
 use crate::error_codes;
+use crate::partition::{AppendOrigin, LeaderAppend};
 use crate::replica_manager::{Partition, ReplicaManager};
 
 /// Largest read while replaying a partition.
@@ -82,32 +81,17 @@ pub fn append(
         return Err(error_codes::NOT_COORDINATOR);
     };
     let leader_epoch = partition.leader_epoch();
-    let mut buf = encode_batch(entries, leader_epoch, producer, now)?;
+    let buf = encode_batch(entries, leader_epoch, producer, now)?;
     let header = sluice_log::batch::parse_header(&buf).map_err(|error| {
         tracing::error!(%error, "a coordinator batch has a bad header");
         error_codes::UNKNOWN_SERVER_ERROR
     })?;
-    let result = {
-        let mut producers = partition.append_lock.lock();
-        let result = partition.log.append(
-            &mut buf,
-            AppendOptions {
-                leader_epoch,
-                log_append_time_ms: None,
-            },
-        );
-        if let (Ok(info), Some(_)) = (&result, producer) {
-            producers.record_transaction(&header, info.base_offset, None);
-            partition
-                .producer_state_dirty
-                .store(true, Ordering::Release);
-        }
-        result
-    };
+    let result =
+        partition.append_as_leader(&buf.freeze(), &header, AppendOrigin::Coordinator, None);
     match result {
-        Ok(info) => {
-            replicas.appended(&partition);
-            Ok((partition, info.last_offset))
+        Ok(LeaderAppend::Appended(info)) => Ok((partition, info.last_offset)),
+        Ok(LeaderAppend::Duplicate(_) | LeaderAppend::Rejected(_)) => {
+            unreachable!("coordinator appends are not sequence-checked")
         }
         Err(error) => {
             tracing::warn!(topic, partition = index, %error, "appending to an internal topic failed");

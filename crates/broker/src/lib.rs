@@ -16,6 +16,7 @@ pub mod group;
 pub mod handlers;
 pub mod internal_topic;
 pub mod net;
+pub mod partition;
 pub mod producer_state;
 pub mod replica_manager;
 pub mod txn;

@@ -19,154 +19,12 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::config::{DynamicBrokerConfigs, Settings, TopicConfig};
-use crate::producer_state::{self, ProducerStateManager};
+pub use crate::partition::Partition;
+use crate::producer_state;
 use crate::FatalError;
 
 /// How many partitions the flusher fsyncs at once.
 const FLUSH_PARALLELISM: usize = 8;
-
-/// One partition this node hosts.
-pub struct Partition {
-    /// Topic name.
-    pub topic: String,
-    /// The topic's id; a re-created topic has a new one and a new log.
-    pub topic_id: Uuid,
-    /// Partition index.
-    pub index: i32,
-    /// Whether the topic is internal (clients may not produce to it).
-    pub internal: bool,
-    /// The partition's log.
-    pub log: Arc<Log>,
-    /// Current leader epoch, from the metadata image; stamped into batches.
-    leader_epoch: AtomicI32,
-    /// The topic's effective config as the data path reads it.
-    config: RwLock<Arc<TopicConfig>>,
-    /// High watermark (exclusive): what consumers may read. Waiters subscribe.
-    high_watermark: watch::Sender<i64>,
-    /// Serializes check-then-append, and holds the idempotent producers'
-    /// state, which an append checks and updates under this lock.
-    pub append_lock: Mutex<ProducerStateManager>,
-    /// Set when the producer state changed since its last snapshot.
-    pub producer_state_dirty: AtomicBool,
-    /// The partition directory (for producer-state snapshots).
-    pub dir: std::path::PathBuf,
-    /// Set by an append, cleared by the flusher before it syncs.
-    dirty: AtomicBool,
-}
-
-impl Partition {
-    pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch.load(Ordering::Acquire)
-    }
-
-    pub fn config(&self) -> Arc<TopicConfig> {
-        self.config.read().clone()
-    }
-
-    pub fn high_watermark(&self) -> i64 {
-        *self.high_watermark.borrow()
-    }
-
-    /// The last stable offset: the first offset of the oldest open
-    /// transaction, or the high watermark when none is open (never above it).
-    pub fn last_stable_offset(&self) -> i64 {
-        let high_watermark = self.high_watermark();
-        match self.append_lock.lock().first_unstable_offset() {
-            Some(first) => first.min(high_watermark),
-            None => high_watermark,
-        }
-    }
-
-    /// Aborted transactions overlapping [from, to), by first offset.
-    pub fn aborted_transactions(
-        &self,
-        from: i64,
-        to: i64,
-    ) -> Vec<producer_state::AbortedTransaction> {
-        self.append_lock.lock().aborted_between(from, to)
-    }
-
-    /// Appends a transaction marker (a control batch) for a producer: the
-    /// transaction coordinator's commit or abort. Returns its offset; the
-    /// caller waits for the high watermark to pass it if it needs durability.
-    pub fn append_marker(
-        &self,
-        producer_id: i64,
-        producer_epoch: i16,
-        marker: producer_state::Marker,
-        coordinator_epoch: i32,
-        now_ms: i64,
-    ) -> Result<i64, sluice_log::LogError> {
-        use kafka_protocol::records::{
-            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-        };
-        let marker_type: i16 = match marker {
-            producer_state::Marker::Abort => 0,
-            producer_state::Marker::Commit => 1,
-        };
-        let mut key = Vec::with_capacity(4);
-        key.extend_from_slice(&0i16.to_be_bytes());
-        key.extend_from_slice(&marker_type.to_be_bytes());
-        let mut value = Vec::with_capacity(6);
-        value.extend_from_slice(&0i16.to_be_bytes());
-        value.extend_from_slice(&coordinator_epoch.to_be_bytes());
-        let record = Record {
-            transactional: true,
-            control: true,
-            delete_horizon: false,
-            partition_leader_epoch: self.leader_epoch(),
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: now_ms,
-            key: Some(bytes::Bytes::from(key)),
-            value: Some(bytes::Bytes::from(value)),
-            headers: Default::default(),
-        };
-        let mut buf = bytes::BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, [&record], &options).map_err(|e| {
-            sluice_log::LogError::Corrupt {
-                path: self.dir.clone(),
-                position: 0,
-                reason: format!("encoding a transaction marker: {e}"),
-            }
-        })?;
-        let header = sluice_log::batch::parse_header(&buf)?;
-        let mut producers = self.append_lock.lock();
-        let info = self.log.append(
-            &mut buf,
-            sluice_log::AppendOptions {
-                leader_epoch: self.leader_epoch(),
-                log_append_time_ms: None,
-            },
-        )?;
-        producers.record_transaction(&header, info.base_offset, Some(marker));
-        self.producer_state_dirty.store(true, Ordering::Release);
-        Ok(info.base_offset)
-    }
-
-    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
-        self.high_watermark.subscribe()
-    }
-
-    /// Raises the high watermark (it never goes down here).
-    fn advance_high_watermark(&self, offset: i64) {
-        self.high_watermark.send_if_modified(|hw| {
-            if offset > *hw {
-                *hw = offset;
-                true
-            } else {
-                false
-            }
-        });
-    }
-}
 
 /// The hosted partitions, keyed by (topic id, partition index): a broker
 /// may host partition 1 of a topic and not partition 0.
@@ -190,8 +48,8 @@ pub struct ReplicaManager {
     node_id: i32,
     /// `sluice.flush.before.visible`: the high watermark waits for fsync.
     flush_before_visible: bool,
-    /// Wakes the flusher after appends.
-    flush_wakeup: Notify,
+    /// Wakes the flusher after appends (shared with every partition).
+    flush_wakeup: Arc<Notify>,
     /// Serializes reconciliation with the metadata image.
     reconcile_lock: Mutex<()>,
     /// Partitions the image places here whose logs failed to open, with the
@@ -216,7 +74,7 @@ impl ReplicaManager {
             settings,
             node_id,
             flush_before_visible,
-            flush_wakeup: Notify::new(),
+            flush_wakeup: Arc::new(Notify::new()),
             reconcile_lock: Mutex::new(()),
             offline: Mutex::new(HashMap::new()),
             reconcile_retry: Notify::new(),
@@ -496,7 +354,9 @@ impl ReplicaManager {
             leader_epoch: AtomicI32::new(leader_epoch),
             config: RwLock::new(config),
             high_watermark: sender,
-            append_lock: Mutex::new(producers),
+            producer_state: Mutex::new(producers),
+            flush_wakeup: self.flush_wakeup.clone(),
+            flush_before_visible: self.flush_before_visible,
             producer_state_dirty: AtomicBool::new(false),
             dir: path.clone(),
             dirty: AtomicBool::new(false),
@@ -563,18 +423,6 @@ impl ReplicaManager {
                 // The sender lives as long as `self`, which outlives this call.
                 std::future::pending::<()>().await;
             }
-        }
-    }
-
-    /// Records that `partition` has new data: either publishes it right away
-    /// or wakes the flusher.
-    pub fn appended(&self, partition: &Partition) {
-        if self.flush_before_visible {
-            partition.dirty.store(true, Ordering::Release);
-            self.flush_wakeup.notify_one();
-        } else {
-            partition.advance_high_watermark(partition.log.log_end_offset());
-            partition.dirty.store(true, Ordering::Release);
         }
     }
 
@@ -650,7 +498,7 @@ impl ReplicaManager {
                 continue;
             }
             let (state, offset) = {
-                let guard = partition.append_lock.lock();
+                let guard = partition.producer_state.lock();
                 (guard.clone(), partition.log.log_end_offset())
             };
             if state.producers.is_empty() && !all {
@@ -668,7 +516,10 @@ impl ReplicaManager {
     /// Forgets idempotent producers silent for `producer.id.expiration.ms`.
     pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) {
         for partition in self.all() {
-            let expired = partition.append_lock.lock().expire(now_ms, expiration_ms);
+            let expired = partition
+                .producer_state
+                .lock()
+                .expire(now_ms, expiration_ms);
             if expired > 0 {
                 partition
                     .producer_state_dirty
@@ -718,7 +569,7 @@ impl ReplicaManager {
                 // append after this lands at or above the high watermark read
                 // above, so above the bound.)
                 let (upper_bound, transactions) = {
-                    let producers = partition.append_lock.lock();
+                    let producers = partition.producer_state.lock();
                     let upper_bound = producers
                         .first_unstable_offset()
                         .map_or(high_watermark, |first| first.min(high_watermark));
@@ -752,7 +603,7 @@ impl ReplicaManager {
                                     last_offset: txn.last_offset,
                                 })
                                 .collect();
-                            if partition.append_lock.lock().forget_aborted(&gone) > 0 {
+                            if partition.producer_state.lock().forget_aborted(&gone) > 0 {
                                 partition
                                     .producer_state_dirty
                                     .store(true, Ordering::Release);
@@ -773,7 +624,12 @@ impl ReplicaManager {
             // Aborted ranges wholly below the log start (moved by retention
             // or DeleteRecords) describe nothing a fetch can return.
             let log_start_offset = partition.log.log_start_offset();
-            if partition.append_lock.lock().prune_aborted(log_start_offset) > 0 {
+            if partition
+                .producer_state
+                .lock()
+                .prune_aborted(log_start_offset)
+                > 0
+            {
                 partition
                     .producer_state_dirty
                     .store(true, Ordering::Release);

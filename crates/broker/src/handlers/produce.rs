@@ -9,13 +9,13 @@ use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
+use sluice_log::batch;
 use sluice_log::batch::BatchError;
 use sluice_log::validate::{self, RecordsCheck};
-use sluice_log::{batch, AppendOptions};
 
 use super::{now_ms, str_bytes};
 use crate::error_codes;
-use crate::producer_state::SequenceCheck;
+use crate::partition::{AppendOrigin, LeaderAppend};
 use crate::replica_manager::Partition;
 use crate::BrokerState;
 
@@ -220,68 +220,46 @@ fn append_partition(
             );
         }
     }
-    let options = AppendOptions {
-        leader_epoch: partition.leader_epoch(),
-        log_append_time_ms: config.log_append_time.then(now_ms),
-    };
-    let result = {
-        let mut producers = partition.append_lock.lock();
-        match producers.check(&header) {
-            SequenceCheck::Append => {
-                // The request's buffer is written as it is (only the
-                // header is copied to stamp the offset and epoch).
-                let result = partition.log.append_shared(&records, options);
-                if let Ok(info) = &result {
-                    if header.producer_id >= 0 {
-                        producers.record(&header, info.base_offset, now_ms());
-                        producers.record_transaction(&header, info.base_offset, None);
-                        partition
-                            .producer_state_dirty
-                            .store(true, std::sync::atomic::Ordering::Release);
-                    }
-                }
-                result
-            }
-            SequenceCheck::Duplicate(original) => {
-                // A retry: answer with where the batch was first written.
-                drop(producers);
-                tracing::debug!(
-                    topic,
-                    partition = index,
-                    producer_id = header.producer_id,
-                    "duplicate batch"
-                );
-                return Appended {
-                    response: PartitionProduceResponse::default()
-                        .with_index(index)
-                        .with_error_code(error_codes::NONE)
-                        .with_base_offset(original.first_offset)
-                        .with_log_append_time_ms(-1)
-                        .with_log_start_offset(partition.log.log_start_offset()),
-                    last_offset: original.last_offset,
-                    partition: Some(partition),
-                };
-            }
-            SequenceCheck::Reject(code) => {
-                drop(producers);
-                return failed(index, code, None);
-            }
-        }
-    };
-    match result {
-        Ok(info) => {
-            state.replicas.appended(&partition);
-            Appended {
+    let result = match partition.append_as_leader(
+        &records,
+        &header,
+        AppendOrigin::Client { now_ms: now_ms() },
+        config.log_append_time.then(now_ms),
+    ) {
+        Ok(LeaderAppend::Appended(info)) => Ok(info),
+        Ok(LeaderAppend::Duplicate(original)) => {
+            // A retry: answer with where the batch was first written.
+            tracing::debug!(
+                topic,
+                partition = index,
+                producer_id = header.producer_id,
+                "duplicate batch"
+            );
+            return Appended {
                 response: PartitionProduceResponse::default()
                     .with_index(index)
                     .with_error_code(error_codes::NONE)
-                    .with_base_offset(info.base_offset)
-                    .with_log_append_time_ms(info.log_append_time_ms)
-                    .with_log_start_offset(info.log_start_offset),
-                last_offset: info.last_offset,
+                    .with_base_offset(original.first_offset)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(partition.log.log_start_offset()),
+                last_offset: original.last_offset,
                 partition: Some(partition),
-            }
+            };
         }
+        Ok(LeaderAppend::Rejected(code)) => return failed(index, code, None),
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(info) => Appended {
+            response: PartitionProduceResponse::default()
+                .with_index(index)
+                .with_error_code(error_codes::NONE)
+                .with_base_offset(info.base_offset)
+                .with_log_append_time_ms(info.log_append_time_ms)
+                .with_log_start_offset(info.log_start_offset),
+            last_offset: info.last_offset,
+            partition: Some(partition),
+        },
         Err(error) => {
             tracing::warn!(topic, partition = index, %error, "append failed");
             failed(

@@ -39,7 +39,7 @@ pub async fn describe_producers(
                     let Some(partition) = state.replicas.get(name, *index) else {
                         return response.with_error_code(error_codes::UNKNOWN_TOPIC_OR_PARTITION);
                     };
-                    let producers = partition.append_lock.lock();
+                    let producers = partition.producer_state.lock();
                     let mut active: Vec<ProducerState> = producers
                         .producers
                         .iter()

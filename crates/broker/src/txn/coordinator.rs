@@ -425,7 +425,6 @@ impl TransactionCoordinator {
                     tracing::warn!(%topic, partition = index, %error, "writing a transaction marker failed");
                     error_codes::from_log_error(&error)
                 })?;
-            self.replicas.appended(&partition);
             written.push((partition, offset));
         }
         for (partition, offset) in &written {
