@@ -77,7 +77,9 @@ pub fn append(
     producer: Option<TransactionalProducer>,
     now: i64,
 ) -> Result<(Arc<Partition>, i64), i16> {
-    let Some(partition) = replicas.get(topic, index) else {
+    // Not hosted, or hosted as a follower: another broker coordinates this
+    // partition (Kafka maps NOT_LEADER_OR_FOLLOWER to NOT_COORDINATOR).
+    let Ok(partition) = replicas.leader_partition(topic, index) else {
         return Err(error_codes::NOT_COORDINATOR);
     };
     let leader_epoch = partition.leader_epoch();
@@ -90,7 +92,9 @@ pub fn append(
         partition.append_as_leader(&buf.freeze(), &header, AppendOrigin::Coordinator, None);
     match result {
         Ok(LeaderAppend::Appended(info)) => Ok((partition, info.last_offset)),
-        Ok(LeaderAppend::Duplicate(_) | LeaderAppend::Rejected(_)) => {
+        // Leadership moved since the lookup.
+        Ok(LeaderAppend::Rejected(_)) => Err(error_codes::NOT_COORDINATOR),
+        Ok(LeaderAppend::Duplicate(_)) => {
             unreachable!("coordinator appends are not sequence-checked")
         }
         Err(error) => {

@@ -8,16 +8,20 @@
 //! CONTRACT used by crates/cli (`sluice serve`): `BrokerConfig`, `Broker::start`,
 //! `Broker::local_addr`, `Broker::shutdown`.
 
+pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod coordinator_topics;
 pub mod dispatch;
 pub mod error_codes;
 pub mod group;
 pub mod handlers;
+pub mod high_watermark;
 pub mod internal_topic;
 pub mod net;
 pub mod partition;
 pub mod producer_state;
+pub mod replica_fetch;
 pub mod replica_manager;
 pub mod txn;
 
@@ -444,7 +448,7 @@ async fn run_checkpointer(
         let replicas = replicas.clone();
         let expiration_ms = producer_id_expiration_ms;
         match tokio::task::spawn_blocking(move || {
-            replicas.expire_producers(handlers::now_ms(), expiration_ms);
+            replicas.expire_producers(clock::now_ms(), expiration_ms);
             replicas.write_producer_snapshots(false);
             replicas.write_checkpoints()
         })
@@ -468,14 +472,14 @@ async fn run_log_maintenance(state: Arc<BrokerState>, mut shutdown: watch::Recei
     let clean_every = state.settings.get_i64("log.cleaner.backoff.ms").max(10);
     let cleaner_enabled = state.settings.get_bool("log.cleaner.enable");
     let tick = retention_every.min(clean_every).clamp(10, 1000) as u64;
-    let mut next_retention = handlers::now_ms() + retention_every;
-    let mut next_clean = handlers::now_ms() + clean_every;
+    let mut next_retention = clock::now_ms() + retention_every;
+    let mut next_clean = clock::now_ms() + clean_every;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(tick)) => {}
             _ = shutdown.changed() => return,
         }
-        let now = handlers::now_ms();
+        let now = clock::now_ms();
         let retention = now >= next_retention;
         let clean = cleaner_enabled && now >= next_clean;
         if retention {
@@ -552,7 +556,7 @@ async fn run_image_follower(state: Arc<BrokerState>, mut shutdown: watch::Receiv
 /// COORDINATOR_LOAD_IN_PROGRESS until then), then expires offsets
 /// periodically; at shutdown answers every parked JoinGroup/SyncGroup.
 async fn start_group_coordinator(state: Arc<BrokerState>, shutdown: watch::Receiver<bool>) {
-    if let Err(message) = handlers::groups::ensure_offsets_topic(&state).await {
+    if let Err(message) = coordinator_topics::ensure_offsets_topic(&state).await {
         tracing::warn!(%message, "creating __consumer_offsets failed; FindCoordinator retries");
     }
     state.groups.load();
@@ -563,7 +567,7 @@ async fn start_group_coordinator(state: Arc<BrokerState>, shutdown: watch::Recei
 /// COORDINATOR_LOAD_IN_PROGRESS until then), then aborts timed-out
 /// transactions and expires idle transactional ids periodically.
 async fn start_transaction_coordinator(state: Arc<BrokerState>, shutdown: watch::Receiver<bool>) {
-    if let Err(message) = handlers::transactions::ensure_transaction_topic(&state).await {
+    if let Err(message) = coordinator_topics::ensure_transaction_topic(&state).await {
         tracing::warn!(%message, "creating __transaction_state failed; FindCoordinator retries");
     }
     state.txns.load();

@@ -4,7 +4,7 @@
 //! `Partition::append_as_leader`, which checks and records producer state
 //! under one lock and marks the partition for the flusher.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,7 +15,55 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::config::TopicConfig;
+use crate::error_codes;
+use crate::high_watermark::next_high_watermark;
 use crate::producer_state::{self, BatchRange, Marker, ProducerStateManager, SequenceCheck};
+
+/// What this node is for a partition, from the metadata image: its leader
+/// in a leader epoch, or a follower of another broker (or of none, while
+/// the partition has no leader) in that epoch. Only a leader accepts
+/// appends and serves fetches; follower appends come with replication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartitionRole {
+    Leader { epoch: i32 },
+    Follower { leader: Option<i32>, epoch: i32 },
+}
+
+impl PartitionRole {
+    /// The role of `node_id` when the image names `leader` (-1: none) in
+    /// `epoch`.
+    pub fn of(node_id: i32, leader: i32, epoch: i32) -> PartitionRole {
+        if leader == node_id {
+            PartitionRole::Leader { epoch }
+        } else {
+            PartitionRole::Follower {
+                leader: (leader >= 0).then_some(leader),
+                epoch,
+            }
+        }
+    }
+
+    pub fn epoch(&self) -> i32 {
+        match *self {
+            PartitionRole::Leader { epoch } | PartitionRole::Follower { epoch, .. } => epoch,
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self, PartitionRole::Leader { .. })
+    }
+
+    /// The role after the image says `next`: an older epoch never replaces
+    /// a newer one (images are applied in order, but a role is also set
+    /// when a partition opens).
+    pub fn advanced_to(self, next: PartitionRole) -> PartitionRole {
+        if next.epoch() >= self.epoch() {
+            next
+        } else {
+            self
+        }
+    }
+}
 
 /// Who asks for a leader append: decides what is checked and recorded.
 #[derive(Clone, Copy, Debug)]
@@ -40,7 +88,8 @@ pub enum LeaderAppend {
     Appended(AppendInfo),
     /// A retry of one of the producer's recent batches: where it was written.
     Duplicate(BatchRange),
-    /// Refused by the producer state, with the Kafka error code.
+    /// Refused, with the Kafka error code: by the producer state, or
+    /// NOT_LEADER_OR_FOLLOWER when this node no longer leads the partition.
     Rejected(i16),
 }
 
@@ -56,8 +105,9 @@ pub struct Partition {
     pub internal: bool,
     /// The partition's log.
     pub log: Arc<Log>,
-    /// Current leader epoch, from the metadata image; stamped into batches.
-    pub(crate) leader_epoch: AtomicI32,
+    /// Leader or follower, in which leader epoch (from the metadata image);
+    /// a leader stamps its epoch into every batch it appends.
+    pub(crate) role: RwLock<PartitionRole>,
     /// The topic's effective config as the data path reads it.
     pub(crate) config: RwLock<Arc<TopicConfig>>,
     /// High watermark (exclusive): what consumers may read. Waiters subscribe.
@@ -80,7 +130,21 @@ pub struct Partition {
 
 impl Partition {
     pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch.load(Ordering::Acquire)
+        self.role.read().epoch()
+    }
+
+    pub fn role(&self) -> PartitionRole {
+        *self.role.read()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.role.read().is_leader()
+    }
+
+    /// Applies the role the metadata image gives (never an older epoch).
+    pub(crate) fn set_role(&self, next: PartitionRole) {
+        let mut role = self.role.write();
+        *role = role.advanced_to(next);
     }
 
     pub fn config(&self) -> Arc<TopicConfig> {
@@ -164,10 +228,9 @@ impl Partition {
         let header = sluice_log::batch::parse_header(&buf)?;
         match self.append_as_leader(&buf.freeze(), &header, AppendOrigin::Marker(marker), None)? {
             LeaderAppend::Appended(info) => Ok(info.base_offset),
+            LeaderAppend::Rejected(_) => Err(sluice_log::LogError::Closed),
             // Only client appends are checked against the producer state.
-            LeaderAppend::Duplicate(_) | LeaderAppend::Rejected(_) => {
-                unreachable!("a marker append is not sequence-checked")
-            }
+            LeaderAppend::Duplicate(_) => unreachable!("a marker append is not sequence-checked"),
         }
     }
 
@@ -185,12 +248,17 @@ impl Partition {
         origin: AppendOrigin,
         log_append_time_ms: Option<i64>,
     ) -> Result<LeaderAppend, sluice_log::LogError> {
-        let options = AppendOptions {
-            leader_epoch: self.leader_epoch(),
-            log_append_time_ms,
-        };
         let info = {
             let mut producers = self.producer_state.lock();
+            // Checked under the lock every leader append holds, so a role
+            // change cannot slip between the check and the append.
+            let PartitionRole::Leader { epoch } = self.role() else {
+                return Ok(LeaderAppend::Rejected(error_codes::NOT_LEADER_OR_FOLLOWER));
+            };
+            let options = AppendOptions {
+                leader_epoch: epoch,
+                log_append_time_ms,
+            };
             if let AppendOrigin::Client { .. } = origin {
                 match producers.check(header) {
                     SequenceCheck::Append => {}
@@ -235,7 +303,7 @@ impl Partition {
             self.dirty.store(true, Ordering::Release);
             self.flush_wakeup.notify_one();
         } else {
-            self.advance_high_watermark(self.log.log_end_offset());
+            self.update_high_watermark(self.log.log_end_offset());
             self.dirty.store(true, Ordering::Release);
         }
     }
@@ -244,15 +312,55 @@ impl Partition {
         self.high_watermark.subscribe()
     }
 
-    /// Raises the high watermark (it never goes down here).
-    pub(crate) fn advance_high_watermark(&self, offset: i64) {
+    /// Publishes the high watermark for the leader's counted end offset
+    /// (`high_watermark::next_high_watermark`; no followers yet).
+    pub(crate) fn update_high_watermark(&self, leader_end: i64) {
         self.high_watermark.send_if_modified(|hw| {
-            if offset > *hw {
-                *hw = offset;
-                true
-            } else {
-                false
-            }
+            let next = next_high_watermark(*hw, leader_end, &[]);
+            let changed = next != *hw;
+            *hw = next;
+            changed
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PartitionRole;
+
+    #[test]
+    fn the_image_leader_is_the_leader_and_everyone_else_follows_it() {
+        assert_eq!(
+            PartitionRole::of(1, 1, 4),
+            PartitionRole::Leader { epoch: 4 }
+        );
+        assert_eq!(
+            PartitionRole::of(2, 1, 4),
+            PartitionRole::Follower {
+                leader: Some(1),
+                epoch: 4
+            }
+        );
+        assert_eq!(
+            PartitionRole::of(2, -1, 5),
+            PartitionRole::Follower {
+                leader: None,
+                epoch: 5
+            }
+        );
+        assert!(PartitionRole::of(1, 1, 0).is_leader());
+        assert!(!PartitionRole::of(2, 1, 0).is_leader());
+    }
+
+    #[test]
+    fn an_older_epoch_never_replaces_a_newer_role() {
+        let leader = PartitionRole::Leader { epoch: 3 };
+        let stale = PartitionRole::of(1, 2, 2);
+        assert_eq!(leader.advanced_to(stale), leader);
+        let newer = PartitionRole::of(1, 2, 4);
+        assert_eq!(leader.advanced_to(newer), newer);
+        // The same epoch is re-applied as the image says.
+        let same = PartitionRole::of(1, 1, 3);
+        assert_eq!(leader.advanced_to(same), same);
     }
 }

@@ -8,7 +8,7 @@
 //! acks=all producers.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::config::{DynamicBrokerConfigs, Settings, TopicConfig};
-pub use crate::partition::Partition;
+pub use crate::partition::{Partition, PartitionRole};
 use crate::producer_state;
 use crate::FatalError;
 
@@ -90,6 +90,18 @@ impl ReplicaManager {
         hosted.by_id.get(&(*topic_id, partition)).cloned()
     }
 
+    /// The partition of `topic` this node leads, or the error a request
+    /// that needs the leader (Produce, Fetch, ListOffsets, the coordinators'
+    /// writes) gets: NOT_LEADER_OR_FOLLOWER when this node hosts it as a
+    /// follower, else what `missing_partition_error` says.
+    pub fn leader_partition(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, i16> {
+        match self.get(topic, partition) {
+            Some(hosted) if hosted.is_leader() => Ok(hosted),
+            Some(_) => Err(crate::error_codes::NOT_LEADER_OR_FOLLOWER),
+            None => Err(self.missing_partition_error(topic, partition)),
+        }
+    }
+
     /// The hosted partition of the topic with id `topic_id`.
     pub fn get_by_id(&self, topic_id: Uuid, partition: i32) -> Option<Arc<Partition>> {
         self.partitions
@@ -158,9 +170,11 @@ impl ReplicaManager {
                     continue;
                 }
                 if let Some(existing) = self.get(&topic.name, state.partition) {
-                    existing
-                        .leader_epoch
-                        .fetch_max(state.leader_epoch, Ordering::AcqRel);
+                    existing.set_role(PartitionRole::of(
+                        self.node_id,
+                        state.leader,
+                        state.leader_epoch,
+                    ));
                     let changed = {
                         let mut current = existing.config.write();
                         let changed = !Arc::ptr_eq(&current, &config) && **current != *config;
@@ -180,7 +194,7 @@ impl ReplicaManager {
                             &topic.name,
                             topic.topic_id,
                             state.partition,
-                            state.leader_epoch,
+                            PartitionRole::of(self.node_id, state.leader, state.leader_epoch),
                             config.clone(),
                         )
                     });
@@ -307,7 +321,7 @@ impl ReplicaManager {
         topic: &str,
         topic_id: Uuid,
         index: i32,
-        leader_epoch: i32,
+        role: PartitionRole,
         config: Arc<TopicConfig>,
     ) -> Result<Arc<Partition>, sluice_log::LogError> {
         let path = self.data_dir.partition_path(topic, index);
@@ -351,7 +365,7 @@ impl ReplicaManager {
             index,
             internal: topic.starts_with("__"),
             log,
-            leader_epoch: AtomicI32::new(leader_epoch),
+            role: RwLock::new(role),
             config: RwLock::new(config),
             high_watermark: sender,
             producer_state: Mutex::new(producers),
@@ -458,7 +472,7 @@ impl ReplicaManager {
                     match flush.await {
                         Ok(Ok(durable)) => {
                             if self.flush_before_visible {
-                                partition.advance_high_watermark(durable);
+                                partition.update_high_watermark(durable);
                             }
                         }
                         Ok(Err(sluice_log::LogError::Closed)) => {}

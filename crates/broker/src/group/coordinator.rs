@@ -200,7 +200,7 @@ impl GroupCoordinator {
     pub fn load(self: &Arc<Self>) {
         let mut loaded: HashMap<String, LoadedGroup> = HashMap::new();
         for index in 0..self.config.partitions {
-            if let Some(partition) = self.replicas.get(OFFSETS_TOPIC, index) {
+            if let Ok(partition) = self.replicas.leader_partition(OFFSETS_TOPIC, index) {
                 store::replay(&partition, &mut loaded);
             }
         }

@@ -34,43 +34,7 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
     (java_string_hash(group_id) & 0x7fff_ffff) % partitions.max(1)
 }
 
-/// Milliseconds the runtime hands the state machine: wall-clock time at
-/// start plus tokio's monotonic elapsed time, so tests with paused tokio
-/// time control it and commit timestamps stay real.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    /// Wall-clock milliseconds at `base`.
-    base_ms: i64,
-    /// The tokio instant the clock started at.
-    base: tokio::time::Instant,
-}
-
-impl Clock {
-    /// A clock starting now.
-    pub fn new() -> Clock {
-        Clock {
-            base_ms: crate::handlers::now_ms(),
-            base: tokio::time::Instant::now(),
-        }
-    }
-
-    /// Milliseconds now.
-    pub fn now_ms(&self) -> i64 {
-        self.base_ms + self.base.elapsed().as_millis() as i64
-    }
-
-    /// The tokio instant of a time in milliseconds of this clock.
-    pub fn instant_of(&self, ms: i64) -> tokio::time::Instant {
-        let offset = (ms - self.base_ms).max(0) as u64;
-        self.base + std::time::Duration::from_millis(offset)
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Clock {
-        Clock::new()
-    }
-}
+pub use crate::clock::Clock;
 
 #[cfg(test)]
 mod tests {

@@ -25,9 +25,9 @@ pub async fn handle(
             let mut result = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
-            match state.replicas.get(&name, p.partition_index) {
-                None => result.error_code = error_codes::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(partition) => {
+            match state.replicas.leader_partition(&name, p.partition_index) {
+                Err(code) => result.error_code = code,
+                Ok(partition) => {
                     let high_watermark = partition.high_watermark();
                     let offset = if p.offset == HIGH_WATERMARK {
                         high_watermark

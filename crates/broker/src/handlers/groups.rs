@@ -1,31 +1,25 @@
-//! The group APIs: FindCoordinator (10), JoinGroup (11), Heartbeat (12),
+//! The group APIs: JoinGroup (11), Heartbeat (12),
 //! LeaveGroup (13), SyncGroup (14), DescribeGroups (15), ListGroups (16),
 //! DeleteGroups (42). The protocol lives in `crate::group`; this file turns
 //! requests into its events and its results into responses, setting only the
 //! fields the requested version has.
 
-use std::collections::BTreeMap;
-
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{
-    BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, RequestHeader, SyncGroupRequest,
-    SyncGroupResponse,
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, RequestHeader,
+    SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, AUTHORIZED_OPERATIONS_OMITTED};
-use crate::controller::{self, TopicSpec};
 use crate::error_codes;
 use crate::group::state::{JoinRequest, LeavingMember, SyncRequest};
-use crate::group::OFFSETS_TOPIC;
 use crate::BrokerState;
 
 /// Every group operation (no ACLs yet): READ 3, DELETE 6, DESCRIBE 8.
@@ -37,111 +31,6 @@ fn group_id(id: GroupId) -> String {
 
 fn optional(text: &Option<StrBytes>) -> Option<String> {
     text.as_ref().map(|s| s.as_str().to_string())
-}
-
-/// Creates `__consumer_offsets` if it does not exist (compacted; its
-/// replication factor capped at the live brokers).
-pub async fn ensure_offsets_topic(state: &BrokerState) -> Result<(), String> {
-    let image = state.quorum.image();
-    if image.topic(OFFSETS_TOPIC).is_some() {
-        return Ok(());
-    }
-    let live = image.brokers.len().max(1) as i16;
-    let config = &state.groups.config;
-    let spec = TopicSpec {
-        name: OFFSETS_TOPIC.to_string(),
-        num_partitions: config.partitions,
-        replication_factor: config.replication_factor.min(live),
-        assignments: Vec::new(),
-        configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
-    };
-    match controller::create_topic(state, spec, false).await {
-        Ok(_) => Ok(()),
-        Err(error) if error.code == error_codes::TOPIC_ALREADY_EXISTS => Ok(()),
-        Err(error) => Err(error.message),
-    }
-}
-
-/// FindCoordinator: group keys map to the leader of their
-/// `__consumer_offsets` partition; transaction keys are not served yet.
-pub async fn find_coordinator(
-    state: &BrokerState,
-    header: &RequestHeader,
-    request: FindCoordinatorRequest,
-) -> FindCoordinatorResponse {
-    let version = header.request_api_version;
-    let keys: Vec<StrBytes> = if version >= 4 {
-        request.coordinator_keys
-    } else {
-        vec![request.key]
-    };
-    let mut coordinators = Vec::with_capacity(keys.len());
-    for key in keys {
-        coordinators.push(locate(state, request.key_type, key).await);
-    }
-    let mut response = FindCoordinatorResponse::default();
-    if version >= 4 {
-        response.coordinators = coordinators;
-        return response;
-    }
-    let Some(found) = coordinators.pop() else {
-        return response;
-    };
-    response.error_code = found.error_code;
-    response.node_id = found.node_id;
-    response.host = found.host;
-    response.port = found.port;
-    if version >= 1 {
-        response.error_message = found.error_message;
-    }
-    response
-}
-
-async fn locate(state: &BrokerState, key_type: i8, key: StrBytes) -> Coordinator {
-    let failed = |code: i16, message: &str| {
-        Coordinator::default()
-            .with_key(key.clone())
-            .with_node_id(BrokerId(-1))
-            .with_host(str_bytes(""))
-            .with_port(-1)
-            .with_error_code(code)
-            .with_error_message(Some(str_bytes(message)))
-    };
-    match key_type {
-        0 => {}
-        1 => return super::transactions::locate(state, key).await,
-        _ => {
-            return failed(
-                error_codes::INVALID_REQUEST,
-                &format!("Unknown coordinator type: {key_type}"),
-            )
-        }
-    }
-    if let Err(message) = ensure_offsets_topic(state).await {
-        tracing::warn!(%message, "creating __consumer_offsets failed");
-        return failed(
-            error_codes::COORDINATOR_NOT_AVAILABLE,
-            "The coordinator is not available.",
-        );
-    }
-    let image = state.quorum.image();
-    let partition = state.groups.partition_for(key.as_str());
-    let leader = image
-        .topic(OFFSETS_TOPIC)
-        .and_then(|t| t.partitions.get(partition as usize))
-        .map(|p| p.leader);
-    let Some(broker) = leader.and_then(|id| image.brokers.get(&id)) else {
-        return failed(
-            error_codes::COORDINATOR_NOT_AVAILABLE,
-            "The coordinator is not available.",
-        );
-    };
-    Coordinator::default()
-        .with_key(key)
-        .with_node_id(BrokerId(broker.node_id))
-        .with_host(str_bytes(&broker.host))
-        .with_port(i32::from(broker.port))
-        .with_error_code(error_codes::NONE)
 }
 
 /// The state machine answers with nulls where old versions have

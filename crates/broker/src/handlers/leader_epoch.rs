@@ -25,9 +25,9 @@ pub async fn handle(
                 .with_partition(p.partition)
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
-            match state.replicas.get(&name, p.partition) {
-                None => result.error_code = error_codes::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(partition) => {
+            match state.replicas.leader_partition(&name, p.partition) {
+                Err(code) => result.error_code = code,
+                Ok(partition) => {
                     let current = partition.leader_epoch();
                     let epoch_error = check_leader_epoch(p.current_leader_epoch, current);
                     if epoch_error != error_codes::NONE {

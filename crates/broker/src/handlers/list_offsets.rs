@@ -51,12 +51,13 @@ pub async fn handle(
                 partitions.push(response);
                 continue;
             }
-            let Some(partition) = state.replicas.get(&name, p.partition_index) else {
-                response.error_code = state
-                    .replicas
-                    .missing_partition_error(&name, p.partition_index);
-                partitions.push(response);
-                continue;
+            let partition = match state.replicas.leader_partition(&name, p.partition_index) {
+                Ok(partition) => partition,
+                Err(code) => {
+                    response.error_code = code;
+                    partitions.push(response);
+                    continue;
+                }
             };
             let epoch = partition.leader_epoch();
             let epoch_error = check_leader_epoch(p.current_leader_epoch, epoch);

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod configs;
 pub mod delete_records;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod groups;
 pub mod leader_epoch;
 pub mod list_offsets;
@@ -54,12 +55,4 @@ pub fn check_leader_epoch(requested: i32, current: i32) -> i16 {
     } else {
         error_codes::FENCED_LEADER_EPOCH
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

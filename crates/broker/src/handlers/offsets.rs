@@ -20,7 +20,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::Decodable;
 use sluice_meta::ClusterImage;
 
-use super::{now_ms, str_bytes, topic_name};
+use super::{str_bytes, topic_name};
+use crate::clock::now_ms;
 use crate::error_codes;
 use crate::group::state::{CommittedOffset, Group};
 use crate::BrokerState;

@@ -13,7 +13,8 @@ use sluice_log::batch;
 use sluice_log::batch::BatchError;
 use sluice_log::validate::{self, RecordsCheck};
 
-use super::{now_ms, str_bytes};
+use super::str_bytes;
+use crate::clock::now_ms;
 use crate::error_codes;
 use crate::partition::{AppendOrigin, LeaderAppend};
 use crate::replica_manager::Partition;
@@ -146,12 +147,9 @@ fn append_partition(
     index: i32,
     records: Option<bytes::Bytes>,
 ) -> Appended {
-    let Some(partition) = state.replicas.get(topic, index) else {
-        return failed(
-            index,
-            state.replicas.missing_partition_error(topic, index),
-            None,
-        );
+    let partition = match state.replicas.leader_partition(topic, index) {
+        Ok(partition) => partition,
+        Err(code) => return failed(index, code, None),
     };
     if partition.internal {
         return failed(

@@ -1,33 +1,28 @@
-//! The transaction APIs of producers: FindCoordinator key type 1 (via
-//! `groups::find_coordinator`), InitProducerId with a transactional id (22),
+//! The transaction APIs of producers: InitProducerId with a transactional
+//! id (22),
 //! AddPartitionsToTxn v0–3 (24), AddOffsetsToTxn (25), EndTxn (26),
 //! TxnOffsetCommit (28). The protocol lives in `crate::txn`; this file turns
 //! requests into its calls, and maps PRODUCER_FENCED to
 //! INVALID_PRODUCER_EPOCH below the versions that know it (KIP-588).
 
-use std::collections::BTreeMap;
-
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
-use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
-    AddPartitionsToTxnResponse, BrokerId, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
+    AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
     InitProducerIdResponse, ProducerId, RequestHeader, TxnOffsetCommitRequest,
     TxnOffsetCommitResponse,
 };
-use kafka_protocol::protocol::StrBytes;
 
-use super::{now_ms, str_bytes};
-use crate::controller::{self, TopicSpec};
+use crate::clock::now_ms;
 use crate::error_codes;
 use crate::group::state::CommittedOffset;
 use crate::group::OFFSETS_TOPIC;
-use crate::txn::{ProduceRefusal, TRANSACTION_STATE_TOPIC};
+use crate::txn::ProduceRefusal;
 use crate::BrokerState;
 
 /// KIP-588: PRODUCER_FENCED only from these versions on; older clients get
@@ -42,65 +37,6 @@ fn fenced_code(code: i16, version: i16, fenced_from: i16) -> i16 {
 
 fn code_of(result: Result<(), i16>) -> i16 {
     result.err().unwrap_or(error_codes::NONE)
-}
-
-/// Creates `__transaction_state` if it does not exist (compacted; its
-/// replication factor capped at the live brokers).
-pub async fn ensure_transaction_topic(state: &BrokerState) -> Result<(), String> {
-    let image = state.quorum.image();
-    if image.topic(TRANSACTION_STATE_TOPIC).is_some() {
-        return Ok(());
-    }
-    let live = image.brokers.len().max(1) as i16;
-    let config = &state.txns.config;
-    let spec = TopicSpec {
-        name: TRANSACTION_STATE_TOPIC.to_string(),
-        num_partitions: config.partitions,
-        replication_factor: config.replication_factor.min(live),
-        assignments: Vec::new(),
-        configs: BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            ("min.insync.replicas".to_string(), live.min(2).to_string()),
-        ]),
-    };
-    match controller::create_topic(state, spec, false).await {
-        Ok(_) => Ok(()),
-        Err(error) if error.code == error_codes::TOPIC_ALREADY_EXISTS => Ok(()),
-        Err(error) => Err(error.message),
-    }
-}
-
-/// FindCoordinator for a transactional id: the leader of its
-/// `__transaction_state` partition.
-pub async fn locate(state: &BrokerState, key: StrBytes) -> Coordinator {
-    let failed = |code: i16| {
-        Coordinator::default()
-            .with_key(key.clone())
-            .with_node_id(BrokerId(-1))
-            .with_host(str_bytes(""))
-            .with_port(-1)
-            .with_error_code(code)
-            .with_error_message(Some(str_bytes("The coordinator is not available.")))
-    };
-    if let Err(message) = ensure_transaction_topic(state).await {
-        tracing::warn!(%message, "creating __transaction_state failed");
-        return failed(error_codes::COORDINATOR_NOT_AVAILABLE);
-    }
-    let image = state.quorum.image();
-    let partition = state.txns.partition_for(key.as_str());
-    let leader = image
-        .topic(TRANSACTION_STATE_TOPIC)
-        .and_then(|t| t.partitions.get(partition as usize))
-        .map(|p| p.leader);
-    let Some(broker) = leader.and_then(|id| image.brokers.get(&id)) else {
-        return failed(error_codes::COORDINATOR_NOT_AVAILABLE);
-    };
-    Coordinator::default()
-        .with_key(key)
-        .with_node_id(BrokerId(broker.node_id))
-        .with_host(str_bytes(&broker.host))
-        .with_port(i32::from(broker.port))
-        .with_error_code(error_codes::NONE)
 }
 
 /// InitProducerId with a transactional id.
@@ -209,7 +145,7 @@ pub async fn add_offsets(
 ) -> AddOffsetsToTxnResponse {
     let version = header.request_api_version;
     let group = request.group_id.0.as_str();
-    if let Err(message) = super::groups::ensure_offsets_topic(state).await {
+    if let Err(message) = crate::coordinator_topics::ensure_offsets_topic(state).await {
         tracing::warn!(%message, "creating __consumer_offsets failed");
         return AddOffsetsToTxnResponse::default()
             .with_error_code(error_codes::COORDINATOR_NOT_AVAILABLE);

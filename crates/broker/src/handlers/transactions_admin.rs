@@ -15,7 +15,8 @@ use kafka_protocol::messages::{
     RequestHeader, TransactionalId,
 };
 
-use super::{now_ms, str_bytes, topic_name};
+use super::{str_bytes, topic_name};
+use crate::clock::now_ms;
 use crate::error_codes;
 use crate::txn::state::{TxnMetadata, TxnState};
 use crate::BrokerState;
@@ -36,8 +37,9 @@ pub async fn describe_producers(
                 .iter()
                 .map(|index| {
                     let response = PartitionResponse::default().with_partition_index(*index);
-                    let Some(partition) = state.replicas.get(name, *index) else {
-                        return response.with_error_code(error_codes::UNKNOWN_TOPIC_OR_PARTITION);
+                    let partition = match state.replicas.leader_partition(name, *index) {
+                        Ok(partition) => partition,
+                        Err(code) => return response.with_error_code(code),
                     };
                     let producers = partition.producer_state.lock();
                     let mut active: Vec<ProducerState> = producers

@@ -172,7 +172,10 @@ impl TransactionCoordinator {
     pub fn load(self: &Arc<Self>) {
         let mut loaded = HashMap::new();
         for index in 0..self.config.partitions {
-            if let Some(partition) = self.replicas.get(TRANSACTION_STATE_TOPIC, index) {
+            if let Ok(partition) = self
+                .replicas
+                .leader_partition(TRANSACTION_STATE_TOPIC, index)
+            {
                 store::replay(&partition, &mut loaded);
             }
         }
@@ -407,7 +410,7 @@ impl TransactionCoordinator {
         let now = self.clock.now_ms();
         let mut written = Vec::with_capacity(txn.partitions.len());
         for (topic, index) in &txn.partitions {
-            let Some(partition) = self.replicas.get(topic, *index) else {
+            let Ok(partition) = self.replicas.leader_partition(topic, *index) else {
                 // Deleted since it was added, or led elsewhere (markers to
                 // other brokers, WriteTxnMarkers, are not implemented).
                 tracing::warn!(%topic, partition = index, "no local partition for a transaction marker; skipped");
