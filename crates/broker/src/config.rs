@@ -385,6 +385,20 @@ const NUMERIC_MINIMUMS: &[(&[&str], i64)] = &[
     (&["log.cleaner.threads"], 0),
 ];
 
+/// A numeric broker config's value. Values are validated when they are set
+/// (file, `--set`, AlterConfigs), so this only meets a value it cannot read
+/// through a bug: it then says so and uses Kafka's default for the name
+/// instead of reading the value as 0.
+pub fn parse_number(name: &str, value: &str) -> i64 {
+    if let Ok(number) = value.trim().parse() {
+        return number;
+    }
+    let default = broker_config_def(name).and_then(|def| def.default.trim().parse().ok());
+    tracing::error!(config = %name, %value, ?default,
+        "a broker config that should be a number is not; using its default");
+    default.unwrap_or_default()
+}
+
 /// The broker's static settings: Kafka's defaults overlaid with the
 /// configuration file and `--set` values.
 #[derive(Clone, Debug)]
@@ -416,8 +430,9 @@ impl Settings {
             .unwrap_or_default()
     }
 
+    /// A numeric broker config's effective value (`parse_number`).
     pub fn get_i64(&self, name: &str) -> i64 {
-        self.get(name).trim().parse().unwrap_or(0)
+        parse_number(name, &self.get(name))
     }
 
     pub fn get_bool(&self, name: &str) -> bool {
@@ -590,6 +605,16 @@ impl TopicConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unreadable_number_is_the_default_not_zero() {
+        assert_eq!(super::parse_number("socket.request.max.bytes", " 42 "), 42);
+        assert_eq!(
+            super::parse_number("socket.request.max.bytes", "lots"),
+            104_857_600
+        );
+        assert_eq!(super::parse_number("no.such.config", "x"), 0);
+    }
+
     use super::*;
 
     #[test]

@@ -13,7 +13,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use crate::error_codes;
+use crate::errors::KafkaError;
 use crate::partition::{AppendOrigin, LeaderAppend};
 use crate::replica_manager::{Partition, ReplicaManager};
 
@@ -31,7 +31,7 @@ fn encode_batch(
     leader_epoch: i32,
     producer: Option<TransactionalProducer>,
     now: i64,
-) -> Result<BytesMut, i16> {
+) -> Result<BytesMut, KafkaError> {
     let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let batch: Vec<Record> = entries
         .iter()
@@ -61,7 +61,7 @@ fn encode_batch(
     };
     if let Err(error) = RecordBatchEncoder::encode(&mut buf, &batch, &options) {
         tracing::error!(%error, "encoding a coordinator record batch failed");
-        return Err(error_codes::UNKNOWN_SERVER_ERROR);
+        return Err(KafkaError::UnknownServerError);
     }
     Ok(buf)
 }
@@ -76,42 +76,46 @@ pub fn append(
     entries: &[Entry],
     producer: Option<TransactionalProducer>,
     now: i64,
-) -> Result<(Arc<Partition>, i64), i16> {
+) -> Result<(Arc<Partition>, i64), KafkaError> {
     // Not hosted, or hosted as a follower: another broker coordinates this
     // partition (Kafka maps NOT_LEADER_OR_FOLLOWER to NOT_COORDINATOR).
     let Ok(partition) = replicas.leader_partition(topic, index) else {
-        return Err(error_codes::NOT_COORDINATOR);
+        return Err(KafkaError::NotCoordinator);
     };
     let leader_epoch = partition.leader_epoch();
     let buf = encode_batch(entries, leader_epoch, producer, now)?;
     let header = sluice_log::batch::parse_header(&buf).map_err(|error| {
         tracing::error!(%error, "a coordinator batch has a bad header");
-        error_codes::UNKNOWN_SERVER_ERROR
+        KafkaError::UnknownServerError
     })?;
     let result =
         partition.append_as_leader(&buf.freeze(), &header, AppendOrigin::Coordinator, None);
     match result {
         Ok(LeaderAppend::Appended(info)) => Ok((partition, info.last_offset)),
         // Leadership moved since the lookup.
-        Ok(LeaderAppend::Rejected(_)) => Err(error_codes::NOT_COORDINATOR),
+        Ok(LeaderAppend::Rejected(_)) => Err(KafkaError::NotCoordinator),
         Ok(LeaderAppend::Duplicate(_)) => {
             unreachable!("coordinator appends are not sequence-checked")
         }
         Err(error) => {
             tracing::warn!(topic, partition = index, %error, "appending to an internal topic failed");
-            Err(error_codes::from_log_error(&error))
+            Err(KafkaError::from_log_error(&error))
         }
     }
 }
 
 /// Waits until `last_offset` is below the high watermark (durable).
-pub async fn wait_durable(partition: &Partition, last_offset: i64, timeout: Duration) -> i16 {
+pub async fn wait_durable(
+    partition: &Partition,
+    last_offset: i64,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
     let mut receiver = partition.subscribe_high_watermark();
     let waited = tokio::time::timeout(timeout, receiver.wait_for(|hw| *hw > last_offset)).await;
     match waited {
-        Ok(Ok(_)) => error_codes::NONE,
-        Ok(Err(_)) => error_codes::NOT_COORDINATOR,
-        Err(_) => error_codes::REQUEST_TIMED_OUT,
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(KafkaError::NotCoordinator),
+        Err(_) => Err(KafkaError::RequestTimedOut),
     }
 }
 

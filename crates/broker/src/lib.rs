@@ -14,6 +14,7 @@ pub mod controller;
 pub mod coordinator_topics;
 pub mod dispatch;
 pub mod error_codes;
+pub mod errors;
 pub mod group;
 pub mod handlers;
 pub mod high_watermark;
@@ -137,9 +138,9 @@ impl BrokerState {
         }
     }
 
-    /// A broker config as a number (0 if unparsable, which validation prevents).
+    /// A numeric broker config's effective value (`config::parse_number`).
     pub fn broker_config_i64(&self, name: &str) -> i64 {
-        self.broker_config(name).trim().parse().unwrap_or(0)
+        config::parse_number(name, &self.broker_config(name))
     }
 }
 

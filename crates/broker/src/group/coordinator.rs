@@ -21,7 +21,7 @@ use super::state::{
 use super::store::{self, Entry, LoadedGroup};
 use super::{partition_for, Clock, OFFSETS_TOPIC};
 use crate::config::Settings;
-use crate::error_codes;
+use crate::errors::KafkaError;
 use crate::replica_manager::ReplicaManager;
 
 /// The coordinator's settings, read once from the broker settings.
@@ -174,20 +174,20 @@ impl GroupCoordinator {
         partition_for(group_id, self.config.partitions)
     }
 
-    /// NONE if this coordinator can serve `group_id` now.
-    pub fn check_ready(&self, group_id: &str) -> i16 {
+    /// Whether this coordinator can serve `group_id` now.
+    pub fn check_ready(&self, group_id: &str) -> Result<(), KafkaError> {
         if self.stopping.load(Ordering::Acquire) {
-            error_codes::NOT_COORDINATOR
+            Err(KafkaError::NotCoordinator)
         } else if !self.loaded.load(Ordering::Acquire) {
-            error_codes::COORDINATOR_LOAD_IN_PROGRESS
+            Err(KafkaError::CoordinatorLoadInProgress)
         } else if self
             .replicas
             .get(OFFSETS_TOPIC, self.partition_for(group_id))
             .is_none()
         {
-            error_codes::COORDINATOR_NOT_AVAILABLE
+            Err(KafkaError::CoordinatorNotAvailable)
         } else {
-            error_codes::NONE
+            Ok(())
         }
     }
 
@@ -302,10 +302,10 @@ impl GroupCoordinator {
                         Some(records::group_value(&store::to_stored(group))),
                     )];
                     let index = self.partition_for(&group.group_id);
-                    if let Err(code) =
+                    if let Err(error) =
                         store::append(&self.replicas, index, &entries, self.clock.now_ms())
                     {
-                        tracing::warn!(group = %group.group_id, code, "storing group metadata failed");
+                        tracing::warn!(group = %group.group_id, %error, "storing group metadata failed");
                     }
                 }
             }
@@ -320,7 +320,7 @@ impl GroupCoordinator {
         } else {
             match self.get(group_id) {
                 Some(handle) => handle,
-                None => return JoinResult::error(&member_id, error_codes::UNKNOWN_MEMBER_ID),
+                None => return JoinResult::error(&member_id, KafkaError::UnknownMemberId),
             }
         };
         let token = self.token();
@@ -334,13 +334,13 @@ impl GroupCoordinator {
         handle.wake.notify_one();
         receiver
             .await
-            .unwrap_or_else(|_| JoinResult::error(&member_id, error_codes::NOT_COORDINATOR))
+            .unwrap_or_else(|_| JoinResult::error(&member_id, KafkaError::NotCoordinator))
     }
 
     /// A SyncGroup; followers wait for the leader's.
     pub async fn sync(&self, group_id: &str, request: SyncRequest) -> SyncResult {
         let Some(handle) = self.get(group_id) else {
-            return SyncResult::error(error_codes::UNKNOWN_MEMBER_ID);
+            return SyncResult::error(KafkaError::UnknownMemberId);
         };
         let token = self.token();
         let (sender, receiver) = oneshot::channel();
@@ -353,7 +353,7 @@ impl GroupCoordinator {
         handle.wake.notify_one();
         receiver
             .await
-            .unwrap_or_else(|_| SyncResult::error(error_codes::NOT_COORDINATOR))
+            .unwrap_or_else(|_| SyncResult::error(KafkaError::NotCoordinator))
     }
 
     /// A Heartbeat.
@@ -363,9 +363,9 @@ impl GroupCoordinator {
         member_id: &str,
         group_instance_id: Option<&str>,
         generation_id: i32,
-    ) -> i16 {
+    ) -> Result<(), KafkaError> {
         let Some(handle) = self.get(group_id) else {
-            return error_codes::UNKNOWN_MEMBER_ID;
+            return Err(KafkaError::UnknownMemberId);
         };
         let code = handle.slot.lock().group.heartbeat(
             self.clock.now_ms(),
@@ -377,10 +377,10 @@ impl GroupCoordinator {
         code
     }
 
-    /// A LeaveGroup: one code per member.
-    pub fn leave(&self, group_id: &str, members: &[LeavingMember]) -> Vec<i16> {
+    /// A LeaveGroup: one result per member.
+    pub fn leave(&self, group_id: &str, members: &[LeavingMember]) -> Vec<Result<(), KafkaError>> {
         let Some(handle) = self.get(group_id) else {
-            return vec![error_codes::UNKNOWN_MEMBER_ID; members.len()];
+            return vec![Err(KafkaError::UnknownMemberId); members.len()];
         };
         let codes = {
             let mut slot = handle.slot.lock();
@@ -393,8 +393,8 @@ impl GroupCoordinator {
     }
 
     /// Commits offsets once the group rules allow it; answers when they are
-    /// durable. Returns one code for the whole request (the caller applies
-    /// it to every partition it passed).
+    /// durable. Returns one result for the whole request (the caller
+    /// applies it to every partition it passed).
     pub async fn commit(
         self: &Arc<Self>,
         group_id: &str,
@@ -403,31 +403,25 @@ impl GroupCoordinator {
         generation_id: i32,
         version: i16,
         offsets: Vec<((String, i32), CommittedOffset)>,
-    ) -> i16 {
+    ) -> Result<(), KafkaError> {
         let handle = match self.get(group_id) {
             Some(handle) => handle,
             // A "simple" group: generation -1, no group management.
             None if generation_id < 0 => self.get_or_create(group_id),
-            None if version >= 9 => return error_codes::GROUP_ID_NOT_FOUND,
-            None => return error_codes::ILLEGAL_GENERATION,
+            None if version >= 9 => return Err(KafkaError::GroupIdNotFound),
+            None => return Err(KafkaError::IllegalGeneration),
         };
         if offsets.is_empty() {
-            return handle
-                .slot
-                .lock()
-                .group
-                .validate_offset_commit(member_id, group_instance_id, generation_id)
-                .err()
-                .unwrap_or(error_codes::NONE);
+            return handle.slot.lock().group.validate_offset_commit(
+                member_id,
+                group_instance_id,
+                generation_id,
+            );
         }
         let appended = {
             let mut slot = handle.slot.lock();
-            if let Err(code) =
-                slot.group
-                    .validate_offset_commit(member_id, group_instance_id, generation_id)
-            {
-                return code;
-            }
+            slot.group
+                .validate_offset_commit(member_id, group_instance_id, generation_id)?;
             let entries: Vec<Entry> = offsets
                 .iter()
                 .map(|((topic, partition), offset)| {
@@ -457,29 +451,27 @@ impl GroupCoordinator {
                 )
                 .await
             }
-            Err(code) => code,
+            Err(error) => Err(error),
         }
     }
 
-    /// TxnOffsetCommit's group checks (v3+, KIP-447): NONE if this member
-    /// and generation may commit (a group never seen: only generation -1).
+    /// TxnOffsetCommit's group checks (v3+, KIP-447): Ok if this member and
+    /// generation may commit (a group never seen: only generation -1).
     pub fn validate_transactional_commit(
         &self,
         group_id: &str,
         member_id: &str,
         group_instance_id: Option<&str>,
         generation_id: i32,
-    ) -> i16 {
+    ) -> Result<(), KafkaError> {
         match self.get(group_id) {
-            Some(handle) => handle
-                .slot
-                .lock()
-                .group
-                .validate_offset_commit(member_id, group_instance_id, generation_id)
-                .err()
-                .unwrap_or(error_codes::NONE),
-            None if generation_id < 0 => error_codes::NONE,
-            None => error_codes::ILLEGAL_GENERATION,
+            Some(handle) => handle.slot.lock().group.validate_offset_commit(
+                member_id,
+                group_instance_id,
+                generation_id,
+            ),
+            None if generation_id < 0 => Ok(()),
+            None => Err(KafkaError::IllegalGeneration),
         }
     }
 
@@ -587,15 +579,13 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups for one group.
-    pub async fn delete(&self, group_id: &str) -> i16 {
+    pub async fn delete(&self, group_id: &str) -> Result<(), KafkaError> {
         let Some(handle) = self.get(group_id) else {
-            return error_codes::GROUP_ID_NOT_FOUND;
+            return Err(KafkaError::GroupIdNotFound);
         };
         let appended = {
             let mut slot = handle.slot.lock();
-            if let Err(code) = slot.group.delete(self.clock.now_ms()) {
-                return code;
-            }
+            slot.group.delete(self.clock.now_ms())?;
             let mut entries: Vec<Entry> = slot
                 .group
                 .offsets
@@ -622,45 +612,43 @@ impl GroupCoordinator {
                 )
                 .await
             }
-            Err(code) => code,
+            Err(error) => Err(error),
         }
     }
 
-    /// OffsetDelete: Err(group error) or one code per partition.
+    /// OffsetDelete: Err(group error) or one result per partition.
     pub async fn delete_offsets(
         &self,
         group_id: &str,
         partitions: &[(String, i32)],
         subscribed: impl Fn(&Group, &str) -> bool,
-    ) -> Result<Vec<i16>, i16> {
+    ) -> Result<Vec<Result<(), KafkaError>>, KafkaError> {
         let Some(handle) = self.get(group_id) else {
-            return Err(error_codes::GROUP_ID_NOT_FOUND);
+            return Err(KafkaError::GroupIdNotFound);
         };
         let (codes, appended) = {
             let mut slot = handle.slot.lock();
             slot.group.validate_offset_delete()?;
-            let codes: Vec<i16> = partitions
+            let codes: Vec<Result<(), KafkaError>> = partitions
                 .iter()
                 .map(|(topic, _)| {
                     if slot.group.state != GroupState::Empty && subscribed(&slot.group, topic) {
-                        error_codes::GROUP_SUBSCRIBED_TO_TOPIC
+                        Err(KafkaError::GroupSubscribedToTopic)
                     } else {
-                        error_codes::NONE
+                        Ok(())
                     }
                 })
                 .collect();
             let entries: Vec<Entry> = partitions
                 .iter()
                 .zip(&codes)
-                .filter(|(key, code)| {
-                    **code == error_codes::NONE && slot.group.offsets.contains_key(*key)
-                })
+                .filter(|(key, code)| code.is_ok() && slot.group.offsets.contains_key(*key))
                 .map(|((topic, partition), _)| {
                     (records::offset_key(group_id, topic, *partition), None)
                 })
                 .collect();
             for (key, code) in partitions.iter().zip(&codes) {
-                if *code == error_codes::NONE {
+                if code.is_ok() {
                     slot.group.offsets.remove(key);
                 }
             }
@@ -678,18 +666,15 @@ impl GroupCoordinator {
         };
         match appended {
             Some(Ok((partition, last_offset))) => {
-                let code = store::wait_durable(
+                store::wait_durable(
                     &partition,
                     last_offset,
                     Duration::from_millis(self.config.commit_timeout_ms as u64),
                 )
-                .await;
-                if code != error_codes::NONE {
-                    return Err(code);
-                }
+                .await?;
                 Ok(codes)
             }
-            Some(Err(code)) => Err(code),
+            Some(Err(error)) => Err(error),
             None => Ok(codes),
         }
     }
@@ -753,10 +738,10 @@ impl GroupCoordinator {
             }
             if !entries.is_empty() {
                 tracing::info!(group = %group_id, expired = expired.len(), "offsets expired");
-                if let Err(code) =
+                if let Err(error) =
                     store::append(&self.replicas, self.partition_for(&group_id), &entries, now)
                 {
-                    tracing::warn!(group = %group_id, code, "writing offset tombstones failed");
+                    tracing::warn!(group = %group_id, %error, "writing offset tombstones failed");
                 }
             }
         }
@@ -768,7 +753,7 @@ impl GroupCoordinator {
         let handles: Vec<Arc<GroupHandle>> = self.groups.lock().values().cloned().collect();
         for handle in handles {
             let mut slot = handle.slot.lock();
-            let outputs = slot.group.abort_parked(error_codes::NOT_COORDINATOR);
+            let outputs = slot.group.abort_parked(KafkaError::NotCoordinator);
             self.apply(&mut slot, outputs);
             slot.joins.clear();
             slot.syncs.clear();

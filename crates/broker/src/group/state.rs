@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 
-use crate::error_codes;
+use crate::errors::KafkaError;
 
 /// Identifies a held JoinGroup or SyncGroup request inside the runtime.
 pub type Token = u64;
@@ -166,8 +166,8 @@ pub struct JoinedMember {
 /// A JoinGroup response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JoinResult {
-    /// Kafka error code.
-    pub error_code: i16,
+    /// The error, if the join failed.
+    pub error: Option<KafkaError>,
     /// The generation the member joined (-1 on error).
     pub generation_id: i32,
     /// The group's protocol type.
@@ -185,10 +185,15 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
+    /// The wire code of the answer.
+    pub fn error_code(&self) -> i16 {
+        crate::errors::code_or_none(self.error)
+    }
+
     /// An error answer.
-    pub fn error(member_id: &str, error_code: i16) -> JoinResult {
+    pub fn error(member_id: &str, error: KafkaError) -> JoinResult {
         JoinResult {
-            error_code,
+            error: Some(error),
             generation_id: -1,
             protocol_type: None,
             protocol_name: None,
@@ -220,8 +225,8 @@ pub struct SyncRequest {
 /// A SyncGroup response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncResult {
-    /// Kafka error code.
-    pub error_code: i16,
+    /// The error, if the sync failed.
+    pub error: Option<KafkaError>,
     /// The group's protocol type.
     pub protocol_type: Option<String>,
     /// The group's protocol.
@@ -231,10 +236,15 @@ pub struct SyncResult {
 }
 
 impl SyncResult {
+    /// The wire code of the answer.
+    pub fn error_code(&self) -> i16 {
+        crate::errors::code_or_none(self.error)
+    }
+
     /// An error answer.
-    pub fn error(error_code: i16) -> SyncResult {
+    pub fn error(error: KafkaError) -> SyncResult {
         SyncResult {
-            error_code,
+            error: Some(error),
             protocol_type: None,
             protocol_name: None,
             assignment: Bytes::new(),
@@ -480,13 +490,17 @@ impl Group {
     }
 
     /// Kafka's `validateExistingMember`.
-    fn validate_member(&self, member_id: &str, group_instance_id: Option<&str>) -> Result<(), i16> {
+    fn validate_member(
+        &self,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> Result<(), KafkaError> {
         match group_instance_id {
             None if self.members.contains_key(member_id) => Ok(()),
-            None => Err(error_codes::UNKNOWN_MEMBER_ID),
+            None => Err(KafkaError::UnknownMemberId),
             Some(instance) => match self.static_members.get(instance) {
-                None => Err(error_codes::UNKNOWN_MEMBER_ID),
-                Some(existing) if existing != member_id => Err(error_codes::FENCED_INSTANCE_ID),
+                None => Err(KafkaError::UnknownMemberId),
+                Some(existing) if existing != member_id => Err(KafkaError::FencedInstanceId),
                 Some(_) => Ok(()),
             },
         }
@@ -529,7 +543,7 @@ impl Group {
 
     fn prepare_rebalance(&mut self, now: i64, out: &mut Vec<Output>) {
         if self.state == GroupState::CompletingRebalance {
-            self.reset_and_propagate_assignment(error_codes::REBALANCE_IN_PROGRESS, now, out);
+            self.reset_and_propagate_assignment(KafkaError::RebalanceInProgress, now, out);
         }
         self.sync_deadline_ms = None;
         let initial = self.state == GroupState::Empty;
@@ -563,7 +577,7 @@ impl Group {
             .map(|m| m.member_id.clone())
             .collect();
         for member_id in gone {
-            self.remove(&member_id, error_codes::UNKNOWN_MEMBER_ID, out);
+            self.remove(&member_id, KafkaError::UnknownMemberId, out);
         }
         if self.state == GroupState::Dead {
             return;
@@ -622,16 +636,16 @@ impl Group {
         }
     }
 
-    /// Removes a member; answers its parked requests with `code`.
-    fn remove(&mut self, member_id: &str, code: i16, out: &mut Vec<Output>) {
+    /// Removes a member; answers its parked requests with `error`.
+    fn remove(&mut self, member_id: &str, error: KafkaError, out: &mut Vec<Output>) {
         let Some(mut member) = self.members.remove(member_id) else {
             return;
         };
         if let Some(token) = member.awaiting_join.take() {
-            out.push(Output::Join(token, JoinResult::error("", code)));
+            out.push(Output::Join(token, JoinResult::error("", error)));
         }
         if let Some(token) = member.awaiting_sync.take() {
-            out.push(Output::Sync(token, SyncResult::error(code)));
+            out.push(Output::Sync(token, SyncResult::error(error)));
         }
         if let Some(instance) = &member.group_instance_id {
             if self.static_members.get(instance).map(|s| s.as_str()) == Some(member_id) {
@@ -644,21 +658,26 @@ impl Group {
         }
     }
 
-    fn reset_and_propagate_assignment(&mut self, code: i16, now: i64, out: &mut Vec<Output>) {
+    fn reset_and_propagate_assignment(
+        &mut self,
+        error: KafkaError,
+        now: i64,
+        out: &mut Vec<Output>,
+    ) {
         for member in self.members.values_mut() {
             member.assignment = Bytes::new();
         }
-        self.propagate_assignment(code, now, out);
+        self.propagate_assignment(Some(error), now, out);
     }
 
-    fn propagate_assignment(&mut self, code: i16, now: i64, out: &mut Vec<Output>) {
-        let ok = code == error_codes::NONE;
+    fn propagate_assignment(&mut self, error: Option<KafkaError>, now: i64, out: &mut Vec<Output>) {
+        let ok = error.is_none();
         for member in self.members.values_mut() {
             if let Some(token) = member.awaiting_sync.take() {
                 out.push(Output::Sync(
                     token,
                     SyncResult {
-                        error_code: code,
+                        error,
                         protocol_type: if ok { self.protocol_type.clone() } else { None },
                         protocol_name: if ok { self.protocol_name.clone() } else { None },
                         assignment: member.assignment.clone(),

@@ -29,7 +29,7 @@ pub fn append(
     index: i32,
     entries: &[Entry],
     now: i64,
-) -> Result<(Arc<Partition>, i64), i16> {
+) -> Result<(Arc<Partition>, i64), crate::errors::KafkaError> {
     crate::internal_topic::append(replicas, OFFSETS_TOPIC, index, entries, None, now)
 }
 

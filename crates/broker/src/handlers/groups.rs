@@ -19,6 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::error_codes;
+use crate::errors::{code_of, code_or_none, KafkaError};
 use crate::group::state::{JoinRequest, LeavingMember, SyncRequest};
 use crate::BrokerState;
 
@@ -33,11 +34,20 @@ fn optional(text: &Option<StrBytes>) -> Option<String> {
     text.as_ref().map(|s| s.as_str().to_string())
 }
 
+/// A group request may go to the coordinator: a group id, and a coordinator
+/// that serves it now.
+fn check_group(state: &BrokerState, group: &str) -> Result<(), KafkaError> {
+    if group.is_empty() {
+        return Err(KafkaError::InvalidGroupId);
+    }
+    state.groups.check_ready(group)
+}
+
 /// The state machine answers with nulls where old versions have
 /// non-nullable strings: Kafka writes "" there.
 fn join_response(version: i16, result: crate::group::state::JoinResult) -> JoinGroupResponse {
     let mut response = JoinGroupResponse::default()
-        .with_error_code(result.error_code)
+        .with_error_code(code_or_none(result.error))
         .with_generation_id(result.generation_id)
         .with_leader(str_bytes(&result.leader))
         .with_member_id(str_bytes(&result.member_id));
@@ -78,18 +88,9 @@ pub async fn join(
     let version = header.request_api_version;
     let group = group_id(request.group_id);
     let member_id = request.member_id.as_str().to_string();
-    let reject = |code: i16| {
-        join_response(
-            version,
-            crate::group::state::JoinResult::error(&member_id, code),
-        )
-    };
-    if group.is_empty() {
-        return reject(error_codes::INVALID_GROUP_ID);
-    }
-    let ready = state.groups.check_ready(&group);
-    if ready != error_codes::NONE {
-        return reject(ready);
+    if let Err(error) = check_group(state, &group) {
+        let result = crate::group::state::JoinResult::error(&member_id, error);
+        return join_response(version, result);
     }
     let client_id = header
         .client_id
@@ -120,7 +121,7 @@ pub async fn join(
         generated_member_id: format!("{prefix}-{}", uuid::Uuid::new_v4()),
     };
     let result = state.groups.join(&group, join).await;
-    if result.error_code == error_codes::NONE {
+    if result.error.is_none() {
         tracing::debug!(group = %group, member = %result.member_id, generation = result.generation_id, "joined");
     }
     join_response(version, result)
@@ -133,13 +134,8 @@ pub async fn sync(
 ) -> SyncGroupResponse {
     let version = header.request_api_version;
     let group = group_id(request.group_id);
-    let code = if group.is_empty() {
-        error_codes::INVALID_GROUP_ID
-    } else {
-        state.groups.check_ready(&group)
-    };
-    if code != error_codes::NONE {
-        return SyncGroupResponse::default().with_error_code(code);
+    if let Err(error) = check_group(state, &group) {
+        return SyncGroupResponse::default().with_error_code(error.code());
     }
     let sync = SyncRequest {
         member_id: request.member_id.as_str().to_string(),
@@ -155,7 +151,7 @@ pub async fn sync(
     };
     let result = state.groups.sync(&group, sync).await;
     let mut response = SyncGroupResponse::default()
-        .with_error_code(result.error_code)
+        .with_error_code(code_or_none(result.error))
         .with_assignment(result.assignment);
     if version >= 5 {
         response.protocol_type = result.protocol_type.as_deref().map(str_bytes);
@@ -171,24 +167,19 @@ pub async fn heartbeat(
 ) -> HeartbeatResponse {
     let version = header.request_api_version;
     let group = group_id(request.group_id);
-    let code = if group.is_empty() {
-        error_codes::INVALID_GROUP_ID
-    } else {
-        match state.groups.check_ready(&group) {
-            error_codes::NONE => state.groups.heartbeat(
-                &group,
-                request.member_id.as_str(),
-                request
-                    .group_instance_id
-                    .as_ref()
-                    .filter(|_| version >= 3)
-                    .map(|s| s.as_str()),
-                request.generation_id,
-            ),
-            code => code,
-        }
-    };
-    HeartbeatResponse::default().with_error_code(code)
+    let result = check_group(state, &group).and_then(|()| {
+        state.groups.heartbeat(
+            &group,
+            request.member_id.as_str(),
+            request
+                .group_instance_id
+                .as_ref()
+                .filter(|_| version >= 3)
+                .map(|s| s.as_str()),
+            request.generation_id,
+        )
+    });
+    HeartbeatResponse::default().with_error_code(code_of(&result))
 }
 
 pub async fn leave(
@@ -213,28 +204,23 @@ pub async fn leave(
             group_instance_id: None,
         }]
     };
-    let code = if group.is_empty() {
-        error_codes::INVALID_GROUP_ID
-    } else {
-        state.groups.check_ready(&group)
-    };
-    if code != error_codes::NONE {
-        return LeaveGroupResponse::default().with_error_code(code);
+    if let Err(error) = check_group(state, &group) {
+        return LeaveGroupResponse::default().with_error_code(error.code());
     }
-    let codes = state.groups.leave(&group, &members);
+    let results = state.groups.leave(&group, &members);
     if version < 3 {
-        return LeaveGroupResponse::default()
-            .with_error_code(codes.first().copied().unwrap_or(error_codes::NONE));
+        let first = results.first().copied().unwrap_or(Ok(()));
+        return LeaveGroupResponse::default().with_error_code(code_of(&first));
     }
     LeaveGroupResponse::default().with_members(
         members
             .into_iter()
-            .zip(codes)
-            .map(|(m, code)| {
+            .zip(results)
+            .map(|(m, result)| {
                 MemberResponse::default()
                     .with_member_id(str_bytes(&m.member_id))
                     .with_group_instance_id(m.group_instance_id.as_deref().map(str_bytes))
-                    .with_error_code(code)
+                    .with_error_code(code_of(&result))
             })
             .collect(),
     )
@@ -307,9 +293,8 @@ pub async fn describe(
                 } else {
                     AUTHORIZED_OPERATIONS_OMITTED
                 });
-            let ready = state.groups.check_ready(&name);
-            if ready != error_codes::NONE {
-                described.error_code = ready;
+            if let Err(error) = state.groups.check_ready(&name) {
+                described.error_code = error.code();
                 return described;
             }
             match state.groups.describe(&name) {
@@ -358,18 +343,14 @@ pub async fn delete(
     let mut results = Vec::new();
     for id in request.groups_names {
         let name = group_id(id.clone());
-        let code = if name.is_empty() {
-            error_codes::INVALID_GROUP_ID
-        } else {
-            match state.groups.check_ready(&name) {
-                error_codes::NONE => state.groups.delete(&name).await,
-                code => code,
-            }
+        let result = match check_group(state, &name) {
+            Ok(()) => state.groups.delete(&name).await,
+            Err(error) => Err(error),
         };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(id)
-                .with_error_code(code),
+                .with_error_code(code_of(&result)),
         );
     }
     DeleteGroupsResponse::default().with_results(results)

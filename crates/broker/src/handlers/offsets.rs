@@ -23,6 +23,7 @@ use sluice_meta::ClusterImage;
 use super::{str_bytes, topic_name};
 use crate::clock::now_ms;
 use crate::error_codes;
+use crate::errors::code_of;
 use crate::group::state::{CommittedOffset, Group};
 use crate::BrokerState;
 
@@ -46,7 +47,7 @@ pub async fn commit(
     // NONE ones are committed together and get the commit's code.
     let mut codes: Vec<Vec<i16>> = Vec::with_capacity(request.topics.len());
     let mut offsets = Vec::new();
-    let ready = state.groups.check_ready(&group);
+    let ready = code_of(&state.groups.check_ready(&group));
     for topic in &request.topics {
         let name = topic.name.0.as_str();
         let mut topic_codes = Vec::with_capacity(topic.partitions.len());
@@ -95,7 +96,7 @@ pub async fn commit(
         } else {
             ""
         };
-        state
+        let committed = state
             .groups
             .commit(
                 &group,
@@ -105,7 +106,8 @@ pub async fn commit(
                 version,
                 offsets,
             )
-            .await
+            .await;
+        code_of(&committed)
     };
     let topics = request
         .topics
@@ -144,7 +146,7 @@ fn fetch_group(
     wanted: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
 ) -> Fetched {
-    let ready = state.groups.check_ready(group);
+    let ready = code_of(&state.groups.check_ready(group));
     if ready != error_codes::NONE {
         let topics = wanted
             .unwrap_or_default()
@@ -307,9 +309,8 @@ pub async fn delete(
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group = request.group_id.0.as_str().to_string();
-    let ready = state.groups.check_ready(&group);
-    if ready != error_codes::NONE {
-        return OffsetDeleteResponse::default().with_error_code(ready);
+    if let Err(error) = state.groups.check_ready(&group) {
+        return OffsetDeleteResponse::default().with_error_code(error.code());
     }
     let image = state.quorum.image();
     let mut known = Vec::new();
@@ -325,8 +326,8 @@ pub async fn delete(
         .delete_offsets(&group, &known, subscribed)
         .await
     {
-        Ok(codes) => codes,
-        Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
+        Ok(results) => results.iter().map(code_of).collect::<Vec<i16>>(),
+        Err(error) => return OffsetDeleteResponse::default().with_error_code(error.code()),
     };
     let topics = request
         .topics

@@ -20,6 +20,7 @@ use kafka_protocol::messages::{
 
 use crate::clock::now_ms;
 use crate::error_codes;
+use crate::errors::KafkaError;
 use crate::group::state::CommittedOffset;
 use crate::group::OFFSETS_TOPIC;
 use crate::txn::ProduceRefusal;
@@ -27,16 +28,20 @@ use crate::BrokerState;
 
 /// KIP-588: PRODUCER_FENCED only from these versions on; older clients get
 /// INVALID_PRODUCER_EPOCH.
-fn fenced_code(code: i16, version: i16, fenced_from: i16) -> i16 {
-    if code == error_codes::PRODUCER_FENCED && version < fenced_from {
-        error_codes::INVALID_PRODUCER_EPOCH
+fn fenced_code(error: KafkaError, version: i16, fenced_from: i16) -> i16 {
+    if error == KafkaError::ProducerFenced && version < fenced_from {
+        KafkaError::InvalidProducerEpoch.code()
     } else {
-        code
+        error.code()
     }
 }
 
-fn code_of(result: Result<(), i16>) -> i16 {
-    result.err().unwrap_or(error_codes::NONE)
+/// The wire code of a coordinator's answer, KIP-588 applied.
+fn code_of(result: Result<(), KafkaError>, version: i16, fenced_from: i16) -> i16 {
+    match result {
+        Ok(()) => error_codes::NONE,
+        Err(error) => fenced_code(error, version, fenced_from),
+    }
 }
 
 /// InitProducerId with a transactional id.
@@ -104,7 +109,7 @@ pub async fn add_partitions(
                 &wanted,
             )
             .await;
-        let code = fenced_code(code_of(result), version, 2);
+        let code = code_of(result, version, 2);
         Box::new(move |_: &str, _: i32| code) as Box<dyn Fn(&str, i32) -> i16 + Send>
     } else {
         Box::new(move |topic: &str, partition: i32| {
@@ -160,7 +165,7 @@ pub async fn add_offsets(
             &[partition],
         )
         .await;
-    AddOffsetsToTxnResponse::default().with_error_code(fenced_code(code_of(result), version, 2))
+    AddOffsetsToTxnResponse::default().with_error_code(code_of(result, version, 2))
 }
 
 /// EndTxn: answered once every marker and the Complete state are durable.
@@ -179,7 +184,7 @@ pub async fn end_txn(
             request.committed,
         )
         .await;
-    EndTxnResponse::default().with_error_code(fenced_code(code_of(result), version, 2))
+    EndTxnResponse::default().with_error_code(code_of(result, version, 2))
 }
 
 /// TxnOffsetCommit: one code for every partition of the request.
@@ -245,7 +250,7 @@ pub async fn txn_offset_commit(
                     offsets,
                 )
                 .await;
-            fenced_code(code_of(result), version, 3)
+            code_of(result, version, 3)
         }
     };
     let topics = request

@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
 use super::{str_bytes, topic_name};
 use crate::clock::now_ms;
 use crate::error_codes;
+use crate::errors::{code_of, KafkaError};
 use crate::txn::state::{TxnMetadata, TxnState};
 use crate::BrokerState;
 
@@ -98,7 +99,7 @@ pub async fn describe_transactions(
     for id in request.transactional_ids {
         let name = id.0.as_str().to_string();
         let ready = state.txns.check_ready(&name);
-        let found = if ready == error_codes::NONE {
+        let found = if ready.is_ok() {
             state.txns.describe(&name).await
         } else {
             None
@@ -118,7 +119,7 @@ pub async fn describe_transactions(
                 .with_producer_id(ProducerId(txn.producer_id))
                 .with_producer_epoch(txn.producer_epoch)
                 .with_topics(topic_data(&txn)),
-            None if ready != error_codes::NONE => entry.with_error_code(ready),
+            None if ready.is_err() => entry.with_error_code(code_of(&ready)),
             None => entry.with_error_code(error_codes::TRANSACTIONAL_ID_NOT_FOUND),
         });
     }
@@ -163,7 +164,7 @@ pub async fn list_transactions(
         })
         .collect();
     listed.sort_by(|a, b| a.transactional_id.0.cmp(&b.transactional_id.0));
-    let code = if state.txns.check_ready("") == error_codes::COORDINATOR_LOAD_IN_PROGRESS {
+    let code = if state.txns.check_ready("") == Err(KafkaError::CoordinatorLoadInProgress) {
         error_codes::COORDINATOR_LOAD_IN_PROGRESS
     } else {
         error_codes::NONE

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::state::{EndStep, InitStep, TxnMetadata, TxnState};
 use super::{records, store, TRANSACTION_STATE_TOPIC};
 use crate::config::Settings;
-use crate::error_codes;
+use crate::errors::KafkaError;
 use crate::group::state::CommittedOffset;
 use crate::group::{partition_for, Clock, GroupCoordinator, OFFSETS_TOPIC};
 use crate::producer_state::Marker;
@@ -135,12 +135,12 @@ impl TransactionCoordinator {
         partition_for(transactional_id, self.config.partitions)
     }
 
-    /// NONE if this coordinator can serve `transactional_id` now.
-    pub fn check_ready(&self, transactional_id: &str) -> i16 {
+    /// Whether this coordinator can serve `transactional_id` now.
+    pub fn check_ready(&self, transactional_id: &str) -> Result<(), KafkaError> {
         if self.stopping.load(Ordering::Acquire) {
-            error_codes::NOT_COORDINATOR
+            Err(KafkaError::NotCoordinator)
         } else if !self.loaded.load(Ordering::Acquire) {
-            error_codes::COORDINATOR_LOAD_IN_PROGRESS
+            Err(KafkaError::CoordinatorLoadInProgress)
         } else if self
             .replicas
             .get(
@@ -149,9 +149,9 @@ impl TransactionCoordinator {
             )
             .is_none()
         {
-            error_codes::NOT_COORDINATOR
+            Err(KafkaError::NotCoordinator)
         } else {
-            error_codes::NONE
+            Ok(())
         }
     }
 
@@ -207,7 +207,7 @@ impl TransactionCoordinator {
     }
 
     /// Stores `txn` and waits until the record is durable.
-    async fn store(&self, txn: &TxnMetadata) -> Result<(), i16> {
+    async fn store(&self, txn: &TxnMetadata) -> Result<(), KafkaError> {
         let value = (txn.state != TxnState::Dead).then(|| records::value(txn));
         let entries = vec![(records::key(&txn.transactional_id), value)];
         let (partition, last_offset) = store::append(
@@ -225,12 +225,9 @@ impl TransactionCoordinator {
         &self,
         partition: &crate::replica_manager::Partition,
         last_offset: i64,
-    ) -> Result<(), i16> {
+    ) -> Result<(), KafkaError> {
         let timeout = Duration::from_millis(self.config.write_timeout_ms as u64);
-        match crate::group::store::wait_durable(partition, last_offset, timeout).await {
-            error_codes::NONE => Ok(()),
-            code => Err(code),
-        }
+        crate::group::store::wait_durable(partition, last_offset, timeout).await
     }
 
     /// Applies `change` to the metadata and stores it; on a failed store the
@@ -238,8 +235,8 @@ impl TransactionCoordinator {
     async fn change_and_store<T>(
         &self,
         txn: &mut TxnMetadata,
-        change: impl FnOnce(&mut TxnMetadata) -> Result<T, i16>,
-    ) -> Result<T, i16> {
+        change: impl FnOnce(&mut TxnMetadata) -> Result<T, KafkaError>,
+    ) -> Result<T, KafkaError> {
         let before = txn.clone();
         let result = change(txn)?;
         if *txn != before {
@@ -258,13 +255,11 @@ impl TransactionCoordinator {
         transactional_id: &str,
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
-    ) -> Result<(i64, i16), i16> {
+    ) -> Result<(i64, i16), KafkaError> {
         let ready = self.check_ready(transactional_id);
-        if ready != error_codes::NONE {
-            return Err(ready);
-        }
+        ready?;
         if timeout_ms <= 0 || i64::from(timeout_ms) > self.config.max_timeout_ms {
-            return Err(error_codes::INVALID_TRANSACTION_TIMEOUT);
+            return Err(KafkaError::InvalidTransactionTimeout);
         }
         let slot = self.slot(transactional_id);
         let mut guard = slot.lock().await;
@@ -272,7 +267,10 @@ impl TransactionCoordinator {
         let txn = match guard.as_mut() {
             Some(txn) => txn,
             None => {
-                let id = crate::handlers::producer_ids::next_producer_id(state).await?;
+                let id = crate::handlers::producer_ids::next_producer_id(state)
+                    .await
+                    // Its only error: the block could not be reserved.
+                    .map_err(|_| KafkaError::CoordinatorNotAvailable)?;
                 guard.insert(TxnMetadata::new(transactional_id, id, timeout_ms, now))
             }
         };
@@ -280,7 +278,10 @@ impl TransactionCoordinator {
         loop {
             match working.init_producer_id(timeout_ms, expected, now)? {
                 InitStep::NeedProducerId => {
-                    let id = crate::handlers::producer_ids::next_producer_id(state).await?;
+                    let id = crate::handlers::producer_ids::next_producer_id(state)
+                        .await
+                        // Its only error: the block could not be reserved.
+                        .map_err(|_| KafkaError::CoordinatorNotAvailable)?;
                     working.rotate_producer_id(id);
                 }
                 InitStep::Ready => {
@@ -307,15 +308,15 @@ impl TransactionCoordinator {
                     tokio::spawn(async move {
                         let mut guard = slot.lock().await;
                         if let Some(txn) = guard.as_mut() {
-                            if let Err(code) = this.complete(txn).await {
+                            if let Err(error) = this.complete(txn).await {
                                 tracing::warn!(
-                                    code,
+                                    %error,
                                     "aborting a fenced transaction failed; retried later"
                                 );
                             }
                         }
                     });
-                    return Err(error_codes::CONCURRENT_TRANSACTIONS);
+                    return Err(KafkaError::ConcurrentTransactions);
                 }
             }
         }
@@ -328,17 +329,15 @@ impl TransactionCoordinator {
         producer_id: i64,
         producer_epoch: i16,
         partitions: &[(String, i32)],
-    ) -> Result<(), i16> {
+    ) -> Result<(), KafkaError> {
         let ready = self.check_ready(transactional_id);
-        if ready != error_codes::NONE {
-            return Err(ready);
-        }
+        ready?;
         let Some(slot) = self.existing(transactional_id) else {
-            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+            return Err(KafkaError::InvalidProducerIdMapping);
         };
         let mut guard = slot.lock().await;
         let Some(txn) = guard.as_mut() else {
-            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+            return Err(KafkaError::InvalidProducerIdMapping);
         };
         let now = self.clock.now_ms();
         self.change_and_store(txn, |t| {
@@ -362,17 +361,15 @@ impl TransactionCoordinator {
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
-    ) -> Result<(), i16> {
+    ) -> Result<(), KafkaError> {
         let ready = self.check_ready(transactional_id);
-        if ready != error_codes::NONE {
-            return Err(ready);
-        }
+        ready?;
         let Some(slot) = self.existing(transactional_id) else {
-            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+            return Err(KafkaError::InvalidProducerIdMapping);
         };
         let mut guard = slot.lock().await;
         let Some(txn) = guard.as_mut() else {
-            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+            return Err(KafkaError::InvalidProducerIdMapping);
         };
         let now = self.clock.now_ms();
         let mut working = txn.clone();
@@ -388,7 +385,7 @@ impl TransactionCoordinator {
 
     /// Writes the markers of a Prepare state, waits until they are durable,
     /// publishes or drops the transactional offsets and stores Complete*.
-    async fn complete(&self, txn: &mut TxnMetadata) -> Result<(), i16> {
+    async fn complete(&self, txn: &mut TxnMetadata) -> Result<(), KafkaError> {
         let commit = match txn.state {
             TxnState::PrepareCommit => true,
             TxnState::PrepareAbort => false,
@@ -426,7 +423,7 @@ impl TransactionCoordinator {
                 )
                 .map_err(|error| {
                     tracing::warn!(%topic, partition = index, %error, "writing a transaction marker failed");
-                    error_codes::from_log_error(&error)
+                    KafkaError::from_log_error(&error)
                 })?;
             written.push((partition, offset));
         }
@@ -459,23 +456,21 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         member: Option<(&str, Option<&str>, i32)>,
         offsets: Vec<((String, i32), CommittedOffset)>,
-    ) -> Result<(), i16> {
+    ) -> Result<(), KafkaError> {
         let ready = self.groups.check_ready(group_id);
-        if ready != error_codes::NONE {
-            return Err(ready);
-        }
+        ready?;
         let Some(slot) = self.existing(transactional_id) else {
-            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+            return Err(KafkaError::InvalidProducerIdMapping);
         };
         let guard = slot.lock().await;
         let Some(txn) = guard.as_ref() else {
-            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+            return Err(KafkaError::InvalidProducerIdMapping);
         };
         if txn.producer_id != producer_id {
-            return Err(error_codes::INVALID_PRODUCER_ID_MAPPING);
+            return Err(KafkaError::InvalidProducerIdMapping);
         }
         if txn.producer_epoch != producer_epoch {
-            return Err(error_codes::PRODUCER_FENCED);
+            return Err(KafkaError::ProducerFenced);
         }
         let offsets_partition = self.groups.partition_for(group_id);
         if txn.state != TxnState::Ongoing
@@ -483,18 +478,15 @@ impl TransactionCoordinator {
                 .partitions
                 .contains(&(OFFSETS_TOPIC.to_string(), offsets_partition))
         {
-            return Err(error_codes::INVALID_TXN_STATE);
+            return Err(KafkaError::InvalidTxnState);
         }
         if let Some((member_id, instance_id, generation_id)) = member {
-            let code = self.groups.validate_transactional_commit(
+            self.groups.validate_transactional_commit(
                 group_id,
                 member_id,
                 instance_id,
                 generation_id,
-            );
-            if code != error_codes::NONE {
-                return Err(code);
-            }
+            )?;
         }
         if offsets.is_empty() {
             return Ok(());
@@ -610,8 +602,8 @@ impl TransactionCoordinator {
                 }
             }
             if matches!(txn.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
-                if let Err(code) = self.complete(txn).await {
-                    tracing::warn!(transactional_id = %id, code, "completing a transaction failed; retried later");
+                if let Err(error) = self.complete(txn).await {
+                    tracing::warn!(transactional_id = %id, %error, "completing a transaction failed; retried later");
                 }
             }
             if expire {

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::error_codes;
+use crate::errors::KafkaError;
 
 /// The states of Kafka's `TransactionState`, with their stored ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -155,11 +155,11 @@ impl TxnMetadata {
     }
 
     /// Checks the producer id and epoch a request carries.
-    fn check_producer(&self, producer_id: i64, producer_epoch: i16) -> Result<(), i16> {
+    fn check_producer(&self, producer_id: i64, producer_epoch: i16) -> Result<(), KafkaError> {
         if producer_id != self.producer_id || self.state == TxnState::Dead {
-            Err(error_codes::INVALID_PRODUCER_ID_MAPPING)
+            Err(KafkaError::InvalidProducerIdMapping)
         } else if producer_epoch != self.producer_epoch {
-            Err(error_codes::PRODUCER_FENCED)
+            Err(KafkaError::ProducerFenced)
         } else {
             Ok(())
         }
@@ -172,13 +172,13 @@ impl TxnMetadata {
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
         now: i64,
-    ) -> Result<InitStep, i16> {
+    ) -> Result<InitStep, KafkaError> {
         if self.state.is_preparing() {
-            return Err(error_codes::CONCURRENT_TRANSACTIONS);
+            return Err(KafkaError::ConcurrentTransactions);
         }
         if let Some((producer_id, epoch)) = expected {
             if producer_id != self.producer_id || epoch != self.producer_epoch {
-                return Err(error_codes::PRODUCER_FENCED);
+                return Err(KafkaError::ProducerFenced);
             }
         }
         if self.state == TxnState::Ongoing {
@@ -213,10 +213,10 @@ impl TxnMetadata {
         producer_epoch: i16,
         partitions: &[(String, i32)],
         now: i64,
-    ) -> Result<bool, i16> {
+    ) -> Result<bool, KafkaError> {
         self.check_producer(producer_id, producer_epoch)?;
         if self.state.is_preparing() {
-            return Err(error_codes::CONCURRENT_TRANSACTIONS);
+            return Err(KafkaError::ConcurrentTransactions);
         }
         if self.state == TxnState::Ongoing && partitions.iter().all(|p| self.partitions.contains(p))
         {
@@ -239,7 +239,7 @@ impl TxnMetadata {
         producer_epoch: i16,
         commit: bool,
         now: i64,
-    ) -> Result<EndStep, i16> {
+    ) -> Result<EndStep, KafkaError> {
         self.check_producer(producer_id, producer_epoch)?;
         match (self.state, commit) {
             (TxnState::Ongoing, _) => {
@@ -255,18 +255,18 @@ impl TxnMetadata {
                 Ok(EndStep::AlreadyComplete)
             }
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
-                Err(error_codes::CONCURRENT_TRANSACTIONS)
+                Err(KafkaError::ConcurrentTransactions)
             }
-            (TxnState::PrepareEpochFence, _) => Err(error_codes::CONCURRENT_TRANSACTIONS),
-            _ => Err(error_codes::INVALID_TXN_STATE),
+            (TxnState::PrepareEpochFence, _) => Err(KafkaError::ConcurrentTransactions),
+            _ => Err(KafkaError::InvalidTxnState),
         }
     }
 
     /// Fences the producer of an open transaction (a new InitProducerId or
     /// the timeout): the epoch is bumped so the old producer's requests fail.
-    pub fn fence(&mut self, now: i64) -> Result<(), i16> {
+    pub fn fence(&mut self, now: i64) -> Result<(), KafkaError> {
         if self.state != TxnState::Ongoing {
-            return Err(error_codes::INVALID_TXN_STATE);
+            return Err(KafkaError::InvalidTxnState);
         }
         if self.producer_epoch < EPOCH_MAX {
             self.producer_epoch += 1;

@@ -5,15 +5,15 @@ use bytes::Bytes;
 use super::{
     Group, GroupState, JoinResult, JoinTimer, LeavingMember, Output, SyncRequest, SyncResult, Token,
 };
-use crate::error_codes;
+use crate::errors::KafkaError;
 
 impl Group {
     /// A SyncGroup.
     pub fn sync(&mut self, now: i64, token: Token, request: SyncRequest) -> Vec<Output> {
         let mut out = Vec::new();
-        let reply = |code: i16| vec![Output::Sync(token, SyncResult::error(code))];
+        let reply = |error: KafkaError| vec![Output::Sync(token, SyncResult::error(error))];
         if self.state == GroupState::Dead {
-            return reply(error_codes::COORDINATOR_NOT_AVAILABLE);
+            return reply(KafkaError::CoordinatorNotAvailable);
         }
         if let Err(code) =
             self.validate_member(&request.member_id, request.group_instance_id.as_deref())
@@ -21,7 +21,7 @@ impl Group {
             return reply(code);
         }
         if request.generation_id != self.generation_id {
-            return reply(error_codes::ILLEGAL_GENERATION);
+            return reply(KafkaError::IllegalGeneration);
         }
         if inconsistent(
             request.protocol_type.as_deref(),
@@ -30,16 +30,16 @@ impl Group {
             request.protocol_name.as_deref(),
             self.protocol_name.as_deref(),
         ) {
-            return reply(error_codes::INCONSISTENT_GROUP_PROTOCOL);
+            return reply(KafkaError::InconsistentGroupProtocol);
         }
         match self.state {
-            GroupState::PreparingRebalance => return reply(error_codes::REBALANCE_IN_PROGRESS),
+            GroupState::PreparingRebalance => return reply(KafkaError::RebalanceInProgress),
             GroupState::CompletingRebalance => {
                 if let Some(member) = self.members.get_mut(&request.member_id) {
                     if let Some(previous) = member.awaiting_sync.replace(token) {
                         out.push(Output::Sync(
                             previous,
-                            SyncResult::error(error_codes::UNKNOWN_MEMBER_ID),
+                            SyncResult::error(KafkaError::UnknownMemberId),
                         ));
                     }
                 }
@@ -53,7 +53,7 @@ impl Group {
                             .map(|(_, bytes)| bytes.clone())
                             .unwrap_or_default();
                     }
-                    self.propagate_assignment(error_codes::NONE, now, &mut out);
+                    self.propagate_assignment(None, now, &mut out);
                     self.transition(GroupState::Stable, now);
                     out.push(Output::StoreGroup);
                 }
@@ -68,7 +68,7 @@ impl Group {
                 out.push(Output::Sync(
                     token,
                     SyncResult {
-                        error_code: error_codes::NONE,
+                        error: None,
                         protocol_type: self.protocol_type.clone(),
                         protocol_name: self.protocol_name.clone(),
                         assignment,
@@ -76,32 +76,30 @@ impl Group {
                 ));
             }
             // validate_member fails for an empty group; Dead answered above.
-            GroupState::Empty | GroupState::Dead => return reply(error_codes::UNKNOWN_MEMBER_ID),
+            GroupState::Empty | GroupState::Dead => return reply(KafkaError::UnknownMemberId),
         }
         out
     }
 
-    /// A Heartbeat; returns the error code.
+    /// A Heartbeat.
     pub fn heartbeat(
         &mut self,
         now: i64,
         member_id: &str,
         group_instance_id: Option<&str>,
         generation_id: i32,
-    ) -> i16 {
+    ) -> Result<(), KafkaError> {
         if self.state == GroupState::Dead {
-            return error_codes::COORDINATOR_NOT_AVAILABLE;
+            return Err(KafkaError::CoordinatorNotAvailable);
         }
-        if let Err(code) = self.validate_member(member_id, group_instance_id) {
-            return code;
-        }
+        self.validate_member(member_id, group_instance_id)?;
         if generation_id != self.generation_id {
-            return error_codes::ILLEGAL_GENERATION;
+            return Err(KafkaError::IllegalGeneration);
         }
         let code = match self.state {
-            GroupState::Empty | GroupState::Dead => return error_codes::UNKNOWN_MEMBER_ID,
-            GroupState::PreparingRebalance => error_codes::REBALANCE_IN_PROGRESS,
-            GroupState::CompletingRebalance | GroupState::Stable => error_codes::NONE,
+            GroupState::Empty | GroupState::Dead => return Err(KafkaError::UnknownMemberId),
+            GroupState::PreparingRebalance => Err(KafkaError::RebalanceInProgress),
+            GroupState::CompletingRebalance | GroupState::Stable => Ok(()),
         };
         if let Some(member) = self.members.get_mut(member_id) {
             member.heartbeat_deadline_ms = Some(now + i64::from(member.session_timeout_ms));
@@ -109,8 +107,12 @@ impl Group {
         code
     }
 
-    /// A LeaveGroup for one or more members; one error code per member.
-    pub fn leave(&mut self, now: i64, leaving: &[LeavingMember]) -> (Vec<i16>, Vec<Output>) {
+    /// A LeaveGroup for one or more members; one result per member.
+    pub fn leave(
+        &mut self,
+        now: i64,
+        leaving: &[LeavingMember],
+    ) -> (Vec<Result<(), KafkaError>>, Vec<Output>) {
         let mut out = Vec::new();
         let mut codes = Vec::with_capacity(leaving.len());
         let mut removed_any = false;
@@ -124,22 +126,22 @@ impl Group {
                     .map(str::to_string)
                 {
                     Some(member_id) => {
-                        self.remove(&member_id, error_codes::UNKNOWN_MEMBER_ID, &mut out);
+                        self.remove(&member_id, KafkaError::UnknownMemberId, &mut out);
                         removed_any = true;
-                        error_codes::NONE
+                        Ok(())
                     }
-                    None => error_codes::UNKNOWN_MEMBER_ID,
+                    None => Err(KafkaError::UnknownMemberId),
                 }
             } else if self.pending_members.remove(&member.member_id).is_some() {
-                error_codes::NONE
+                Ok(())
             } else {
                 match self.validate_member(&member.member_id, member.group_instance_id.as_deref()) {
                     Ok(()) => {
-                        self.remove(&member.member_id, error_codes::UNKNOWN_MEMBER_ID, &mut out);
+                        self.remove(&member.member_id, KafkaError::UnknownMemberId, &mut out);
                         removed_any = true;
-                        error_codes::NONE
+                        Ok(())
                     }
-                    Err(code) => code,
+                    Err(error) => Err(error),
                 }
             };
             codes.push(code);
@@ -214,7 +216,7 @@ impl Group {
                 member.heartbeat_deadline_ms = None;
             } else {
                 tracing::info!(group = %self.group_id, member = %member_id, "member session expired; removing it");
-                self.remove(&member_id, error_codes::UNKNOWN_MEMBER_ID, &mut out);
+                self.remove(&member_id, KafkaError::UnknownMemberId, &mut out);
                 self.after_removal(now, &mut out);
             }
         }
@@ -254,7 +256,7 @@ impl Group {
                 let missing: Vec<String> = self.pending_sync.iter().cloned().collect();
                 tracing::info!(group = %self.group_id, ?missing, "members did not sync in time; removing them");
                 for member_id in missing {
-                    self.remove(&member_id, error_codes::UNKNOWN_MEMBER_ID, &mut out);
+                    self.remove(&member_id, KafkaError::UnknownMemberId, &mut out);
                 }
                 self.prepare_rebalance(now, &mut out);
             }
@@ -268,9 +270,9 @@ impl Group {
         member_id: &str,
         group_instance_id: Option<&str>,
         generation_id: i32,
-    ) -> Result<(), i16> {
+    ) -> Result<(), KafkaError> {
         if self.state == GroupState::Dead {
-            return Err(error_codes::COORDINATOR_NOT_AVAILABLE);
+            return Err(KafkaError::CoordinatorNotAvailable);
         }
         if generation_id < 0 && self.state == GroupState::Empty {
             return Ok(());
@@ -278,36 +280,36 @@ impl Group {
         if generation_id >= 0 || !member_id.is_empty() || group_instance_id.is_some() {
             self.validate_member(member_id, group_instance_id)?;
             if generation_id != self.generation_id {
-                return Err(error_codes::ILLEGAL_GENERATION);
+                return Err(KafkaError::IllegalGeneration);
             }
         } else if self.state != GroupState::Empty {
-            return Err(error_codes::UNKNOWN_MEMBER_ID);
+            return Err(KafkaError::UnknownMemberId);
         }
         if self.state == GroupState::CompletingRebalance {
-            return Err(error_codes::REBALANCE_IN_PROGRESS);
+            return Err(KafkaError::RebalanceInProgress);
         }
         Ok(())
     }
 
     /// DeleteGroups: Ok if the group may go (it becomes Dead).
-    pub fn delete(&mut self, now: i64) -> Result<(), i16> {
+    pub fn delete(&mut self, now: i64) -> Result<(), KafkaError> {
         match self.state {
-            GroupState::Dead => Err(error_codes::GROUP_ID_NOT_FOUND),
+            GroupState::Dead => Err(KafkaError::GroupIdNotFound),
             GroupState::Empty => {
                 self.transition(GroupState::Dead, now);
                 Ok(())
             }
-            _ => Err(error_codes::NON_EMPTY_GROUP),
+            _ => Err(KafkaError::NonEmptyGroup),
         }
     }
 
     /// OffsetDelete's group check (Kafka's `validateOffsetDelete`).
-    pub fn validate_offset_delete(&self) -> Result<(), i16> {
+    pub fn validate_offset_delete(&self) -> Result<(), KafkaError> {
         match self.state {
-            GroupState::Dead => Err(error_codes::GROUP_ID_NOT_FOUND),
+            GroupState::Dead => Err(KafkaError::GroupIdNotFound),
             GroupState::Empty => Ok(()),
             _ if self.protocol_type.as_deref() == Some("consumer") => Ok(()),
-            _ => Err(error_codes::NON_EMPTY_GROUP),
+            _ => Err(KafkaError::NonEmptyGroup),
         }
     }
 
@@ -341,18 +343,18 @@ impl Group {
         expired
     }
 
-    /// Answers every parked request with `code` (broker shutdown).
-    pub fn abort_parked(&mut self, code: i16) -> Vec<Output> {
+    /// Answers every parked request with `error` (broker shutdown).
+    pub fn abort_parked(&mut self, error: KafkaError) -> Vec<Output> {
         let mut out = Vec::new();
         for member in self.members.values_mut() {
             if let Some(token) = member.awaiting_join.take() {
                 out.push(Output::Join(
                     token,
-                    JoinResult::error(&member.member_id, code),
+                    JoinResult::error(&member.member_id, error),
                 ));
             }
             if let Some(token) = member.awaiting_sync.take() {
-                out.push(Output::Sync(token, SyncResult::error(code)));
+                out.push(Output::Sync(token, SyncResult::error(error)));
             }
         }
         out

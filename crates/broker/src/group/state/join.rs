@@ -6,31 +6,31 @@ use bytes::Bytes;
 use super::{
     Group, GroupState, JoinRequest, JoinResult, JoinedMember, Member, Output, SyncResult, Token,
 };
-use crate::error_codes;
+use crate::errors::KafkaError;
 
 impl Group {
     /// A JoinGroup.
     pub fn join(&mut self, now: i64, token: Token, request: JoinRequest) -> Vec<Output> {
         let mut out = Vec::new();
-        let reply = |code: i16| {
+        let reply = |error: KafkaError| {
             vec![Output::Join(
                 token,
-                JoinResult::error(&request.member_id, code),
+                JoinResult::error(&request.member_id, error),
             )]
         };
         if request.session_timeout_ms < self.config.session_timeout_min_ms
             || request.session_timeout_ms > self.config.session_timeout_max_ms
         {
-            return reply(error_codes::INVALID_SESSION_TIMEOUT);
+            return reply(KafkaError::InvalidSessionTimeout);
         }
         if self.state == GroupState::Dead {
-            return reply(error_codes::COORDINATOR_NOT_AVAILABLE);
+            return reply(KafkaError::CoordinatorNotAvailable);
         }
         if !self.accept_joining_member(&request.member_id) {
-            return reply(error_codes::GROUP_MAX_SIZE_REACHED);
+            return reply(KafkaError::GroupMaxSizeReached);
         }
         if !self.supports_protocols(&request.protocol_type, &request.protocols) {
-            return reply(error_codes::INCONSISTENT_GROUP_PROTOCOL);
+            return reply(KafkaError::InconsistentGroupProtocol);
         }
         if request.member_id.is_empty() {
             let member_id = request.generated_member_id.clone();
@@ -44,7 +44,7 @@ impl Group {
                     self.pending_members.insert(member_id.clone(), deadline);
                     out.push(Output::Join(
                         token,
-                        JoinResult::error(&member_id, error_codes::MEMBER_ID_REQUIRED),
+                        JoinResult::error(&member_id, KafkaError::MemberIdRequired),
                     ));
                 }
                 None => self.add_member(now, token, request, member_id, &mut out),
@@ -93,7 +93,7 @@ impl Group {
     ) -> JoinResult {
         let protocol = self.protocol_name.clone().unwrap_or_default();
         JoinResult {
-            error_code: error_codes::NONE,
+            error: None,
             generation_id: self.generation_id,
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol_name.clone(),
@@ -170,7 +170,7 @@ impl Group {
                 // would answer a retried request.
                 out.push(Output::Join(
                     previous,
-                    JoinResult::error(&request.member_id, error_codes::UNKNOWN_MEMBER_ID),
+                    JoinResult::error(&request.member_id, KafkaError::UnknownMemberId),
                 ));
             }
             member.protocols = request.protocols;
@@ -202,13 +202,13 @@ impl Group {
         if let Some(previous) = member.awaiting_join.take() {
             out.push(Output::Join(
                 previous,
-                JoinResult::error(&old_id, error_codes::FENCED_INSTANCE_ID),
+                JoinResult::error(&old_id, KafkaError::FencedInstanceId),
             ));
         }
         if let Some(previous) = member.awaiting_sync.take() {
             out.push(Output::Sync(
                 previous,
-                SyncResult::error(error_codes::FENCED_INSTANCE_ID),
+                SyncResult::error(KafkaError::FencedInstanceId),
             ));
         }
         member.member_id = new_id.clone();

@@ -61,7 +61,7 @@ fn run(steps: &[(i64, Event, Expect, TxnState, i16)]) -> TxnMetadata {
             }
             Event::Expire(expiration) => Ok(Expect::Expired(txn.expire(now, expiration))),
         };
-        let got = result.unwrap_or_else(Expect::Error);
+        let got = result.unwrap_or_else(|error| Expect::Error(error.code()));
         assert_eq!(&got, expected, "step {i}: {event:?}");
         assert_eq!(txn.state, *state, "step {i}: state after {event:?}");
         assert_eq!(
