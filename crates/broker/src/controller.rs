@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::config::{topic_config_def, validate_value};
 use crate::error_codes;
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 /// Longest topic name Kafka accepts.
 pub const TOPIC_NAME_CHARS_MAX: usize = 249;

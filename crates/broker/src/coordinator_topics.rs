@@ -11,8 +11,8 @@ use sluice_meta::{BrokerRegistration, ClusterImage};
 use crate::controller::{self, TopicSpec};
 use crate::error_codes;
 use crate::group::OFFSETS_TOPIC;
+use crate::state::BrokerState;
 use crate::txn::TRANSACTION_STATE_TOPIC;
-use crate::BrokerState;
 
 /// Creates `__consumer_offsets` if it does not exist (compacted; its
 /// replication factor capped at the live brokers).

@@ -11,7 +11,7 @@ use crate::error_codes;
 use crate::handlers;
 use crate::handlers::api_versions::{advertised, api_version_list};
 use crate::handlers::produce::ProduceOutcome;
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 /// What the connection does after a request.
 pub enum Outcome {

@@ -19,9 +19,9 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::config::{DynamicBrokerConfigs, Settings, TopicConfig};
+use crate::fatal::{FatalError, EXIT_INTERNAL_FAILURE, EXIT_STORAGE_FAILURE};
 pub use crate::partition::{Partition, PartitionRole};
 use crate::producer_state;
-use crate::FatalError;
 
 /// How many partitions the flusher fsyncs at once.
 const FLUSH_PARALLELISM: usize = 8;
@@ -482,7 +482,7 @@ impl ReplicaManager {
                             // Nothing more is made visible or acknowledged:
                             // the flusher stops here and the owner exits.
                             self.fail(FatalError {
-                                exit_code: crate::EXIT_STORAGE_FAILURE,
+                                exit_code: EXIT_STORAGE_FAILURE,
                                 message: format!(
                                     "fsync of {}-{} failed: {error}",
                                     partition.topic, partition.index
@@ -493,7 +493,7 @@ impl ReplicaManager {
                         Err(join_error) => {
                             tracing::error!(%join_error, "flusher task failed; stopping the broker");
                             self.fail(FatalError {
-                                exit_code: crate::EXIT_INTERNAL_FAILURE,
+                                exit_code: EXIT_INTERNAL_FAILURE,
                                 message: format!("the flusher task failed: {join_error}"),
                             });
                             return;

@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::str_bytes;
 use crate::controller::{self, ConfigOp, ConfigResource, TopicError};
 use crate::error_codes;
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;

@@ -6,7 +6,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{str_bytes, AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_OPERATIONS_ALL};
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 /// Endpoint type "brokers" (KIP-919); "controllers" is not served here.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, 
 use super::str_bytes;
 use crate::config::{ConfigSource, BROKER_CONFIGS, TOPIC_CONFIGS};
 use crate::error_codes;
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;

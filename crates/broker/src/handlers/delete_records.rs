@@ -6,7 +6,7 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, RequestHeader};
 
 use crate::error_codes;
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 /// Offset -1 in a DeleteRecords request: the high watermark.
 const HIGH_WATERMARK: i64 = -1;

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::topic_name;
 use crate::error_codes;
 use crate::replica_fetch::{FetchParams, PartitionFetch, PartitionRead};
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 /// Upper bound on how long one fetch may wait, whatever the client asks.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;

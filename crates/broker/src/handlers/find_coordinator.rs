@@ -13,8 +13,8 @@ use super::str_bytes;
 use crate::coordinator_topics::{self, coordinator_broker};
 use crate::error_codes;
 use crate::group::OFFSETS_TOPIC;
+use crate::state::BrokerState;
 use crate::txn::TRANSACTION_STATE_TOPIC;
-use crate::BrokerState;
 
 /// Key type 0: a consumer group.
 const KEY_TYPE_GROUP: i8 = 0;

@@ -21,7 +21,7 @@ use super::{str_bytes, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::error_codes;
 use crate::errors::{code_of, code_or_none, KafkaError};
 use crate::group::state::{JoinRequest, LeavingMember, SyncRequest};
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 /// Every group operation (no ACLs yet): READ 3, DELETE 6, DESCRIBE 8.
 const GROUP_OPERATIONS_ALL: i32 = (1 << 3) | (1 << 6) | (1 << 8);

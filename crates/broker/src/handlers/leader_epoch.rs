@@ -9,7 +9,7 @@ use kafka_protocol::messages::{
 
 use super::check_leader_epoch;
 use crate::error_codes;
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 pub async fn handle(
     state: &BrokerState,

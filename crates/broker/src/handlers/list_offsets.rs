@@ -7,7 +7,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestH
 
 use super::check_leader_epoch;
 use crate::error_codes;
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::controller::{self, TopicSpec};
 use crate::error_codes;
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 pub async fn handle(
     state: &BrokerState,

@@ -25,7 +25,7 @@ use crate::clock::now_ms;
 use crate::error_codes;
 use crate::errors::code_of;
 use crate::group::state::{CommittedOffset, Group};
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 fn partition_exists(image: &ClusterImage, topic: &str, partition: i32) -> bool {
     image

@@ -18,7 +18,7 @@ use crate::clock::now_ms;
 use crate::error_codes;
 use crate::partition::{AppendOrigin, LeaderAppend};
 use crate::replica_manager::Partition;
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 /// Codec id of zstd in the batch attributes.
 const COMPRESSION_ZSTD: u8 = 4;

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
 use sluice_meta::MetadataRecord;
 
 use crate::error_codes;
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 /// How many ids one metadata record reserves for this broker.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;

@@ -15,7 +15,7 @@ use super::{str_bytes, topic_name};
 use crate::config::TOPIC_CONFIGS;
 use crate::controller::{self, TopicSpec};
 use crate::error_codes;
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 pub async fn create(
     state: &BrokerState,

@@ -23,8 +23,8 @@ use crate::error_codes;
 use crate::errors::KafkaError;
 use crate::group::state::CommittedOffset;
 use crate::group::OFFSETS_TOPIC;
+use crate::state::BrokerState;
 use crate::txn::ProduceRefusal;
-use crate::BrokerState;
 
 /// KIP-588: PRODUCER_FENCED only from these versions on; older clients get
 /// INVALID_PRODUCER_EPOCH.

@@ -19,8 +19,8 @@ use super::{str_bytes, topic_name};
 use crate::clock::now_ms;
 use crate::error_codes;
 use crate::errors::{code_of, KafkaError};
+use crate::state::BrokerState;
 use crate::txn::state::{TxnMetadata, TxnState};
-use crate::BrokerState;
 
 /// DescribeProducers: the producer state of each partition.
 pub async fn describe_producers(

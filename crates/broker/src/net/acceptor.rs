@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 /// The pause after the first failed accept.
 pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(100);

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use crate::dispatch::{self, Outcome};
 use crate::net::frame::{read_frame, FrameError};
 use crate::net::idle::Activity;
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 /// Responses (ready or still waiting for durability) queued per connection
 /// before the dispatch loop stops reading requests: bounds the requests a

@@ -20,7 +20,7 @@ use crate::group::state::CommittedOffset;
 use crate::group::{partition_for, Clock, GroupCoordinator, OFFSETS_TOPIC};
 use crate::producer_state::Marker;
 use crate::replica_manager::ReplicaManager;
-use crate::BrokerState;
+use crate::state::BrokerState;
 
 /// The transaction.* broker configs.
 #[derive(Clone, Debug)]

@@ -1,0 +1,345 @@
+//! The broker as a whole: its configuration, start-up (listener first,
+//! then the data directory, the metadata quorum, the partitions and the
+//! coordinators), the fatal-error channel its owner watches, and shutdown.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sluice_log::{DataDir, MetaProperties};
+use sluice_meta::{BrokerRegistration, MetadataQuorum, MetadataRecord, QuorumConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+pub use crate::fatal::{FatalError, EXIT_INTERNAL_FAILURE, EXIT_STORAGE_FAILURE};
+use crate::replica_manager::ReplicaManager;
+use crate::state::BrokerState;
+use crate::tasks::{
+    run_checkpointer, run_image_follower, run_log_maintenance, start_group_coordinator,
+    start_transaction_coordinator,
+};
+use crate::{group, net, txn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{0}")]
+    Config(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Log(#[from] sluice_log::LogError),
+    #[error(transparent)]
+    Meta(#[from] sluice_meta::MetaError),
+}
+
+/// What `sluice serve` was asked to run.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Address the Kafka listener binds (port 0: any free port).
+    pub listen: String,
+    /// host:port clients are told to connect to; defaults to the bound address.
+    pub advertised_listener: Option<String>,
+    /// Where logs, checkpoints and the metadata quorum live.
+    pub data_dir: PathBuf,
+    /// This node's id.
+    pub node_id: i32,
+    /// `controller.quorum.voters` as (id, host:port); empty = this node alone.
+    pub controller_voters: Vec<(i32, String)>,
+    /// Any broker config by Kafka's name (`--set KEY=VALUE`, config file).
+    pub settings: BTreeMap<String, String>,
+}
+
+/// A running broker.
+pub struct Broker {
+    /// Shared state.
+    state: Arc<BrokerState>,
+    /// The bound Kafka listener address.
+    local_addr: SocketAddr,
+    /// Set to true to stop every task.
+    shutdown: watch::Sender<bool>,
+    /// Background tasks to await on shutdown (acceptor, flusher, …).
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Broker {
+    pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let settings =
+            Arc::new(Settings::new(config.settings.clone()).map_err(BrokerError::Config)?);
+        let request_bytes_max = settings
+            .get_i64("socket.request.max.bytes")
+            .clamp(8, i32::MAX as i64) as usize;
+        let connections_max = settings.get_i64("max.connections").clamp(1, 1 << 20) as usize;
+        let connection_idle_timeout_ms = settings.get_i64("connections.max.idle.ms");
+
+        // The listener first: a port in use fails the start before anything
+        // is written to the data directory.
+        let listener = TcpListener::bind(&config.listen).await.map_err(|error| {
+            BrokerError::Config(format!("cannot listen on {}: {error}", config.listen))
+        })?;
+        let local_addr = listener.local_addr()?;
+        let data_dir = open_data_dir(&config.data_dir)?;
+        let clean = data_dir.was_clean_shutdown();
+        tracing::info!(data_dir = %config.data_dir.display(), clean_shutdown = clean, "opening data directory");
+        let properties = check_data_dir_identity(&data_dir, config.node_id)?;
+        size_the_segment_file_cache(&data_dir, connections_max);
+
+        let quorum = Arc::new(
+            MetadataQuorum::open(
+                &config.data_dir,
+                QuorumConfig {
+                    node_id: config.node_id,
+                    voters: config.controller_voters.clone(),
+                },
+            )
+            .await?,
+        );
+        // A failure from here on stops the quorum first, so openraft is not
+        // left running without its handle (and logging about it).
+        let prepared = async {
+            if properties.is_none() {
+                data_dir.write_meta_properties(&MetaProperties {
+                    cluster_id: quorum.cluster_id(),
+                    node_id: config.node_id,
+                })?;
+            }
+
+            let (host, port) = match &config.advertised_listener {
+                Some(advertised) => parse_host_port(advertised)?,
+                None => (local_addr.ip().to_string(), local_addr.port()),
+            };
+            let registration = BrokerRegistration {
+                node_id: config.node_id,
+                host,
+                port,
+                rack: None,
+            };
+            if quorum.image().brokers.get(&config.node_id) != Some(&registration) {
+                quorum
+                    .propose(vec![MetadataRecord::RegisterBroker(registration)])
+                    .await?;
+            }
+
+            let replicas = Arc::new(ReplicaManager::new(
+                data_dir,
+                settings.clone(),
+                config.node_id,
+            ));
+            let image = quorum.image();
+            if let Err(error) = replicas.reconcile(&image) {
+                // The partitions that failed are offline; the image follower
+                // retries them.
+                tracing::warn!(%error, "some partitions could not be opened; retrying in the background");
+                replicas.request_reconcile_retry();
+            }
+            replicas.remove_orphans(&image)?;
+            Ok::<_, BrokerError>(replicas)
+        }
+        .await;
+        let replicas = match prepared {
+            Ok(replicas) => replicas,
+            Err(error) => {
+                let _ = quorum.shutdown().await;
+                return Err(error);
+            }
+        };
+
+        let group_config = group::coordinator::CoordinatorConfig::from_settings(&settings);
+        let groups = group::GroupCoordinator::new(group_config, replicas.clone());
+        let txns = txn::TransactionCoordinator::new(
+            txn::TxnConfig::from_settings(&settings),
+            replicas.clone(),
+            groups.clone(),
+        );
+        let state = Arc::new(BrokerState {
+            node_id: config.node_id,
+            settings,
+            quorum: quorum.clone(),
+            replicas: replicas.clone(),
+            controller_lock: tokio::sync::Mutex::new(()),
+            request_bytes_max,
+            connection_idle_timeout_ms,
+            groups,
+            producer_ids: tokio::sync::Mutex::new(Default::default()),
+            txns,
+        });
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(replicas.clone().run_flusher(shutdown_rx.clone())),
+            tokio::spawn(run_checkpointer(
+                replicas.clone(),
+                state.settings.get_i64("producer.id.expiration.ms"),
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(run_image_follower(state.clone(), shutdown_rx.clone())),
+            tokio::spawn(start_group_coordinator(state.clone(), shutdown_rx.clone())),
+            tokio::spawn(start_transaction_coordinator(
+                state.clone(),
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(run_log_maintenance(state.clone(), shutdown_rx.clone())),
+            tokio::spawn(net::acceptor::run_acceptor(
+                listener,
+                state.clone(),
+                connections_max,
+                shutdown_rx,
+            )),
+        ];
+        tracing::info!(%local_addr, node_id = config.node_id, cluster_id = %quorum.cluster_id(), "broker started");
+        Ok(Broker {
+            state,
+            local_addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Completes when the broker hit a fatal error (a failed fsync); the
+    /// owner then stops the process with its exit code, without `shutdown`.
+    pub async fn fatal_error(&self) -> FatalError {
+        self.state.replicas.fatal_error().await
+    }
+
+    /// Stops accepting, lets connections finish their current request, flushes
+    /// and closes every log, writes checkpoints and `.clean-shutdown`.
+    pub async fn shutdown(self) -> Result<(), BrokerError> {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let replicas = self.state.replicas.clone();
+        tokio::task::spawn_blocking(move || replicas.shutdown())
+            .await
+            .map_err(|e| BrokerError::Config(format!("shutdown task failed: {e}")))??;
+        self.state.quorum.shutdown().await?;
+        tracing::info!("broker stopped cleanly");
+        Ok(())
+    }
+}
+
+/// Creates (if needed) and locks the data directory; errors name it.
+fn open_data_dir(path: &std::path::Path) -> Result<DataDir, BrokerError> {
+    std::fs::create_dir_all(path).map_err(|error| {
+        BrokerError::Config(format!(
+            "cannot use data directory {}: {error}",
+            path.display()
+        ))
+    })?;
+    DataDir::open(path).map_err(|error| match error {
+        sluice_log::LogError::Locked { .. } => BrokerError::Log(error),
+        other => BrokerError::Config(format!(
+            "cannot use data directory {}: {other}",
+            path.display()
+        )),
+    })
+}
+
+/// Descriptors kept free of segment files for connections, the Raft log,
+/// checkpoints and the blocking pool.
+const DESCRIPTORS_RESERVED: u64 = 256;
+
+/// Sizes the segment-file descriptor cache from the process's descriptor
+/// limit (`RLIMIT_NOFILE`, read from /proc/self/limits), leaving room for
+/// `max.connections` sockets, and says at start how many segment files the
+/// data directory holds against it.
+fn size_the_segment_file_cache(data_dir: &DataDir, connections_max: usize) {
+    let limit = descriptor_limit();
+    let segments = data_dir.segment_file_count().unwrap_or(0);
+    let capacity = match limit {
+        Some(limit) => {
+            let reserved = DESCRIPTORS_RESERVED + (connections_max as u64).min(limit / 2);
+            limit.saturating_sub(reserved).max(limit / 4).max(16)
+        }
+        None => sluice_log::open_files_max() as u64,
+    };
+    sluice_log::set_open_files_max(usize::try_from(capacity).unwrap_or(usize::MAX));
+    tracing::info!(
+        segment_files = segments,
+        descriptor_limit = ?limit,
+        segment_files_open_max = capacity,
+        "segment files of the data directory (each segment needs one descriptor while in use; \
+         idle ones are closed beyond the open maximum)"
+    );
+    if limit.is_some_and(|limit| segments > capacity && limit < 65_536) {
+        tracing::warn!(
+            segment_files = segments,
+            segment_files_open_max = capacity,
+            "more segment files than descriptors to keep them open: reads of idle segments reopen files; \
+             raise the descriptor limit (ulimit -n) for speed"
+        );
+    }
+}
+
+/// The soft `RLIMIT_NOFILE` of this process, from /proc/self/limits.
+fn descriptor_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Refuses a data directory whose partition data the metadata does not
+/// cover: partition directories (or `meta.properties`) without the metadata
+/// log would be treated as unknown and lost, and another cluster's metadata
+/// would not know them either (Kafka refuses a log directory whose
+/// `meta.properties` is missing or names another cluster). Returns the
+/// `meta.properties` found, if any.
+fn check_data_dir_identity(
+    data_dir: &DataDir,
+    node_id: i32,
+) -> Result<Option<MetaProperties>, BrokerError> {
+    let dir = data_dir.path().display();
+    let stored_cluster_id = MetadataQuorum::stored_cluster_id(data_dir.path())?;
+    let properties = data_dir.meta_properties()?;
+    match (&stored_cluster_id, &properties) {
+        (None, Some(properties)) => Err(BrokerError::Config(format!(
+            "data directory {dir} belongs to cluster {} (meta.properties) but its metadata log {dir}/meta is missing; \
+             refusing to start, as a new metadata log would not know its partitions: restore {dir}/meta",
+            properties.cluster_id
+        ))),
+        (None, None) => {
+            let partitions = data_dir.partition_dirs()?;
+            match partitions.first() {
+                Some(first) => Err(BrokerError::Config(format!(
+                    "data directory {dir} holds {} partition directories (such as {}) but no metadata ({dir}/meta is missing); \
+                     refusing to start rather than treat them as unknown: restore {dir}/meta or move them away",
+                    partitions.len(),
+                    first.path.display()
+                ))),
+                None => Ok(None),
+            }
+        }
+        (Some(stored), Some(properties)) if *stored != properties.cluster_id => {
+            Err(BrokerError::Config(format!(
+                "data directory {dir} belongs to cluster {} (meta.properties) but {dir}/meta holds cluster {stored}; refusing to start",
+                properties.cluster_id
+            )))
+        }
+        (Some(_), Some(properties)) if properties.node_id != node_id => {
+            Err(BrokerError::Config(format!(
+                "data directory {dir} belongs to node {} (meta.properties), not to node {node_id}; refusing to start",
+                properties.node_id
+            )))
+        }
+        _ => Ok(properties),
+    }
+}
+
+fn parse_host_port(text: &str) -> Result<(String, u16), BrokerError> {
+    let text = text.strip_prefix("PLAINTEXT://").unwrap_or(text);
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| {
+        BrokerError::Config(format!("advertised listener {text} is not HOST:PORT"))
+    })?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| BrokerError::Config(format!("advertised listener {text} has a bad port")))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
+}
