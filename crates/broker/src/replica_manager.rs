@@ -140,8 +140,7 @@ impl ReplicaManager {
             .cloned()
             .collect();
         for partition in stale {
-            let deleted = image.deleted_topic_ids.contains(&partition.topic_id);
-            self.remove_partition(&partition, deleted);
+            self.remove_partition(image, &partition);
         }
         let retried: BTreeSet<String> = {
             let mut offline = self.offline.lock();
@@ -274,17 +273,13 @@ impl ReplicaManager {
             // Left by an earlier attempt of ours that failed half-way (full
             // disk) before `partition.metadata` was written.
             None if self.is_offline(topic, partition) || directory_is_empty(&path) => Ok(()),
-            Some(stored) if image.deleted_topic_ids.contains(&stored) => {
-                tracing::info!(topic, partition, old_topic_id = %stored,
-                    "removing the directory of a deleted topic of the same name");
-                self.data_dir.delete_partition(topic, partition)
-            }
-            stored => {
-                let moved = self.data_dir.set_aside_stray(topic, partition)?;
-                tracing::warn!(topic, partition, stored_topic_id = ?stored, moved_to = %moved.display(),
-                    "partition directory holds a topic id the metadata does not know; kept aside as stray");
-                Ok(())
-            }
+            stored => self.retire_directory(
+                image,
+                topic,
+                partition,
+                stored,
+                "a topic of the same name takes its place",
+            ),
         }
     }
 
@@ -299,21 +294,41 @@ impl ReplicaManager {
             {
                 continue;
             }
-            match dir.topic_id() {
-                Some(topic_id) if image.deleted_topic_ids.contains(&topic_id) => {
-                    tracing::info!(topic = %dir.topic, partition = dir.partition, %topic_id,
-                        "removing the directory of a deleted topic");
-                    self.data_dir.delete_partition(&dir.topic, dir.partition)?;
-                }
-                topic_id => {
-                    let moved = self.data_dir.set_aside_stray(&dir.topic, dir.partition)?;
-                    tracing::warn!(topic = %dir.topic, partition = dir.partition, ?topic_id,
-                        moved_to = %moved.display(),
-                        "partition directory unknown to the metadata; kept aside as stray");
-                }
-            }
+            self.retire_directory(
+                image,
+                &dir.topic,
+                dir.partition,
+                dir.topic_id(),
+                "no partition hosted here uses it",
+            )?;
         }
         Ok(())
+    }
+
+    /// The one decision for a partition directory this node stops using
+    /// (KIP-858): deleted when the metadata log deleted the topic id it
+    /// holds, else renamed aside as stray with every byte kept.
+    fn retire_directory(
+        &self,
+        image: &ClusterImage,
+        topic: &str,
+        partition: i32,
+        stored_topic_id: Option<Uuid>,
+        why: &str,
+    ) -> Result<(), sluice_log::LogError> {
+        match stored_topic_id {
+            Some(topic_id) if image.deleted_topic_ids.contains(&topic_id) => {
+                tracing::info!(topic, partition, %topic_id, why,
+                    "removing the directory of a deleted topic");
+                self.data_dir.delete_partition(topic, partition)
+            }
+            topic_id => {
+                let moved = self.data_dir.set_aside_stray(topic, partition)?;
+                tracing::warn!(topic, partition, ?topic_id, why, moved_to = %moved.display(),
+                    "partition directory holds a topic id the metadata does not know (or none); kept aside as stray");
+                Ok(())
+            }
+        }
     }
 
     fn open_partition(
@@ -381,7 +396,7 @@ impl ReplicaManager {
     /// Stops serving a partition the image no longer places here: its
     /// directory is deleted when the metadata log deleted the topic, else set
     /// aside as stray.
-    fn remove_partition(&self, partition: &Arc<Partition>, deleted: bool) {
+    fn remove_partition(&self, image: &ClusterImage, partition: &Arc<Partition>) {
         {
             let mut hosted = self.partitions.write();
             hosted.by_id.remove(&(partition.topic_id, partition.index));
@@ -397,25 +412,16 @@ impl ReplicaManager {
         if let Err(error) = partition.log.close() {
             tracing::warn!(topic = %partition.topic, %error, "closing deleted partition");
         }
-        if deleted {
-            if let Err(error) = self
-                .data_dir
-                .delete_partition(&partition.topic, partition.index)
-            {
-                tracing::warn!(topic = %partition.topic, %error, "deleting partition directory");
-            }
-            tracing::info!(topic = %partition.topic, partition = partition.index, "partition removed");
-            return;
-        }
-        match self
-            .data_dir
-            .set_aside_stray(&partition.topic, partition.index)
-        {
-            Ok(moved) => tracing::warn!(topic = %partition.topic, partition = partition.index,
-                moved_to = %moved.display(), "partition no longer in the metadata; kept aside as stray"),
-            Err(error) => {
-                tracing::warn!(topic = %partition.topic, %error, "setting a stray partition aside")
-            }
+        let retired = self.retire_directory(
+            image,
+            &partition.topic,
+            partition.index,
+            Some(partition.topic_id),
+            "the metadata no longer places the partition here",
+        );
+        if let Err(error) = retired {
+            tracing::warn!(topic = %partition.topic, partition = partition.index, %error,
+                "removing or setting aside the partition directory failed");
         }
     }
 
