@@ -3,11 +3,11 @@
 //! pattern as the group coordinator over `__consumer_offsets`.
 //!
 //! - `state` — the pure state machine of one transactional id (events in,
-//!   a new state or a Kafka error code out, time supplied by the caller);
+//!   a new state or a typed `KafkaError` out, time supplied by the caller);
 //!   unit-tested with a controlled clock.
 //! - `records` — Kafka's TransactionLogKey/TransactionLogValue formats.
-//! - `store` — appending to internal topics (plain or as a transactional
-//!   batch) and replaying `__transaction_state`.
+//! - `store` — replaying `__transaction_state`; appends (plain, or as a
+//!   producer's transactional batch) go through `crate::internal_topic`.
 //! - `coordinator` — the runtime: InitProducerId, AddPartitionsToTxn,
 //!   EndTxn (markers to every partition, `__consumer_offsets` included,
 //!   answered once durable), TxnOffsetCommit, the produce verification and
