@@ -206,21 +206,21 @@ async fn route_data(
     let response = match request {
         RequestKind::Produce(r) => {
             return Ok(Routed::Produce(
-                handlers::produce::handle(state, header, r).await,
+                handlers::produce::handle(&state.replicas, &state.txns, header, r).await,
             ))
         }
-        RequestKind::Fetch(r) => {
-            ResponseKind::Fetch(handlers::fetch::handle(state, header, r).await)
-        }
-        RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(handlers::list_offsets::handle(state, header, r).await)
-        }
-        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
-            handlers::leader_epoch::handle(state, header, r).await,
+        RequestKind::Fetch(r) => ResponseKind::Fetch(
+            handlers::fetch::handle(&state.metadata, &state.replicas, header, r).await,
         ),
-        RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(handlers::delete_records::handle(state, header, r).await)
-        }
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(
+            handlers::list_offsets::handle(&state.replicas, header, r).await,
+        ),
+        RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
+            handlers::leader_epoch::handle(&state.replicas, header, r).await,
+        ),
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(
+            handlers::delete_records::handle(&state.replicas, header, r).await,
+        ),
         other => return Err(other),
     };
     Ok(Routed::Response(response))
@@ -246,12 +246,12 @@ async fn route_admin(
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(handlers::topics::delete(state, header, r).await)
         }
-        RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(handlers::configs::describe(state, header, r).await)
-        }
-        RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(handlers::cluster::describe(state, header, r).await)
-        }
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(
+            handlers::configs::describe(&state.metadata, header, r).await,
+        ),
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
+            handlers::cluster::describe(&state.metadata, header, r).await,
+        ),
         RequestKind::AlterConfigs(r) => {
             ResponseKind::AlterConfigs(admin::alter_configs(state, header, r).await)
         }

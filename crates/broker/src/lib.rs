@@ -20,6 +20,7 @@ pub mod group;
 pub mod handlers;
 pub mod high_watermark;
 pub mod internal_topic;
+pub mod metadata_view;
 pub mod net;
 pub mod partition;
 pub mod producer_state;

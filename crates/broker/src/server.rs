@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 pub use crate::fatal::{FatalError, EXIT_INTERNAL_FAILURE, EXIT_STORAGE_FAILURE};
+use crate::metadata_view::MetadataView;
 use crate::replica_manager::ReplicaManager;
 use crate::state::BrokerState;
 use crate::tasks::{
@@ -155,8 +156,9 @@ impl Broker {
         );
         let state = Arc::new(BrokerState {
             node_id: config.node_id,
-            settings,
+            settings: settings.clone(),
             quorum: quorum.clone(),
+            metadata: MetadataView::new(config.node_id, settings.clone(), quorum.clone()),
             replicas: replicas.clone(),
             controller_lock: tokio::sync::Mutex::new(()),
             request_bytes_max,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use sluice_meta::MetadataQuorum;
 
 use crate::config::Settings;
+use crate::metadata_view::MetadataView;
 use crate::replica_manager::ReplicaManager;
 use crate::{config, group, handlers, txn};
 
@@ -16,6 +17,8 @@ pub struct BrokerState {
     pub settings: Arc<Settings>,
     /// The metadata quorum and its image.
     pub quorum: Arc<MetadataQuorum>,
+    /// Node id, settings and the metadata image, for handlers.
+    pub metadata: MetadataView,
     /// This node's partitions.
     pub replicas: Arc<ReplicaManager>,
     /// Serializes validate-then-propose in the controller.
@@ -37,30 +40,16 @@ pub struct BrokerState {
 impl BrokerState {
     /// The active controller: the quorum leader, else this node.
     pub fn controller_id(&self) -> i32 {
-        self.quorum.leader_id().unwrap_or(self.node_id)
+        self.metadata.controller_id()
     }
 
     /// The dynamic broker configs of the current metadata image.
     pub fn dynamic_configs(&self) -> config::DynamicBrokerConfigs {
-        config::DynamicBrokerConfigs::from_image(&self.quorum.image(), self.node_id)
-    }
-
-    /// A broker config's effective value (dynamic, static, default).
-    pub fn broker_config(&self, name: &str) -> String {
-        // Looked up in place (no copy of the dynamic config maps): Fetch
-        // calls this on every request. Same layering as `broker_value`.
-        let image = self.quorum.image();
-        let dynamic = [Some(self.node_id), None]
-            .into_iter()
-            .find_map(|node| image.broker_configs.get(&node).and_then(|m| m.get(name)));
-        match dynamic {
-            Some(value) => value.clone(),
-            None => self.settings.get(name),
-        }
+        self.metadata.dynamic_configs()
     }
 
     /// A numeric broker config's effective value (`config::parse_number`).
     pub fn broker_config_i64(&self, name: &str) -> i64 {
-        config::parse_number(name, &self.broker_config(name))
+        self.metadata.broker_config_i64(name)
     }
 }

@@ -69,6 +69,7 @@ pub(crate) async fn run_log_maintenance(
         }
         // Dynamic: read before every round.
         let cleaner_io_bytes_per_second = state
+            .metadata
             .broker_config("log.cleaner.io.max.bytes.per.second")
             .trim()
             .parse::<f64>()

@@ -6,21 +6,21 @@ use kafka_protocol::messages::{
 };
 
 use super::{str_bytes, AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_OPERATIONS_ALL};
-use crate::state::BrokerState;
+use crate::metadata_view::MetadataView;
 
 /// Endpoint type "brokers" (KIP-919); "controllers" is not served here.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 const UNSUPPORTED_ENDPOINT_TYPE: i16 = 119;
 
 pub async fn describe(
-    state: &BrokerState,
+    metadata: &MetadataView,
     _header: &RequestHeader,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let image = state.quorum.image();
+    let image = metadata.image();
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&image.cluster_id))
-        .with_controller_id(BrokerId(state.controller_id()))
+        .with_controller_id(BrokerId(metadata.controller_id()))
         .with_endpoint_type(ENDPOINT_TYPE_BROKERS)
         .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
             CLUSTER_OPERATIONS_ALL

@@ -9,20 +9,20 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, 
 use super::str_bytes;
 use crate::config::{ConfigSource, BROKER_CONFIGS, TOPIC_CONFIGS};
 use crate::error_codes;
-use crate::state::BrokerState;
+use crate::metadata_view::MetadataView;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
 pub async fn describe(
-    state: &BrokerState,
+    metadata: &MetadataView,
     header: &RequestHeader,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let version = header.request_api_version;
     let include_synonyms = request.include_synonyms;
     let include_documentation = version >= 3 && request.include_documentation;
-    let dynamic = state.dynamic_configs();
+    let dynamic = metadata.dynamic_configs();
     let mut results = Vec::new();
     for resource in request.resources {
         let name = resource.resource_name.as_str().to_string();
@@ -38,7 +38,7 @@ pub async fn describe(
             .with_resource_name(resource.resource_name.clone());
         match resource.resource_type {
             RESOURCE_TOPIC => {
-                let image = state.quorum.image();
+                let image = metadata.image();
                 let Some(topic) = image.topic(&name) else {
                     result.error_code = error_codes::UNKNOWN_TOPIC_OR_PARTITION;
                     result.error_message = Some(str_bytes(&format!("Topic {name} does not exist")));
@@ -47,8 +47,8 @@ pub async fn describe(
                 };
                 for def in TOPIC_CONFIGS.iter().filter(|d| wanted(d.name)) {
                     let Some((value, source)) =
-                        state
-                            .settings
+                        metadata
+                            .settings()
                             .topic_value(&dynamic, &topic.configs, def.name)
                     else {
                         continue;
@@ -58,7 +58,7 @@ pub async fn describe(
                         if let Some(v) = topic.configs.get(def.name) {
                             synonyms.push(synonym(def.name, v, ConfigSource::Topic));
                         }
-                        synonyms.extend(broker_synonyms(state, &dynamic, def.broker_synonym));
+                        synonyms.extend(broker_synonyms(metadata, &dynamic, def.broker_synonym));
                     }
                     result.configs.push(
                         DescribeConfigsResourceResult::default()
@@ -76,19 +76,19 @@ pub async fn describe(
                 }
             }
             RESOURCE_BROKER => {
-                if !name.is_empty() && name != state.node_id.to_string() {
+                if !name.is_empty() && name != metadata.node_id().to_string() {
                     result.error_code = error_codes::INVALID_REQUEST;
                     result.error_message = Some(str_bytes(&format!(
                         "Unexpected broker id, expected {} or empty string, but received {name}",
-                        state.node_id
+                        metadata.node_id()
                     )));
                     results.push(result);
                     continue;
                 }
                 for def in BROKER_CONFIGS.iter().filter(|d| wanted(d.name)) {
-                    let (value, source) = state.settings.broker_value(&dynamic, def.name);
+                    let (value, source) = metadata.settings().broker_value(&dynamic, def.name);
                     let synonyms = if include_synonyms {
-                        broker_synonyms(state, &dynamic, def.name)
+                        broker_synonyms(metadata, &dynamic, def.name)
                     } else {
                         Vec::new()
                     };
@@ -120,7 +120,7 @@ pub async fn describe(
 
 /// A broker config's synonyms, most specific first (Kafka's order).
 fn broker_synonyms(
-    state: &BrokerState,
+    metadata: &MetadataView,
     dynamic: &crate::config::DynamicBrokerConfigs,
     name: &str,
 ) -> Vec<DescribeConfigsSynonym> {
@@ -131,7 +131,7 @@ fn broker_synonyms(
     if let Some(v) = dynamic.cluster.get(name) {
         synonyms.push(synonym(name, v, ConfigSource::DynamicDefaultBroker));
     }
-    if let Some(v) = state.settings.explicit.get(name) {
+    if let Some(v) = metadata.settings().explicit.get(name) {
         synonyms.push(synonym(name, v, ConfigSource::StaticBroker));
     }
     if let Some(def) = crate::config::broker_config_def(name) {

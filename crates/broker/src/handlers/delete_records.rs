@@ -1,18 +1,20 @@
 //! DeleteRecords (key 21): moves the log start offset of partitions.
 
+use std::sync::Arc;
+
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, RequestHeader};
 
 use crate::error_codes;
-use crate::state::BrokerState;
+use crate::replica_manager::ReplicaManager;
 
 /// Offset -1 in a DeleteRecords request: the high watermark.
 const HIGH_WATERMARK: i64 = -1;
 
 pub async fn handle(
-    state: &BrokerState,
+    replicas: &Arc<ReplicaManager>,
     _header: &RequestHeader,
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
@@ -25,7 +27,7 @@ pub async fn handle(
             let mut result = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
-            match state.replicas.leader_partition(&name, p.partition_index) {
+            match replicas.leader_partition(&name, p.partition_index) {
                 Err(code) => result.error_code = code,
                 Ok(partition) => {
                     let high_watermark = partition.high_watermark();
@@ -65,7 +67,7 @@ pub async fn handle(
     }
     if moved {
         // The new log start offsets survive a restart.
-        let replicas = state.replicas.clone();
+        let replicas = replicas.clone();
         if let Ok(Err(error)) =
             tokio::task::spawn_blocking(move || replicas.write_checkpoints()).await
         {

@@ -15,22 +15,24 @@ use uuid::Uuid;
 
 use super::topic_name;
 use crate::error_codes;
+use crate::metadata_view::MetadataView;
 use crate::replica_fetch::{FetchParams, PartitionFetch, PartitionRead};
-use crate::state::BrokerState;
+use crate::replica_manager::ReplicaManager;
 
 /// Upper bound on how long one fetch may wait, whatever the client asks.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;
 
 pub async fn handle(
-    state: &BrokerState,
+    metadata: &MetadataView,
+    replicas: &ReplicaManager,
     header: &RequestHeader,
     request: FetchRequest,
 ) -> FetchResponse {
-    let (names, requested) = requested_partitions(state, header.request_api_version, &request);
+    let (names, requested) = requested_partitions(metadata, header.request_api_version, &request);
     let max_wait =
         Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
     // The broker's `fetch.max.bytes` bounds what one response can hold.
-    let broker_max_bytes = state.broker_config_i64("fetch.max.bytes").max(1) as usize;
+    let broker_max_bytes = metadata.broker_config_i64("fetch.max.bytes").max(1) as usize;
     let params = FetchParams {
         deadline: tokio::time::Instant::now() + max_wait,
         min_bytes: request.min_bytes.max(0) as usize,
@@ -44,7 +46,7 @@ pub async fn handle(
         // records.
         read_committed: request.isolation_level == 1,
     };
-    let reads = state.replicas.fetch(params, &requested).await;
+    let reads = replicas.fetch(params, &requested).await;
     respond(names, &requested, reads)
 }
 
@@ -52,11 +54,11 @@ pub async fn handle(
 /// echoes them (v13+ names topics by id; an unknown id keeps the request's
 /// empty name).
 fn requested_partitions(
-    state: &BrokerState,
+    metadata: &MetadataView,
     version: i16,
     request: &FetchRequest,
 ) -> (Vec<(TopicName, Uuid)>, Vec<PartitionFetch>) {
-    let image = state.quorum.image();
+    let image = metadata.image();
     let mut names = Vec::new();
     let mut requested = Vec::new();
     for topic in &request.topics {

@@ -9,10 +9,10 @@ use kafka_protocol::messages::{
 
 use super::check_leader_epoch;
 use crate::error_codes;
-use crate::state::BrokerState;
+use crate::replica_manager::ReplicaManager;
 
 pub async fn handle(
-    state: &BrokerState,
+    replicas: &ReplicaManager,
     _header: &RequestHeader,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
@@ -25,7 +25,7 @@ pub async fn handle(
                 .with_partition(p.partition)
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
-            match state.replicas.leader_partition(&name, p.partition) {
+            match replicas.leader_partition(&name, p.partition) {
                 Err(code) => result.error_code = code,
                 Ok(partition) => {
                     let current = partition.leader_epoch();

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestH
 
 use super::check_leader_epoch;
 use crate::error_codes;
-use crate::state::BrokerState;
+use crate::replica_manager::ReplicaManager;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -16,7 +16,7 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
 pub async fn handle(
-    state: &BrokerState,
+    replicas: &ReplicaManager,
     header: &RequestHeader,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
@@ -51,7 +51,7 @@ pub async fn handle(
                 partitions.push(response);
                 continue;
             }
-            let partition = match state.replicas.leader_partition(&name, p.partition_index) {
+            let partition = match replicas.leader_partition(&name, p.partition_index) {
                 Ok(partition) => partition,
                 Err(code) => {
                     response.error_code = code;

@@ -18,7 +18,8 @@ use crate::clock::now_ms;
 use crate::error_codes;
 use crate::partition::{AppendOrigin, LeaderAppend};
 use crate::replica_manager::Partition;
-use crate::state::BrokerState;
+use crate::replica_manager::ReplicaManager;
+use crate::txn::TransactionCoordinator;
 
 /// Codec id of zstd in the batch attributes.
 const COMPRESSION_ZSTD: u8 = 4;
@@ -50,7 +51,8 @@ struct Appended {
 }
 
 pub async fn handle(
-    state: &BrokerState,
+    replicas: &ReplicaManager,
+    txns: &TransactionCoordinator,
     header: &RequestHeader,
     request: ProduceRequest,
 ) -> ProduceOutcome {
@@ -65,7 +67,7 @@ pub async fn handle(
             let appended = if !matches!(acks, -1..=1) {
                 failed(data.index, error_codes::INVALID_REQUIRED_ACKS, None)
             } else {
-                append_partition(state, version, &name, data.index, data.records)
+                append_partition(replicas, txns, version, &name, data.index, data.records)
             };
             any_error |= appended.response.error_code != error_codes::NONE;
             results.push(appended);
@@ -141,13 +143,14 @@ fn failed(index: i32, code: i16, message: Option<String>) -> Appended {
 }
 
 fn append_partition(
-    state: &BrokerState,
+    replicas: &ReplicaManager,
+    txns: &TransactionCoordinator,
     version: i16,
     topic: &str,
     index: i32,
     records: Option<bytes::Bytes>,
 ) -> Appended {
-    let partition = match state.replicas.leader_partition(topic, index) {
+    let partition = match replicas.leader_partition(topic, index) {
         Ok(partition) => partition,
         Err(code) => return failed(index, code, None),
     };
@@ -178,7 +181,7 @@ fn append_partition(
         }
     };
     // Transactions (crate::txn): KIP-890 part 1 produce verification.
-    if let Err(code) = super::transactions::verify_produce(state, version, &header, topic, index) {
+    if let Err(code) = super::transactions::verify_produce(txns, version, &header, topic, index) {
         return failed(index, code, None);
     }
     // End of the transaction hook.

@@ -24,7 +24,7 @@ use crate::errors::KafkaError;
 use crate::group::state::CommittedOffset;
 use crate::group::OFFSETS_TOPIC;
 use crate::state::BrokerState;
-use crate::txn::ProduceRefusal;
+use crate::txn::{ProduceRefusal, TransactionCoordinator};
 
 /// KIP-588: PRODUCER_FENCED only from these versions on; older clients get
 /// INVALID_PRODUCER_EPOCH.
@@ -279,7 +279,7 @@ pub async fn txn_offset_commit(
 /// an ongoing transaction holding the partition. Kafka 4.0 answers
 /// TRANSACTION_ABORTABLE from Produce v11 on, INVALID_TXN_STATE before.
 pub fn verify_produce(
-    state: &BrokerState,
+    txns: &TransactionCoordinator,
     version: i16,
     header: &sluice_log::batch::BatchHeader,
     topic: &str,
@@ -288,10 +288,7 @@ pub fn verify_produce(
     if header.producer_id < 0 || !header.is_transactional() || header.is_control() {
         return Ok(());
     }
-    match state
-        .txns
-        .verify_produce(header.producer_id, header.producer_epoch, topic, partition)
-    {
+    match txns.verify_produce(header.producer_id, header.producer_epoch, topic, partition) {
         Ok(()) => Ok(()),
         Err(ProduceRefusal::Fenced) => Err(error_codes::INVALID_PRODUCER_EPOCH),
         Err(ProduceRefusal::NotInTransaction) if version >= 11 => {
