@@ -39,6 +39,7 @@ fn partition(partition: i32, leader_epoch: i32) -> PartitionState {
         isr: vec![1],
         leader: 1,
         leader_epoch,
+        ..PartitionState::default()
     }
 }
 
@@ -57,6 +58,7 @@ fn register(node_id: i32) -> MetadataRecord {
         host: "localhost".to_string(),
         port: 9092,
         rack: None,
+        ..BrokerRegistration::default()
     })
 }
 
