@@ -67,12 +67,12 @@ impl ClusterImage {
     /// proposer picked producer-id blocks itself.
     pub fn apply_format(&mut self, record: &MetadataRecord, format_version: u16) -> RecordOutcome {
         let epochs_assigned = format_version >= 1;
-        match record {
-            MetadataRecord::RegisterBroker(registration) if !epochs_assigned => {
-                self.brokers
-                    .insert(registration.node_id, registration.clone());
-                RecordOutcome::Applied
+        if !epochs_assigned {
+            if let Some(outcome) = self.apply_format_0_rules(record) {
+                return outcome;
             }
+        }
+        match record {
             MetadataRecord::RegisterBroker(registration) => self.register_broker(registration),
             MetadataRecord::CreateTopic {
                 name,
@@ -126,21 +126,33 @@ impl ClusterImage {
                 RecordOutcome::Applied
             }
             MetadataRecord::AllocateProducerIds {
-                first_producer_id,
-                count,
-                ..
-            } if !epochs_assigned => {
-                // Format 0: the proposer's block, taken as given.
-                let end = first_producer_id.saturating_add(*count);
-                self.next_producer_id = self.next_producer_id.max(end);
-                RecordOutcome::Applied
-            }
-            MetadataRecord::AllocateProducerIds {
                 node_id,
                 first_producer_id,
                 count,
             } => self.allocate_producer_ids(*node_id, *first_producer_id, *count),
         }
+    }
+
+    /// The records format 0 applied differently: a registration as given
+    /// (no broker epoch), a producer-id block as the proposer picked it.
+    /// `None` for the others (same rules in every format).
+    fn apply_format_0_rules(&mut self, record: &MetadataRecord) -> Option<RecordOutcome> {
+        match record {
+            MetadataRecord::RegisterBroker(registration) => {
+                self.brokers
+                    .insert(registration.node_id, registration.clone());
+            }
+            MetadataRecord::AllocateProducerIds {
+                first_producer_id,
+                count,
+                ..
+            } => {
+                let end = first_producer_id.saturating_add(*count);
+                self.next_producer_id = self.next_producer_id.max(end);
+            }
+            _ => return None,
+        }
+        Some(RecordOutcome::Applied)
     }
 
     /// Applies the records of one entry (with the rules of the format that
