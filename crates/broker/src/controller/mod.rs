@@ -64,6 +64,21 @@ pub struct ControllerResult<R> {
     pub response: R,
 }
 
+impl<R> ControllerResult<R> {
+    /// The same decision with nothing to append when the request only
+    /// validates (`validate_only`): the response is what would be.
+    pub fn validated_only(self, validate_only: bool) -> ControllerResult<R> {
+        if validate_only {
+            ControllerResult {
+                records: Vec::new(),
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+}
+
 /// What a control manager reads besides the request.
 #[derive(Clone, Copy)]
 pub struct ControllerContext<'a> {
@@ -156,15 +171,7 @@ pub async fn create_topic(
     topics::validate_spec(&spec)?;
     let name = spec.name.clone();
     let created = decide_and_commit(state, |context| {
-        let result = topics::create_topic(context, spec, Uuid::new_v4())?;
-        Ok(if validate_only {
-            ControllerResult {
-                records: Vec::new(),
-                ..result
-            }
-        } else {
-            result
-        })
+        Ok(topics::create_topic(context, spec, Uuid::new_v4())?.validated_only(validate_only))
     })
     .await?;
     if !validate_only {
@@ -192,13 +199,8 @@ pub async fn alter_configs(
     validate_only: bool,
 ) -> Result<(), TopicError> {
     let changed = decide_and_commit(state, |context| {
-        let result = configs::alter_configs(context, &resource, ops, replace_all)?;
-        if validate_only {
-            return Ok(ControllerResult {
-                records: Vec::new(),
-                response: false,
-            });
-        }
+        let result = configs::alter_configs(context, &resource, ops, replace_all)?
+            .validated_only(validate_only);
         let changed = !result.records.is_empty();
         Ok(ControllerResult {
             records: result.records,
@@ -221,15 +223,10 @@ pub async fn create_partitions(
     validate_only: bool,
 ) -> Result<(), TopicError> {
     decide_and_commit(state, |context| {
-        let result = topics::create_partitions(context, name, count, assignments)?;
-        Ok(if validate_only {
-            ControllerResult {
-                records: Vec::new(),
-                ..result
-            }
-        } else {
-            result
-        })
+        Ok(
+            topics::create_partitions(context, name, count, assignments)?
+                .validated_only(validate_only),
+        )
     })
     .await?;
     if !validate_only {
