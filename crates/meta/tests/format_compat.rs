@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sluice_meta::{
     ClusterImage, LeaderRecoveryState, MetadataQuorum, MetadataRecord, QuorumConfig, RecordOutcome,
+    RECORD_FORMAT_VERSION,
 };
 
 /// Every step of these tests must finish within this, or the test fails.
@@ -116,5 +117,27 @@ async fn unversioned_data_dirs_open_to_the_same_image() {
         let quorum = open(dir.path()).await;
         assert_same_image(&quorum.image(), &image);
         quorum.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_of_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture("snapshot"), dir.path());
+    let path = dir.path().join("meta/snapshot.json");
+    let mut snapshot: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    snapshot["v"] = serde_json::json!(RECORD_FORMAT_VERSION + 1);
+    std::fs::write(&path, serde_json::to_vec(&snapshot).unwrap()).unwrap();
+    let config = QuorumConfig {
+        node_id: 1,
+        voters: vec![(1, "localhost:9093".to_string())],
+    };
+    let opened = tokio::time::timeout(STEP_TIMEOUT, MetadataQuorum::open(dir.path(), config))
+        .await
+        .expect("open timed out");
+    match opened {
+        Err(error) => assert!(error.to_string().contains("record format"), "{error}"),
+        Ok(_) => panic!("a snapshot of a newer format opened"),
     }
 }
