@@ -141,3 +141,30 @@ async fn a_snapshot_of_a_newer_format_is_refused() {
         Ok(_) => panic!("a snapshot of a newer format opened"),
     }
 }
+
+#[tokio::test]
+async fn a_log_entry_of_a_newer_format_stops_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture("log-only"), dir.path());
+    let entry = serde_json::json!({
+        "log_id": {"leader_id": {"term": 1, "node_id": 1}, "index": 12},
+        "payload": {"Normal": {"v": RECORD_FORMAT_VERSION + 1, "records": []}},
+    });
+    let payload = serde_json::to_vec(&entry).unwrap();
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    frame.extend_from_slice(&payload);
+    let path = dir.path().join("meta/raft.log");
+    let mut log = std::fs::read(&path).unwrap();
+    log.extend_from_slice(&frame);
+    std::fs::write(&path, log).unwrap();
+    let config = QuorumConfig {
+        node_id: 1,
+        voters: vec![(1, "localhost:9093".to_string())],
+    };
+    let opened = tokio::time::timeout(STEP_TIMEOUT, MetadataQuorum::open(dir.path(), config))
+        .await
+        .expect("open timed out");
+    assert!(opened.is_err(), "a log entry of a newer format was applied");
+}
