@@ -21,6 +21,7 @@ fn partition(partition: i32, replicas: &[i32]) -> PartitionState {
         isr: replicas.to_vec(),
         leader: replicas[0],
         leader_epoch: 0,
+        ..PartitionState::default()
     }
 }
 
@@ -112,7 +113,11 @@ fn deltas_open_new_partitions_and_remove_deleted_topics_only() {
     let recreated = Uuid::new_v4();
     let third = next(
         &second,
-        &[create("kept", recreated, vec![partition(0, &[NODE])])],
+        // The state machine refuses a second topic of one name: delete first.
+        &[
+            MetadataRecord::DeleteTopic { topic_id: kept },
+            create("kept", recreated, vec![partition(0, &[NODE])]),
+        ],
     );
     replicas.reconcile(&third).expect("third image");
     assert_eq!(replicas.get("kept", 0).expect("hosted").topic_id, recreated);

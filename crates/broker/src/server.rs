@@ -116,8 +116,10 @@ impl Broker {
                 host,
                 port,
                 rack: None,
+                ..BrokerRegistration::default()
             };
-            if quorum.image().brokers.get(&config.node_id) != Some(&registration) {
+            let registered = quorum.image().brokers.get(&config.node_id).cloned();
+            if !registered.is_some_and(|current| current.same_registration(&registration)) {
                 quorum
                     .propose(vec![MetadataRecord::RegisterBroker(registration)])
                     .await?;

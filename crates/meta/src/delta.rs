@@ -87,6 +87,7 @@ mod tests {
             isr: vec![1],
             leader: 1,
             leader_epoch: 0,
+            ..PartitionState::default()
         }
     }
 
@@ -120,8 +121,11 @@ mod tests {
                 },
             ),
             (
-                "re-created under a new id",
-                vec![create("a", id(9), 1)],
+                "deleted and re-created under a new id",
+                vec![
+                    MetadataRecord::DeleteTopic { topic_id: id(1) },
+                    create("a", id(9), 1),
+                ],
                 ImageDelta {
                     changed_topics: ["a".to_string()].into(),
                     removed_topic_ids: [id(1)].into(),

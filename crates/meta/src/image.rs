@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::records::{BrokerRegistration, MetadataRecord, PartitionState};
+use crate::records::{
+    BrokerRegistration, EntryResponse, MetadataRecord, PartitionState, RecordBatch, RecordOutcome,
+    RecordRejected, RECORD_FORMAT_VERSION,
+};
 
 /// A topic in the image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,8 +40,7 @@ pub struct ClusterImage {
     pub broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
     /// The next producer id not yet handed out.
     pub next_producer_id: i64,
-    /// Ids of every topic the metadata log deleted (or replaced by a new
-    /// topic of the same name). A broker deletes a partition directory only
+    /// Ids of every topic the metadata log deleted. A broker deletes a partition directory only
     /// when its topic id is here; one the image does not know at all is set
     /// aside as stray (KIP-858). Grows by 16 bytes per deleted topic.
     #[serde(default)]
@@ -48,48 +50,45 @@ pub struct ClusterImage {
 }
 
 impl ClusterImage {
-    /// Applies one record. Deterministic, no I/O. Records that refer to unknown
-    /// topics are ignored (the proposer validates before proposing).
-    pub fn apply(&mut self, record: &MetadataRecord) {
-        match record {
-            MetadataRecord::RegisterBroker(registration) => {
-                self.brokers
-                    .insert(registration.node_id, registration.clone());
+    /// Applies one record and says what it did. Deterministic, no I/O: the
+    /// same records in the same order give the same image and outcomes, on
+    /// the proposer and on replay. A record that would break an invariant of
+    /// the image (a second topic of one name or id) is refused with
+    /// [`RecordOutcome::Rejected`] and changes nothing. Records that refer to
+    /// unknown topics or partitions are ignored (the proposer validates
+    /// before proposing; a concurrent delete may have won).
+    pub fn apply(&mut self, record: &MetadataRecord) -> RecordOutcome {
+        self.apply_format(record, RECORD_FORMAT_VERSION)
+    }
+
+    /// [`ClusterImage::apply`] with the rules of the record format that wrote
+    /// the record, so a log written before format 1 replays to the image it
+    /// gave then: format 0 assigned no broker or partition epochs, and its
+    /// proposer picked producer-id blocks itself.
+    pub fn apply_format(&mut self, record: &MetadataRecord, format_version: u16) -> RecordOutcome {
+        let epochs_assigned = format_version >= 1;
+        if !epochs_assigned {
+            if let Some(outcome) = self.apply_format_0_rules(record) {
+                return outcome;
             }
+        }
+        match record {
+            MetadataRecord::RegisterBroker(registration) => self.register_broker(registration),
             MetadataRecord::CreateTopic {
                 name,
                 topic_id,
                 partitions,
                 configs,
-            } => {
-                // A re-used name or id replaces the old topic; drop the stale
-                // index entries so both maps stay in sync.
-                if let Some(old) = self.topics.remove(name) {
-                    self.topic_names_by_id.remove(&old.topic_id);
-                    if old.topic_id != *topic_id {
-                        self.deleted_topic_ids.insert(old.topic_id);
-                    }
-                }
-                if let Some(old_name) = self.topic_names_by_id.remove(topic_id) {
-                    self.topics.remove(&old_name);
-                }
-                self.deleted_topic_ids.remove(topic_id);
-                self.topic_names_by_id.insert(*topic_id, name.clone());
-                self.topics.insert(
-                    name.clone(),
-                    TopicImage {
-                        name: name.clone(),
-                        topic_id: *topic_id,
-                        partitions: partitions.clone(),
-                        configs: configs.clone(),
-                    },
-                );
-            }
+            } => match self.create_topic(name, topic_id, partitions, configs) {
+                Ok(()) => RecordOutcome::Applied,
+                Err(rejected) => RecordOutcome::Rejected(rejected),
+            },
             MetadataRecord::DeleteTopic { topic_id } => {
                 if let Some(name) = self.topic_names_by_id.remove(topic_id) {
                     self.topics.remove(&name);
                     self.deleted_topic_ids.insert(*topic_id);
                 }
+                RecordOutcome::Applied
             }
             MetadataRecord::CreatePartitions {
                 topic_id,
@@ -98,29 +97,11 @@ impl ClusterImage {
                 if let Some(topic) = self.topic_by_id_mut(topic_id) {
                     topic.partitions.extend(partitions.iter().cloned());
                 }
+                RecordOutcome::Applied
             }
             MetadataRecord::ChangePartition { topic_id, state } => {
-                let Some(topic) = self.topic_by_id_mut(topic_id) else {
-                    return;
-                };
-                let Ok(index) = usize::try_from(state.partition) else {
-                    return;
-                };
-                let Some(current) = topic.partitions.get_mut(index) else {
-                    return;
-                };
-                // The leader epoch never goes backwards: a stale change is ignored.
-                if state.leader_epoch < current.leader_epoch {
-                    tracing::warn!(
-                        topic = %topic.name,
-                        partition = state.partition,
-                        current_epoch = current.leader_epoch,
-                        proposed_epoch = state.leader_epoch,
-                        "ignoring partition change with a lower leader epoch"
-                    );
-                    return;
-                }
-                *current = state.clone();
+                self.change_partition(topic_id, state, epochs_assigned);
+                RecordOutcome::Applied
             }
             MetadataRecord::SetTopicConfig {
                 topic_id,
@@ -130,6 +111,7 @@ impl ClusterImage {
                 if let Some(topic) = self.topic_by_id_mut(topic_id) {
                     set_or_remove(&mut topic.configs, key, value);
                 }
+                RecordOutcome::Applied
             }
             MetadataRecord::SetBrokerConfig {
                 node_id,
@@ -141,6 +123,24 @@ impl ClusterImage {
                 if configs.is_empty() {
                     self.broker_configs.remove(node_id);
                 }
+                RecordOutcome::Applied
+            }
+            MetadataRecord::AllocateProducerIds {
+                node_id,
+                first_producer_id,
+                count,
+            } => self.allocate_producer_ids(*node_id, *first_producer_id, *count),
+        }
+    }
+
+    /// The records format 0 applied differently: a registration as given
+    /// (no broker epoch), a producer-id block as the proposer picked it.
+    /// `None` for the others (same rules in every format).
+    fn apply_format_0_rules(&mut self, record: &MetadataRecord) -> Option<RecordOutcome> {
+        match record {
+            MetadataRecord::RegisterBroker(registration) => {
+                self.brokers
+                    .insert(registration.node_id, registration.clone());
             }
             MetadataRecord::AllocateProducerIds {
                 first_producer_id,
@@ -150,6 +150,138 @@ impl ClusterImage {
                 let end = first_producer_id.saturating_add(*count);
                 self.next_producer_id = self.next_producer_id.max(end);
             }
+            _ => return None,
+        }
+        Some(RecordOutcome::Applied)
+    }
+
+    /// Applies the records of one entry (with the rules of the format that
+    /// wrote them), all or none: on the first refused
+    /// record the image goes back to what it was before the entry, and the
+    /// refusal is the entry's response.
+    pub fn apply_all(&mut self, batch: &RecordBatch) -> EntryResponse {
+        let records = &batch.records;
+        // Only an entry of several records can be half applied.
+        let before = (records.len() > 1).then(|| self.clone());
+        let mut outcomes = Vec::with_capacity(records.len());
+        for record in records {
+            match self.apply_format(record, batch.version) {
+                RecordOutcome::Rejected(rejected) => {
+                    if let Some(before) = before {
+                        *self = before;
+                    }
+                    return Err(rejected);
+                }
+                outcome => outcomes.push(outcome),
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// A registration replaces the previous one with the next broker epoch.
+    fn register_broker(&mut self, registration: &BrokerRegistration) -> RecordOutcome {
+        let node_id = registration.node_id;
+        let previous_epoch = self.brokers.get(&node_id).map_or(0, |b| b.broker_epoch);
+        let broker_epoch = previous_epoch.saturating_add(1);
+        self.brokers.insert(
+            node_id,
+            BrokerRegistration {
+                broker_epoch,
+                ..registration.clone()
+            },
+        );
+        RecordOutcome::BrokerRegistered {
+            node_id,
+            broker_epoch,
+        }
+    }
+
+    /// Adds a topic whose name and id are both new (a deleted topic's id
+    /// counts as taken: brokers may still hold its directories).
+    fn create_topic(
+        &mut self,
+        name: &str,
+        topic_id: &Uuid,
+        partitions: &[PartitionState],
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), RecordRejected> {
+        if self.topics.contains_key(name) {
+            return Err(RecordRejected::TopicNameExists {
+                name: name.to_string(),
+            });
+        }
+        if self.topic_names_by_id.contains_key(topic_id)
+            || self.deleted_topic_ids.contains(topic_id)
+        {
+            return Err(RecordRejected::TopicIdExists {
+                topic_id: *topic_id,
+            });
+        }
+        self.topic_names_by_id.insert(*topic_id, name.to_string());
+        self.topics.insert(
+            name.to_string(),
+            TopicImage {
+                name: name.to_string(),
+                topic_id: *topic_id,
+                partitions: partitions.to_vec(),
+                configs: configs.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Replaces one partition's state, bumping its partition epoch (from
+    /// format 1 on); a change with a lower leader epoch than the current one
+    /// is stale and ignored.
+    fn change_partition(&mut self, topic_id: &Uuid, state: &PartitionState, bump_epoch: bool) {
+        let Some(topic) = self.topic_by_id_mut(topic_id) else {
+            return;
+        };
+        let Ok(index) = usize::try_from(state.partition) else {
+            return;
+        };
+        let Some(current) = topic.partitions.get_mut(index) else {
+            return;
+        };
+        if state.leader_epoch < current.leader_epoch {
+            tracing::warn!(
+                topic = %topic.name,
+                partition = state.partition,
+                current_epoch = current.leader_epoch,
+                proposed_epoch = state.leader_epoch,
+                "ignoring partition change with a lower leader epoch"
+            );
+            return;
+        }
+        let partition_epoch = if bump_epoch {
+            current.partition_epoch.saturating_add(1)
+        } else {
+            state.partition_epoch
+        };
+        *current = PartitionState {
+            partition_epoch,
+            ..state.clone()
+        };
+    }
+
+    /// Assigns the next block of producer ids: from the first id never handed
+    /// out (or the proposer's lower bound, if higher).
+    fn allocate_producer_ids(
+        &mut self,
+        node_id: i32,
+        lowest_first_id: i64,
+        count: i64,
+    ) -> RecordOutcome {
+        let first_producer_id = self.next_producer_id.max(lowest_first_id).max(0);
+        let end = match first_producer_id.checked_add(count) {
+            Some(end) if count > 0 => end,
+            _ => return RecordOutcome::Rejected(RecordRejected::ProducerIdsExhausted { count }),
+        };
+        self.next_producer_id = end;
+        RecordOutcome::ProducerIdsAllocated {
+            node_id,
+            first_producer_id,
+            count,
         }
     }
 
@@ -205,353 +337,5 @@ mod broker_configs_serde {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn id(n: u128) -> Uuid {
-        Uuid::from_u128(n)
-    }
-
-    fn partition(partition: i32, leader: i32, leader_epoch: i32) -> PartitionState {
-        PartitionState {
-            partition,
-            replicas: vec![1, 2, 3],
-            isr: vec![1, 2, 3],
-            leader,
-            leader_epoch,
-        }
-    }
-
-    fn create(name: &str, topic_id: Uuid, partitions: i32) -> MetadataRecord {
-        MetadataRecord::CreateTopic {
-            name: name.to_string(),
-            topic_id,
-            partitions: (0..partitions).map(|p| partition(p, 1, 0)).collect(),
-            configs: BTreeMap::new(),
-        }
-    }
-
-    /// Checks the invariant that `topics` and `topic_names_by_id` agree.
-    fn assert_index_in_sync(image: &ClusterImage) {
-        assert_eq!(image.topics.len(), image.topic_names_by_id.len());
-        for (name, topic) in &image.topics {
-            assert_eq!(&topic.name, name);
-            assert_eq!(image.topic_names_by_id.get(&topic.topic_id), Some(name));
-        }
-    }
-
-    type Check = fn(&ClusterImage);
-
-    #[test]
-    fn apply_table() {
-        let cases: Vec<(&str, Vec<MetadataRecord>, Check)> = vec![
-            (
-                "register broker",
-                vec![MetadataRecord::RegisterBroker(BrokerRegistration {
-                    node_id: 1,
-                    host: "h".into(),
-                    port: 9092,
-                    rack: None,
-                })],
-                |image| assert_eq!(image.brokers[&1].port, 9092),
-            ),
-            (
-                "re-register replaces",
-                vec![
-                    MetadataRecord::RegisterBroker(BrokerRegistration {
-                        node_id: 1,
-                        host: "a".into(),
-                        port: 1,
-                        rack: None,
-                    }),
-                    MetadataRecord::RegisterBroker(BrokerRegistration {
-                        node_id: 1,
-                        host: "b".into(),
-                        port: 2,
-                        rack: Some("r".into()),
-                    }),
-                ],
-                |image| {
-                    assert_eq!(image.brokers.len(), 1);
-                    assert_eq!(image.brokers[&1].host, "b");
-                },
-            ),
-            ("create topic", vec![create("t", id(1), 3)], |image| {
-                let topic = image.topic("t").unwrap();
-                assert_eq!(topic.partitions.len(), 3);
-                assert_eq!(image.topic_by_id(&id(1)).unwrap().name, "t");
-            }),
-            (
-                "delete topic removes both maps",
-                vec![
-                    create("t", id(1), 1),
-                    create("u", id(2), 1),
-                    MetadataRecord::DeleteTopic { topic_id: id(1) },
-                ],
-                |image| {
-                    assert!(image.topic("t").is_none());
-                    assert!(image.topic_by_id(&id(1)).is_none());
-                    assert!(image.topic("u").is_some());
-                    assert!(image.deleted_topic_ids.contains(&id(1)));
-                    assert!(!image.deleted_topic_ids.contains(&id(2)));
-                },
-            ),
-            (
-                "re-creating a name remembers the old id as deleted",
-                vec![create("t", id(1), 1), create("t", id(2), 1)],
-                |image| {
-                    assert_eq!(image.topic("t").unwrap().topic_id, id(2));
-                    assert!(image.deleted_topic_ids.contains(&id(1)));
-                    assert!(!image.deleted_topic_ids.contains(&id(2)));
-                },
-            ),
-            (
-                "delete unknown topic is ignored",
-                vec![
-                    create("t", id(1), 1),
-                    MetadataRecord::DeleteTopic { topic_id: id(9) },
-                ],
-                |image| assert!(image.topic("t").is_some()),
-            ),
-            (
-                "create partitions appends",
-                vec![
-                    create("t", id(1), 2),
-                    MetadataRecord::CreatePartitions {
-                        topic_id: id(1),
-                        partitions: vec![partition(2, 2, 0), partition(3, 3, 0)],
-                    },
-                ],
-                |image| {
-                    let topic = image.topic("t").unwrap();
-                    let ids: Vec<i32> = topic.partitions.iter().map(|p| p.partition).collect();
-                    assert_eq!(ids, vec![0, 1, 2, 3]);
-                    assert_eq!(topic.partitions[3].leader, 3);
-                },
-            ),
-            (
-                "create partitions on unknown topic is ignored",
-                vec![MetadataRecord::CreatePartitions {
-                    topic_id: id(1),
-                    partitions: vec![partition(0, 1, 0)],
-                }],
-                |image| assert!(image.topics.is_empty()),
-            ),
-            (
-                "change partition replaces state",
-                vec![
-                    create("t", id(1), 2),
-                    MetadataRecord::ChangePartition {
-                        topic_id: id(1),
-                        state: PartitionState {
-                            partition: 1,
-                            replicas: vec![1, 2, 3],
-                            isr: vec![2],
-                            leader: 2,
-                            leader_epoch: 5,
-                        },
-                    },
-                ],
-                |image| {
-                    let topic = image.topic("t").unwrap();
-                    assert_eq!(topic.partitions[1].leader, 2);
-                    assert_eq!(topic.partitions[1].isr, vec![2]);
-                    assert_eq!(topic.partitions[1].leader_epoch, 5);
-                    assert_eq!(topic.partitions[0], partition(0, 1, 0));
-                },
-            ),
-            (
-                "change partition with same epoch applies (ISR change)",
-                vec![
-                    create("t", id(1), 1),
-                    MetadataRecord::ChangePartition {
-                        topic_id: id(1),
-                        state: PartitionState {
-                            isr: vec![1],
-                            ..partition(0, 1, 0)
-                        },
-                    },
-                ],
-                |image| assert_eq!(image.topic("t").unwrap().partitions[0].isr, vec![1]),
-            ),
-            (
-                "change partition never lowers leader epoch",
-                vec![
-                    create("t", id(1), 1),
-                    MetadataRecord::ChangePartition {
-                        topic_id: id(1),
-                        state: partition(0, 2, 7),
-                    },
-                    MetadataRecord::ChangePartition {
-                        topic_id: id(1),
-                        state: partition(0, 3, 6),
-                    },
-                ],
-                |image| {
-                    let state = &image.topic("t").unwrap().partitions[0];
-                    assert_eq!((state.leader, state.leader_epoch), (2, 7));
-                },
-            ),
-            (
-                "change of unknown partition is ignored",
-                vec![
-                    create("t", id(1), 1),
-                    MetadataRecord::ChangePartition {
-                        topic_id: id(1),
-                        state: partition(5, 2, 1),
-                    },
-                    MetadataRecord::ChangePartition {
-                        topic_id: id(1),
-                        state: partition(-1, 2, 1),
-                    },
-                    MetadataRecord::ChangePartition {
-                        topic_id: id(2),
-                        state: partition(0, 2, 1),
-                    },
-                ],
-                |image| {
-                    let topic = image.topic("t").unwrap();
-                    assert_eq!(topic.partitions, vec![partition(0, 1, 0)]);
-                },
-            ),
-            (
-                "set and delete topic config",
-                vec![
-                    create("t", id(1), 1),
-                    MetadataRecord::SetTopicConfig {
-                        topic_id: id(1),
-                        key: "retention.ms".into(),
-                        value: Some("1000".into()),
-                    },
-                    MetadataRecord::SetTopicConfig {
-                        topic_id: id(1),
-                        key: "cleanup.policy".into(),
-                        value: Some("compact".into()),
-                    },
-                    MetadataRecord::SetTopicConfig {
-                        topic_id: id(1),
-                        key: "retention.ms".into(),
-                        value: None,
-                    },
-                ],
-                |image| {
-                    let configs = &image.topic("t").unwrap().configs;
-                    assert_eq!(configs.len(), 1);
-                    assert_eq!(configs["cleanup.policy"], "compact");
-                },
-            ),
-            (
-                "set and delete broker config",
-                vec![
-                    MetadataRecord::SetBrokerConfig {
-                        node_id: None,
-                        key: "a".into(),
-                        value: Some("1".into()),
-                    },
-                    MetadataRecord::SetBrokerConfig {
-                        node_id: Some(2),
-                        key: "b".into(),
-                        value: Some("2".into()),
-                    },
-                    MetadataRecord::SetBrokerConfig {
-                        node_id: Some(3),
-                        key: "c".into(),
-                        value: Some("3".into()),
-                    },
-                    MetadataRecord::SetBrokerConfig {
-                        node_id: Some(3),
-                        key: "c".into(),
-                        value: None,
-                    },
-                ],
-                |image| {
-                    assert_eq!(image.broker_configs[&None]["a"], "1");
-                    assert_eq!(image.broker_configs[&Some(2)]["b"], "2");
-                    assert!(!image.broker_configs.contains_key(&Some(3)));
-                },
-            ),
-            (
-                "allocate producer ids advances",
-                vec![
-                    MetadataRecord::AllocateProducerIds {
-                        node_id: 1,
-                        first_producer_id: 0,
-                        count: 1000,
-                    },
-                    MetadataRecord::AllocateProducerIds {
-                        node_id: 2,
-                        first_producer_id: 1000,
-                        count: 1000,
-                    },
-                ],
-                |image| assert_eq!(image.next_producer_id, 2000),
-            ),
-            (
-                "allocate producer ids never goes back",
-                vec![
-                    MetadataRecord::AllocateProducerIds {
-                        node_id: 1,
-                        first_producer_id: 5000,
-                        count: 1000,
-                    },
-                    MetadataRecord::AllocateProducerIds {
-                        node_id: 2,
-                        first_producer_id: 0,
-                        count: 10,
-                    },
-                ],
-                |image| assert_eq!(image.next_producer_id, 6000),
-            ),
-            (
-                "create topic re-using a name replaces and keeps index in sync",
-                vec![create("t", id(1), 1), create("t", id(2), 2)],
-                |image| {
-                    assert!(image.topic_by_id(&id(1)).is_none());
-                    assert_eq!(image.topic("t").unwrap().topic_id, id(2));
-                },
-            ),
-            (
-                "create topic re-using an id replaces and keeps index in sync",
-                vec![create("t", id(1), 1), create("u", id(1), 2)],
-                |image| {
-                    assert!(image.topic("t").is_none());
-                    assert_eq!(image.topic_by_id(&id(1)).unwrap().name, "u");
-                },
-            ),
-        ];
-
-        for (name, records, check) in cases {
-            let mut image = ClusterImage::default();
-            for record in &records {
-                image.apply(record);
-            }
-            assert_index_in_sync(&image);
-            check(&image);
-            // Determinism: applying the same records again gives the same image.
-            let mut again = ClusterImage::default();
-            for record in &records {
-                again.apply(record);
-            }
-            assert_eq!(image, again, "case {name} is not deterministic");
-        }
-    }
-
-    #[test]
-    fn image_serde_round_trip() {
-        let mut image = ClusterImage::default();
-        image.apply(&create("t", id(1), 2));
-        image.apply(&MetadataRecord::SetBrokerConfig {
-            node_id: Some(1),
-            key: "k".into(),
-            value: Some("v".into()),
-        });
-        image.apply(&MetadataRecord::SetBrokerConfig {
-            node_id: None,
-            key: "k".into(),
-            value: Some("v".into()),
-        });
-        let json = serde_json::to_vec(&image).unwrap();
-        let back: ClusterImage = serde_json::from_slice(&json).unwrap();
-        assert_eq!(image, back);
-    }
-}
+#[path = "image_tests.rs"]
+mod tests;

@@ -16,7 +16,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::TypeConfig;
-use crate::{ClusterImage, MetaError, MetadataRecord};
+use crate::{ClusterImage, MetaError, MetadataRecord, RecordBatch, RecordOutcome};
 
 /// Subdirectory of the data dir holding everything of the quorum.
 const META_DIR: &str = "meta";
@@ -192,13 +192,18 @@ impl MetadataQuorum {
     }
 
     /// Appends records through Raft as one entry; returns after they are
-    /// committed (durable in the Raft log) and applied to the image.
-    pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<(), MetaError> {
+    /// committed (durable in the Raft log) and applied to the image, with the
+    /// outcome of each record. When the state machine refuses one, the entry
+    /// changed nothing and this returns `MetaError::Rejected`.
+    pub async fn propose(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Vec<RecordOutcome>, MetaError> {
         if self.shut_down.load(Ordering::Acquire) {
             return Err(MetaError::ShutDown);
         }
-        match self.raft.client_write(records).await {
-            Ok(_) => Ok(()),
+        match self.raft.client_write(RecordBatch::new(records)).await {
+            Ok(written) => Ok(written.data?),
             Err(RaftError::Fatal(Fatal::Stopped)) => Err(MetaError::ShutDown),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 Err(MetaError::Raft(format!(

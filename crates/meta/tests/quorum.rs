@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use sluice_meta::{
     BrokerRegistration, MetaError, MetadataQuorum, MetadataRecord, PartitionState, QuorumConfig,
+    RecordOutcome, RecordRejected,
 };
 use uuid::Uuid;
 
@@ -39,6 +40,7 @@ fn partition(partition: i32, leader_epoch: i32) -> PartitionState {
         isr: vec![1],
         leader: 1,
         leader_epoch,
+        ..PartitionState::default()
     }
 }
 
@@ -57,6 +59,7 @@ fn register(node_id: i32) -> MetadataRecord {
         host: "localhost".to_string(),
         port: 9092,
         rack: None,
+        ..BrokerRegistration::default()
     })
 }
 
@@ -335,4 +338,47 @@ async fn more_than_one_voter_is_refused() {
     ))
     .await;
     assert!(matches!(result, Err(MetaError::Raft(_))));
+}
+
+#[tokio::test]
+async fn the_state_machine_answers_and_refuses() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let quorum = open(dir.path(), 1).await.unwrap();
+    let topic_id = Uuid::new_v4();
+    bounded(quorum.propose(vec![create_topic("t", topic_id, 1)]))
+        .await
+        .unwrap();
+
+    tracing::info!("phase: a duplicate name is refused, with the rest of its entry");
+    let before = quorum.image();
+    let refused =
+        bounded(quorum.propose(vec![register(7), create_topic("t", Uuid::new_v4(), 2)])).await;
+    assert!(matches!(
+        refused,
+        Err(MetaError::Rejected(RecordRejected::TopicNameExists { ref name })) if name == "t"
+    ));
+    let after = quorum.image();
+    assert!(!after.brokers.contains_key(&7));
+    assert_eq!(after.topic("t"), before.topic("t"));
+
+    tracing::info!("phase: producer-id blocks come from the state machine");
+    let mut firsts = Vec::new();
+    for _ in 0..2 {
+        let outcomes = bounded(quorum.propose(vec![MetadataRecord::AllocateProducerIds {
+            node_id: 1,
+            first_producer_id: 0,
+            count: 100,
+        }]))
+        .await
+        .unwrap();
+        match outcomes.as_slice() {
+            [RecordOutcome::ProducerIdsAllocated {
+                first_producer_id, ..
+            }] => firsts.push(*first_producer_id),
+            other => panic!("unexpected outcomes {other:?}"),
+        }
+    }
+    assert_eq!(firsts, vec![0, 100]);
+    bounded(quorum.shutdown()).await.unwrap();
 }

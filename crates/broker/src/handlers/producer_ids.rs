@@ -2,14 +2,16 @@
 //! blocks behind it.
 //!
 //! Ids come from blocks recorded in the metadata log (as KRaft's
-//! AllocateProducerIds does): the block is committed before any id in it is
-//! handed out, so no id is ever given twice, across restarts included.
+//! AllocateProducerIds does): the metadata state machine picks each block
+//! (`controller::allocate_producer_ids`), and it is committed before any id in
+//! it is handed out, so no id is ever given twice, across restarts and
+//! brokers included.
 
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId, RequestHeader,
 };
-use sluice_meta::MetadataRecord;
 
+use crate::controller;
 use crate::error_codes;
 use crate::state::BrokerState;
 
@@ -29,16 +31,13 @@ pub struct ProducerIdBlock {
 pub async fn next_producer_id(state: &BrokerState) -> Result<i64, i16> {
     let mut block = state.producer_ids.lock().await;
     if block.next >= block.end {
-        let first = state.quorum.image().next_producer_id.max(0);
-        let record = MetadataRecord::AllocateProducerIds {
-            node_id: state.node_id,
-            first_producer_id: first,
-            count: PRODUCER_ID_BLOCK_SIZE,
+        let first = match controller::allocate_producer_ids(state, PRODUCER_ID_BLOCK_SIZE).await {
+            Ok(first) => first,
+            Err(error) => {
+                tracing::warn!(error = %error.message, "allocating a producer id block failed");
+                return Err(error_codes::COORDINATOR_NOT_AVAILABLE);
+            }
         };
-        if let Err(error) = state.quorum.propose(vec![record]).await {
-            tracing::warn!(%error, "allocating a producer id block failed");
-            return Err(error_codes::COORDINATOR_NOT_AVAILABLE);
-        }
         *block = ProducerIdBlock {
             next: first,
             end: first + PRODUCER_ID_BLOCK_SIZE,

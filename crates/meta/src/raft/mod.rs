@@ -6,14 +6,14 @@ pub(crate) mod state_machine;
 
 use std::io::Cursor;
 
-use crate::MetadataRecord;
+use crate::{EntryResponse, RecordBatch};
 
 openraft::declare_raft_types!(
     /// Openraft type config of the metadata quorum. Kafka's i32 node ids map to
     /// u64 (node ids are never negative).
     pub TypeConfig:
-        D = Vec<MetadataRecord>,
-        R = (),
+        D = RecordBatch,
+        R = EntryResponse,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,

@@ -2,8 +2,14 @@
 //! (last applied log id, last membership, the current snapshot).
 //!
 //! The image lives in memory. Snapshots are the serde_json of the image, kept in
-//! `<data-dir>/meta/snapshot.json` (temp + fsync + rename). On restart the image
-//! is loaded from that snapshot and openraft re-applies the log after it.
+//! `<data-dir>/meta/snapshot.json` (temp + fsync + rename) with the record
+//! format version that wrote it. On restart the image is loaded from that
+//! snapshot and openraft re-applies the log after it.
+//!
+//! Applying an entry returns its [`EntryResponse`] to the proposer: the
+//! outcome of each record (the producer-id block assigned, the broker epoch
+//! given), or the refusal that left the entry unapplied. Replay computes the
+//! same responses and drops them.
 
 use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
@@ -19,7 +25,7 @@ use tokio::sync::watch;
 
 use super::TypeConfig;
 use crate::files::{read_optional, write_atomically};
-use crate::ClusterImage;
+use crate::{ClusterImage, EntryResponse, RecordBatch, RECORD_FORMAT_VERSION};
 
 /// The snapshot file's name.
 const SNAPSHOT_FILE: &str = "snapshot.json";
@@ -38,6 +44,10 @@ struct StoredSnapshot {
 /// On-disk form of [`StoredSnapshot`]: the image as JSON, not a byte array.
 #[derive(Serialize, Deserialize)]
 struct SnapshotFile {
+    /// The record format the image was written with (0: before versions;
+    /// fields added since decode to their defaults).
+    #[serde(default, rename = "v")]
+    version: u16,
     /// See [`StoredSnapshot::meta`].
     meta: SnapshotMeta<NodeId, BasicNode>,
     /// The image at `meta.last_log_id`.
@@ -72,6 +82,28 @@ struct StateMachineState {
     snapshot_counter: u64,
 }
 
+/// An entry written by a newer record format than this code knows stops the
+/// state machine (openraft stops on a storage error): applying it partly
+/// understood would make this node's image differ from its peers'.
+// StorageError is openraft's type, returned by every trait method here.
+#[allow(clippy::result_large_err)]
+fn check_format_version(
+    batch: &RecordBatch,
+    log_id: LogId<NodeId>,
+) -> Result<(), StorageError<NodeId>> {
+    if batch.version <= RECORD_FORMAT_VERSION {
+        return Ok(());
+    }
+    let error = io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "metadata log entry {} has record format {}, this broker knows up to {RECORD_FORMAT_VERSION}",
+            log_id.index, batch.version
+        ),
+    );
+    Err(StorageIOError::read_log_at_index(log_id.index, &error).into())
+}
+
 fn sm_read_error(error: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
     StorageIOError::read_state_machine(error).into()
 }
@@ -93,6 +125,15 @@ impl StateMachineStore {
             let file: SnapshotFile = serde_json::from_slice(&bytes).map_err(|e| {
                 io::Error::new(io::ErrorKind::InvalidData, format!("{SNAPSHOT_FILE}: {e}"))
             })?;
+            if file.version > RECORD_FORMAT_VERSION {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{SNAPSHOT_FILE} has record format {}, this broker knows up to {RECORD_FORMAT_VERSION}",
+                        file.version
+                    ),
+                ));
+            }
             let data = serde_json::to_vec(&file.image).map_err(io::Error::other)?;
             tracing::info!(last_log_id = ?file.meta.last_log_id, "loaded metadata snapshot");
             state.image = file.image;
@@ -131,6 +172,7 @@ impl StateMachineStore {
         image: &ClusterImage,
     ) -> io::Result<()> {
         let file = SnapshotFile {
+            version: RECORD_FORMAT_VERSION,
             meta: snapshot.meta.clone(),
             image: image.clone(),
         };
@@ -191,7 +233,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((state.last_applied, state.last_membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, StorageError<NodeId>>
+    /// Applies each entry's records all or none; a refused entry is
+    /// committed but changes nothing, and its proposer gets the refusal.
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<EntryResponse>, StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -202,19 +246,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             for entry in entries {
                 state.last_applied = Some(entry.log_id);
                 state.image.last_applied_index = entry.log_id.index;
-                match entry.payload {
-                    EntryPayload::Blank => {}
-                    EntryPayload::Normal(records) => {
-                        for record in &records {
-                            state.image.apply(record);
-                        }
+                let response = match entry.payload {
+                    EntryPayload::Blank => Ok(Vec::new()),
+                    EntryPayload::Normal(batch) => {
+                        check_format_version(&batch, entry.log_id)?;
+                        state.image.apply_all(&batch)
                     }
                     EntryPayload::Membership(membership) => {
                         state.last_membership =
                             StoredMembership::new(Some(entry.log_id), membership);
+                        Ok(Vec::new())
                     }
-                }
-                responses.push(());
+                };
+                responses.push(response);
             }
             Arc::new(state.image.clone())
         };

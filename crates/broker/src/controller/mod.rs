@@ -1,0 +1,244 @@
+//! The controller: every metadata change this broker makes.
+//!
+//! Shaped as Kafka's QuorumController divides it. Each control manager
+//! ([`topics`], [`configs`], [`producer_ids`]) is a pure function of a
+//! request and the current [`ClusterImage`] (plus the broker's settings, in a
+//! [`ControllerContext`]): it validates and returns a [`ControllerResult`],
+//! the records to append and the response, or a [`TopicError`]. Nothing
+//! changes until [`commit`] has proposed the records through the metadata
+//! quorum, the state machine has applied them, and this node has reconciled
+//! its partitions. The state machine has the last word: it refuses a
+//! CreateTopic for a name that exists (two proposers racing) and it assigns
+//! producer-id blocks.
+//!
+//! `BrokerState::controller_lock` serializes validate-then-propose on this
+//! node, so a validation is never made against an image another change is
+//! about to replace.
+
+use std::sync::Arc;
+
+use sluice_meta::{ClusterImage, MetaError, MetadataRecord, RecordOutcome, RecordRejected};
+use uuid::Uuid;
+
+use crate::config::{DynamicBrokerConfigs, Settings};
+use crate::error_codes;
+use crate::state::BrokerState;
+
+pub mod configs;
+pub mod placement;
+pub mod producer_ids;
+pub mod topics;
+
+#[cfg(test)]
+mod tests;
+
+pub use configs::{ConfigOp, ConfigResource};
+pub use topics::{validate_topic_name, CreatedTopic, TopicSpec, TOPIC_NAME_CHARS_MAX};
+
+/// A Kafka error for one topic (or config resource): the code and message
+/// the handler puts in its response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicError {
+    /// Kafka error code (`error_codes`).
+    pub code: i16,
+    /// Kafka's message for it, byte for byte.
+    pub message: String,
+}
+
+impl TopicError {
+    pub(crate) fn new(code: i16, message: impl Into<String>) -> TopicError {
+        TopicError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a control manager decided (Kafka's ControllerResult): the records
+/// to append, and the response to give once they are applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerResult<R> {
+    /// Records to propose as one entry; empty when nothing changes.
+    pub records: Vec<MetadataRecord>,
+    /// The response for the requester.
+    pub response: R,
+}
+
+impl<R> ControllerResult<R> {
+    /// The same decision with nothing to append when the request only
+    /// validates (`validate_only`): the response is what would be.
+    pub fn validated_only(self, validate_only: bool) -> ControllerResult<R> {
+        if validate_only {
+            ControllerResult {
+                records: Vec::new(),
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+}
+
+/// What a control manager reads besides the request.
+#[derive(Clone, Copy)]
+pub struct ControllerContext<'a> {
+    /// The image the decision is made against.
+    pub image: &'a ClusterImage,
+    /// This broker's static settings (defaults under the dynamic configs).
+    pub settings: &'a Settings,
+    /// This broker's node id (selects its dynamic per-broker configs).
+    pub node_id: i32,
+}
+
+impl ControllerContext<'_> {
+    /// The dynamic broker configs of this node in the image.
+    pub fn dynamic_configs(&self) -> DynamicBrokerConfigs {
+        DynamicBrokerConfigs::from_image(self.image, self.node_id)
+    }
+
+    /// A broker config's effective value as a number (as
+    /// `BrokerState::broker_config_i64`, against this image).
+    pub fn broker_config_i64(&self, name: &str) -> i64 {
+        let (value, _) = self.settings.broker_value(&self.dynamic_configs(), name);
+        crate::config::parse_number(name, &value)
+    }
+}
+
+/// Runs `decide` against the current image under the controller lock and
+/// commits its records; returns the response once they are applied.
+async fn decide_and_commit<R>(
+    state: &BrokerState,
+    decide: impl FnOnce(ControllerContext<'_>) -> Result<ControllerResult<R>, TopicError>,
+) -> Result<R, TopicError> {
+    let _guard = state.controller_lock.lock().await;
+    let image = state.quorum.image();
+    let context = ControllerContext {
+        image: &image,
+        settings: &state.settings,
+        node_id: state.node_id,
+    };
+    let result = decide(context)?;
+    commit(state, result.records).await?;
+    Ok(result.response)
+}
+
+/// The one way a metadata change is made: proposes `records` as one entry,
+/// waits until the state machine has applied them, and reconciles this
+/// node's partitions with the new image. Returns each record's outcome.
+/// Nothing is proposed for no records.
+pub async fn commit(
+    state: &BrokerState,
+    records: Vec<MetadataRecord>,
+) -> Result<Vec<RecordOutcome>, TopicError> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let outcomes = state.quorum.propose(records).await.map_err(propose_error)?;
+    apply_locally(state, &state.quorum.image());
+    Ok(outcomes)
+}
+
+/// The Kafka error for a failed proposal.
+fn propose_error(error: MetaError) -> TopicError {
+    match error {
+        MetaError::Rejected(RecordRejected::TopicNameExists { name }) => TopicError::new(
+            error_codes::TOPIC_ALREADY_EXISTS,
+            format!("Topic '{name}' already exists."),
+        ),
+        other => TopicError::new(error_codes::UNKNOWN_SERVER_ERROR, other.to_string()),
+    }
+}
+
+/// Applies a committed change to this node's partitions. The change is in the
+/// metadata log whatever happens here: a partition that fails to open (full
+/// disk, no descriptors) stays offline, requests for it get
+/// KAFKA_STORAGE_ERROR, and the image follower retries it with backoff (as a
+/// broker of a cluster applies what the controller committed).
+fn apply_locally(state: &BrokerState, image: &Arc<ClusterImage>) {
+    if let Err(error) = state.replicas.reconcile(image) {
+        tracing::warn!(%error, "applying the metadata change locally failed; retrying in the background");
+        state.replicas.request_reconcile_retry();
+    }
+}
+
+/// Validates and (unless `validate_only`) creates a topic.
+pub async fn create_topic(
+    state: &BrokerState,
+    spec: TopicSpec,
+    validate_only: bool,
+) -> Result<CreatedTopic, TopicError> {
+    // Checks that need no image come before the lock.
+    topics::validate_spec(&spec)?;
+    let name = spec.name.clone();
+    let created = decide_and_commit(state, |context| {
+        Ok(topics::create_topic(context, spec, Uuid::new_v4())?.validated_only(validate_only))
+    })
+    .await?;
+    if !validate_only {
+        tracing::info!(topic = %name, topic_id = %created.topic_id, partitions = created.num_partitions, "topic created");
+    }
+    Ok(created)
+}
+
+/// Deletes a topic by name.
+pub async fn delete_topic(state: &BrokerState, name: &str) -> Result<Uuid, TopicError> {
+    let topic_id = decide_and_commit(state, |context| topics::delete_topic(context, name)).await?;
+    tracing::info!(topic = %name, %topic_id, "topic deleted");
+    Ok(topic_id)
+}
+
+/// Applies config changes to a resource: validates every resulting value,
+/// then proposes the differences as metadata records (nothing changes on any
+/// error). `replace_all` is the legacy AlterConfigs: the given set becomes the
+/// whole set of overrides.
+pub async fn alter_configs(
+    state: &BrokerState,
+    resource: ConfigResource,
+    ops: Vec<ConfigOp>,
+    replace_all: bool,
+    validate_only: bool,
+) -> Result<(), TopicError> {
+    let changed = decide_and_commit(state, |context| {
+        let result = configs::alter_configs(context, &resource, ops, replace_all)?
+            .validated_only(validate_only);
+        let changed = !result.records.is_empty();
+        Ok(ControllerResult {
+            records: result.records,
+            response: changed,
+        })
+    })
+    .await?;
+    if changed {
+        tracing::info!(?resource, "configs altered");
+    }
+    Ok(())
+}
+
+/// CreatePartitions: grows a topic to `count` partitions.
+pub async fn create_partitions(
+    state: &BrokerState,
+    name: &str,
+    count: i32,
+    assignments: Option<Vec<Vec<i32>>>,
+    validate_only: bool,
+) -> Result<(), TopicError> {
+    decide_and_commit(state, |context| {
+        Ok(
+            topics::create_partitions(context, name, count, assignments)?
+                .validated_only(validate_only),
+        )
+    })
+    .await?;
+    if !validate_only {
+        tracing::info!(topic = name, count, "partitions created");
+    }
+    Ok(())
+}
+
+/// Reserves a block of `count` producer ids for this broker; returns its
+/// first id, as the state machine assigned it.
+pub async fn allocate_producer_ids(state: &BrokerState, count: i64) -> Result<i64, TopicError> {
+    let result = producer_ids::allocate_producer_ids(state.node_id, count);
+    let outcomes = commit(state, result.records).await?;
+    producer_ids::allocated_block(&outcomes, state.node_id)
+}
