@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::segment::read_first_segment;
-use common::{assign, consumer, create_topic, poll_for, poll_messages, producer, TestBroker};
+use common::{assign, consumer, create_topic, poll_for, poll_messages, producer, start_in_process};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset};
@@ -41,13 +41,13 @@ fn value_for(index: usize) -> String {
 }
 
 async fn round_trip(codec: &str, codec_id: i16) {
-    let broker = TestBroker::start();
+    let cluster = start_in_process(&[]);
     eprintln!("phase: codec {codec}");
     let topic = format!("codec-{codec}");
-    create_topic(broker.bootstrap(), &topic, 1).await;
+    create_topic(cluster.bootstrap(), &topic, 1).await;
 
     let producer = producer(
-        broker.bootstrap(),
+        cluster.bootstrap(),
         &[
             ("compression.type", codec),
             ("linger.ms", "50"),
@@ -93,7 +93,7 @@ async fn round_trip(codec: &str, codec_id: i16) {
     }
 
     eprintln!("phase: consume {codec}");
-    let consumer = consumer(broker.bootstrap(), &[]);
+    let consumer = consumer(cluster.bootstrap(), &[]);
     assign(&consumer, &topic, &[(0, Offset::Beginning)]);
     let messages = poll_messages(&consumer, RECORD_COUNT, Duration::from_secs(30));
     assert_eq!(messages.len(), RECORD_COUNT, "{codec}: records consumed");
@@ -131,7 +131,7 @@ async fn round_trip(codec: &str, codec_id: i16) {
     );
 
     eprintln!("phase: segment file {codec}");
-    let (_, batches) = read_first_segment(broker.data_dir(), &topic, 0);
+    let (_, batches) = read_first_segment(cluster.node(1).data_dir(), &topic, 0);
     assert!(!batches.is_empty(), "{codec}: segment has batches");
     eprintln!("{codec}: stored batches {batches:?}");
     let mut next_offset = 0;

@@ -5,23 +5,23 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assign, consumer, create_topic, poll_messages, produce_one, TestBroker};
+use common::{assign, consumer, create_topic, poll_messages, produce_one, start_in_process};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_at_high_watermark_waits_without_error() {
-    let broker = TestBroker::start();
+    let cluster = start_in_process(&[]);
     let topic = "at-hwm";
-    create_topic(broker.bootstrap(), topic, 1).await;
+    create_topic(cluster.bootstrap(), topic, 1).await;
     for index in 0..3 {
         assert_eq!(
-            produce_one(broker.bootstrap(), topic, "k", "old").await,
+            produce_one(cluster.bootstrap(), topic, "k", "old").await,
             index
         );
     }
-    let consumer = consumer(broker.bootstrap(), &[]);
+    let consumer = consumer(cluster.bootstrap(), &[]);
     assign(&consumer, topic, &[(0, Offset::Offset(3))]);
     let deadline = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < deadline {
@@ -31,7 +31,7 @@ async fn fetch_at_high_watermark_waits_without_error() {
             Some(Err(error)) => panic!("fetch at the high watermark failed: {error}"),
         }
     }
-    assert_eq!(produce_one(broker.bootstrap(), topic, "k", "new").await, 3);
+    assert_eq!(produce_one(cluster.bootstrap(), topic, "k", "new").await, 3);
     let messages = poll_messages(&consumer, 1, Duration::from_secs(30));
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].offset(), 3);
@@ -40,17 +40,17 @@ async fn fetch_at_high_watermark_waits_without_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_above_high_watermark_is_out_of_range() {
-    let broker = TestBroker::start();
+    let cluster = start_in_process(&[]);
     let topic = "above-hwm";
-    create_topic(broker.bootstrap(), topic, 1).await;
+    create_topic(cluster.bootstrap(), topic, 1).await;
     for index in 0..3 {
         assert_eq!(
-            produce_one(broker.bootstrap(), topic, "k", "v").await,
+            produce_one(cluster.bootstrap(), topic, "k", "v").await,
             index
         );
     }
     // auto.offset.reset=error: librdkafka reports the broker's OFFSET_OUT_OF_RANGE.
-    let consumer = consumer(broker.bootstrap(), &[("auto.offset.reset", "error")]);
+    let consumer = consumer(cluster.bootstrap(), &[("auto.offset.reset", "error")]);
     assign(&consumer, topic, &[(0, Offset::Offset(10))]);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -76,19 +76,19 @@ async fn fetch_above_high_watermark_is_out_of_range() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_batch_is_returned_even_when_larger_than_fetch_limits() {
     // KIP-74: a fetch returns at least the first whole batch, or the consumer stalls.
-    let broker = TestBroker::start();
+    let cluster = start_in_process(&[]);
     let topic = "big-batch";
-    create_topic(broker.bootstrap(), topic, 1).await;
+    create_topic(cluster.bootstrap(), topic, 1).await;
     let big: String = (0..200_000)
         .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
         .collect();
-    assert_eq!(produce_one(broker.bootstrap(), topic, "k", &big).await, 0);
+    assert_eq!(produce_one(cluster.bootstrap(), topic, "k", &big).await, 0);
     assert_eq!(
-        produce_one(broker.bootstrap(), topic, "k", "small").await,
+        produce_one(cluster.bootstrap(), topic, "k", "small").await,
         1
     );
     let consumer = consumer(
-        broker.bootstrap(),
+        cluster.bootstrap(),
         &[
             ("message.max.bytes", "1000"),
             ("fetch.max.bytes", "1024"),

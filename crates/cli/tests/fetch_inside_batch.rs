@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::segment::read_first_segment;
-use common::{assign, consumer, create_topic, poll_for, poll_messages, producer, TestBroker};
+use common::{assign, consumer, create_topic, poll_for, poll_messages, producer, start_in_process};
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::{Message, Offset};
 
@@ -15,13 +15,13 @@ const START_OFFSET: i64 = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assignment_inside_a_compressed_batch_yields_the_rest_of_it() {
-    let broker = TestBroker::start();
+    let cluster = start_in_process(&[]);
     let topic = "inside-batch";
-    create_topic(broker.bootstrap(), topic, 1).await;
+    create_topic(cluster.bootstrap(), topic, 1).await;
 
     eprintln!("phase: produce one compressed batch");
     let producer = producer(
-        broker.bootstrap(),
+        cluster.bootstrap(),
         &[
             ("compression.type", "gzip"),
             ("linger.ms", "10000"),
@@ -52,7 +52,7 @@ async fn assignment_inside_a_compressed_batch_yields_the_rest_of_it() {
             .unwrap_or_else(|(error, _)| panic!("record {index}: {error}"));
         assert_eq!(delivery.offset, index as i64);
     }
-    let (_, batches) = read_first_segment(broker.data_dir(), topic, 0);
+    let (_, batches) = read_first_segment(cluster.node(1).data_dir(), topic, 0);
     assert_eq!(
         batches.len(),
         1,
@@ -62,7 +62,7 @@ async fn assignment_inside_a_compressed_batch_yields_the_rest_of_it() {
     assert_eq!(batches[0].codec(), 1, "the batch is gzip-compressed");
 
     eprintln!("phase: consume from offset {START_OFFSET}");
-    let consumer = consumer(broker.bootstrap(), &[]);
+    let consumer = consumer(cluster.bootstrap(), &[]);
     assign(&consumer, topic, &[(0, Offset::Offset(START_OFFSET))]);
     let expected = (RECORD_COUNT - START_OFFSET) as usize;
     let mut messages = poll_messages(&consumer, expected, Duration::from_secs(30));

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use common::raw::RawConnection;
-use common::{create_topic, topic_name, TestBroker};
+use common::{create_topic, start_in_process, topic_name};
 use group::{close_within, group_consumer, poll_count, produce_to_partitions, summary};
 use group::{GROUP_BROKER_SETTINGS, REBALANCE_TIMEOUT};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -107,7 +107,7 @@ fn commit_code(response: &OffsetCommitResponse) -> i16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_group_requests_get_kafka_error_codes_and_harm_nothing() {
-    let broker = TestBroker::start_with(GROUP_BROKER_SETTINGS);
+    let broker = start_in_process(GROUP_BROKER_SETTINGS);
     let bootstrap = broker.bootstrap();
     let topic = topic_name("bad-group");
     let group = topic_name("bad-group-id");

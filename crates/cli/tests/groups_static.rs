@@ -8,7 +8,7 @@ mod group;
 
 use std::time::Duration;
 
-use common::{create_topic, topic_name, TestBroker};
+use common::{create_topic, start_in_process, topic_name};
 use group::{
     assigned, close_within, group_consumer, is_split, poll_until, GROUP_BROKER_SETTINGS,
     REBALANCE_TIMEOUT,
@@ -16,7 +16,7 @@ use group::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_member_restarts_without_a_rebalance() {
-    let broker = TestBroker::start_with(GROUP_BROKER_SETTINGS);
+    let broker = start_in_process(GROUP_BROKER_SETTINGS);
     let bootstrap = broker.bootstrap();
     let topic = topic_name("static");
     let group = topic_name("static-group");

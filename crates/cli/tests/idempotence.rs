@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::raw::RawConnection;
 use common::{
     assign, consumer, create_topic, poll_for, poll_messages, producer, topic_name, TestBroker,
@@ -27,12 +27,10 @@ use kafka_protocol::messages::{
     BrokerId, InitProducerIdRequest, ListOffsetsRequest, ProduceRequest, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset};
+use sluice_testkit::{RecordBatchBuilder, TestRecord};
 
 /// Kafka error codes these tests expect.
 const NONE: i16 = 0;
@@ -136,44 +134,12 @@ impl Raw {
 /// One RecordBatch v2 of `count` records from producer `producer_id` at `epoch`,
 /// the first record at sequence `base_sequence`. `producer_id` -1 is a plain batch.
 fn batch(producer_id: i64, epoch: i16, base_sequence: i32, count: usize, tag: &str) -> Bytes {
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after epoch")
-        .as_millis() as i64;
-    let records: Vec<Record> = (0..count)
-        .map(|index| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            // offset - sequence is constant, so the encoder keeps one batch whose base
-            // sequence is `base_sequence` (-1 for a plain batch).
-            sequence: if producer_id < 0 {
-                index as i32 - 1
-            } else {
-                base_sequence.wrapping_add(index as i32)
-            },
-            timestamp,
-            key: None,
-            value: Some(Bytes::from(format!("{tag}-{index}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode record batch");
-    buffer.freeze()
+    // A plain batch keeps base sequence -1 whatever the caller passed.
+    let base_sequence = if producer_id < 0 { -1 } else { base_sequence };
+    RecordBatchBuilder::new()
+        .producer(producer_id, epoch, base_sequence)
+        .records((0..count).map(|index| TestRecord::value(format!("{tag}-{index}"))))
+        .bytes()
 }
 
 // ----------------------------------------------------------------------------- InitProducerId

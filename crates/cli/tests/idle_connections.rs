@@ -15,12 +15,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::raw::{decode_response, RawConnection, ReadOutcome};
-use common::{create_topic, topic_name, TestBroker};
+use common::{create_topic, start_in_process, topic_name};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
     ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_testkit::TestCluster;
 
 /// `connections.max.idle.ms` of the brokers in this file.
 const IDLE_MS: u64 = 2_000;
@@ -29,8 +30,8 @@ const CLOSE_BOUND: Duration = Duration::from_secs(40);
 /// How long an answer may take.
 const ANSWER_BOUND: Duration = Duration::from_secs(30);
 
-fn start_broker() -> TestBroker {
-    TestBroker::start_with(&[("connections.max.idle.ms", &IDLE_MS.to_string())])
+fn start_broker() -> TestCluster {
+    start_in_process(&[("connections.max.idle.ms", &IDLE_MS.to_string())])
 }
 
 fn idle() -> Duration {
@@ -217,10 +218,10 @@ async fn a_long_poll_longer_than_the_idle_time_keeps_its_connection() {
 #[test]
 fn an_idle_time_of_minus_one_or_long_max_never_closes() {
     let closing = start_broker();
-    let never: Vec<(TestBroker, RawConnection)> = ["-1", "9223372036854775807"]
+    let never: Vec<(TestCluster, RawConnection)> = ["-1", "9223372036854775807"]
         .into_iter()
         .map(|idle_ms| {
-            let broker = TestBroker::start_with(&[("connections.max.idle.ms", idle_ms)]);
+            let broker = start_in_process(&[("connections.max.idle.ms", idle_ms)]);
             let mut connection = RawConnection::connect(broker.bootstrap());
             api_versions(&mut connection, 1);
             (broker, connection)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::raw::RawConnection;
 use common::segment::read_first_segment;
-use common::{consumer, create_topic, producer, watermarks, TestBroker, CLIENT_TIMEOUT};
+use common::{consumer, create_topic, producer, start_in_process, watermarks, CLIENT_TIMEOUT};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -48,8 +48,8 @@ async fn acknowledged(delivery: rdkafka::producer::DeliveryFuture) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_for_times_and_special_timestamps() {
-    let broker = TestBroker::start();
-    create_topic(broker.bootstrap(), TOPIC, 1).await;
+    let cluster = start_in_process(&[]);
+    create_topic(cluster.bootstrap(), TOPIC, 1).await;
     // Recent enough for retention, in the past for message.timestamp.after.max.ms.
     let base = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -59,8 +59,8 @@ async fn offsets_for_times_and_special_timestamps() {
     let timestamp = |offset: usize| base + RELATIVE_TIMESTAMPS[offset];
 
     eprintln!("phase: produce");
-    let single = producer(broker.bootstrap(), &[("linger.ms", "0")]);
-    let batched = producer(broker.bootstrap(), &[("linger.ms", "1000")]);
+    let single = producer(cluster.bootstrap(), &[("linger.ms", "0")]);
+    let batched = producer(cluster.bootstrap(), &[("linger.ms", "1000")]);
     for offset in 0..2 {
         let delivery = send(&single, offset, timestamp(offset));
         assert_eq!(acknowledged(delivery).await, offset as i64);
@@ -77,7 +77,7 @@ async fn offsets_for_times_and_special_timestamps() {
         assert_eq!(acknowledged(delivery).await, offset as i64);
     }
 
-    let (_, batches) = read_first_segment(broker.data_dir(), TOPIC, 0);
+    let (_, batches) = read_first_segment(cluster.node(1).data_dir(), TOPIC, 0);
     let batch_of_2 = batches
         .iter()
         .find(|b| b.base_offset <= 2 && 2 <= b.last_offset())
@@ -105,7 +105,7 @@ async fn offsets_for_times_and_special_timestamps() {
         (5000, Some(6)),
         (5001, None),
     ];
-    let consumer = consumer(broker.bootstrap(), &[]);
+    let consumer = consumer(cluster.bootstrap(), &[]);
     for (relative, expected) in cases {
         let mut query = TopicPartitionList::new();
         query
@@ -141,7 +141,7 @@ async fn offsets_for_times_and_special_timestamps() {
             .expect("partition in answer");
         assert_eq!(element.offset(), Offset::Offset(expected), "{special:?}");
     }
-    assert_eq!(watermarks(broker.bootstrap(), TOPIC, 0), (0, 8));
+    assert_eq!(watermarks(cluster.bootstrap(), TOPIC, 0), (0, 8));
 
     eprintln!("phase: raw ListOffsets v7");
     // (timestamp, expected offset, expected timestamp; None = not checked)
@@ -152,7 +152,7 @@ async fn offsets_for_times_and_special_timestamps() {
         (base + 3150, 4, Some(timestamp(4))),
         (base + 5001, -1, Some(-1)),
     ];
-    let mut connection = RawConnection::connect(broker.bootstrap());
+    let mut connection = RawConnection::connect(cluster.bootstrap());
     for (index, (target, expected_offset, expected_timestamp)) in raw_cases.iter().enumerate() {
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))

@@ -4,17 +4,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assign, consumer, create_topic, poll_messages, produce_one, TestBroker};
+use common::{assign, consumer, create_topic, poll_messages, produce_one, start_in_process};
 use rdkafka::{Message, Offset};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_fetch_receives_a_record_produced_later() {
-    let broker = TestBroker::start();
+    let cluster = start_in_process(&[]);
     let topic = "long-poll";
-    create_topic(broker.bootstrap(), topic, 1).await;
+    create_topic(cluster.bootstrap(), topic, 1).await;
 
     eprintln!("phase: consumer parks on an empty partition");
-    let bootstrap = broker.bootstrap().to_string();
+    let bootstrap = cluster.bootstrap().to_string();
     let consumer_task = tokio::task::spawn_blocking({
         let bootstrap = bootstrap.clone();
         move || {

@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{assign, consumer, create_topic, poll_messages, producer, TestBroker};
+use common::{assign, consumer, create_topic, poll_messages, producer, start_in_process};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset};
 
@@ -15,12 +15,12 @@ const RECORDS_PER_KEY: usize = 40;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_one_key_stay_in_one_partition_in_order() {
-    let broker = TestBroker::start();
+    let cluster = start_in_process(&[]);
     let topic = "ordering";
-    create_topic(broker.bootstrap(), topic, PARTITIONS).await;
+    create_topic(cluster.bootstrap(), topic, PARTITIONS).await;
 
     eprintln!("phase: produce");
-    let producer = producer(broker.bootstrap(), &[("linger.ms", "5")]);
+    let producer = producer(cluster.bootstrap(), &[("linger.ms", "5")]);
     let mut deliveries = Vec::new();
     for sequence in 0..RECORDS_PER_KEY {
         for key in 0..KEYS {
@@ -59,7 +59,7 @@ async fn records_of_one_key_stay_in_one_partition_in_order() {
 
     eprintln!("phase: consume every partition");
     let total = KEYS * RECORDS_PER_KEY;
-    let consumer = consumer(broker.bootstrap(), &[]);
+    let consumer = consumer(cluster.bootstrap(), &[]);
     let assignment: Vec<(i32, Offset)> = (0..PARTITIONS).map(|p| (p, Offset::Beginning)).collect();
     assign(&consumer, topic, &assignment);
     let messages = poll_messages(&consumer, total, Duration::from_secs(30));

@@ -10,22 +10,18 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use common::raw::{record_batch_at, RawConnection};
-use common::{assign, consumer, create_topic, poll_for, poll_messages, watermarks, TestBroker};
+use common::{
+    assign, consumer, create_topic, poll_for, poll_messages, start_in_process, watermarks,
+};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::records::Compression;
 use rdkafka::{Message, Offset};
+use sluice_testkit::batch::{at, rewrite_crc, set_codec, set_record_count};
 
 /// Kafka error codes these tests expect.
 const CORRUPT_MESSAGE: i16 = 2;
 const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 const INVALID_RECORD: i16 = 87;
-
-/// Where the fields this test patches sit in a RecordBatch v2.
-const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
-const LAST_OFFSET_DELTA_AT: usize = 23;
-const RECORD_COUNT_AT: usize = 57;
-const RECORDS_AT: usize = 61;
 
 /// Keyless records `prefix-0..` at offsets 0.., uncompressed unless told.
 fn values(prefix: &str, count: usize, compression: Compression) -> BytesMut {
@@ -39,16 +35,13 @@ fn values(prefix: &str, count: usize, compression: Compression) -> BytesMut {
 
 /// Recomputes the CRC-32C over attributes..end, as a client would.
 fn fix_crc(mut batch: BytesMut) -> Bytes {
-    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
-    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    rewrite_crc(&mut batch);
     batch.freeze()
 }
 
 /// Sets recordCount and lastOffsetDelta (count - 1).
 fn with_count(mut batch: BytesMut, count: i32) -> BytesMut {
-    batch[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
-    batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
-        .copy_from_slice(&(count - 1).to_be_bytes());
+    set_record_count(&mut batch, count);
     batch
 }
 
@@ -56,11 +49,10 @@ fn with_count(mut batch: BytesMut, count: i32) -> BytesMut {
 /// same length, under codec `codec`.
 fn garbage_under_codec(codec: i16) -> Bytes {
     let mut batch = values("poison", 3, Compression::None);
-    for (index, byte) in batch[RECORDS_AT..].iter_mut().enumerate() {
+    for (index, byte) in batch[at::RECORDS..].iter_mut().enumerate() {
         *byte = [0xde, 0xad, 0xbe, 0xef][index % 4];
     }
-    let attributes = (i16::from_be_bytes([batch[21], batch[22]]) & !7) | codec;
-    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+    set_codec(&mut batch, codec);
     fix_crc(batch)
 }
 
@@ -159,10 +151,10 @@ fn batch_indexes(response: &PartitionProduceResponse) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_batches_are_refused_and_consumers_see_only_good_records() {
-    let broker = TestBroker::start();
+    let cluster = start_in_process(&[]);
     let topic = "poison";
-    create_topic(broker.bootstrap(), topic, 1).await;
-    let mut connection = RawConnection::connect(broker.bootstrap());
+    create_topic(cluster.bootstrap(), topic, 1).await;
+    let mut connection = RawConnection::connect(cluster.bootstrap());
 
     tracing_phase("a good batch first");
     let good = connection.produce(topic, values("good", 3, Compression::None).freeze());
@@ -181,7 +173,7 @@ async fn poison_batches_are_refused_and_consumers_see_only_good_records() {
             "{case}: an ErrorMessage says why"
         );
         assert_eq!(
-            watermarks(broker.bootstrap(), topic, 0),
+            watermarks(cluster.bootstrap(), topic, 0),
             (0, 3),
             "{case}: nothing appended"
         );
@@ -205,10 +197,10 @@ async fn poison_batches_are_refused_and_consumers_see_only_good_records() {
         );
         next += 3;
     }
-    assert_eq!(watermarks(broker.bootstrap(), topic, 0), (0, next));
+    assert_eq!(watermarks(cluster.bootstrap(), topic, 0), (0, next));
 
     tracing_phase("a consumer reads every good record and nothing else");
-    let consumer = consumer(broker.bootstrap(), &[("check.crcs", "true")]);
+    let consumer = consumer(cluster.bootstrap(), &[("check.crcs", "true")]);
     assign(&consumer, topic, &[(0, Offset::Beginning)]);
     let messages = poll_messages(&consumer, next as usize, Duration::from_secs(30));
     let read: Vec<(i64, String)> = messages
@@ -230,16 +222,16 @@ async fn poison_batches_are_refused_and_consumers_see_only_good_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_records_on_a_compacted_topic_are_named_in_record_errors() {
-    let broker = TestBroker::start();
+    let cluster = start_in_process(&[]);
     let topic = "poison-compacted";
     lifecycle::create_topic_with(
-        broker.bootstrap(),
+        cluster.bootstrap(),
         topic,
         1,
         &[("cleanup.policy", "compact")],
     )
     .await;
-    let mut connection = RawConnection::connect(broker.bootstrap());
+    let mut connection = RawConnection::connect(cluster.bootstrap());
     let batch = record_batch_at(
         &[
             (Some("k0"), "v0"),
@@ -260,7 +252,7 @@ async fn keyless_records_on_a_compacted_topic_are_named_in_record_errors() {
         assert!(message.contains("without key"), "record error: {message:?}");
     }
     assert!(response.error_message.is_some(), "an ErrorMessage says why");
-    assert_eq!(watermarks(broker.bootstrap(), topic, 0), (0, 0));
+    assert_eq!(watermarks(cluster.bootstrap(), topic, 0), (0, 0));
 
     let keyed = record_batch_at(
         &[(Some("k0"), "v0"), (Some("k1"), "v1")],
@@ -268,7 +260,7 @@ async fn keyless_records_on_a_compacted_topic_are_named_in_record_errors() {
         Compression::Lz4,
     );
     assert_eq!(connection.produce(topic, keyed.freeze()).error_code, 0);
-    assert_eq!(watermarks(broker.bootstrap(), topic, 0), (0, 2));
+    assert_eq!(watermarks(cluster.bootstrap(), topic, 0), (0, 2));
 }
 
 fn tracing_phase(phase: &str) {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     admin, admin_options, assign, consumer, create_topic, create_topics_raw, poll_for,
-    poll_messages, produce_one, watermarks, TestBroker,
+    poll_messages, produce_one, start_in_process, watermarks,
 };
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset};
@@ -15,17 +15,17 @@ const TOPIC: &str = "recreated";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recreated_topic_starts_empty_at_offset_zero() {
-    let broker = TestBroker::start();
-    create_topic(broker.bootstrap(), TOPIC, 1).await;
+    let cluster = start_in_process(&[]);
+    create_topic(cluster.bootstrap(), TOPIC, 1).await;
 
     eprintln!("phase: produce to the first incarnation");
     for index in 0..5 {
-        let offset = produce_one(broker.bootstrap(), TOPIC, "k", &format!("old-{index}")).await;
+        let offset = produce_one(cluster.bootstrap(), TOPIC, "k", &format!("old-{index}")).await;
         assert_eq!(offset, index);
     }
 
     eprintln!("phase: delete");
-    let admin = admin(broker.bootstrap());
+    let admin = admin(cluster.bootstrap());
     let results = tokio::time::timeout(
         Duration::from_secs(30),
         admin.delete_topics(&[TOPIC], &admin_options()),
@@ -41,7 +41,7 @@ async fn recreated_topic_starts_empty_at_offset_zero() {
     eprintln!("phase: re-create (retrying while the deletion completes)");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let results = create_topics_raw(broker.bootstrap(), &[(TOPIC, 1, 1)])
+        let results = create_topics_raw(cluster.bootstrap(), &[(TOPIC, 1, 1)])
             .await
             .expect("CreateTopics request");
         match &results[0] {
@@ -54,8 +54,8 @@ async fn recreated_topic_starts_empty_at_offset_zero() {
     }
 
     eprintln!("phase: the new topic is empty");
-    assert_eq!(watermarks(broker.bootstrap(), TOPIC, 0), (0, 0));
-    let consumer = consumer(broker.bootstrap(), &[]);
+    assert_eq!(watermarks(cluster.bootstrap(), TOPIC, 0), (0, 0));
+    let consumer = consumer(cluster.bootstrap(), &[]);
     assign(&consumer, TOPIC, &[(0, Offset::Beginning)]);
     let old = poll_for(&consumer, Duration::from_secs(2));
     let old: Vec<(i64, Option<Vec<u8>>)> = old
@@ -69,7 +69,7 @@ async fn recreated_topic_starts_empty_at_offset_zero() {
 
     eprintln!("phase: new records start at 0");
     for index in 0..3 {
-        let offset = produce_one(broker.bootstrap(), TOPIC, "k", &format!("new-{index}")).await;
+        let offset = produce_one(cluster.bootstrap(), TOPIC, "k", &format!("new-{index}")).await;
         assert_eq!(offset, index);
     }
     let mut messages = poll_messages(&consumer, 3, Duration::from_secs(30));
@@ -82,5 +82,5 @@ async fn recreated_topic_starts_empty_at_offset_zero() {
         .map(|i| (i, Some(format!("new-{i}").into_bytes())))
         .collect();
     assert_eq!(seen, expected);
-    assert_eq!(watermarks(broker.bootstrap(), TOPIC, 0), (0, 3));
+    assert_eq!(watermarks(cluster.bootstrap(), TOPIC, 0), (0, 3));
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{create_topic, create_topics_raw, partition_count, produce_one, TestBroker};
+use common::{create_topic, create_topics_raw, partition_count, produce_one, start_in_process};
 use rdkafka::types::RDKafkaErrorCode;
 
 /// The error code of the single topic result, `None` on success.
@@ -40,31 +40,34 @@ fn wait_for_partitions(bootstrap: &str, topic: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_topic_is_rejected() {
-    let broker = TestBroker::start();
-    create_topic(broker.bootstrap(), "twice", 2).await;
+    let cluster = start_in_process(&[]);
+    create_topic(cluster.bootstrap(), "twice", 2).await;
     assert_eq!(
-        create_error(broker.bootstrap(), "twice", 2, 1).await,
+        create_error(cluster.bootstrap(), "twice", 2, 1).await,
         Some(RDKafkaErrorCode::TopicAlreadyExists)
     );
-    assert_eq!(wait_for_partitions(broker.bootstrap(), "twice"), 2);
+    assert_eq!(wait_for_partitions(cluster.bootstrap(), "twice"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_topic_names_are_rejected() {
-    let broker = TestBroker::start();
+    let cluster = start_in_process(&[]);
     let too_long = "a".repeat(250);
     let names: &[&str] = &["", ".", "..", &too_long, "bad/name", "spaces are bad"];
     for name in names {
         eprintln!("phase: name {name:?}");
         assert_eq!(
-            create_error(broker.bootstrap(), name, 1, 1).await,
+            create_error(cluster.bootstrap(), name, 1, 1).await,
             Some(RDKafkaErrorCode::InvalidTopic),
             "CreateTopics {name:?}"
         );
     }
     // The longest legal name (249 characters) is accepted.
     let longest = "b".repeat(249);
-    assert_eq!(create_error(broker.bootstrap(), &longest, 1, 1).await, None);
+    assert_eq!(
+        create_error(cluster.bootstrap(), &longest, 1, 1).await,
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,13 +76,13 @@ async fn default_partition_count_applies_to_minus_one() {
     let cases: &[(&[(&str, &str)], usize)] = &[(&[], 1), (&[("num.partitions", "3")], 3)];
     for (settings, expected) in cases {
         eprintln!("phase: settings {settings:?}");
-        let broker = TestBroker::start_with(settings);
+        let cluster = start_in_process(settings);
         assert_eq!(
-            create_error(broker.bootstrap(), "defaulted", -1, -1).await,
+            create_error(cluster.bootstrap(), "defaulted", -1, -1).await,
             None
         );
         assert_eq!(
-            wait_for_partitions(broker.bootstrap(), "defaulted"),
+            wait_for_partitions(cluster.bootstrap(), "defaulted"),
             *expected,
             "partitions with settings {settings:?}"
         );
@@ -88,13 +91,13 @@ async fn default_partition_count_applies_to_minus_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_factor_above_broker_count_is_rejected() {
-    let broker = TestBroker::start();
+    let cluster = start_in_process(&[]);
     assert_eq!(
-        create_error(broker.bootstrap(), "three-copies", 1, 3).await,
+        create_error(cluster.bootstrap(), "three-copies", 1, 3).await,
         Some(RDKafkaErrorCode::InvalidReplicationFactor)
     );
     assert_eq!(
-        partition_count(broker.bootstrap(), "three-copies"),
+        partition_count(cluster.bootstrap(), "three-copies"),
         None,
         "the rejected topic does not exist"
     );
@@ -102,22 +105,22 @@ async fn replication_factor_above_broker_count_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_metadata_request_auto_creates_a_topic() {
-    let broker = TestBroker::start_with(&[("num.partitions", "2")]);
-    let offset = produce_one(broker.bootstrap(), "auto-created", "k", "v").await;
+    let cluster = start_in_process(&[("num.partitions", "2")]);
+    let offset = produce_one(cluster.bootstrap(), "auto-created", "k", "v").await;
     assert_eq!(offset, 0);
-    assert_eq!(wait_for_partitions(broker.bootstrap(), "auto-created"), 2);
+    assert_eq!(wait_for_partitions(cluster.bootstrap(), "auto-created"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_metadata_request_does_not_create_a_topic() {
     // librdkafka consumers send allow_auto_topic_creation = false.
-    let broker = TestBroker::start();
+    let cluster = start_in_process(&[]);
     assert_eq!(
-        partition_count(broker.bootstrap(), "only-asked-about"),
+        partition_count(cluster.bootstrap(), "only-asked-about"),
         None
     );
     assert_eq!(
-        partition_count(broker.bootstrap(), "only-asked-about"),
+        partition_count(cluster.bootstrap(), "only-asked-about"),
         None,
         "the first metadata request did not create the topic"
     );

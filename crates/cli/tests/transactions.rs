@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::raw::RawConnection;
 use common::{
     assign, consumer, create_topic, poll_for, producer, topic_name, watermarks, TestBroker,
@@ -23,13 +23,11 @@ use kafka_protocol::messages::{
     ListTransactionsRequest, ProduceRequest, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice_testkit::{RecordBatchBuilder, TestRecord};
 
 const INVALID_TXN_STATE: i16 = 48;
 const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
@@ -226,38 +224,11 @@ impl Raw {
 
 /// One transactional batch of `count` records.
 fn transactional_batch(producer: (i64, i16), base_sequence: i32, count: usize) -> Bytes {
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after epoch")
-        .as_millis() as i64;
-    let records: Vec<Record> = (0..count)
-        .map(|index| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: producer.0,
-            producer_epoch: producer.1,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            sequence: base_sequence + index as i32,
-            timestamp,
-            key: None,
-            value: Some(Bytes::from(format!("open-{index}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode record batch");
-    buffer.freeze()
+    RecordBatchBuilder::new()
+        .producer(producer.0, producer.1, base_sequence)
+        .transactional(true)
+        .records((0..count).map(|index| TestRecord::value(format!("open-{index}"))))
+        .bytes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

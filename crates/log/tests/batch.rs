@@ -5,10 +5,12 @@
 mod common;
 
 use sluice_log::batch::{self, BatchError, HEADER_BYTES};
+use sluice_testkit::batch::rewrite_crc;
 
+/// The CRC recomputed by the test kit (crc32c directly), not by the code
+/// under test.
 fn with_crc_fixed(mut bytes: Vec<u8>) -> Vec<u8> {
-    let crc = batch::compute_crc(&bytes);
-    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    rewrite_crc(&mut bytes);
     bytes
 }
 

@@ -18,6 +18,7 @@ use common::{
 };
 use kafka_protocol::records::Compression;
 use sluice_log::{Log, LogConfig};
+use sluice_testkit::batch::{replace_records, rewrite_crc, set_codec};
 
 #[test]
 fn latest_value_per_key_offsets_preserved_and_stable_across_reopen() {
@@ -198,14 +199,9 @@ fn hand_made_snappy(uncompressed: &[u8], xerial: Option<usize>) -> BytesMut {
         }
         None => snap::raw::Encoder::new().compress_vec(section).unwrap(),
     };
-    let mut batch = BytesMut::from(&uncompressed[..61]);
-    batch.extend_from_slice(&payload);
-    let length = (batch.len() - 12) as i32;
-    batch[8..12].copy_from_slice(&length.to_be_bytes());
-    let attributes = i16::from_be_bytes([batch[21], batch[22]]) | 2;
-    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[21..]);
-    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    let mut batch = replace_records(uncompressed, &payload);
+    set_codec(&mut batch, 2);
+    rewrite_crc(&mut batch);
     batch
 }
 

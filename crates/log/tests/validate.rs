@@ -10,10 +10,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::Compression;
 use sluice_log::batch::{self, BatchError, HEADER_BYTES};
 use sluice_log::validate::{validate_records, RecordsCheck};
-
-const ATTRIBUTES_AT: usize = 21;
-const LAST_OFFSET_DELTA_AT: usize = 23;
-const RECORD_COUNT_AT: usize = 57;
+use sluice_testkit::batch::{replace_records, rewrite_crc, set_codec, set_record_count};
 
 /// No key needed, 4 MiB decompressed at most (kafka-protocol's zstd frames
 /// declare a 2 MiB window, which must fit).
@@ -50,17 +47,11 @@ fn keyed(count: usize, compression: Compression) -> Vec<u8> {
 /// `batch` with its records section replaced by `body`, codec `codec`,
 /// recordCount `count` (lastOffsetDelta count - 1), length and CRC fixed.
 fn rebuild(batch: &[u8], codec: i16, body: &[u8], count: i32) -> Vec<u8> {
-    let mut out = batch[..HEADER_BYTES].to_vec();
-    out.extend_from_slice(body);
-    let length = (out.len() - 12) as i32;
-    out[8..12].copy_from_slice(&length.to_be_bytes());
-    let attributes = (i16::from_be_bytes([out[21], out[22]]) & !7) | codec;
-    out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
-    out[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
-    out[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&(count - 1).to_be_bytes());
-    let crc = batch::compute_crc(&out);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out
+    let mut out = replace_records(&batch[..HEADER_BYTES], body);
+    set_codec(&mut out, codec);
+    set_record_count(&mut out, count);
+    rewrite_crc(&mut out);
+    out.to_vec()
 }
 
 /// The uncompressed records section of a 3-record batch.

@@ -1,6 +1,8 @@
 //! Shared harness for the end-to-end tests: starts the real `sluice` binary on an
-//! ephemeral port with its own data directory, and builds rdkafka clients with
-//! bounded timeouts.
+//! ephemeral port with its own data directory (for what only a process shows:
+//! kill -9, signals, the CLI, its stderr), or a broker inside the test process
+//! (`start_in_process`, sluice-testkit's `TestCluster`), and builds rdkafka
+//! clients with bounded timeouts.
 //!
 //! Every test binary includes this module and uses a different subset of it.
 #![allow(dead_code)]
@@ -23,6 +25,7 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice_testkit::TestCluster;
 use tempfile::TempDir;
 
 /// How long the broker may take to print its `listening on` line.
@@ -31,6 +34,14 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default bound for one client operation (metadata, admin, delivery).
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Starts one broker inside the test process on an ephemeral port with a
+/// temporary data directory and `settings` (as `--set KEY=VALUE`); node 1 of
+/// the returned cluster. For tests that need no separate process.
+pub fn start_in_process(settings: &[(&str, &str)]) -> TestCluster {
+    TestCluster::start(1, settings)
+        .unwrap_or_else(|error| panic!("starting an in-process broker: {error}"))
+}
 
 /// A `sluice serve` child process with its data directory.
 pub struct TestBroker {

@@ -10,9 +10,8 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{ProduceRequest, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
+use sluice_testkit::{RecordBatchBuilder, TestRecord};
 
 /// How long a raw read waits for a frame (or for the close) before giving up.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -226,39 +225,12 @@ pub fn record_batch_at(
     offsets: &[i64],
     compression: Compression,
 ) -> BytesMut {
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after epoch")
-        .as_millis() as i64;
-    let records: Vec<Record> = records
+    let records = records
         .iter()
         .zip(offsets)
-        .map(|((key, value), offset)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: *offset,
-            // offset - sequence is constant, so the encoder keeps one batch; the base sequence is -1.
-            sequence: *offset as i32 - 1,
-            timestamp,
-            key: key.map(|key| Bytes::copy_from_slice(key.as_bytes())),
-            value: Some(Bytes::copy_from_slice(value.as_bytes())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .expect("encode record batch");
-    buffer
+        .map(|((key, value), offset)| TestRecord::text(*key, Some(value)).offset_delta(*offset));
+    RecordBatchBuilder::new()
+        .compression(compression)
+        .records(records)
+        .build()
 }

@@ -1,11 +1,11 @@
-//! Shared helpers: build real v2 batches with kafka-protocol's encoder.
+//! Shared helpers: real v2 batches from the test kit's builder (the log's
+//! own fixtures: leader epoch 0, sequences from 0), and readers of them.
 #![allow(dead_code)]
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use sluice_log::{AppendOptions, LogConfig};
+use sluice_testkit::{RecordBatchBuilder, TestRecord};
 
 pub mod cleaning;
 
@@ -55,36 +55,20 @@ pub fn encode_timed(
     offsets: &[i64],
     compression: Compression,
 ) -> BytesMut {
-    let records: Vec<Record> = records
+    let records = records
         .iter()
         .zip(offsets)
-        .map(|((key, value, timestamp), offset)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: *offset,
-            sequence: *offset as i32,
-            timestamp: *timestamp,
-            key: key.clone(),
-            value: value.clone(),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buffer
+        .map(|((key, value, timestamp), offset)| {
+            TestRecord::new(key.clone(), value.clone())
+                .at(*timestamp)
+                .offset_delta(*offset)
+        });
+    RecordBatchBuilder::new()
+        .partition_leader_epoch(0)
+        .base_sequence(0)
+        .compression(compression)
+        .records(records)
+        .build()
 }
 
 pub fn batch(records: usize, value_bytes: usize, tag: u64) -> BytesMut {
@@ -169,54 +153,32 @@ pub fn producer_batch(
     kind: BatchKind,
     producer_id: i64,
 ) -> BytesMut {
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(index, (key, value, timestamp))| Record {
-            transactional: kind.transactional,
-            control: kind.control,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch: if producer_id >= 0 { 1 } else { -1 },
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            sequence: index as i32,
-            timestamp: *timestamp,
-            key: key.map(|key| Bytes::copy_from_slice(key.as_bytes())),
-            value: value.map(|value| Bytes::copy_from_slice(value.as_bytes())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buffer
+    let producer_epoch = if producer_id >= 0 { 1 } else { -1 };
+    RecordBatchBuilder::new()
+        .partition_leader_epoch(0)
+        .producer(producer_id, producer_epoch, 0)
+        .transactional(kind.transactional)
+        .control(kind.control)
+        .compression(compression)
+        .records(
+            records
+                .iter()
+                .map(|(key, value, timestamp)| TestRecord::text(*key, *value).at(*timestamp)),
+        )
+        .build()
 }
 
 /// A transaction marker of `producer_id` (COMMIT or ABORT) stamped
 /// `timestamp`, as the broker writes it: key (version 0, type), value
 /// (version 0, coordinator epoch 0).
 pub fn marker_batch(producer_id: i64, commit: bool, timestamp: i64) -> BytesMut {
-    let key = [0, 0, 0, u8::from(commit)];
-    let key = std::str::from_utf8(&key).unwrap();
-    let value = std::str::from_utf8(&[0; 6]).unwrap().to_string();
-    producer_batch(
-        &[(Some(key), Some(value.as_str()), timestamp)],
-        Compression::None,
-        BatchKind {
-            transactional: true,
-            control: true,
-        },
-        producer_id,
-    )
+    RecordBatchBuilder::new()
+        .partition_leader_epoch(0)
+        .producer(producer_id, 1, 0)
+        .transactional(true)
+        .control(true)
+        .record(TestRecord::marker(commit, 0).at(timestamp))
+        .build()
 }
 
 /// A decoded record: offset, key, value.
