@@ -21,7 +21,6 @@ pub mod high_watermark;
 pub mod internal_topic;
 pub mod net;
 pub mod partition;
-pub mod producer_state;
 pub mod replica_fetch;
 pub mod replica_manager;
 pub mod txn;

@@ -51,8 +51,9 @@ use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
-use crate::cleaner_txn::{CleanerTxnInput, ControlType, TxnTracker};
+use crate::cleaner_txn::{CleanerTxnInput, TxnTracker};
 use crate::compact::{self, Filtered, OffsetMap, RetainRules};
+use crate::control::ControlType;
 use crate::index::io_error;
 use crate::partition_log::segment_base;
 use crate::segment::{segment_paths, BatchPlacement, Segment};

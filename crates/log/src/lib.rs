@@ -42,7 +42,17 @@
 //!   (`log.cleaner.io.max.bytes.per.second`). The caller forgets
 //!   `CleanResult::aborted_transactions_removed`.
 //! * `RetentionResult`, `CleanResult`, `CLEANER_OFFSET_CHECKPOINT`,
-//!   `CLEANER_KEY_BYTES_MAX`, `AbortedTxn`, `CleanerTxnInput`, `Throttler`.
+//!   `CLEANER_KEY_BYTES_MAX`, `AbortedTransaction`, `CleanerTxnInput`, `Throttler`.
+//!
+//! Producer state (issue 11: it belongs to the storage engine):
+//!
+//! * `producer_state` — `ProducerStateManager`, the pure producer state of
+//!   one partition (sequences, open and aborted transactions), and
+//!   `producer_state::persistence::{write, load}`, its snapshot file and the
+//!   replay of the log at open. `AbortedTransaction` is the one
+//!   aborted-transaction type: fetch responses, the cleaner and the producer
+//!   state all use it.
+//! * `control` — the control-record codec (marker key and value).
 //!
 //! After `delete_records_before` or a retention pass that moved the start
 //! offset, the broker writes it with `DataDir::write_checkpoints`.
@@ -71,12 +81,14 @@ mod checkpoint;
 mod cleaner;
 mod cleaner_txn;
 mod compact;
+pub mod control;
 mod datadir;
 mod epoch;
 mod handles;
 mod index;
 mod metadata;
 mod partition_log;
+pub mod producer_state;
 mod read;
 mod retention;
 mod segment;
@@ -84,11 +96,12 @@ mod throttle;
 pub mod validate;
 
 pub use cleaner::{CLEANER_KEY_BYTES_MAX, CLEANER_OFFSET_CHECKPOINT};
-pub use cleaner_txn::{AbortedTxn, CleanerTxnInput};
+pub use cleaner_txn::CleanerTxnInput;
 pub use datadir::{parse_partition_dir_name, DataDir, MetaProperties};
 pub use epoch::EpochEntry;
 pub use handles::{open_files, open_files_max, set_open_files_max};
 pub use partition_log::Log;
+pub use producer_state::{AbortedTransaction, ProducerStateManager};
 pub use throttle::Throttler;
 
 use std::path::PathBuf;
@@ -232,7 +245,7 @@ pub struct CleanResult {
     /// rewritten range. Their data went before their marker, so the broker
     /// forgets them; a read_committed consumer given an aborted transaction
     /// without its marker would skip the producer's later transactions too.
-    pub aborted_transactions_removed: Vec<AbortedTxn>,
+    pub aborted_transactions_removed: Vec<AbortedTransaction>,
 }
 
 /// How an append stamps the batch.
