@@ -80,12 +80,17 @@ pub mod batch;
 mod checkpoint;
 mod cleaner;
 mod cleaner_txn;
+mod clock;
 mod compact;
 pub mod control;
 mod datadir;
 mod epoch;
+mod error;
 mod handles;
 mod index;
+mod loader;
+mod log_files;
+mod log_state;
 mod metadata;
 mod partition_log;
 pub mod producer_state;
@@ -95,10 +100,12 @@ mod segment;
 mod throttle;
 pub mod validate;
 
-pub use cleaner::{CLEANER_KEY_BYTES_MAX, CLEANER_OFFSET_CHECKPOINT};
+pub use checkpoint::CLEANER_OFFSET_CHECKPOINT;
+pub use cleaner::CLEANER_KEY_BYTES_MAX;
 pub use cleaner_txn::CleanerTxnInput;
 pub use datadir::{parse_partition_dir_name, DataDir, MetaProperties};
 pub use epoch::EpochEntry;
+pub use error::LogError;
 pub use handles::{open_files, open_files_max, set_open_files_max};
 pub use partition_log::Log;
 pub use producer_state::{AbortedTransaction, ProducerStateManager};
@@ -107,49 +114,6 @@ pub use throttle::Throttler;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-
-/// Errors of the storage engine. The broker maps them to Kafka error codes.
-#[derive(Debug, thiserror::Error)]
-pub enum LogError {
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("offset {offset} out of range [{log_start_offset}, {log_end_offset}]")]
-    OffsetOutOfRange {
-        offset: i64,
-        log_start_offset: i64,
-        log_end_offset: i64,
-    },
-    #[error("invalid batch: {0}")]
-    InvalidBatch(#[from] batch::BatchError),
-    #[error("corrupt data in {path} at position {position}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        position: u64,
-        reason: String,
-    },
-    /// A read that starts at (or inside) a batch whose header cannot be
-    /// parsed: what comes after it in its segment cannot be located.
-    #[error("corrupt batch in {path} at position {position}: {reason}")]
-    CorruptBatch {
-        /// The segment's `.log` file.
-        path: PathBuf,
-        /// Byte position of the unreadable header in it.
-        position: u64,
-        /// What is wrong with the header.
-        reason: String,
-    },
-    #[error("log is closed")]
-    Closed,
-    /// Another process holds the data directory's `.lock`.
-    #[error(
-        "data directory {path} is in use by another broker (its .lock is held); refusing to start"
-    )]
-    Locked { path: PathBuf },
-}
 
 /// Per-log configuration, Kafka's topic config names in comments.
 ///

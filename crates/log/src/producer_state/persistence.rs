@@ -14,6 +14,7 @@ use super::state::ProducerStateManager;
 use crate::batch::{self, BatchHeader};
 use crate::compact;
 use crate::control::{ControlType, Marker};
+use crate::log_files::TEMPORARY_SUFFIX;
 use crate::Log;
 
 /// Bytes read from the log per step while replaying.
@@ -40,7 +41,7 @@ pub fn write(dir: &Path, offset: i64, state: &ProducerStateManager) -> std::io::
     })
     .map_err(std::io::Error::other)?;
     let path = dir.join(snapshot_name(offset));
-    let temp = dir.join(format!("{}.tmp", snapshot_name(offset)));
+    let temp = dir.join(format!("{}{TEMPORARY_SUFFIX}", snapshot_name(offset)));
     std::fs::write(&temp, json)?;
     std::fs::File::open(&temp)?.sync_all()?;
     std::fs::rename(&temp, &path)?;
