@@ -59,17 +59,24 @@
 //!
 //! sluice-log knows nothing of sockets or of Kafka request types.
 //!
-//! Code map: `batch` (header codec), `validate` (records walk of a produced
-//! batch, streaming decompression with a bound), `segment` (one `.log` + its indexes,
-//! scan/recovery of a segment), `index` (`.index` / `.timeindex` entries),
-//! `partition_log` (`Log`: open/recovery, append, flush, truncate),
-//! `retention` (log start offset, retention, `*.deleted` files), `cleaner`
-//! (compaction passes, `.cleaned`/`.swap` protocol), `cleaner_txn` (aborted
-//! and committed transactions during a pass), `throttle` (the cleaner's I/O
-//! rate), `compact` (record-level filtering and re-encoding of one batch),
-//! `read` (fetch and timestamp lookups on a published snapshot), `epoch`
-//! (leader-epoch-checkpoint), `metadata` (partition.metadata), `checkpoint`
-//! (Kafka's text checkpoint format, atomic writes), `datadir` (`DataDir`).
+//! Code map: `batch` (header codec and the header's field offsets),
+//! `validate` (records walk of a produced batch, streaming decompression
+//! with a bound), `segment` (one `.log` + its indexes, scan/recovery of a
+//! segment), `index` (`.index` / `.timeindex` entries), `partition_log`
+//! (`Log`: append, flush, truncate), `loader` (open and recovery: leftover
+//! files, segment scan, restored offsets), `log_state` (the state the `Log`
+//! files share), `log_files` (segment file names and suffixes), `clock`,
+//! `error` (`LogError`), `retention` (log start offset, retention,
+//! `*.deleted` files), `cleaner` (compaction passes, `.cleaned`/`.swap`
+//! protocol), `cleaner_txn` (aborted and committed transactions during a
+//! pass), `throttle` (the cleaner's I/O rate), `compact` (record-level
+//! filtering and re-encoding of one batch), `control` (the control-record
+//! codec), `producer_state` (idempotence and transactions per partition,
+//! its snapshot and replay), `read` (fetch and timestamp lookups on a
+//! published snapshot), `epoch` (leader-epoch-checkpoint), `metadata`
+//! (partition.metadata), `checkpoint` (Kafka's text checkpoint format,
+//! atomic writes, the cleaner checkpoint), `datadir` (`DataDir`). No module
+//! imports one that imports it back.
 //!
 //! Invariants: appends write at the segment's recorded size with one
 //! positional write, so a failed or torn write is overwritten by the next
