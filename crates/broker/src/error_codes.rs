@@ -1,6 +1,7 @@
 //! Kafka error codes, and the one place Rust errors become them.
 
 use sluice_log::batch::BatchError;
+use sluice_log::producer_state::SequenceError;
 use sluice_log::LogError;
 
 pub const NONE: i16 = 0;
@@ -79,6 +80,14 @@ pub fn from_batch_error(error: &BatchError) -> i16 {
         | BatchError::MissingKeys { .. } => INVALID_RECORD,
         BatchError::UnsupportedCompression(_) => UNSUPPORTED_COMPRESSION_TYPE,
         BatchError::RecordsTooLarge { .. } => MESSAGE_TOO_LARGE,
+    }
+}
+
+/// The code a batch refused by the producer state becomes.
+pub fn from_sequence_error(error: SequenceError) -> i16 {
+    match error {
+        SequenceError::InvalidProducerEpoch => INVALID_PRODUCER_EPOCH,
+        SequenceError::OutOfOrderSequenceNumber => OUT_OF_ORDER_SEQUENCE_NUMBER,
     }
 }
 

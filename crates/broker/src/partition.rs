@@ -10,14 +10,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use sluice_log::batch::BatchHeader;
-use sluice_log::{AppendInfo, AppendOptions, Log};
+use sluice_log::producer_state::{self, BatchRange, Marker, ProducerStateManager, SequenceCheck};
+use sluice_log::{control, AppendInfo, AppendOptions, Log};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::config::TopicConfig;
 use crate::error_codes;
 use crate::high_watermark::next_high_watermark;
-use crate::producer_state::{self, BatchRange, Marker, ProducerStateManager, SequenceCheck};
 
 /// What this node is for a partition, from the metadata image: its leader
 /// in a leader epoch, or a follower of another broker (or of none, while
@@ -188,16 +188,8 @@ impl Partition {
         use kafka_protocol::records::{
             Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
         };
-        let marker_type: i16 = match marker {
-            producer_state::Marker::Abort => 0,
-            producer_state::Marker::Commit => 1,
-        };
-        let mut key = Vec::with_capacity(4);
-        key.extend_from_slice(&0i16.to_be_bytes());
-        key.extend_from_slice(&marker_type.to_be_bytes());
-        let mut value = Vec::with_capacity(6);
-        value.extend_from_slice(&0i16.to_be_bytes());
-        value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+        let key = control::encode_key(marker);
+        let value = control::encode_marker_value(coordinator_epoch);
         let record = Record {
             transactional: true,
             control: true,
@@ -209,8 +201,8 @@ impl Partition {
             offset: 0,
             sequence: -1,
             timestamp: now_ms,
-            key: Some(bytes::Bytes::from(key)),
-            value: Some(bytes::Bytes::from(value)),
+            key: Some(bytes::Bytes::copy_from_slice(&key)),
+            value: Some(bytes::Bytes::copy_from_slice(&value)),
             headers: Default::default(),
         };
         let mut buf = bytes::BytesMut::new();
@@ -265,7 +257,11 @@ impl Partition {
                     SequenceCheck::Duplicate(original) => {
                         return Ok(LeaderAppend::Duplicate(original))
                     }
-                    SequenceCheck::Reject(code) => return Ok(LeaderAppend::Rejected(code)),
+                    SequenceCheck::Reject(error) => {
+                        return Ok(LeaderAppend::Rejected(error_codes::from_sequence_error(
+                            error,
+                        )))
+                    }
                 }
             }
             // A large batch is written from the request's own buffer.

@@ -10,12 +10,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sluice_log::AbortedTransaction;
 use tokio::time::Instant;
 
 use crate::error_codes;
 use crate::handlers::check_leader_epoch;
 use crate::partition::Partition;
-use crate::producer_state::AbortedTransaction;
 use crate::replica_manager::ReplicaManager;
 
 /// What a whole fetch asks for.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
+use sluice_log::producer_state;
 use sluice_log::{CheckpointEntry, DataDir, Log};
 use sluice_meta::{ClusterImage, ImageDelta};
 use tokio::sync::{watch, Notify};
@@ -21,7 +22,6 @@ use uuid::Uuid;
 use crate::config::{DynamicBrokerConfigs, Settings, TopicConfig};
 use crate::fatal::{FatalError, EXIT_INTERNAL_FAILURE, EXIT_STORAGE_FAILURE};
 pub use crate::partition::{Partition, PartitionRole};
-use crate::producer_state;
 
 /// How many partitions the flusher fsyncs at once.
 const FLUSH_PARALLELISM: usize = 8;
@@ -593,17 +593,8 @@ impl ReplicaManager {
                     let upper_bound = producers
                         .first_unstable_offset()
                         .map_or(high_watermark, |first| first.min(high_watermark));
-                    let aborted = producers
-                        .aborted_between(0, upper_bound)
-                        .into_iter()
-                        .map(|txn| sluice_log::AbortedTxn {
-                            producer_id: txn.producer_id,
-                            first_offset: txn.first_offset,
-                            last_offset: txn.last_offset,
-                        })
-                        .collect();
                     let transactions = sluice_log::CleanerTxnInput {
-                        aborted,
+                        aborted: producers.aborted_between(0, upper_bound),
                         last_batch_offsets: producers.last_batch_offsets(),
                     };
                     (upper_bound, transactions)
@@ -614,16 +605,8 @@ impl ReplicaManager {
                 {
                     Ok(result) => {
                         if !result.aborted_transactions_removed.is_empty() {
-                            let gone: Vec<producer_state::AbortedTransaction> = result
-                                .aborted_transactions_removed
-                                .iter()
-                                .map(|txn| producer_state::AbortedTransaction {
-                                    producer_id: txn.producer_id,
-                                    first_offset: txn.first_offset,
-                                    last_offset: txn.last_offset,
-                                })
-                                .collect();
-                            if partition.producer_state.lock().forget_aborted(&gone) > 0 {
+                            let gone = &result.aborted_transactions_removed;
+                            if partition.producer_state.lock().forget_aborted(gone) > 0 {
                                 partition
                                     .producer_state_dirty
                                     .store(true, Ordering::Release);

@@ -82,7 +82,7 @@ impl BatchHeader {
     }
     /// Compression codec id: attributes & 0x7 (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
     pub fn compression(&self) -> u8 {
-        (self.attributes & 0x7) as u8
+        (self.attributes & COMPRESSION_MASK) as u8
     }
     /// attributes bit 3: LogAppendTime.
     pub fn is_log_append_time(&self) -> bool {
@@ -104,15 +104,38 @@ impl BatchHeader {
 /// baseOffset (8) + batchLength (4): the bytes not counted by batchLength.
 pub const LENGTH_PREFIX_BYTES: usize = 12;
 /// Where the CRC-covered region starts (attributes).
-pub const CRC_START: usize = 21;
+pub const CRC_START: usize = ATTRIBUTES_AT;
 
-const BASE_OFFSET_AT: usize = 0;
-const BATCH_LENGTH_AT: usize = 8;
-const PARTITION_LEADER_EPOCH_AT: usize = 12;
-const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
-const MAX_TIMESTAMP_AT: usize = 35;
+// Where each header field starts (the layout above); the one declaration
+// of these offsets.
+/// baseOffset, i64.
+pub const BASE_OFFSET_AT: usize = 0;
+/// batchLength, i32.
+pub const BATCH_LENGTH_AT: usize = 8;
+/// partitionLeaderEpoch, i32.
+pub const PARTITION_LEADER_EPOCH_AT: usize = 12;
+/// magic, i8.
+pub const MAGIC_AT: usize = 16;
+/// crc, u32.
+pub const CRC_AT: usize = 17;
+/// attributes, i16.
+pub const ATTRIBUTES_AT: usize = 21;
+/// lastOffsetDelta, i32.
+pub const LAST_OFFSET_DELTA_AT: usize = 23;
+/// baseTimestamp, i64.
+pub const BASE_TIMESTAMP_AT: usize = 27;
+/// maxTimestamp, i64.
+pub const MAX_TIMESTAMP_AT: usize = 35;
+/// producerId, i64.
+pub const PRODUCER_ID_AT: usize = 43;
+/// producerEpoch, i16.
+pub const PRODUCER_EPOCH_AT: usize = 51;
+/// baseSequence, i32.
+pub const BASE_SEQUENCE_AT: usize = 53;
+/// recordCount, i32.
+pub const RECORD_COUNT_AT: usize = 57;
+/// The attributes bits of the compression codec.
+pub const COMPRESSION_MASK: i16 = 0x7;
 
 fn be_i64(bytes: &[u8], at: usize) -> i64 {
     let mut raw = [0u8; 8];
@@ -152,15 +175,20 @@ pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         batch_length,
         partition_leader_epoch: be_i32(bytes, PARTITION_LEADER_EPOCH_AT),
         magic,
-        crc: u32::from_be_bytes([bytes[17], bytes[18], bytes[19], bytes[20]]),
+        crc: u32::from_be_bytes([
+            bytes[CRC_AT],
+            bytes[CRC_AT + 1],
+            bytes[CRC_AT + 2],
+            bytes[CRC_AT + 3],
+        ]),
         attributes: be_i16(bytes, ATTRIBUTES_AT),
-        last_offset_delta: be_i32(bytes, 23),
-        base_timestamp: be_i64(bytes, 27),
+        last_offset_delta: be_i32(bytes, LAST_OFFSET_DELTA_AT),
+        base_timestamp: be_i64(bytes, BASE_TIMESTAMP_AT),
         max_timestamp: be_i64(bytes, MAX_TIMESTAMP_AT),
-        producer_id: be_i64(bytes, 43),
-        producer_epoch: be_i16(bytes, 51),
-        base_sequence: be_i32(bytes, 53),
-        record_count: be_i32(bytes, 57),
+        producer_id: be_i64(bytes, PRODUCER_ID_AT),
+        producer_epoch: be_i16(bytes, PRODUCER_EPOCH_AT),
+        base_sequence: be_i32(bytes, BASE_SEQUENCE_AT),
+        record_count: be_i32(bytes, RECORD_COUNT_AT),
     })
 }
 

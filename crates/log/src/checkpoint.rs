@@ -9,16 +9,40 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-use crate::index::io_error;
+use crate::error::io_error;
+use crate::log_files::TEMPORARY_SUFFIX;
 use crate::LogError;
 
 /// The only version we write and accept.
 pub const CHECKPOINT_VERSION: &str = "0";
 
+/// Per-partition file holding the cleaner checkpoint (first dirty offset),
+/// Kafka's checkpoint text format with one single-field entry.
+pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
+
+/// The stored cleaner checkpoint of the partition directory `dir`, `None`
+/// when absent. Read at open, written after each cleaning pass.
+pub(crate) fn read_cleaner_offset(dir: &Path) -> Result<Option<i64>, LogError> {
+    let path = dir.join(CLEANER_OFFSET_CHECKPOINT);
+    match read(&path, 1)? {
+        Some(entries) => match entries.first() {
+            Some(fields) => Ok(Some(parse_field(&path, &fields[0])?)),
+            None => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
+/// Stores the cleaner checkpoint of the partition directory `dir`.
+pub(crate) fn write_cleaner_offset(dir: &Path, offset: i64) -> Result<(), LogError> {
+    let content = render(&[offset.to_string()]);
+    write_atomically(&dir.join(CLEANER_OFFSET_CHECKPOINT), content.as_bytes())
+}
+
 /// Writes `content` to `path` via `path.tmp`: write, fsync, rename, fsync dir.
 pub fn write_atomically(path: &Path, content: &[u8]) -> Result<(), LogError> {
     let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
+    temporary.push(TEMPORARY_SUFFIX);
     let temporary = std::path::PathBuf::from(temporary);
     {
         let mut file = File::create(&temporary).map_err(|error| io_error(&temporary, error))?;

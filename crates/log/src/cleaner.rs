@@ -38,131 +38,30 @@
 //! originals to `*.deleted`, then the swap files to their final names. The
 //! last batch of a group is always written (as an empty batch if every record
 //! went; other empty batches are dropped), so a swap file's offset range is exactly its group's. `open`
-//! removes `*.cleaned`; it completes a `*.log.swap` by deleting every segment
+//! (`loader.rs`) removes `*.cleaned`; it completes a `*.log.swap` by deleting every segment
 //! whose base offset lies in the swap's range and renaming the swap into
 //! place (its indexes are rebuilt by a scan). Readers switch between
 //! snapshots, so they see either the old segments or the new one.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
-use crate::cleaner_txn::{CleanerTxnInput, ControlType, TxnTracker};
+use crate::cleaner_txn::{CleanerTxnInput, TxnTracker};
 use crate::compact::{self, Filtered, OffsetMap, RetainRules};
-use crate::index::io_error;
-use crate::partition_log::segment_base;
-use crate::segment::{segment_paths, BatchPlacement, Segment};
+use crate::control::ControlType;
+use crate::error::io_error;
+use crate::log_files::{remove_if_present, segment_paths, CLEANED_SUFFIX, SWAP_SUFFIX};
+use crate::segment::{BatchPlacement, Segment};
 use crate::throttle::Throttler;
 use crate::{CleanResult, Log, LogError};
-
-/// Per-partition file holding the cleaner checkpoint (first dirty offset),
-/// Kafka's checkpoint text format with one single-field entry.
-pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 
 /// Bound on the offset map: key bytes held. Once a dirty segment takes the map
 /// past it, the pass ends with that segment (the rest is cleaned next time).
 pub const CLEANER_KEY_BYTES_MAX: usize = 128 << 20;
-
-const CLEANED_SUFFIX: &str = ".cleaned";
-const SWAP_SUFFIX: &str = ".swap";
-
-/// Index interval used when rebuilding indexes of a completed swap at open
-/// (the log's own setting is not known yet; indexes are sparse hints).
-const RECOVERY_INDEX_INTERVAL_BYTES: u64 = 4096;
-
-/// The stored cleaner checkpoint, `None` when absent.
-pub(crate) fn read_cleaner_checkpoint(dir: &Path) -> Result<Option<i64>, LogError> {
-    let path = dir.join(CLEANER_OFFSET_CHECKPOINT);
-    match checkpoint::read(&path, 1)? {
-        Some(entries) => match entries.first() {
-            Some(fields) => Ok(Some(checkpoint::parse_field(&path, &fields[0])?)),
-            None => Ok(None),
-        },
-        None => Ok(None),
-    }
-}
-
-fn write_cleaner_checkpoint(dir: &Path, offset: i64) -> Result<(), LogError> {
-    let content = checkpoint::render(&[offset.to_string()]);
-    checkpoint::write_atomically(&dir.join(CLEANER_OFFSET_CHECKPOINT), content.as_bytes())
-}
-
-fn remove_if_present(path: &Path) -> Result<(), LogError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(io_error(path, error)),
-    }
-}
-
-/// At open, before segments are listed: removes `*.deleted` and `*.cleaned`
-/// files, completes `*.log.swap` files, removes stray index swap files.
-pub(crate) fn settle_leftover_files(dir: &Path) -> Result<(), LogError> {
-    let mut names = Vec::new();
-    let listing = std::fs::read_dir(dir).map_err(|error| io_error(dir, error))?;
-    for entry in listing {
-        let entry = entry.map_err(|error| io_error(dir, error))?;
-        names.push(entry.file_name().to_string_lossy().into_owned());
-    }
-    for name in &names {
-        if name.ends_with(crate::retention::DELETED_SUFFIX) || name.ends_with(CLEANED_SUFFIX) {
-            remove_if_present(&dir.join(name))?;
-        }
-    }
-    let swaps: Vec<i64> = names
-        .iter()
-        .filter_map(|name| segment_base(name.strip_suffix(SWAP_SUFFIX)?))
-        .collect();
-    for base in swaps {
-        complete_swap(dir, base, &names)?;
-    }
-    for name in &names {
-        if name.ends_with(SWAP_SUFFIX) {
-            remove_if_present(&dir.join(name))?;
-        }
-    }
-    checkpoint::sync_dir(dir)
-}
-
-/// Replaces the segments covered by `<base>.log.swap` with it.
-fn complete_swap(dir: &Path, base: i64, names: &[String]) -> Result<(), LogError> {
-    let [swap_log, swap_index, swap_time] = segment_paths(dir, base, SWAP_SUFFIX);
-    let end = {
-        let swap = Segment::open_paths(
-            base,
-            swap_log.clone(),
-            swap_index.clone(),
-            swap_time.clone(),
-        )?;
-        swap.recover(RECOVERY_INDEX_INTERVAL_BYTES, true)?;
-        swap.next_offset()
-    };
-    // Indexes are rebuilt from the log once it is in place.
-    remove_if_present(&swap_index)?;
-    remove_if_present(&swap_time)?;
-    if end <= base {
-        tracing::warn!(swap = %swap_log.display(), "empty swap file; keeping the original segments");
-        return remove_if_present(&swap_log);
-    }
-    for name in names {
-        let Some(original) = segment_base(name) else {
-            continue;
-        };
-        if (base..end).contains(&original) {
-            for path in segment_paths(dir, original, "") {
-                remove_if_present(&path)?;
-            }
-        }
-    }
-    let [log_path, ..] = segment_paths(dir, base, "");
-    std::fs::rename(&swap_log, &log_path).map_err(|error| io_error(&swap_log, error))?;
-    tracing::warn!(segment = %log_path.display(), end, "completed a cleaner swap interrupted by a crash");
-    Ok(())
-}
 
 /// Calls `each(header, batch bytes, is last batch)` for every batch of a
 /// closed segment; `each` returns the bytes it wrote. Returns the bytes read.
@@ -359,7 +258,7 @@ impl Log {
                     }));
             }
         }
-        write_cleaner_checkpoint(&self.dir, end)?;
+        checkpoint::write_cleaner_offset(&self.dir, end)?;
         self.first_dirty_offset.fetch_max(end, Ordering::AcqRel);
         tracing::info!(
             dir = %self.dir.display(),

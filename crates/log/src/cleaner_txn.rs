@@ -3,8 +3,9 @@
 //! state a pass keeps while it walks batches in offset order.
 //!
 //! The log itself does not know which transactions were aborted (a marker
-//! says so only after the transaction's data); the broker's producer state
-//! does, and hands the aborted ranges in. Walking batches in offset order, an
+//! says so only after the transaction's data); the producer state
+//! (`producer_state`, held by the broker per partition) does, and the broker
+//! hands its aborted ranges in. Walking batches in offset order, an
 //! aborted transaction becomes "ongoing" for its producer at the first batch
 //! that reaches its first offset; every transactional data batch of that
 //! producer until its ABORT marker is aborted data. Any other transactional
@@ -20,26 +21,15 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use crate::batch::BatchHeader;
-
-/// An aborted transaction of the partition, as the broker's producer state
-/// records it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct AbortedTxn {
-    /// The producer whose transactional batches in
-    /// [`first_offset`, `last_offset`] are aborted.
-    pub producer_id: i64,
-    /// Offset of the transaction's first batch in this partition.
-    pub first_offset: i64,
-    /// Offset of the ABORT marker.
-    pub last_offset: i64,
-}
+use crate::control::ControlType;
+use crate::producer_state::AbortedTransaction;
 
 /// What a cleaning pass needs to know of the partition's transactions.
 #[derive(Clone, Debug, Default)]
 pub struct CleanerTxnInput {
     /// Aborted transactions that start below the cleaner's upper bound (any
     /// order; a superset is harmless).
-    pub aborted: Vec<AbortedTxn>,
+    pub aborted: Vec<AbortedTransaction>,
     /// Producer id → last offset of its newest batch, for every producer the
     /// producer state still tracks (Kafka's `lastRecordsOfActiveProducers`).
     /// That batch is kept, empty if need be, so that replaying the log
@@ -55,18 +45,6 @@ impl CleanerTxnInput {
     }
 }
 
-/// The type of a transaction marker (the control record's key: version i16,
-/// type i16).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ControlType {
-    /// Type 0.
-    Abort,
-    /// Type 1.
-    Commit,
-    /// Any other type (Kafka has leader-change and KRaft ones): always kept.
-    Other,
-}
-
 /// An aborted transaction under way in the walk.
 #[derive(Clone, Copy, Debug)]
 struct OngoingAbort {
@@ -80,7 +58,7 @@ struct OngoingAbort {
 #[derive(Debug)]
 pub(crate) struct TxnTracker {
     /// Aborted transactions by first offset; those before `next` have begun.
-    aborted: Vec<AbortedTxn>,
+    aborted: Vec<AbortedTransaction>,
     /// Index of the first aborted transaction not yet begun.
     next: usize,
     /// Producers with an aborted transaction under way.
@@ -90,7 +68,7 @@ pub(crate) struct TxnTracker {
 }
 
 impl TxnTracker {
-    pub(crate) fn new(aborted: &[AbortedTxn]) -> TxnTracker {
+    pub(crate) fn new(aborted: &[AbortedTransaction]) -> TxnTracker {
         let mut aborted = aborted.to_vec();
         aborted.sort_by_key(|txn| (txn.first_offset, txn.last_offset));
         TxnTracker {
@@ -229,7 +207,7 @@ mod tests {
     }
 
     /// Walks `steps` with `aborted` known and checks every answer.
-    fn walk(aborted: &[AbortedTxn], steps: &[Step]) {
+    fn walk(aborted: &[AbortedTransaction], steps: &[Step]) {
         let mut tracker = TxnTracker::new(aborted);
         for (index, step) in steps.iter().enumerate() {
             match *step {
@@ -263,17 +241,17 @@ mod tests {
         use ControlType::*;
         use Step::*;
         let aborted = [
-            AbortedTxn {
+            AbortedTransaction {
                 producer_id: 2,
                 first_offset: 1,
                 last_offset: 4,
             },
-            AbortedTxn {
+            AbortedTransaction {
                 producer_id: 2,
                 first_offset: 9,
                 last_offset: 10,
             },
-            AbortedTxn {
+            AbortedTransaction {
                 producer_id: 5,
                 first_offset: 13,
                 last_offset: 14,
@@ -311,7 +289,7 @@ mod tests {
         use Step::*;
         // The walk starts in the middle of the transaction (the map is built
         // from the first dirty segment on).
-        let aborted = [AbortedTxn {
+        let aborted = [AbortedTransaction {
             producer_id: 5,
             first_offset: 3,
             last_offset: 20,
@@ -332,12 +310,12 @@ mod tests {
         // The list still has a transaction whose marker (at 4) an earlier
         // pass removed, and a later one of the same producer.
         let aborted = [
-            AbortedTxn {
+            AbortedTransaction {
                 producer_id: 8,
                 first_offset: 1,
                 last_offset: 4,
             },
-            AbortedTxn {
+            AbortedTransaction {
                 producer_id: 8,
                 first_offset: 9,
                 last_offset: 11,

@@ -16,17 +16,14 @@ use std::collections::HashMap;
 use bytes::{Buf, Bytes};
 use kafka_protocol::compression::{self, Compressor, Decompressor};
 
-use crate::batch::{self, BatchHeader, HEADER_BYTES};
-use crate::cleaner_txn::ControlType;
+use crate::batch::{
+    self, BatchHeader, ATTRIBUTES_AT, BATCH_LENGTH_AT, COMPRESSION_MASK, CRC_AT, HEADER_BYTES,
+    MAX_TIMESTAMP_AT, RECORD_COUNT_AT,
+};
+use crate::control::{self, ControlType};
 
 /// The xerial snappy stream magic (Java clients' `SnappyOutputStream`).
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
-const BATCH_LENGTH_AT: usize = 8;
-const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
-const MAX_TIMESTAMP_AT: usize = 35;
-const RECORD_COUNT_AT: usize = 57;
-const COMPRESSION_MASK: i16 = 0x7;
 
 /// key → offset of its latest record in the dirty section.
 #[derive(Debug, Default)]
@@ -312,21 +309,17 @@ pub fn for_each_key(
     Ok(())
 }
 
-/// The marker type of a control batch, from its first record's key (version
-/// i16, type i16); `None` for a control batch without records.
+/// The marker type of a control batch, from its first record's key (see
+/// `control`); `None` for a control batch without records.
 pub fn control_type(header: &BatchHeader, original: &[u8]) -> Result<Option<ControlType>, String> {
     let section = records_section(header, original)?;
     let records = split_records(&section)?;
     let Some(record) = records.first() else {
         return Ok(None);
     };
-    let key = record
+    record
         .key
-        .filter(|key| key.len() >= 4)
-        .ok_or_else(|| "control record without a 4-byte key".to_string())?;
-    Ok(Some(match i16::from_be_bytes([key[2], key[3]]) {
-        0 => ControlType::Abort,
-        1 => ControlType::Commit,
-        _ => ControlType::Other,
-    }))
+        .and_then(control::decode_key)
+        .map(Some)
+        .ok_or_else(|| "control record without a 4-byte key".to_string())
 }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint;
-use crate::index::io_error;
+use crate::error::io_error;
+use crate::log_files::LOG_SUFFIX;
 use crate::{CheckpointEntry, LogError, PartitionDir};
 
 /// Per-partition recovery points (offset below which data is synced).
@@ -192,7 +193,7 @@ impl DataDir {
                 .map_err(|error| io_error(&partition.path, error))?;
             count += listing
                 .flatten()
-                .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+                .filter(|entry| entry.file_name().to_string_lossy().ends_with(LOG_SUFFIX))
                 .count() as u64;
         }
         Ok(count)

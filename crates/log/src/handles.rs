@@ -27,7 +27,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use crate::index::io_error;
+use crate::error::io_error;
 use crate::LogError;
 
 /// Capacity when the broker does not set one: far below common descriptor

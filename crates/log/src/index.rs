@@ -6,8 +6,9 @@
 //! timestamp i64, relative offset u32. The files are only ever read at open.
 
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use crate::error::io_error;
 use crate::handles::LazyFile;
 use crate::LogError;
 
@@ -35,13 +36,6 @@ pub struct TimeEntry {
     pub timestamp: i64,
     /// Base offset (relative) of the first batch that reached `timestamp`.
     pub relative_offset: u32,
-}
-
-pub(crate) fn io_error(path: &Path, source: std::io::Error) -> LogError {
-    LogError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// An index file; its descriptor is opened on use and closed by the

@@ -42,24 +42,41 @@
 //!   (`log.cleaner.io.max.bytes.per.second`). The caller forgets
 //!   `CleanResult::aborted_transactions_removed`.
 //! * `RetentionResult`, `CleanResult`, `CLEANER_OFFSET_CHECKPOINT`,
-//!   `CLEANER_KEY_BYTES_MAX`, `AbortedTxn`, `CleanerTxnInput`, `Throttler`.
+//!   `CLEANER_KEY_BYTES_MAX`, `AbortedTransaction`, `CleanerTxnInput`, `Throttler`.
+//!
+//! Producer state (issue 11: it belongs to the storage engine):
+//!
+//! * `producer_state` — `ProducerStateManager`, the pure producer state of
+//!   one partition (sequences, open and aborted transactions), and
+//!   `producer_state::persistence::{write, load}`, its snapshot file and the
+//!   replay of the log at open. `AbortedTransaction` is the one
+//!   aborted-transaction type: fetch responses, the cleaner and the producer
+//!   state all use it.
+//! * `control` — the control-record codec (marker key and value).
 //!
 //! After `delete_records_before` or a retention pass that moved the start
 //! offset, the broker writes it with `DataDir::write_checkpoints`.
 //!
 //! sluice-log knows nothing of sockets or of Kafka request types.
 //!
-//! Code map: `batch` (header codec), `validate` (records walk of a produced
-//! batch, streaming decompression with a bound), `segment` (one `.log` + its indexes,
-//! scan/recovery of a segment), `index` (`.index` / `.timeindex` entries),
-//! `partition_log` (`Log`: open/recovery, append, flush, truncate),
-//! `retention` (log start offset, retention, `*.deleted` files), `cleaner`
-//! (compaction passes, `.cleaned`/`.swap` protocol), `cleaner_txn` (aborted
-//! and committed transactions during a pass), `throttle` (the cleaner's I/O
-//! rate), `compact` (record-level filtering and re-encoding of one batch),
-//! `read` (fetch and timestamp lookups on a published snapshot), `epoch`
-//! (leader-epoch-checkpoint), `metadata` (partition.metadata), `checkpoint`
-//! (Kafka's text checkpoint format, atomic writes), `datadir` (`DataDir`).
+//! Code map: `batch` (header codec and the header's field offsets),
+//! `validate` (records walk of a produced batch, streaming decompression
+//! with a bound), `segment` (one `.log` + its indexes, scan/recovery of a
+//! segment), `index` (`.index` / `.timeindex` entries), `partition_log`
+//! (`Log`: append, flush, truncate), `loader` (open and recovery: leftover
+//! files, segment scan, restored offsets), `log_state` (the state the `Log`
+//! files share), `log_files` (segment file names and suffixes), `clock`,
+//! `error` (`LogError`), `retention` (log start offset, retention,
+//! `*.deleted` files), `cleaner` (compaction passes, `.cleaned`/`.swap`
+//! protocol), `cleaner_txn` (aborted and committed transactions during a
+//! pass), `throttle` (the cleaner's I/O rate), `compact` (record-level
+//! filtering and re-encoding of one batch), `control` (the control-record
+//! codec), `producer_state` (idempotence and transactions per partition,
+//! its snapshot and replay), `read` (fetch and timestamp lookups on a
+//! published snapshot), `epoch` (leader-epoch-checkpoint), `metadata`
+//! (partition.metadata), `checkpoint` (Kafka's text checkpoint format,
+//! atomic writes, the cleaner checkpoint), `datadir` (`DataDir`). No module
+//! imports one that imports it back.
 //!
 //! Invariants: appends write at the segment's recorded size with one
 //! positional write, so a failed or torn write is overwritten by the next
@@ -70,73 +87,40 @@ pub mod batch;
 mod checkpoint;
 mod cleaner;
 mod cleaner_txn;
+mod clock;
 mod compact;
+pub mod control;
 mod datadir;
 mod epoch;
+mod error;
 mod handles;
 mod index;
+mod loader;
+mod log_files;
+mod log_state;
 mod metadata;
 mod partition_log;
+pub mod producer_state;
 mod read;
 mod retention;
 mod segment;
 mod throttle;
 pub mod validate;
 
-pub use cleaner::{CLEANER_KEY_BYTES_MAX, CLEANER_OFFSET_CHECKPOINT};
-pub use cleaner_txn::{AbortedTxn, CleanerTxnInput};
+pub use checkpoint::CLEANER_OFFSET_CHECKPOINT;
+pub use cleaner::CLEANER_KEY_BYTES_MAX;
+pub use cleaner_txn::CleanerTxnInput;
 pub use datadir::{parse_partition_dir_name, DataDir, MetaProperties};
 pub use epoch::EpochEntry;
+pub use error::LogError;
 pub use handles::{open_files, open_files_max, set_open_files_max};
 pub use partition_log::Log;
+pub use producer_state::{AbortedTransaction, ProducerStateManager};
 pub use throttle::Throttler;
 
 use std::path::PathBuf;
 
 use bytes::Bytes;
-
-/// Errors of the storage engine. The broker maps them to Kafka error codes.
-#[derive(Debug, thiserror::Error)]
-pub enum LogError {
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("offset {offset} out of range [{log_start_offset}, {log_end_offset}]")]
-    OffsetOutOfRange {
-        offset: i64,
-        log_start_offset: i64,
-        log_end_offset: i64,
-    },
-    #[error("invalid batch: {0}")]
-    InvalidBatch(#[from] batch::BatchError),
-    #[error("corrupt data in {path} at position {position}: {reason}")]
-    Corrupt {
-        path: PathBuf,
-        position: u64,
-        reason: String,
-    },
-    /// A read that starts at (or inside) a batch whose header cannot be
-    /// parsed: what comes after it in its segment cannot be located.
-    #[error("corrupt batch in {path} at position {position}: {reason}")]
-    CorruptBatch {
-        /// The segment's `.log` file.
-        path: PathBuf,
-        /// Byte position of the unreadable header in it.
-        position: u64,
-        /// What is wrong with the header.
-        reason: String,
-    },
-    #[error("log is closed")]
-    Closed,
-    /// Another process holds the data directory's `.lock`.
-    #[error(
-        "data directory {path} is in use by another broker (its .lock is held); refusing to start"
-    )]
-    Locked { path: PathBuf },
-}
 
 /// Per-log configuration, Kafka's topic config names in comments.
 ///
@@ -232,7 +216,7 @@ pub struct CleanResult {
     /// rewritten range. Their data went before their marker, so the broker
     /// forgets them; a read_committed consumer given an aborted transaction
     /// without its marker would skip the producer's later transactions too.
-    pub aborted_transactions_removed: Vec<AbortedTxn>,
+    pub aborted_transactions_removed: Vec<AbortedTransaction>,
 }
 
 /// How an append stamps the batch.

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use crate::checkpoint;
-use crate::index::io_error;
+use crate::error::io_error;
 use crate::LogError;
 
 /// File name inside the partition directory.

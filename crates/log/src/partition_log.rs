@@ -1,5 +1,7 @@
-//! `Log`: one partition's segments, the append path, flush, truncation and
-//! open/recovery. Reads live in `read.rs`.
+//! `Log`: one partition's segments, the append path, flush and truncation.
+//! Opening and recovery live in `loader.rs`, reads in `read.rs`, retention
+//! in `retention.rs`, cleaning in `cleaner.rs`; the state they share is
+//! declared in `log_state.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -10,57 +12,16 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::batch::{self, BatchError};
 use crate::checkpoint;
-use crate::epoch::LeaderEpochCache;
-use crate::index::io_error;
-use crate::metadata;
+use crate::clock::now_ms;
+use crate::loader;
+use crate::log_state::{AppendState, PendingDelete, Snapshot};
+use crate::read::{self, CorruptionReports};
 use crate::segment::{BatchPlacement, Segment};
 use crate::{AppendInfo, AppendOptions, LogConfig, LogError};
 
 /// Below this size `append_shared` copies the batch (one write); above it,
 /// it writes header and body separately rather than copy the body.
 const SHARED_APPEND_MIN_BYTES: usize = 64 * 1024;
-
-/// What readers see: a consistent view published after each append.
-#[derive(Debug)]
-pub(crate) struct Snapshot {
-    /// Segments in base offset order; the last one is active.
-    pub segments: Arc<Vec<Arc<Segment>>>,
-    /// Bytes of whole batches in the active segment at publication time.
-    pub active_end: u64,
-    /// First offset readable.
-    pub log_start_offset: i64,
-    /// Offset after the last appended batch.
-    pub log_end_offset: i64,
-}
-
-/// State changed only under the append lock.
-#[derive(Debug)]
-pub(crate) struct AppendState {
-    /// Segments in base offset order; replaced (copy on write) on roll,
-    /// truncation, retention and cleaning.
-    pub segments: Arc<Vec<Arc<Segment>>>,
-    /// Next offset to assign.
-    pub log_end_offset: i64,
-    /// First readable offset: at least the first segment's base offset, more
-    /// after DeleteRecords (it may lie inside the first segment).
-    pub log_start_offset: i64,
-    /// Leader epochs, persisted when an append brings a newer one.
-    epochs: LeaderEpochCache,
-    /// Wall-clock time of the first append to the active segment (`segment.ms`).
-    /// `None` until the first append after it was created or the log opened.
-    pub active_first_append_ms: Option<i64>,
-    /// A segment file was created since the last flush: the directory needs an fsync.
-    pub directory_dirty: bool,
-}
-
-/// Files of segments removed from the log, waiting for `file.delete.delay.ms`.
-#[derive(Debug)]
-pub(crate) struct PendingDelete {
-    /// Wall-clock time (ms) from which the files may be removed.
-    pub due_ms: i64,
-    /// The `*.deleted` paths.
-    pub paths: Vec<PathBuf>,
-}
 
 /// One partition's log. See the crate docs for the concurrency model.
 pub struct Log {
@@ -90,22 +51,7 @@ pub struct Log {
     /// The cleaner checkpoint: offsets below it were cleaned at least once.
     pub(crate) first_dirty_offset: AtomicI64,
     /// Corrupt batch headers reads have logged (each once).
-    pub(crate) corruption_reports: crate::read::CorruptionReports,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
-}
-
-/// Parses `<20 digits>.log` into a base offset.
-pub(crate) fn segment_base(name: &str) -> Option<i64> {
-    let stem = name.strip_suffix(".log")?;
-    if stem.len() != 20 || !stem.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    stem.parse().ok()
+    pub(crate) corruption_reports: CorruptionReports,
 }
 
 impl Log {
@@ -142,113 +88,17 @@ impl Log {
         recovery_point: Option<i64>,
         log_start_offset: Option<i64>,
     ) -> Result<Log, LogError> {
-        std::fs::create_dir_all(dir).map_err(|error| io_error(dir, error))?;
-        let topic_id = metadata::read_or_create(dir, topic_id)?;
-        crate::cleaner::settle_leftover_files(dir)?;
-        let mut bases = Vec::new();
-        let listing = std::fs::read_dir(dir).map_err(|error| io_error(dir, error))?;
-        for entry in listing {
-            let entry = entry.map_err(|error| io_error(dir, error))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(base) = segment_base(&name) {
-                bases.push(base);
-            } else if name.ends_with(".tmp") {
-                let path = entry.path();
-                std::fs::remove_file(&path).map_err(|error| io_error(&path, error))?;
-            }
-        }
-        bases.sort_unstable();
-        remove_orphan_indexes(dir, &bases)?;
-        let interval = config.index_interval_bytes;
-        let mut epochs = LeaderEpochCache::load(dir);
-        let mut epochs_changed = false;
-        let mut segments: Vec<Arc<Segment>> = Vec::new();
-        let mut directory_dirty = false;
-        if bases.is_empty() {
-            segments.push(Arc::new(Segment::create(dir, 0)?));
-            directory_dirty = true;
-        }
-        let mut index = 0;
-        while index < bases.len() {
-            let base = bases[index];
-            let segment = Segment::open_files(dir, base)?;
-            if let Some(previous) = segments.last() {
-                if base < previous.next_offset() {
-                    return Err(LogError::Corrupt {
-                        path: segment.log_path.clone(),
-                        position: 0,
-                        reason: format!(
-                            "segment overlaps the previous one ending at {}",
-                            previous.next_offset()
-                        ),
-                    });
-                }
-            }
-            let is_last = index + 1 == bases.len();
-            // Scanned: every segment that may hold offsets at or above the
-            // recovery point, and the one ending exactly there (its indexes
-            // may not have been synced yet; see `flush_inner`).
-            let needs_scan = match recovery_point {
-                Some(point) if is_last || bases[index + 1] >= point => true,
-                _ => !segment.load_trusted(interval)?,
-            };
-            let mut cut = 0;
-            if needs_scan {
-                let (seen, bytes_cut) = segment.recover(interval, true)?;
-                for (epoch, start_offset) in seen {
-                    epochs_changed |= epochs.assign(epoch, start_offset);
-                }
-                cut = bytes_cut;
-            }
-            segments.push(Arc::new(segment));
-            if cut > 0 && !is_last {
-                for later in &bases[index + 1..] {
-                    let dropped = Segment::open_files(dir, *later)?;
-                    tracing::warn!(segment = %dropped.log_path.display(), bytes_cut = dropped.size(), "dropping segment after a torn one");
-                    dropped.delete_files()?;
-                }
-                break;
-            }
-            index += 1;
-        }
-        // Closed segments' indexes are in memory: their descriptors are
-        // closed until a truncation or the cleaner needs the files.
-        if let Some((_, closed)) = segments.split_last() {
-            closed.iter().for_each(|segment| segment.release_indexes());
-        }
-        let (mut first_base, mut log_end_offset, mut active_end) =
-            match (segments.first(), segments.last()) {
-                (Some(first), Some(last)) => (first.base_offset, last.next_offset(), last.size()),
-                _ => (0, 0, 0),
-            };
-        if let Some(stored) = log_start_offset.filter(|stored| *stored > log_end_offset) {
-            tracing::warn!(dir = %dir.display(), log_start_offset = stored, log_end_offset, "log start offset checkpoint is past the log end; restarting the log empty there");
-            for segment in &segments {
-                segment.delete_files()?;
-            }
-            segments = vec![Arc::new(Segment::create(dir, stored)?)];
-            (first_base, log_end_offset, active_end) = (stored, stored, 0);
-            directory_dirty = true;
-        }
-        let log_start_offset = log_start_offset.map_or(first_base, |stored| stored.max(first_base));
-        epochs_changed |= epochs.truncate_from(log_end_offset);
-        if epochs_changed {
-            epochs.persist()?;
-        }
-        let recovery_point =
-            recovery_point.map_or(log_end_offset, |point| point.min(log_end_offset));
-        let first_dirty_offset = crate::cleaner::read_cleaner_checkpoint(dir)?
-            .unwrap_or(log_start_offset)
-            .clamp(log_start_offset, log_end_offset);
+        let loaded = loader::load(dir, &config, topic_id, recovery_point, log_start_offset)?;
+        let (log_start_offset, log_end_offset) = (loaded.log_start_offset, loaded.log_end_offset);
         tracing::debug!(dir = %dir.display(), log_start_offset, log_end_offset, "log opened");
-        let segments = Arc::new(segments);
+        let segments = Arc::new(loaded.segments);
         Ok(Log {
             dir: dir.to_path_buf(),
             config: RwLock::new(config),
-            topic_id,
+            topic_id: loaded.topic_id,
             snapshot: RwLock::new(Arc::new(Snapshot {
                 segments: segments.clone(),
-                active_end,
+                active_end: loaded.active_end,
                 log_start_offset,
                 log_end_offset,
             })),
@@ -256,18 +106,18 @@ impl Log {
                 segments,
                 log_end_offset,
                 log_start_offset,
-                epochs,
+                epochs: loaded.epochs,
                 active_first_append_ms: None,
-                directory_dirty,
+                directory_dirty: loaded.directory_dirty,
             }),
             flush_lock: Mutex::new(()),
-            recovery_point: AtomicI64::new(recovery_point),
+            recovery_point: AtomicI64::new(loaded.recovery_point),
             truncation_generation: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             pending_deletes: Mutex::new(Vec::new()),
             cleaner_lock: Mutex::new(()),
-            first_dirty_offset: AtomicI64::new(first_dirty_offset),
-            corruption_reports: crate::read::CorruptionReports::default(),
+            first_dirty_offset: AtomicI64::new(loaded.first_dirty_offset),
+            corruption_reports: CorruptionReports::default(),
         })
     }
 
@@ -555,8 +405,8 @@ impl Log {
                 keep_count = containing;
             } else {
                 let end = segment.size();
-                let position = crate::read::locate(segment, offset, end)?
-                    .map_or(end, |(position, _)| position);
+                let position =
+                    read::locate(segment, offset, end)?.map_or(end, |(position, _)| position);
                 segment.truncate_at(position, interval)?;
             }
             for removed in &segments[keep_count..] {
@@ -615,25 +465,4 @@ impl Log {
         self.delete_expired_files(i64::MAX)?;
         Ok(())
     }
-}
-
-/// Removes `.index` / `.timeindex` files whose `.log` is gone (a crash while
-/// deleting a segment).
-fn remove_orphan_indexes(dir: &Path, bases: &[i64]) -> Result<(), LogError> {
-    let listing = std::fs::read_dir(dir).map_err(|error| io_error(dir, error))?;
-    for entry in listing {
-        let entry = entry.map_err(|error| io_error(dir, error))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let stem = name
-            .strip_suffix(".index")
-            .or_else(|| name.strip_suffix(".timeindex"));
-        if let Some(stem) = stem {
-            let base = segment_base(&format!("{stem}.log"));
-            if base.is_none_or(|base| bases.binary_search(&base).is_err()) {
-                let path = entry.path();
-                std::fs::remove_file(&path).map_err(|error| io_error(&path, error))?;
-            }
-        }
-    }
-    Ok(())
 }

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 use crate::batch::BatchHeader;
 use crate::index;
-use crate::partition_log::Snapshot;
+use crate::log_state::Snapshot;
 use crate::segment::Segment;
 use crate::{Log, LogError, ReadResult};
 

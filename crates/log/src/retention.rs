@@ -11,13 +11,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::index::io_error;
-use crate::partition_log::{AppendState, PendingDelete};
+use crate::clock::now_ms;
+use crate::error::io_error;
+use crate::log_files::DELETED_SUFFIX;
+use crate::log_state::{AppendState, PendingDelete};
 use crate::segment::Segment;
 use crate::{Log, LogError, RetentionResult};
-
-/// Suffix of a segment file waiting for `file.delete.delay.ms`.
-pub const DELETED_SUFFIX: &str = ".deleted";
 
 impl Log {
     /// DeleteRecords: moves the log start offset forward to `offset` and
@@ -48,12 +47,7 @@ impl Log {
             .windows(2)
             .take_while(|pair| pair[1].base_offset <= offset)
             .count();
-        self.remove_prefix(
-            &mut state,
-            removable,
-            crate::partition_log::now_ms(),
-            file_delete_delay_ms,
-        )?;
+        self.remove_prefix(&mut state, removable, now_ms(), file_delete_delay_ms)?;
         tracing::info!(dir = %self.dir.display(), log_start_offset = state.log_start_offset, segments_deleted = removable, "log start offset moved by DeleteRecords");
         Ok(state.log_start_offset)
     }

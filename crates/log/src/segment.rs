@@ -9,25 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::RwLock;
 
 use crate::batch::{self, BatchHeader, HEADER_BYTES};
+use crate::error::io_error;
 use crate::handles::LazyFile;
 use crate::index::{
-    self, encode_offset_entry, encode_time_entry, io_error, IndexFile, OffsetEntry, TimeEntry,
+    self, encode_offset_entry, encode_time_entry, IndexFile, OffsetEntry, TimeEntry,
     OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES,
 };
+use crate::log_files::segment_paths;
 use crate::LogError;
-
-/// File name stem of a segment: the base offset on 20 digits.
-pub fn file_stem(base_offset: i64) -> String {
-    format!("{base_offset:020}")
-}
-
-/// The `.log`, `.index` and `.timeindex` paths of the segment at
-/// `base_offset`, each followed by `suffix` (`""`, `".cleaned"`, `".swap"`,
-/// `".deleted"`).
-pub fn segment_paths(dir: &Path, base_offset: i64, suffix: &str) -> [PathBuf; 3] {
-    let stem = file_stem(base_offset);
-    ["log", "index", "timeindex"].map(|extension| dir.join(format!("{stem}.{extension}{suffix}")))
-}
 
 /// Indexes and summary of a segment; readers lock it briefly, never across I/O.
 #[derive(Debug, Default)]

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use common::cleaning::{compact_config, fill_updates, read_all, roll, topic_id, T0};
 use common::{batch_headers, marker_batch, options, producer_batch, BatchKind, KeyedRecord};
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
-use sluice_log::{AbortedTxn, CleanResult, CleanerTxnInput, Log, LogConfig, Throttler};
+use sluice_log::{AbortedTransaction, CleanResult, CleanerTxnInput, Log, LogConfig, Throttler};
 
 /// Producer ids of the transaction tests.
 const COMMITTER: i64 = 10;
@@ -133,7 +133,7 @@ fn aborted_data_goes_committed_data_compacts_and_markers_outlive_their_data() {
     assert_eq!(append_marker(&log, ABORTER, false), 9);
     append_from(&log, &[(Some("d"), Some("d0"), T0)], plain, -1); // 10
     roll(&log);
-    let aborted = AbortedTxn {
+    let aborted = AbortedTransaction {
         producer_id: ABORTER,
         first_offset: 4,
         last_offset: 9,
@@ -268,7 +268,7 @@ fn the_newest_batch_of_a_tracked_producer_stays_as_an_empty_batch() {
         ); // 4
         roll(&log);
         let input = CleanerTxnInput {
-            aborted: vec![AbortedTxn {
+            aborted: vec![AbortedTransaction {
                 producer_id: aborter,
                 first_offset: 1,
                 last_offset: 2,
@@ -315,7 +315,7 @@ fn an_aborted_transaction_listed_after_its_marker_went_takes_nothing_later() {
     ); // 3
     roll(&log);
     let stale = CleanerTxnInput {
-        aborted: vec![AbortedTxn {
+        aborted: vec![AbortedTransaction {
             producer_id: COMMITTER,
             first_offset: 0,
             last_offset: 0,

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sluice_log::control::{self, ControlType};
 
 use super::records::{self, RecordKey, StoredGroup, StoredMember};
 use super::state::CommittedOffset;
@@ -45,10 +46,8 @@ pub fn replay(partition: &Partition, groups: &mut HashMap<String, LoadedGroup>) 
         // Transactional offsets (TxnOffsetCommit) count only once their
         // producer's commit marker follows.
         if record.control {
-            let commit = record
-                .key
-                .as_deref()
-                .is_some_and(|k| k.get(2..4) == Some(&[0, 1]));
+            let commit =
+                record.key.as_deref().and_then(control::decode_key) == Some(ControlType::Commit);
             if let Some(held) = transactional.remove(&record.producer_id) {
                 if commit {
                     for (key, value) in held {

@@ -14,11 +14,12 @@ use tokio::sync::watch;
 
 use super::state::{EndStep, InitStep, TxnMetadata, TxnState};
 use super::{records, store, TRANSACTION_STATE_TOPIC};
+use sluice_log::control::Marker;
+
 use crate::config::Settings;
 use crate::errors::KafkaError;
 use crate::group::state::CommittedOffset;
 use crate::group::{partition_for, Clock, GroupCoordinator, OFFSETS_TOPIC};
-use crate::producer_state::Marker;
 use crate::replica_manager::ReplicaManager;
 use crate::state::BrokerState;
 
