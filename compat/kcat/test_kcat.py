@@ -1,7 +1,7 @@
 """kcat (Debian's kcat, built on its own librdkafka — 2.0.2 in bookworm) driven as a subprocess.
 
 librdkafka before 2.11.1 turns compression off *silently* unless the broker advertises Produce v0
-(COMPAT-TRAPS §1.9); these tests catch that through the client's log line. Topics with several
+(KAFKA-18659); these tests catch that through the client's log line. Topics with several
 partitions are created with confluent-kafka's AdminClient (kcat cannot create topics); the
 auto-create test lets kcat's producer create its topic.
 """
@@ -120,7 +120,8 @@ def test_headers_and_empty_key(bootstrap):
 
 
 def test_consume_from_offset_and_relative(bootstrap):
-    """-o N starts inside a batch (COMPAT-TRAPS §4.1); -o -N counts back from the end (ListOffsets)."""
+    """-o N starts inside a batch (the broker returns the whole batch, librdkafka drops the records
+    before N); -o -N counts back from the end (ListOffsets)."""
     topic = unique_topic("kcat-offsets")
     confluent_create_topic(bootstrap, topic, partitions=1)
     produce(bootstrap, topic, [f"k{i}:v{i}" for i in range(10)], partition=0)
@@ -164,7 +165,7 @@ def test_auto_create_on_produce(bootstrap):
 
 
 def test_consume_unknown_topic_does_not_create_it(bootstrap):
-    """librdkafka consumers send allow_auto_topic_creation=false (COMPAT-TRAPS §2.4): consuming a
+    """librdkafka consumers send allow_auto_topic_creation=false (their default): consuming a
     missing topic must fail rather than create it."""
     topic = unique_topic("kcat-nocreate")
     res = kcat("-b", bootstrap, "-t", topic, "-C", "-e", "-o", "beginning", check=False, timeout=TIMEOUT)

@@ -1,7 +1,8 @@
 // kafkajs 2.x against a running Sluice broker (run with `node --test`, through compat/run.sh).
 //
 // kafkajs implements only non-flexible request versions and ignores the broker's minimum
-// (COMPAT-TRAPS §1.9); admin calls go to the controller from Metadata (§2.1).
+// (docs/COMPATIBILITY.md, "Behaviour clients depend on"); admin calls go to the broker that
+// Metadata names as controller_id, which must be in its broker list.
 // Its consumer needs consumer groups: that test is in kafkajs-group.test.mjs (SLUICE_COMPAT_GROUPS=1).
 // Records produced here are read back with kcat, an independent decoder.
 import assert from 'node:assert/strict'

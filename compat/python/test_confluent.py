@@ -175,7 +175,7 @@ def test_produce_acks_all_and_read_back(bootstrap, codec):
 
 
 def test_produce_acks_1_and_acks_0(bootstrap):
-    """acks=1 gets real offsets; acks=0 gets no response from the broker (COMPAT-TRAPS §1.7) and the
+    """acks=1 gets real offsets; acks=0 gets no response from the broker (as in Kafka) and the
     records still land. A stray response to acks=0 would break the connection's correlation, so the
     acks=0 producer then sends a Metadata request on the same connection."""
     topic = unique_topic("cfk-acks")
@@ -208,7 +208,7 @@ def test_produce_acks_1_and_acks_0(bootstrap):
 
 def test_fetch_from_offset_inside_batch(bootstrap):
     """Ten records in one batch; a consumer assigned at offset 5 gets exactly 5..9
-    (the broker returns the whole batch, the client drops 0..4 — COMPAT-TRAPS §4.1)."""
+    (the broker returns the whole batch, the client drops 0..4, as with Kafka)."""
     topic = unique_topic("cfk-midbatch")
     confluent_create_topic(bootstrap, topic, partitions=1)
     producer = make_producer(bootstrap, **{"linger.ms": 200})
@@ -313,7 +313,8 @@ def test_topic_configs_log_append_time_and_describe_configs(bootstrap):
 
 
 def test_describe_broker_configs(bootstrap):
-    """DescribeConfigs for the BROKER resource (name = broker id) returns entries (COMPAT-TRAPS §6.1)."""
+    """DescribeConfigs for the BROKER resource (name = broker id) returns entries (admin UIs such as
+    kafka-ui need them)."""
     from confluent_kafka.admin import ConfigResource
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -366,8 +367,8 @@ def test_get_watermark_offsets(bootstrap):
 
 def test_offsets_for_times(bootstrap):
     """ListOffsets by timestamp returns the earliest offset whose timestamp >= target, or -1 (end)
-    when there is none (COMPAT-TRAPS §5.2). Partition 0 has one batch per record; partition 1 has all
-    records in one batch, so the broker must look inside the batch."""
+    when there is none (docs/COMPATIBILITY.md, ListOffsets). Partition 0 has one batch per record;
+    partition 1 has all records in one batch, so the broker must look inside the batch."""
     topic = unique_topic("cfk-oft")
     confluent_create_topic(bootstrap, topic, partitions=2)
     t0 = int(time.time() * 1000) - 3_600_000

@@ -2,7 +2,8 @@
 
 kafka-python 2.0.2 does not negotiate: it infers a broker version from ApiVersions and then uses
 fixed request versions (Metadata v0 probe then v1.., Produce up to v7, Fetch v4, ListOffsets v1) —
-COMPAT-TRAPS §1.9. It also pipelines requests and checks correlation ids strictly (§1.6).
+docs/COMPATIBILITY.md, "Behaviour clients depend on". It also pipelines requests and checks
+correlation ids strictly (a response out of order raises CorrelationIdError).
 
 No consumer groups here (group_id=None, manual assign). Group tests: test_kafka_python_groups.py.
 """
@@ -187,7 +188,7 @@ def test_produce_acks_all_and_read_back(bootstrap, codec):
 
 
 def test_produce_acks_0(bootstrap):
-    """acks=0: kafka-python expects no response (COMPAT-TRAPS §1.7); any reply breaks its strict
+    """acks=0: kafka-python expects no response (Kafka sends none); any reply breaks its strict
     correlation-id check. Afterwards the same producer must still work with metadata requests."""
     topic = unique_topic("kp-acks0")
     create_topic(bootstrap, topic, partitions=1)
@@ -302,7 +303,8 @@ def test_metadata(bootstrap):
             assert p["leader"] in node_ids and p["leader"] in p["replicas"] and p["leader"] in p["isr"]
     finally:
         admin.close()
-    # consumer-side metadata: all-topics request (null topic list, COMPAT-TRAPS §2.3)
+    # consumer-side metadata: all-topics request (v1+ with a null topic list means all topics;
+    # an empty list means none)
     consumer = make_consumer(bootstrap)
     try:
         assert topic in consumer.topics()

@@ -1,4 +1,4 @@
-//! Fetch at the edges of the log (COMPAT-TRAPS 4.10): at the high watermark the answer
+//! Fetch at the edges of the log (docs/COMPATIBILITY.md, Fetch): at the high watermark the answer
 //! is empty without error; above it the broker answers OFFSET_OUT_OF_RANGE.
 
 mod common;

@@ -1,5 +1,6 @@
 //! A fetch at an offset inside a batch: the broker returns the whole batch and the
-//! client drops the records before the requested offset (COMPAT-TRAPS 4.1).
+//! client drops the records before the requested offset, as with Kafka (skipping that
+//! batch instead loses records, and leaves a consumer inside the last batch fetching nothing).
 
 mod common;
 

@@ -2,7 +2,7 @@
 //!
 //! A one-voter quorum never sends an RPC, so for now every client reports the
 //! target as unreachable. The real network (Raft RPCs over the internal listener
-//! with length-delimited frames, DESIGN.md "Cluster") comes with clustering;
+//! with length-delimited frames; data replication uses Fetch) comes with clustering;
 //! `MetadataQuorum::open` refuses voter lists with other nodes until then.
 
 use std::io;
