@@ -8,18 +8,20 @@ use std::collections::BTreeMap;
 
 use sluice_meta::{BrokerRegistration, ClusterImage};
 
-use crate::controller::{self, TopicSpec};
+use crate::controller::{Controller, TopicSpec};
 use crate::error_codes;
-use crate::group::OFFSETS_TOPIC;
-use crate::state::BrokerState;
-use crate::txn::TRANSACTION_STATE_TOPIC;
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::txn::{TransactionCoordinator, TRANSACTION_STATE_TOPIC};
 
 /// Creates `__consumer_offsets` if it does not exist (compacted; its
 /// replication factor capped at the live brokers).
-pub async fn ensure_offsets_topic(state: &BrokerState) -> Result<(), String> {
-    let config = &state.groups.config;
+pub async fn ensure_offsets_topic(
+    controller: &Controller,
+    groups: &GroupCoordinator,
+) -> Result<(), String> {
+    let config = &groups.config;
     ensure_internal_topic(
-        state,
+        controller,
         OFFSETS_TOPIC,
         config.partitions,
         config.replication_factor,
@@ -31,10 +33,13 @@ pub async fn ensure_offsets_topic(state: &BrokerState) -> Result<(), String> {
 /// Creates `__transaction_state` if it does not exist (compacted; its
 /// replication factor capped at the live brokers, `min.insync.replicas` at
 /// two of them).
-pub async fn ensure_transaction_topic(state: &BrokerState) -> Result<(), String> {
-    let config = &state.txns.config;
+pub async fn ensure_transaction_topic(
+    controller: &Controller,
+    txns: &TransactionCoordinator,
+) -> Result<(), String> {
+    let config = &txns.config;
     ensure_internal_topic(
-        state,
+        controller,
         TRANSACTION_STATE_TOPIC,
         config.partitions,
         config.replication_factor,
@@ -47,13 +52,13 @@ pub async fn ensure_transaction_topic(state: &BrokerState) -> Result<(), String>
 /// gets the live broker count. Losing a race with another creation is
 /// success.
 async fn ensure_internal_topic(
-    state: &BrokerState,
+    controller: &Controller,
     name: &str,
     partitions: i32,
     replication_factor: i16,
     extra_configs: impl FnOnce(i16) -> BTreeMap<String, String>,
 ) -> Result<(), String> {
-    let image = state.quorum.image();
+    let image = controller.image();
     if image.topic(name).is_some() {
         return Ok(());
     }
@@ -67,7 +72,7 @@ async fn ensure_internal_topic(
         assignments: Vec::new(),
         configs,
     };
-    match controller::create_topic(state, spec, false).await {
+    match controller.create_topic(spec, false).await {
         Ok(_) => Ok(()),
         Err(error) if error.code == error_codes::TOPIC_ALREADY_EXISTS => Ok(()),
         Err(error) => Err(error.message),

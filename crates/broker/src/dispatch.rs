@@ -237,32 +237,33 @@ async fn route_admin(
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(handlers::api_versions::handle(header.request_api_version))
         }
-        RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(handlers::metadata::handle(state, header, r).await)
-        }
-        RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(handlers::topics::create(state, header, r).await)
-        }
-        RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(handlers::topics::delete(state, header, r).await)
-        }
+        RequestKind::Metadata(r) => ResponseKind::Metadata(
+            handlers::metadata::handle(&state.metadata, &state.controller, header, r).await,
+        ),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(
+            handlers::topics::create(&state.metadata, &state.controller, header, r).await,
+        ),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(
+            handlers::topics::delete(&state.metadata, &state.controller, header, r).await,
+        ),
         RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(
             handlers::configs::describe(&state.metadata, header, r).await,
         ),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
             handlers::cluster::describe(&state.metadata, header, r).await,
         ),
-        RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(admin::alter_configs(state, header, r).await)
-        }
-        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
-            admin::incremental_alter_configs(state, header, r).await,
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(
+            admin::alter_configs(&state.metadata, &state.controller, header, r).await,
         ),
-        RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(admin::create_partitions(state, header, r).await)
-        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            admin::incremental_alter_configs(&state.metadata, &state.controller, header, r).await,
+        ),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(
+            admin::create_partitions(&state.controller, header, r).await,
+        ),
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(
-            handlers::producer_ids::init_producer_id(state, header, r).await,
+            handlers::producer_ids::init_producer_id(&state.producer_ids, &state.txns, header, r)
+                .await,
         ),
         other => return Err(other),
     })
@@ -278,36 +279,45 @@ async fn route_groups(
     use handlers::{groups, offsets};
     Ok(match request {
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
-            handlers::find_coordinator::handle(state, header, r).await,
+            handlers::find_coordinator::handle(
+                &state.controller,
+                &state.groups,
+                &state.txns,
+                header,
+                r,
+            )
+            .await,
         ),
         RequestKind::JoinGroup(r) => {
-            ResponseKind::JoinGroup(groups::join(state, header, client_host, r).await)
+            ResponseKind::JoinGroup(groups::join(&state.groups, header, client_host, r).await)
         }
-        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(state, header, r).await),
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(groups::sync(&state.groups, header, r).await)
+        }
         RequestKind::Heartbeat(r) => {
-            ResponseKind::Heartbeat(groups::heartbeat(state, header, r).await)
+            ResponseKind::Heartbeat(groups::heartbeat(&state.groups, header, r).await)
         }
         RequestKind::LeaveGroup(r) => {
-            ResponseKind::LeaveGroup(groups::leave(state, header, r).await)
+            ResponseKind::LeaveGroup(groups::leave(&state.groups, header, r).await)
         }
         RequestKind::ListGroups(r) => {
-            ResponseKind::ListGroups(groups::list(state, header, r).await)
+            ResponseKind::ListGroups(groups::list(&state.groups, header, r).await)
         }
         RequestKind::DescribeGroups(r) => {
-            ResponseKind::DescribeGroups(groups::describe(state, header, r).await)
+            ResponseKind::DescribeGroups(groups::describe(&state.groups, header, r).await)
         }
         RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(groups::delete(state, header, r).await)
+            ResponseKind::DeleteGroups(groups::delete(&state.groups, header, r).await)
         }
-        RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(offsets::commit(state, header, r).await)
-        }
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(
+            offsets::commit(&state.metadata, &state.groups, header, r).await,
+        ),
         RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(offsets::fetch(state, header, r).await)
+            ResponseKind::OffsetFetch(offsets::fetch(&state.groups, &state.txns, header, r).await)
         }
-        RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(offsets::delete(state, header, r).await)
-        }
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(
+            offsets::delete(&state.metadata, &state.groups, header, r).await,
+        ),
         other => return Err(other),
     })
 }
@@ -320,26 +330,28 @@ async fn route_transactions(
 ) -> Result<ResponseKind, RequestKind> {
     use handlers::{transactions, transactions_admin as admin};
     Ok(match request {
-        RequestKind::AddPartitionsToTxn(r) => {
-            ResponseKind::AddPartitionsToTxn(transactions::add_partitions(state, header, r).await)
-        }
-        RequestKind::AddOffsetsToTxn(r) => {
-            ResponseKind::AddOffsetsToTxn(transactions::add_offsets(state, header, r).await)
-        }
+        RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
+            transactions::add_partitions(&state.metadata, &state.txns, header, r).await,
+        ),
+        RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(
+            transactions::add_offsets(&state.controller, &state.groups, &state.txns, header, r)
+                .await,
+        ),
         RequestKind::EndTxn(r) => {
-            ResponseKind::EndTxn(transactions::end_txn(state, header, r).await)
+            ResponseKind::EndTxn(transactions::end_txn(&state.txns, header, r).await)
         }
-        RequestKind::TxnOffsetCommit(r) => {
-            ResponseKind::TxnOffsetCommit(transactions::txn_offset_commit(state, header, r).await)
-        }
-        RequestKind::DescribeProducers(r) => {
-            ResponseKind::DescribeProducers(admin::describe_producers(state, header, r).await)
-        }
-        RequestKind::DescribeTransactions(r) => {
-            ResponseKind::DescribeTransactions(admin::describe_transactions(state, header, r).await)
-        }
+        RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(
+            transactions::txn_offset_commit(&state.metadata, &state.groups, &state.txns, header, r)
+                .await,
+        ),
+        RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(
+            admin::describe_producers(&state.replicas, header, r).await,
+        ),
+        RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(
+            admin::describe_transactions(&state.txns, header, r).await,
+        ),
         RequestKind::ListTransactions(r) => {
-            ResponseKind::ListTransactions(admin::list_transactions(state, header, r).await)
+            ResponseKind::ListTransactions(admin::list_transactions(&state.txns, header, r).await)
         }
         other => return Err(other),
     })

@@ -23,6 +23,7 @@ pub mod internal_topic;
 pub mod metadata_view;
 pub mod net;
 pub mod partition;
+pub mod producer_ids;
 pub mod replica_fetch;
 pub mod replica_manager;
 pub mod server;

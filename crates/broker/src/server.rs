@@ -14,8 +14,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
+use crate::controller::Controller;
 pub use crate::fatal::{FatalError, EXIT_INTERNAL_FAILURE, EXIT_STORAGE_FAILURE};
 use crate::metadata_view::MetadataView;
+use crate::producer_ids::ProducerIdManager;
 use crate::replica_manager::ReplicaManager;
 use crate::state::BrokerState;
 use crate::tasks::{
@@ -151,22 +153,27 @@ impl Broker {
 
         let group_config = group::coordinator::CoordinatorConfig::from_settings(&settings);
         let groups = group::GroupCoordinator::new(group_config, replicas.clone());
+        let controller = Arc::new(Controller::new(
+            config.node_id,
+            settings.clone(),
+            quorum.clone(),
+            replicas.clone(),
+        ));
+        let producer_ids = Arc::new(ProducerIdManager::new(controller.clone()));
         let txns = txn::TransactionCoordinator::new(
             txn::TxnConfig::from_settings(&settings),
             replicas.clone(),
             groups.clone(),
+            producer_ids.clone(),
         );
         let state = Arc::new(BrokerState {
-            node_id: config.node_id,
-            settings: settings.clone(),
-            quorum: quorum.clone(),
             metadata: MetadataView::new(config.node_id, settings.clone(), quorum.clone()),
             replicas: replicas.clone(),
-            controller_lock: tokio::sync::Mutex::new(()),
+            controller,
             request_bytes_max,
             connection_idle_timeout_ms,
             groups,
-            producer_ids: tokio::sync::Mutex::new(Default::default()),
+            producer_ids,
             txns,
         });
 
@@ -175,7 +182,10 @@ impl Broker {
             tokio::spawn(replicas.clone().run_flusher(shutdown_rx.clone())),
             tokio::spawn(run_checkpointer(
                 replicas.clone(),
-                state.settings.get_i64("producer.id.expiration.ms"),
+                state
+                    .metadata
+                    .settings()
+                    .get_i64("producer.id.expiration.ms"),
                 shutdown_rx.clone(),
             )),
             tokio::spawn(run_image_follower(state.clone(), shutdown_rx.clone())),
@@ -222,7 +232,7 @@ impl Broker {
         tokio::task::spawn_blocking(move || replicas.shutdown())
             .await
             .map_err(|e| BrokerError::Config(format!("shutdown task failed: {e}")))??;
-        self.state.quorum.shutdown().await?;
+        self.state.metadata.quorum().shutdown().await?;
         tracing::info!("broker stopped cleanly");
         Ok(())
     }

@@ -45,11 +45,16 @@ pub(crate) async fn run_log_maintenance(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let retention_every = state
-        .settings
+        .metadata
+        .settings()
         .get_i64("log.retention.check.interval.ms")
         .max(10);
-    let clean_every = state.settings.get_i64("log.cleaner.backoff.ms").max(10);
-    let cleaner_enabled = state.settings.get_bool("log.cleaner.enable");
+    let clean_every = state
+        .metadata
+        .settings()
+        .get_i64("log.cleaner.backoff.ms")
+        .max(10);
+    let cleaner_enabled = state.metadata.settings().get_bool("log.cleaner.enable");
     let tick = retention_every.min(clean_every).clamp(10, 1000) as u64;
     let mut next_retention = clock::now_ms() + retention_every;
     let mut next_clean = clock::now_ms() + clean_every;
@@ -102,7 +107,7 @@ pub(crate) async fn run_image_follower(
     state: Arc<BrokerState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut images = state.quorum.subscribe();
+    let mut images = state.metadata.quorum().subscribe();
     let mut retry_in: Option<Duration> = None;
     loop {
         let retry = async {
@@ -142,7 +147,9 @@ pub(crate) async fn start_group_coordinator(
     state: Arc<BrokerState>,
     shutdown: watch::Receiver<bool>,
 ) {
-    if let Err(message) = coordinator_topics::ensure_offsets_topic(&state).await {
+    if let Err(message) =
+        coordinator_topics::ensure_offsets_topic(&state.controller, &state.groups).await
+    {
         tracing::warn!(%message, "creating __consumer_offsets failed; FindCoordinator retries");
     }
     state.groups.load();
@@ -156,7 +163,9 @@ pub(crate) async fn start_transaction_coordinator(
     state: Arc<BrokerState>,
     shutdown: watch::Receiver<bool>,
 ) {
-    if let Err(message) = coordinator_topics::ensure_transaction_topic(&state).await {
+    if let Err(message) =
+        coordinator_topics::ensure_transaction_topic(&state.controller, &state.txns).await
+    {
         tracing::warn!(%message, "creating __transaction_state failed; FindCoordinator retries");
     }
     state.txns.load();

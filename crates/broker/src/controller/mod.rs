@@ -11,9 +11,9 @@
 //! CreateTopic for a name that exists (two proposers racing) and it assigns
 //! producer-id blocks.
 //!
-//! `BrokerState::controller_lock` serializes validate-then-propose on this
-//! node, so a validation is never made against an image another change is
-//! about to replace.
+//! [`Controller`] is the runtime around the managers: its lock serializes
+//! validate-then-propose on this node, so a validation is never made against
+//! an image another change is about to replace.
 
 use std::sync::Arc;
 
@@ -22,7 +22,9 @@ use uuid::Uuid;
 
 use crate::config::{DynamicBrokerConfigs, Settings};
 use crate::error_codes;
-use crate::state::BrokerState;
+use sluice_meta::MetadataQuorum;
+
+use crate::replica_manager::ReplicaManager;
 
 pub mod configs;
 pub mod placement;
@@ -97,45 +99,178 @@ impl ControllerContext<'_> {
     }
 
     /// A broker config's effective value as a number (as
-    /// `BrokerState::broker_config_i64`, against this image).
+    /// `MetadataView::broker_config_i64`, against this image).
     pub fn broker_config_i64(&self, name: &str) -> i64 {
         let (value, _) = self.settings.broker_value(&self.dynamic_configs(), name);
         crate::config::parse_number(name, &value)
     }
 }
 
-/// Runs `decide` against the current image under the controller lock and
-/// commits its records; returns the response once they are applied.
-async fn decide_and_commit<R>(
-    state: &BrokerState,
-    decide: impl FnOnce(ControllerContext<'_>) -> Result<ControllerResult<R>, TopicError>,
-) -> Result<R, TopicError> {
-    let _guard = state.controller_lock.lock().await;
-    let image = state.quorum.image();
-    let context = ControllerContext {
-        image: &image,
-        settings: &state.settings,
-        node_id: state.node_id,
-    };
-    let result = decide(context)?;
-    commit(state, result.records).await?;
-    Ok(result.response)
+/// The controller runtime: runs a control manager against the current
+/// image and commits its records. What it needs of the broker: the quorum,
+/// this node's id and settings, and the replica manager to reconcile.
+pub struct Controller {
+    node_id: i32,
+    settings: Arc<Settings>,
+    quorum: Arc<MetadataQuorum>,
+    replicas: Arc<ReplicaManager>,
+    /// Serializes validate-then-propose on this node.
+    lock: tokio::sync::Mutex<()>,
 }
 
-/// The one way a metadata change is made: proposes `records` as one entry,
-/// waits until the state machine has applied them, and reconciles this
-/// node's partitions with the new image. Returns each record's outcome.
-/// Nothing is proposed for no records.
-pub async fn commit(
-    state: &BrokerState,
-    records: Vec<MetadataRecord>,
-) -> Result<Vec<RecordOutcome>, TopicError> {
-    if records.is_empty() {
-        return Ok(Vec::new());
+impl Controller {
+    pub fn new(
+        node_id: i32,
+        settings: Arc<Settings>,
+        quorum: Arc<MetadataQuorum>,
+        replicas: Arc<ReplicaManager>,
+    ) -> Controller {
+        Controller {
+            node_id,
+            settings,
+            quorum,
+            replicas,
+            lock: tokio::sync::Mutex::new(()),
+        }
     }
-    let outcomes = state.quorum.propose(records).await.map_err(propose_error)?;
-    apply_locally(state, &state.quorum.image());
-    Ok(outcomes)
+
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<ClusterImage> {
+        self.quorum.image()
+    }
+
+    /// Runs `decide` against the current image under the controller lock and
+    /// commits its records; returns the response once they are applied.
+    async fn decide_and_commit<R>(
+        &self,
+        decide: impl FnOnce(ControllerContext<'_>) -> Result<ControllerResult<R>, TopicError>,
+    ) -> Result<R, TopicError> {
+        let _guard = self.lock.lock().await;
+        let image = self.quorum.image();
+        let context = ControllerContext {
+            image: &image,
+            settings: &self.settings,
+            node_id: self.node_id,
+        };
+        let result = decide(context)?;
+        self.commit(result.records).await?;
+        Ok(result.response)
+    }
+
+    /// The one way a metadata change is made: proposes `records` as one
+    /// entry, waits until the state machine has applied them, and reconciles
+    /// this node's partitions with the new image. Returns each record's
+    /// outcome. Nothing is proposed for no records.
+    pub async fn commit(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Vec<RecordOutcome>, TopicError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let outcomes = self.quorum.propose(records).await.map_err(propose_error)?;
+        self.apply_locally(&self.quorum.image());
+        Ok(outcomes)
+    }
+
+    /// Applies a committed change to this node's partitions. The change is
+    /// in the metadata log whatever happens here: a partition that fails to
+    /// open (full disk, no descriptors) stays offline, requests for it get
+    /// KAFKA_STORAGE_ERROR, and the image follower retries it with backoff
+    /// (as a broker of a cluster applies what the controller committed).
+    fn apply_locally(&self, image: &Arc<ClusterImage>) {
+        if let Err(error) = self.replicas.reconcile(image) {
+            tracing::warn!(%error, "applying the metadata change locally failed; retrying in the background");
+            self.replicas.request_reconcile_retry();
+        }
+    }
+
+    /// Validates and (unless `validate_only`) creates a topic.
+    pub async fn create_topic(
+        &self,
+        spec: TopicSpec,
+        validate_only: bool,
+    ) -> Result<CreatedTopic, TopicError> {
+        // Checks that need no image come before the lock.
+        topics::validate_spec(&spec)?;
+        let name = spec.name.clone();
+        let created = self
+            .decide_and_commit(|context| {
+                Ok(topics::create_topic(context, spec, Uuid::new_v4())?
+                    .validated_only(validate_only))
+            })
+            .await?;
+        if !validate_only {
+            tracing::info!(topic = %name, topic_id = %created.topic_id, partitions = created.num_partitions, "topic created");
+        }
+        Ok(created)
+    }
+
+    /// Deletes a topic by name.
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+        let topic_id = self
+            .decide_and_commit(|context| topics::delete_topic(context, name))
+            .await?;
+        tracing::info!(topic = %name, %topic_id, "topic deleted");
+        Ok(topic_id)
+    }
+
+    /// Applies config changes to a resource: validates every resulting value,
+    /// then proposes the differences as metadata records (nothing changes on any
+    /// error). `replace_all` is the legacy AlterConfigs: the given set becomes the
+    /// whole set of overrides.
+    pub async fn alter_configs(
+        &self,
+        resource: ConfigResource,
+        ops: Vec<ConfigOp>,
+        replace_all: bool,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let changed = self
+            .decide_and_commit(|context| {
+                let result = configs::alter_configs(context, &resource, ops, replace_all)?
+                    .validated_only(validate_only);
+                let changed = !result.records.is_empty();
+                Ok(ControllerResult {
+                    records: result.records,
+                    response: changed,
+                })
+            })
+            .await?;
+        if changed {
+            tracing::info!(?resource, "configs altered");
+        }
+        Ok(())
+    }
+
+    /// CreatePartitions: grows a topic to `count` partitions.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        self.decide_and_commit(|context| {
+            Ok(
+                topics::create_partitions(context, name, count, assignments)?
+                    .validated_only(validate_only),
+            )
+        })
+        .await?;
+        if !validate_only {
+            tracing::info!(topic = name, count, "partitions created");
+        }
+        Ok(())
+    }
+
+    /// Reserves a block of `count` producer ids for this broker; returns its
+    /// first id, as the state machine assigned it.
+    pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, TopicError> {
+        let result = producer_ids::allocate_producer_ids(self.node_id, count);
+        let outcomes = self.commit(result.records).await?;
+        producer_ids::allocated_block(&outcomes, self.node_id)
+    }
 }
 
 /// The Kafka error for a failed proposal.
@@ -147,98 +282,4 @@ fn propose_error(error: MetaError) -> TopicError {
         ),
         other => TopicError::new(error_codes::UNKNOWN_SERVER_ERROR, other.to_string()),
     }
-}
-
-/// Applies a committed change to this node's partitions. The change is in the
-/// metadata log whatever happens here: a partition that fails to open (full
-/// disk, no descriptors) stays offline, requests for it get
-/// KAFKA_STORAGE_ERROR, and the image follower retries it with backoff (as a
-/// broker of a cluster applies what the controller committed).
-fn apply_locally(state: &BrokerState, image: &Arc<ClusterImage>) {
-    if let Err(error) = state.replicas.reconcile(image) {
-        tracing::warn!(%error, "applying the metadata change locally failed; retrying in the background");
-        state.replicas.request_reconcile_retry();
-    }
-}
-
-/// Validates and (unless `validate_only`) creates a topic.
-pub async fn create_topic(
-    state: &BrokerState,
-    spec: TopicSpec,
-    validate_only: bool,
-) -> Result<CreatedTopic, TopicError> {
-    // Checks that need no image come before the lock.
-    topics::validate_spec(&spec)?;
-    let name = spec.name.clone();
-    let created = decide_and_commit(state, |context| {
-        Ok(topics::create_topic(context, spec, Uuid::new_v4())?.validated_only(validate_only))
-    })
-    .await?;
-    if !validate_only {
-        tracing::info!(topic = %name, topic_id = %created.topic_id, partitions = created.num_partitions, "topic created");
-    }
-    Ok(created)
-}
-
-/// Deletes a topic by name.
-pub async fn delete_topic(state: &BrokerState, name: &str) -> Result<Uuid, TopicError> {
-    let topic_id = decide_and_commit(state, |context| topics::delete_topic(context, name)).await?;
-    tracing::info!(topic = %name, %topic_id, "topic deleted");
-    Ok(topic_id)
-}
-
-/// Applies config changes to a resource: validates every resulting value,
-/// then proposes the differences as metadata records (nothing changes on any
-/// error). `replace_all` is the legacy AlterConfigs: the given set becomes the
-/// whole set of overrides.
-pub async fn alter_configs(
-    state: &BrokerState,
-    resource: ConfigResource,
-    ops: Vec<ConfigOp>,
-    replace_all: bool,
-    validate_only: bool,
-) -> Result<(), TopicError> {
-    let changed = decide_and_commit(state, |context| {
-        let result = configs::alter_configs(context, &resource, ops, replace_all)?
-            .validated_only(validate_only);
-        let changed = !result.records.is_empty();
-        Ok(ControllerResult {
-            records: result.records,
-            response: changed,
-        })
-    })
-    .await?;
-    if changed {
-        tracing::info!(?resource, "configs altered");
-    }
-    Ok(())
-}
-
-/// CreatePartitions: grows a topic to `count` partitions.
-pub async fn create_partitions(
-    state: &BrokerState,
-    name: &str,
-    count: i32,
-    assignments: Option<Vec<Vec<i32>>>,
-    validate_only: bool,
-) -> Result<(), TopicError> {
-    decide_and_commit(state, |context| {
-        Ok(
-            topics::create_partitions(context, name, count, assignments)?
-                .validated_only(validate_only),
-        )
-    })
-    .await?;
-    if !validate_only {
-        tracing::info!(topic = name, count, "partitions created");
-    }
-    Ok(())
-}
-
-/// Reserves a block of `count` producer ids for this broker; returns its
-/// first id, as the state machine assigned it.
-pub async fn allocate_producer_ids(state: &BrokerState, count: i64) -> Result<i64, TopicError> {
-    let result = producer_ids::allocate_producer_ids(state.node_id, count);
-    let outcomes = commit(state, result.records).await?;
-    producer_ids::allocated_block(&outcomes, state.node_id)
 }

@@ -11,9 +11,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
-use crate::controller::{self, ConfigOp, ConfigResource, TopicError};
+use crate::controller::{ConfigOp, ConfigResource, Controller, TopicError};
 use crate::error_codes;
-use crate::state::BrokerState;
+use crate::metadata_view::MetadataView;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -24,7 +24,7 @@ const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
 fn resource(
-    state: &BrokerState,
+    metadata: &MetadataView,
     resource_type: i8,
     name: &StrBytes,
 ) -> Result<ConfigResource, TopicError> {
@@ -33,12 +33,12 @@ fn resource(
         RESOURCE_TOPIC => Ok(ConfigResource::Topic(name.to_string())),
         RESOURCE_BROKER if name.is_empty() => Ok(ConfigResource::Broker(None)),
         RESOURCE_BROKER => match name.parse::<i32>() {
-            Ok(id) if id == state.node_id => Ok(ConfigResource::Broker(Some(id))),
+            Ok(id) if id == metadata.node_id() => Ok(ConfigResource::Broker(Some(id))),
             _ => Err(TopicError {
                 code: error_codes::INVALID_REQUEST,
                 message: format!(
                     "Unexpected broker id, expected {} or empty string, but received {name}",
-                    state.node_id
+                    metadata.node_id()
                 ),
             }),
         },
@@ -58,13 +58,14 @@ fn outcome(result: Result<(), TopicError>) -> (i16, Option<StrBytes>) {
 }
 
 pub async fn alter_configs(
-    state: &BrokerState,
+    metadata: &MetadataView,
+    controller: &Controller,
     _header: &RequestHeader,
     request: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     let mut responses = Vec::new();
     for r in request.resources {
-        let result = match resource(state, r.resource_type, &r.resource_name) {
+        let result = match resource(metadata, r.resource_type, &r.resource_name) {
             Err(e) => Err(e),
             Ok(target) => {
                 let ops = r
@@ -77,7 +78,9 @@ pub async fn alter_configs(
                         None => ConfigOp::Delete(c.name.as_str().to_string()),
                     })
                     .collect();
-                controller::alter_configs(state, target, ops, true, request.validate_only).await
+                controller
+                    .alter_configs(target, ops, true, request.validate_only)
+                    .await
             }
         };
         let (code, message) = outcome(result);
@@ -93,7 +96,8 @@ pub async fn alter_configs(
 }
 
 pub async fn incremental_alter_configs(
-    state: &BrokerState,
+    metadata: &MetadataView,
+    controller: &Controller,
     _header: &RequestHeader,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
@@ -126,10 +130,12 @@ pub async fn incremental_alter_configs(
             };
             ops.push(op);
         }
-        let result = match (bad, resource(state, r.resource_type, &r.resource_name)) {
+        let result = match (bad, resource(metadata, r.resource_type, &r.resource_name)) {
             (Some(e), _) | (None, Err(e)) => Err(e),
             (None, Ok(target)) => {
-                controller::alter_configs(state, target, ops, false, request.validate_only).await
+                controller
+                    .alter_configs(target, ops, false, request.validate_only)
+                    .await
             }
         };
         let (code, message) = outcome(result);
@@ -145,7 +151,7 @@ pub async fn incremental_alter_configs(
 }
 
 pub async fn create_partitions(
-    state: &BrokerState,
+    controller: &Controller,
     _header: &RequestHeader,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
@@ -156,14 +162,14 @@ pub async fn create_partitions(
                 .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
                 .collect()
         });
-        let result = controller::create_partitions(
-            state,
-            topic.name.0.as_str(),
-            topic.count,
-            assignments,
-            request.validate_only,
-        )
-        .await;
+        let result = controller
+            .create_partitions(
+                topic.name.0.as_str(),
+                topic.count,
+                assignments,
+                request.validate_only,
+            )
+            .await;
         let (code, message) = outcome(result);
         results.push(
             CreatePartitionsTopicResult::default()

@@ -10,11 +10,11 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
+use crate::controller::Controller;
 use crate::coordinator_topics::{self, coordinator_broker};
 use crate::error_codes;
-use crate::group::OFFSETS_TOPIC;
-use crate::state::BrokerState;
-use crate::txn::TRANSACTION_STATE_TOPIC;
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::txn::{TransactionCoordinator, TRANSACTION_STATE_TOPIC};
 
 /// Key type 0: a consumer group.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -22,7 +22,9 @@ const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub async fn handle(
-    state: &BrokerState,
+    controller: &Controller,
+    groups: &GroupCoordinator,
+    txns: &TransactionCoordinator,
     header: &RequestHeader,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
@@ -34,7 +36,7 @@ pub async fn handle(
     };
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
-        coordinators.push(locate(state, request.key_type, key).await);
+        coordinators.push(locate(controller, groups, txns, request.key_type, key).await);
     }
     let mut response = FindCoordinatorResponse::default();
     if version >= 4 {
@@ -64,17 +66,23 @@ fn failed(key: StrBytes, code: i16, message: &str) -> Coordinator {
         .with_error_message(Some(str_bytes(message)))
 }
 
-async fn locate(state: &BrokerState, key_type: i8, key: StrBytes) -> Coordinator {
+async fn locate(
+    controller: &Controller,
+    groups: &GroupCoordinator,
+    txns: &TransactionCoordinator,
+    key_type: i8,
+    key: StrBytes,
+) -> Coordinator {
     let (created, topic, partition) = match key_type {
         KEY_TYPE_GROUP => (
-            coordinator_topics::ensure_offsets_topic(state).await,
+            coordinator_topics::ensure_offsets_topic(controller, groups).await,
             OFFSETS_TOPIC,
-            state.groups.partition_for(key.as_str()),
+            groups.partition_for(key.as_str()),
         ),
         KEY_TYPE_TRANSACTION => (
-            coordinator_topics::ensure_transaction_topic(state).await,
+            coordinator_topics::ensure_transaction_topic(controller, txns).await,
             TRANSACTION_STATE_TOPIC,
-            state.txns.partition_for(key.as_str()),
+            txns.partition_for(key.as_str()),
         ),
         _ => {
             let message = format!("Unknown coordinator type: {key_type}");
@@ -86,7 +94,7 @@ async fn locate(state: &BrokerState, key_type: i8, key: StrBytes) -> Coordinator
         tracing::warn!(%message, topic, "creating the coordinator's internal topic failed");
         return failed(key, error_codes::COORDINATOR_NOT_AVAILABLE, not_available);
     }
-    let image = state.quorum.image();
+    let image = controller.image();
     let Some(broker) = coordinator_broker(&image, topic, partition) else {
         return failed(key, error_codes::COORDINATOR_NOT_AVAILABLE, not_available);
     };

@@ -4,6 +4,8 @@
 //! requests into its events and its results into responses, setting only the
 //! fields the requested version has.
 
+use std::sync::Arc;
+
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -21,7 +23,7 @@ use super::{str_bytes, AUTHORIZED_OPERATIONS_OMITTED};
 use crate::error_codes;
 use crate::errors::{code_of, code_or_none, KafkaError};
 use crate::group::state::{JoinRequest, LeavingMember, SyncRequest};
-use crate::state::BrokerState;
+use crate::group::GroupCoordinator;
 
 /// Every group operation (no ACLs yet): READ 3, DELETE 6, DESCRIBE 8.
 const GROUP_OPERATIONS_ALL: i32 = (1 << 3) | (1 << 6) | (1 << 8);
@@ -36,11 +38,11 @@ fn optional(text: &Option<StrBytes>) -> Option<String> {
 
 /// A group request may go to the coordinator: a group id, and a coordinator
 /// that serves it now.
-fn check_group(state: &BrokerState, group: &str) -> Result<(), KafkaError> {
+fn check_group(groups: &Arc<GroupCoordinator>, group: &str) -> Result<(), KafkaError> {
     if group.is_empty() {
         return Err(KafkaError::InvalidGroupId);
     }
-    state.groups.check_ready(group)
+    groups.check_ready(group)
 }
 
 /// The state machine answers with nulls where old versions have
@@ -80,7 +82,7 @@ fn join_response(version: i16, result: crate::group::state::JoinResult) -> JoinG
 }
 
 pub async fn join(
-    state: &BrokerState,
+    groups: &Arc<GroupCoordinator>,
     header: &RequestHeader,
     client_host: &str,
     request: JoinGroupRequest,
@@ -88,7 +90,7 @@ pub async fn join(
     let version = header.request_api_version;
     let group = group_id(request.group_id);
     let member_id = request.member_id.as_str().to_string();
-    if let Err(error) = check_group(state, &group) {
+    if let Err(error) = check_group(groups, &group) {
         let result = crate::group::state::JoinResult::error(&member_id, error);
         return join_response(version, result);
     }
@@ -120,7 +122,7 @@ pub async fn join(
         supports_skip_assignment: version >= 9,
         generated_member_id: format!("{prefix}-{}", uuid::Uuid::new_v4()),
     };
-    let result = state.groups.join(&group, join).await;
+    let result = groups.join(&group, join).await;
     if result.error.is_none() {
         tracing::debug!(group = %group, member = %result.member_id, generation = result.generation_id, "joined");
     }
@@ -128,13 +130,13 @@ pub async fn join(
 }
 
 pub async fn sync(
-    state: &BrokerState,
+    groups: &Arc<GroupCoordinator>,
     header: &RequestHeader,
     request: SyncGroupRequest,
 ) -> SyncGroupResponse {
     let version = header.request_api_version;
     let group = group_id(request.group_id);
-    if let Err(error) = check_group(state, &group) {
+    if let Err(error) = check_group(groups, &group) {
         return SyncGroupResponse::default().with_error_code(error.code());
     }
     let sync = SyncRequest {
@@ -149,7 +151,7 @@ pub async fn sync(
             .map(|a| (a.member_id.as_str().to_string(), a.assignment))
             .collect(),
     };
-    let result = state.groups.sync(&group, sync).await;
+    let result = groups.sync(&group, sync).await;
     let mut response = SyncGroupResponse::default()
         .with_error_code(code_or_none(result.error))
         .with_assignment(result.assignment);
@@ -161,14 +163,14 @@ pub async fn sync(
 }
 
 pub async fn heartbeat(
-    state: &BrokerState,
+    groups: &Arc<GroupCoordinator>,
     header: &RequestHeader,
     request: HeartbeatRequest,
 ) -> HeartbeatResponse {
     let version = header.request_api_version;
     let group = group_id(request.group_id);
-    let result = check_group(state, &group).and_then(|()| {
-        state.groups.heartbeat(
+    let result = check_group(groups, &group).and_then(|()| {
+        groups.heartbeat(
             &group,
             request.member_id.as_str(),
             request
@@ -183,7 +185,7 @@ pub async fn heartbeat(
 }
 
 pub async fn leave(
-    state: &BrokerState,
+    groups: &Arc<GroupCoordinator>,
     header: &RequestHeader,
     request: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
@@ -204,10 +206,10 @@ pub async fn leave(
             group_instance_id: None,
         }]
     };
-    if let Err(error) = check_group(state, &group) {
+    if let Err(error) = check_group(groups, &group) {
         return LeaveGroupResponse::default().with_error_code(error.code());
     }
-    let results = state.groups.leave(&group, &members);
+    let results = groups.leave(&group, &members);
     if version < 3 {
         let first = results.first().copied().unwrap_or(Ok(()));
         return LeaveGroupResponse::default().with_error_code(code_of(&first));
@@ -227,12 +229,12 @@ pub async fn leave(
 }
 
 pub async fn list(
-    state: &BrokerState,
+    groups: &Arc<GroupCoordinator>,
     header: &RequestHeader,
     request: ListGroupsRequest,
 ) -> ListGroupsResponse {
     let version = header.request_api_version;
-    if !state.groups.is_loaded() {
+    if !groups.is_loaded() {
         return ListGroupsResponse::default()
             .with_error_code(error_codes::COORDINATOR_LOAD_IN_PROGRESS);
     }
@@ -246,8 +248,7 @@ pub async fn list(
         .iter()
         .map(|s| s.as_str().to_lowercase())
         .collect();
-    let groups = state
-        .groups
+    let groups = groups
         .list()
         .into_iter()
         .filter(|g| {
@@ -271,7 +272,7 @@ pub async fn list(
 }
 
 pub async fn describe(
-    state: &BrokerState,
+    groups: &Arc<GroupCoordinator>,
     header: &RequestHeader,
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
@@ -293,11 +294,11 @@ pub async fn describe(
                 } else {
                     AUTHORIZED_OPERATIONS_OMITTED
                 });
-            if let Err(error) = state.groups.check_ready(&name) {
+            if let Err(error) = groups.check_ready(&name) {
                 described.error_code = error.code();
                 return described;
             }
-            match state.groups.describe(&name) {
+            match groups.describe(&name) {
                 None => {
                     described.group_state = str_bytes("Dead");
                     if version >= 6 {
@@ -336,15 +337,15 @@ pub async fn describe(
 }
 
 pub async fn delete(
-    state: &BrokerState,
+    groups: &Arc<GroupCoordinator>,
     _header: &RequestHeader,
     request: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
     let mut results = Vec::new();
     for id in request.groups_names {
         let name = group_id(id.clone());
-        let result = match check_group(state, &name) {
-            Ok(()) => state.groups.delete(&name).await,
+        let result = match check_group(groups, &name) {
+            Ok(()) => groups.delete(&name).await,
             Err(error) => Err(error),
         };
         results.push(

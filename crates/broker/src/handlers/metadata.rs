@@ -13,12 +13,13 @@ use super::{
     str_bytes, topic_name, AUTHORIZED_OPERATIONS_OMITTED, CLUSTER_OPERATIONS_ALL,
     TOPIC_OPERATIONS_ALL,
 };
-use crate::controller::{self, TopicSpec};
+use crate::controller::{self, Controller, TopicSpec};
 use crate::error_codes;
-use crate::state::BrokerState;
+use crate::metadata_view::MetadataView;
 
 pub async fn handle(
-    state: &BrokerState,
+    metadata: &MetadataView,
+    controller: &Controller,
     header: &RequestHeader,
     request: MetadataRequest,
 ) -> MetadataResponse {
@@ -30,12 +31,12 @@ pub async fn handle(
     };
     // Before v4 the request had no flag and auto-creation was allowed.
     let allow_auto_create = (version < 4 || request.allow_auto_topic_creation)
-        && state.settings.get_bool("auto.create.topics.enable");
+        && metadata.settings().get_bool("auto.create.topics.enable");
     let include_topic_operations = version >= 8 && request.include_topic_authorized_operations;
 
     let mut topics = Vec::new();
     if all_topics {
-        let image = state.quorum.image();
+        let image = metadata.image();
         for topic in image.topics.values() {
             topics.push(describe_topic(topic, include_topic_operations));
         }
@@ -44,7 +45,8 @@ pub async fn handle(
             let entry = match &requested.name {
                 Some(name) => {
                     by_name(
-                        state,
+                        metadata,
+                        controller,
                         name.0.as_str(),
                         allow_auto_create,
                         include_topic_operations,
@@ -52,7 +54,7 @@ pub async fn handle(
                     .await
                 }
                 None => {
-                    let image = state.quorum.image();
+                    let image = metadata.image();
                     match image.topic_by_id(&requested.topic_id) {
                         Some(topic) => describe_topic(topic, include_topic_operations),
                         None => MetadataResponseTopic::default()
@@ -66,11 +68,11 @@ pub async fn handle(
         }
     }
 
-    let image = state.quorum.image();
+    let image = metadata.image();
     MetadataResponse::default()
         .with_brokers(brokers(&image))
         .with_cluster_id(Some(str_bytes(&image.cluster_id)))
-        .with_controller_id(BrokerId(state.controller_id()))
+        .with_controller_id(BrokerId(metadata.controller_id()))
         .with_topics(topics)
         .with_cluster_authorized_operations(
             if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
@@ -82,7 +84,8 @@ pub async fn handle(
 }
 
 async fn by_name(
-    state: &BrokerState,
+    metadata: &MetadataView,
+    controller: &Controller,
     name: &str,
     allow_auto_create: bool,
     include_operations: bool,
@@ -93,7 +96,7 @@ async fn by_name(
             .with_error_code(code)
             .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
     };
-    if let Some(topic) = state.quorum.image().topic(name) {
+    if let Some(topic) = metadata.image().topic(name) {
         return describe_topic(topic, include_operations);
     }
     if controller::validate_topic_name(name).is_err() {
@@ -109,7 +112,7 @@ async fn by_name(
         assignments: Vec::new(),
         configs: BTreeMap::new(),
     };
-    match controller::create_topic(state, spec, false).await {
+    match controller.create_topic(spec, false).await {
         Ok(_) => {}
         // Raced with another creation: fine, describe it below.
         Err(e) if e.code == error_codes::TOPIC_ALREADY_EXISTS => {}
@@ -122,7 +125,7 @@ async fn by_name(
             });
         }
     }
-    match state.quorum.image().topic(name) {
+    match metadata.image().topic(name) {
         Some(topic) => describe_topic(topic, include_operations),
         None => error(error_codes::LEADER_NOT_AVAILABLE),
     }

@@ -3,6 +3,8 @@
 //! is durable.
 
 use bytes::Buf;
+use std::sync::Arc;
+
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -25,7 +27,9 @@ use crate::clock::now_ms;
 use crate::error_codes;
 use crate::errors::code_of;
 use crate::group::state::{CommittedOffset, Group};
-use crate::state::BrokerState;
+use crate::group::GroupCoordinator;
+use crate::metadata_view::MetadataView;
+use crate::txn::TransactionCoordinator;
 
 fn partition_exists(image: &ClusterImage, topic: &str, partition: i32) -> bool {
     image
@@ -34,20 +38,21 @@ fn partition_exists(image: &ClusterImage, topic: &str, partition: i32) -> bool {
 }
 
 pub async fn commit(
-    state: &BrokerState,
+    metadata: &MetadataView,
+    groups: &Arc<GroupCoordinator>,
     header: &RequestHeader,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let version = header.request_api_version;
     let group = request.group_id.0.as_str().to_string();
-    let image = state.quorum.image();
+    let image = metadata.image();
     let now = now_ms();
-    let metadata_max = state.groups.config.metadata_bytes_max;
+    let metadata_max = groups.config.metadata_bytes_max;
     // (topic index, partition index, code) for every requested partition;
     // NONE ones are committed together and get the commit's code.
     let mut codes: Vec<Vec<i16>> = Vec::with_capacity(request.topics.len());
     let mut offsets = Vec::new();
-    let ready = code_of(&state.groups.check_ready(&group));
+    let ready = code_of(&groups.check_ready(&group));
     for topic in &request.topics {
         let name = topic.name.0.as_str();
         let mut topic_codes = Vec::with_capacity(topic.partitions.len());
@@ -96,8 +101,7 @@ pub async fn commit(
         } else {
             ""
         };
-        let committed = state
-            .groups
+        let committed = groups
             .commit(
                 &group,
                 member_id,
@@ -141,12 +145,13 @@ pub async fn commit(
 type Fetched = (i16, Vec<(String, Vec<(i32, i64, i32, String, i16)>)>);
 
 fn fetch_group(
-    state: &BrokerState,
+    groups: &Arc<GroupCoordinator>,
+    txns: &TransactionCoordinator,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
 ) -> Fetched {
-    let ready = code_of(&state.groups.check_ready(group));
+    let ready = code_of(&groups.check_ready(group));
     if ready != error_codes::NONE {
         let topics = wanted
             .unwrap_or_default()
@@ -163,8 +168,7 @@ fn fetch_group(
             .collect();
         return (ready, topics);
     }
-    let topics = state
-        .groups
+    let topics = groups
         .fetch_offsets(group, wanted)
         .into_iter()
         .map(|(topic, partitions)| {
@@ -172,7 +176,7 @@ fn fetch_group(
                 .into_iter()
                 .map(|(p, offset)| match offset {
                     // KIP-447: a transaction's offsets are still pending.
-                    _ if require_stable && state.txns.has_pending_offsets(group, &topic, p) => (
+                    _ if require_stable && txns.has_pending_offsets(group, &topic, p) => (
                         p,
                         -1,
                         -1,
@@ -190,7 +194,8 @@ fn fetch_group(
 }
 
 pub async fn fetch(
-    state: &BrokerState,
+    groups: &Arc<GroupCoordinator>,
+    txns: &TransactionCoordinator,
     header: &RequestHeader,
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
@@ -207,8 +212,13 @@ pub async fn fetch(
                         .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes))
                         .collect()
                 });
-                let (code, topics) =
-                    fetch_group(state, g.group_id.0.as_str(), wanted, request.require_stable);
+                let (code, topics) = fetch_group(
+                    groups,
+                    txns,
+                    g.group_id.0.as_str(),
+                    wanted,
+                    request.require_stable,
+                );
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_error_code(code)
@@ -250,7 +260,8 @@ pub async fn fetch(
         None => None,
     };
     let (code, topics) = fetch_group(
-        state,
+        groups,
+        txns,
         request.group_id.0.as_str(),
         wanted,
         request.require_stable,
@@ -304,15 +315,16 @@ fn subscribed(group: &Group, topic: &str) -> bool {
 }
 
 pub async fn delete(
-    state: &BrokerState,
+    metadata: &MetadataView,
+    groups: &Arc<GroupCoordinator>,
     _header: &RequestHeader,
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group = request.group_id.0.as_str().to_string();
-    if let Err(error) = state.groups.check_ready(&group) {
+    if let Err(error) = groups.check_ready(&group) {
         return OffsetDeleteResponse::default().with_error_code(error.code());
     }
-    let image = state.quorum.image();
+    let image = metadata.image();
     let mut known = Vec::new();
     for topic in &request.topics {
         for partition in &topic.partitions {
@@ -321,11 +333,7 @@ pub async fn delete(
             }
         }
     }
-    let codes = match state
-        .groups
-        .delete_offsets(&group, &known, subscribed)
-        .await
-    {
+    let codes = match groups.delete_offsets(&group, &known, subscribed).await {
         Ok(results) => results.iter().map(code_of).collect::<Vec<i16>>(),
         Err(error) => return OffsetDeleteResponse::default().with_error_code(error.code()),
     };

@@ -13,12 +13,13 @@ use kafka_protocol::messages::{
 
 use super::{str_bytes, topic_name};
 use crate::config::TOPIC_CONFIGS;
-use crate::controller::{self, TopicSpec};
+use crate::controller::{Controller, TopicSpec};
 use crate::error_codes;
-use crate::state::BrokerState;
+use crate::metadata_view::MetadataView;
 
 pub async fn create(
-    state: &BrokerState,
+    metadata: &MetadataView,
+    controller: &Controller,
     _header: &RequestHeader,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
@@ -72,18 +73,19 @@ pub async fn create(
                 .collect(),
             configs: configs.clone(),
         };
-        match controller::create_topic(state, spec, request.validate_only).await {
+        match controller.create_topic(spec, request.validate_only).await {
             Ok(created) => {
                 result.topic_id = created.topic_id;
                 result.num_partitions = created.num_partitions;
                 result.replication_factor = created.replication_factor;
-                let dynamic = state.dynamic_configs();
+                let dynamic = metadata.dynamic_configs();
                 result.configs = Some(
                     TOPIC_CONFIGS
                         .iter()
                         .filter_map(|def| {
-                            let (value, source) =
-                                state.settings.topic_value(&dynamic, &configs, def.name)?;
+                            let (value, source) = metadata
+                                .settings()
+                                .topic_value(&dynamic, &configs, def.name)?;
                             Some(
                                 CreatableTopicConfigs::default()
                                     .with_name(str_bytes(def.name))
@@ -107,7 +109,8 @@ pub async fn create(
 }
 
 pub async fn delete(
-    state: &BrokerState,
+    metadata: &MetadataView,
+    controller: &Controller,
     header: &RequestHeader,
     request: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
@@ -130,8 +133,7 @@ pub async fn delete(
         let mut result = DeletableTopicResult::default();
         let resolved = match name {
             Some(name) => Some(name),
-            None => state
-                .quorum
+            None => metadata
                 .image()
                 .topic_by_id(&topic_id)
                 .map(|t| t.name.clone()),
@@ -144,7 +146,7 @@ pub async fn delete(
             }
             Some(name) => {
                 result.name = Some(topic_name(&name));
-                match controller::delete_topic(state, &name).await {
+                match controller.delete_topic(&name).await {
                     Ok(id) => result.topic_id = id,
                     Err(e) => {
                         result.topic_id = topic_id;

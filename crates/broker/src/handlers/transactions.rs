@@ -5,6 +5,8 @@
 //! requests into its calls, and maps PRODUCER_FENCED to
 //! INVALID_PRODUCER_EPOCH below the versions that know it (KIP-588).
 
+use std::sync::Arc;
+
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
@@ -19,11 +21,13 @@ use kafka_protocol::messages::{
 };
 
 use crate::clock::now_ms;
+use crate::controller::Controller;
 use crate::error_codes;
 use crate::errors::KafkaError;
 use crate::group::state::CommittedOffset;
+use crate::group::GroupCoordinator;
 use crate::group::OFFSETS_TOPIC;
-use crate::state::BrokerState;
+use crate::metadata_view::MetadataView;
 use crate::txn::{ProduceRefusal, TransactionCoordinator};
 
 /// KIP-588: PRODUCER_FENCED only from these versions on; older clients get
@@ -46,7 +50,7 @@ fn code_of(result: Result<(), KafkaError>, version: i16, fenced_from: i16) -> i1
 
 /// InitProducerId with a transactional id.
 pub async fn init_producer_id(
-    state: &BrokerState,
+    txns: &Arc<TransactionCoordinator>,
     version: i16,
     transactional_id: &str,
     request: &InitProducerIdRequest,
@@ -56,14 +60,8 @@ pub async fn init_producer_id(
         .with_producer_epoch(-1);
     let expected = (version >= 3 && request.producer_id.0 >= 0 && request.producer_epoch >= 0)
         .then_some((request.producer_id.0, request.producer_epoch));
-    match state
-        .txns
-        .init_producer_id(
-            state,
-            transactional_id,
-            request.transaction_timeout_ms,
-            expected,
-        )
+    match txns
+        .init_producer_id(transactional_id, request.transaction_timeout_ms, expected)
         .await
     {
         Ok((producer_id, epoch)) => response
@@ -78,14 +76,15 @@ pub async fn init_producer_id(
 /// request: they get UNKNOWN_TOPIC_OR_PARTITION, the others
 /// OPERATION_NOT_ATTEMPTED.
 pub async fn add_partitions(
-    state: &BrokerState,
+    metadata: &MetadataView,
+    txns: &TransactionCoordinator,
     header: &RequestHeader,
     request: AddPartitionsToTxnRequest,
 ) -> AddPartitionsToTxnResponse {
     /// OPERATION_NOT_ATTEMPTED.
     const NOT_ATTEMPTED: i16 = 55;
     let version = header.request_api_version;
-    let image = state.quorum.image();
+    let image = metadata.image();
     let mut wanted: Vec<(String, i32)> = Vec::new();
     let mut unknown = Vec::new();
     for topic in &request.v3_and_below_topics {
@@ -100,8 +99,7 @@ pub async fn add_partitions(
         }
     }
     let code_for = if unknown.is_empty() {
-        let result = state
-            .txns
+        let result = txns
             .add_partitions(
                 request.v3_and_below_transactional_id.0.as_str(),
                 request.v3_and_below_producer_id.0,
@@ -144,20 +142,22 @@ pub async fn add_partitions(
 
 /// AddOffsetsToTxn: adds the group's `__consumer_offsets` partition.
 pub async fn add_offsets(
-    state: &BrokerState,
+    controller: &Controller,
+    groups: &GroupCoordinator,
+    txns: &TransactionCoordinator,
     header: &RequestHeader,
     request: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
     let version = header.request_api_version;
     let group = request.group_id.0.as_str();
-    if let Err(message) = crate::coordinator_topics::ensure_offsets_topic(state).await {
+    if let Err(message) = crate::coordinator_topics::ensure_offsets_topic(controller, groups).await
+    {
         tracing::warn!(%message, "creating __consumer_offsets failed");
         return AddOffsetsToTxnResponse::default()
             .with_error_code(error_codes::COORDINATOR_NOT_AVAILABLE);
     }
-    let partition = (OFFSETS_TOPIC.to_string(), state.groups.partition_for(group));
-    let result = state
-        .txns
+    let partition = (OFFSETS_TOPIC.to_string(), groups.partition_for(group));
+    let result = txns
         .add_partitions(
             request.transactional_id.0.as_str(),
             request.producer_id.0,
@@ -170,13 +170,12 @@ pub async fn add_offsets(
 
 /// EndTxn: answered once every marker and the Complete state are durable.
 pub async fn end_txn(
-    state: &BrokerState,
+    txns: &TransactionCoordinator,
     header: &RequestHeader,
     request: EndTxnRequest,
 ) -> EndTxnResponse {
     let version = header.request_api_version;
-    let result = state
-        .txns
+    let result = txns
         .end_txn(
             request.transactional_id.0.as_str(),
             request.producer_id.0,
@@ -189,15 +188,17 @@ pub async fn end_txn(
 
 /// TxnOffsetCommit: one code for every partition of the request.
 pub async fn txn_offset_commit(
-    state: &BrokerState,
+    metadata: &MetadataView,
+    groups: &GroupCoordinator,
+    txns: &TransactionCoordinator,
     header: &RequestHeader,
     request: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
     let version = header.request_api_version;
     let group = request.group_id.0.as_str();
-    let image = state.quorum.image();
+    let image = metadata.image();
     let now = now_ms();
-    let metadata_max = state.groups.config.metadata_bytes_max;
+    let metadata_max = groups.config.metadata_bytes_max;
     let mut problem = None;
     let mut offsets = Vec::new();
     for topic in &request.topics {
@@ -239,8 +240,7 @@ pub async fn txn_offset_commit(
                     request.generation_id,
                 )
             });
-            let result = state
-                .txns
+            let result = txns
                 .txn_offset_commit(
                     request.transactional_id.0.as_str(),
                     group,

@@ -19,12 +19,13 @@ use super::{str_bytes, topic_name};
 use crate::clock::now_ms;
 use crate::error_codes;
 use crate::errors::{code_of, KafkaError};
-use crate::state::BrokerState;
+use crate::replica_manager::ReplicaManager;
 use crate::txn::state::{TxnMetadata, TxnState};
+use crate::txn::TransactionCoordinator;
 
 /// DescribeProducers: the producer state of each partition.
 pub async fn describe_producers(
-    state: &BrokerState,
+    replicas: &ReplicaManager,
     _header: &RequestHeader,
     request: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
@@ -38,7 +39,7 @@ pub async fn describe_producers(
                 .iter()
                 .map(|index| {
                     let response = PartitionResponse::default().with_partition_index(*index);
-                    let partition = match state.replicas.leader_partition(name, *index) {
+                    let partition = match replicas.leader_partition(name, *index) {
                         Ok(partition) => partition,
                         Err(code) => return response.with_error_code(code),
                     };
@@ -91,16 +92,16 @@ fn topic_data(txn: &TxnMetadata) -> Vec<TopicData> {
 
 /// DescribeTransactions: state, producer, timeout, start and partitions.
 pub async fn describe_transactions(
-    state: &BrokerState,
+    txns: &TransactionCoordinator,
     _header: &RequestHeader,
     request: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
     let mut described = Vec::with_capacity(request.transactional_ids.len());
     for id in request.transactional_ids {
         let name = id.0.as_str().to_string();
-        let ready = state.txns.check_ready(&name);
+        let ready = txns.check_ready(&name);
         let found = if ready.is_ok() {
-            state.txns.describe(&name).await
+            txns.describe(&name).await
         } else {
             None
         };
@@ -128,7 +129,7 @@ pub async fn describe_transactions(
 
 /// ListTransactions with state, producer id and (v1+) duration filters.
 pub async fn list_transactions(
-    state: &BrokerState,
+    txns: &TransactionCoordinator,
     header: &RequestHeader,
     request: ListTransactionsRequest,
 ) -> ListTransactionsResponse {
@@ -148,8 +149,7 @@ pub async fn list_transactions(
         -1
     };
     let now = now_ms();
-    let mut listed: Vec<ListedTransaction> = state
-        .txns
+    let mut listed: Vec<ListedTransaction> = txns
         .list()
         .await
         .into_iter()
@@ -164,7 +164,7 @@ pub async fn list_transactions(
         })
         .collect();
     listed.sort_by(|a, b| a.transactional_id.0.cmp(&b.transactional_id.0));
-    let code = if state.txns.check_ready("") == Err(KafkaError::CoordinatorLoadInProgress) {
+    let code = if txns.check_ready("") == Err(KafkaError::CoordinatorLoadInProgress) {
         error_codes::COORDINATOR_LOAD_IN_PROGRESS
     } else {
         error_codes::NONE

@@ -20,8 +20,8 @@ use crate::config::Settings;
 use crate::errors::KafkaError;
 use crate::group::state::CommittedOffset;
 use crate::group::{partition_for, Clock, GroupCoordinator, OFFSETS_TOPIC};
+use crate::producer_ids::ProducerIdManager;
 use crate::replica_manager::ReplicaManager;
-use crate::state::BrokerState;
 
 /// The transaction.* broker configs.
 #[derive(Clone, Debug)]
@@ -98,6 +98,8 @@ pub struct TransactionCoordinator {
     replicas: Arc<ReplicaManager>,
     /// The group coordinator, which publishes committed transactional offsets.
     groups: Arc<GroupCoordinator>,
+    /// Where fresh producer ids come from.
+    producer_ids: Arc<ProducerIdManager>,
     /// Every transactional id this node coordinates.
     txns: Mutex<HashMap<String, TxnSlot>>,
     /// Produce verification: producer id → its ongoing transaction.
@@ -117,11 +119,13 @@ impl TransactionCoordinator {
         config: TxnConfig,
         replicas: Arc<ReplicaManager>,
         groups: Arc<GroupCoordinator>,
+        producer_ids: Arc<ProducerIdManager>,
     ) -> Arc<TransactionCoordinator> {
         Arc::new(TransactionCoordinator {
             config,
             replicas,
             groups,
+            producer_ids,
             txns: Mutex::new(HashMap::new()),
             verified: Mutex::new(HashMap::new()),
             pending_offsets: Mutex::new(HashMap::new()),
@@ -252,7 +256,6 @@ impl TransactionCoordinator {
     /// InitProducerId with a transactional id: the producer id and epoch.
     pub async fn init_producer_id(
         self: &Arc<Self>,
-        state: &BrokerState,
         transactional_id: &str,
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
@@ -268,10 +271,7 @@ impl TransactionCoordinator {
         let txn = match guard.as_mut() {
             Some(txn) => txn,
             None => {
-                let id = crate::handlers::producer_ids::next_producer_id(state)
-                    .await
-                    // Its only error: the block could not be reserved.
-                    .map_err(|_| KafkaError::CoordinatorNotAvailable)?;
+                let id = self.producer_ids.next_producer_id().await?;
                 guard.insert(TxnMetadata::new(transactional_id, id, timeout_ms, now))
             }
         };
@@ -279,10 +279,7 @@ impl TransactionCoordinator {
         loop {
             match working.init_producer_id(timeout_ms, expected, now)? {
                 InitStep::NeedProducerId => {
-                    let id = crate::handlers::producer_ids::next_producer_id(state)
-                        .await
-                        // Its only error: the block could not be reserved.
-                        .map_err(|_| KafkaError::CoordinatorNotAvailable)?;
+                    let id = self.producer_ids.next_producer_id().await?;
                     working.rotate_producer_id(id);
                 }
                 InitStep::Ready => {
