@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sluice_log::{DataDir, MetaProperties};
-use sluice_meta::{BrokerRegistration, MetadataQuorum, MetadataRecord, QuorumConfig};
+use sluice_meta::{
+    BrokerListener, BrokerRegistration, MetadataQuorum, MetadataRecord, QuorumConfig,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -113,11 +115,20 @@ impl Broker {
                 Some(advertised) => parse_host_port(advertised)?,
                 None => (local_addr.ip().to_string(), local_addr.port()),
             };
+            // One listener today, the client listener, named as Kafka's
+            // default `listeners=PLAINTEXT://…`.
+            let listeners = vec![BrokerListener {
+                name: "PLAINTEXT".to_string(),
+                host: host.clone(),
+                port,
+                security_protocol: "PLAINTEXT".to_string(),
+            }];
             let registration = BrokerRegistration {
                 node_id: config.node_id,
                 host,
                 port,
                 rack: None,
+                listeners,
                 ..BrokerRegistration::default()
             };
             let registered = quorum.image().brokers.get(&config.node_id).cloned();
