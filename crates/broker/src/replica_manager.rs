@@ -162,67 +162,63 @@ impl ReplicaManager {
                 .collect()
         };
         for topic in walked {
-            let overrides = &topic.configs;
-            let config = Arc::new(self.settings.topic_config(&dynamic, overrides));
+            let config = Arc::new(self.settings.topic_config(&dynamic, &topic.configs));
             for state in &topic.partitions {
                 if !state.replicas.contains(&self.node_id) {
                     continue;
                 }
-                if let Some(existing) = self.get(&topic.name, state.partition) {
-                    existing.set_role(PartitionRole::of(
-                        self.node_id,
-                        state.leader,
-                        state.leader_epoch,
-                    ));
-                    let changed = {
-                        let mut current = existing.config.write();
-                        let changed = !Arc::ptr_eq(&current, &config) && **current != *config;
-                        *current = config.clone();
-                        changed
-                    };
-                    if changed {
-                        existing.log.set_config(config.log_config());
-                    }
-                    continue;
-                }
-                let key = (topic.name.clone(), state.partition);
-                let opened = self
-                    .clear_older_directory(image, &topic.name, topic.topic_id, state.partition)
-                    .and_then(|()| {
-                        self.open_partition(
-                            &topic.name,
-                            topic.topic_id,
-                            state.partition,
-                            PartitionRole::of(self.node_id, state.leader, state.leader_epoch),
-                            config.clone(),
-                        )
-                    });
-                let partition = match opened {
-                    Ok(partition) => partition,
-                    Err(error) => {
-                        let first = self.offline.lock().insert(key, error.to_string()).is_none();
-                        if first {
-                            tracing::error!(topic = %topic.name, partition = state.partition, %error,
-                                "cannot open partition; it is offline until a retry succeeds");
+                let role = PartitionRole::of(self.node_id, state.leader, state.leader_epoch);
+                match self.get(&topic.name, state.partition) {
+                    Some(existing) => refresh(&existing, role, &config),
+                    None => {
+                        if let Err(error) = self.host(image, topic, state.partition, role, &config)
+                        {
+                            first_failure.get_or_insert(error);
                         }
-                        first_failure.get_or_insert(error);
-                        continue;
                     }
-                };
-                if self.offline.lock().remove(&key).is_some() {
-                    tracing::info!(topic = %topic.name, partition = state.partition, "partition opened after earlier failures");
                 }
-                let mut hosted = self.partitions.write();
-                hosted.topic_ids.insert(topic.name.clone(), topic.topic_id);
-                hosted
-                    .by_id
-                    .insert((topic.topic_id, state.partition), partition);
             }
         }
         match first_failure {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+
+    /// Opens a partition the image places here and starts hosting it; one
+    /// that fails to open is remembered as offline (and logged once).
+    fn host(
+        &self,
+        image: &ClusterImage,
+        topic: &sluice_meta::TopicImage,
+        index: i32,
+        role: PartitionRole,
+        config: &Arc<TopicConfig>,
+    ) -> Result<(), sluice_log::LogError> {
+        let key = (topic.name.clone(), index);
+        let opened = self
+            .clear_older_directory(image, &topic.name, topic.topic_id, index)
+            .and_then(|()| {
+                self.open_partition(&topic.name, topic.topic_id, index, role, config.clone())
+            });
+        let partition = match opened {
+            Ok(partition) => partition,
+            Err(error) => {
+                let first = self.offline.lock().insert(key, error.to_string()).is_none();
+                if first {
+                    tracing::error!(topic = %topic.name, partition = index, %error,
+                        "cannot open partition; it is offline until a retry succeeds");
+                }
+                return Err(error);
+            }
+        };
+        if self.offline.lock().remove(&key).is_some() {
+            tracing::info!(topic = %topic.name, partition = index, "partition opened after earlier failures");
+        }
+        let mut hosted = self.partitions.write();
+        hosted.topic_ids.insert(topic.name.clone(), topic.topic_id);
+        hosted.by_id.insert((topic.topic_id, index), partition);
+        Ok(())
     }
 
     /// Asks the image follower to retry reconciliation (with its backoff).
@@ -676,6 +672,21 @@ impl ReplicaManager {
 }
 
 /// Whether `path` is a directory with nothing in it.
+/// A hosted partition takes the image's role and the topic's effective
+/// config (the running log gets a changed one through `Log::set_config`).
+fn refresh(partition: &Partition, role: PartitionRole, config: &Arc<TopicConfig>) {
+    partition.set_role(role);
+    let changed = {
+        let mut current = partition.config.write();
+        let changed = !Arc::ptr_eq(&current, config) && **current != **config;
+        *current = config.clone();
+        changed
+    };
+    if changed {
+        partition.log.set_config(config.log_config());
+    }
+}
+
 fn directory_is_empty(path: &std::path::Path) -> bool {
     std::fs::read_dir(path)
         .map(|mut entries| entries.next().is_none())

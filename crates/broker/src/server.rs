@@ -73,11 +73,7 @@ impl Broker {
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
         let settings =
             Arc::new(Settings::new(config.settings.clone()).map_err(BrokerError::Config)?);
-        let request_bytes_max = settings
-            .get_i64("socket.request.max.bytes")
-            .clamp(8, i32::MAX as i64) as usize;
         let connections_max = settings.get_i64("max.connections").clamp(1, 1 << 20) as usize;
-        let connection_idle_timeout_ms = settings.get_i64("connections.max.idle.ms");
 
         // The listener first: a port in use fails the start before anything
         // is written to the data directory.
@@ -110,48 +106,8 @@ impl Broker {
                     node_id: config.node_id,
                 })?;
             }
-
-            let (host, port) = match &config.advertised_listener {
-                Some(advertised) => parse_host_port(advertised)?,
-                None => (local_addr.ip().to_string(), local_addr.port()),
-            };
-            // One listener today, the client listener, named as Kafka's
-            // default `listeners=PLAINTEXT://…`.
-            let listeners = vec![BrokerListener {
-                name: "PLAINTEXT".to_string(),
-                host: host.clone(),
-                port,
-                security_protocol: "PLAINTEXT".to_string(),
-            }];
-            let registration = BrokerRegistration {
-                node_id: config.node_id,
-                host,
-                port,
-                rack: None,
-                listeners,
-                ..BrokerRegistration::default()
-            };
-            let registered = quorum.image().brokers.get(&config.node_id).cloned();
-            if !registered.is_some_and(|current| current.same_registration(&registration)) {
-                quorum
-                    .propose(vec![MetadataRecord::RegisterBroker(registration)])
-                    .await?;
-            }
-
-            let replicas = Arc::new(ReplicaManager::new(
-                data_dir,
-                settings.clone(),
-                config.node_id,
-            ));
-            let image = quorum.image();
-            if let Err(error) = replicas.reconcile(&image) {
-                // The partitions that failed are offline; the image follower
-                // retries them.
-                tracing::warn!(%error, "some partitions could not be opened; retrying in the background");
-                replicas.request_reconcile_retry();
-            }
-            replicas.remove_orphans(&image)?;
-            Ok::<_, BrokerError>(replicas)
+            register(&quorum, &config, local_addr).await?;
+            open_partitions(&quorum, data_dir, &settings, config.node_id)
         }
         .await;
         let replicas = match prepared {
@@ -161,58 +117,8 @@ impl Broker {
                 return Err(error);
             }
         };
-
-        let group_config = group::coordinator::CoordinatorConfig::from_settings(&settings);
-        let groups = group::GroupCoordinator::new(group_config, replicas.clone());
-        let controller = Arc::new(Controller::new(
-            config.node_id,
-            settings.clone(),
-            quorum.clone(),
-            replicas.clone(),
-        ));
-        let producer_ids = Arc::new(ProducerIdManager::new(controller.clone()));
-        let txns = txn::TransactionCoordinator::new(
-            txn::TxnConfig::from_settings(&settings),
-            replicas.clone(),
-            groups.clone(),
-            producer_ids.clone(),
-        );
-        let state = Arc::new(BrokerState {
-            metadata: MetadataView::new(config.node_id, settings.clone(), quorum.clone()),
-            replicas: replicas.clone(),
-            controller,
-            request_bytes_max,
-            connection_idle_timeout_ms,
-            groups,
-            producer_ids,
-            txns,
-        });
-
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let tasks = vec![
-            tokio::spawn(replicas.clone().run_flusher(shutdown_rx.clone())),
-            tokio::spawn(run_checkpointer(
-                replicas.clone(),
-                state
-                    .metadata
-                    .settings()
-                    .get_i64("producer.id.expiration.ms"),
-                shutdown_rx.clone(),
-            )),
-            tokio::spawn(run_image_follower(state.clone(), shutdown_rx.clone())),
-            tokio::spawn(start_group_coordinator(state.clone(), shutdown_rx.clone())),
-            tokio::spawn(start_transaction_coordinator(
-                state.clone(),
-                shutdown_rx.clone(),
-            )),
-            tokio::spawn(run_log_maintenance(state.clone(), shutdown_rx.clone())),
-            tokio::spawn(net::acceptor::run_acceptor(
-                listener,
-                state.clone(),
-                connections_max,
-                shutdown_rx,
-            )),
-        ];
+        let state = services(&config, settings, quorum.clone(), replicas);
+        let (shutdown, tasks) = spawn_tasks(&state, listener, connections_max);
         tracing::info!(%local_addr, node_id = config.node_id, cluster_id = %quorum.cluster_id(), "broker started");
         Ok(Broker {
             state,
@@ -247,6 +153,138 @@ impl Broker {
         tracing::info!("broker stopped cleanly");
         Ok(())
     }
+}
+
+/// Registers this broker (its advertised listener) unless the image already
+/// holds the same registration.
+async fn register(
+    quorum: &MetadataQuorum,
+    config: &BrokerConfig,
+    local_addr: SocketAddr,
+) -> Result<(), BrokerError> {
+    let (host, port) = match &config.advertised_listener {
+        Some(advertised) => parse_host_port(advertised)?,
+        None => (local_addr.ip().to_string(), local_addr.port()),
+    };
+    // One listener today, the client listener, named as Kafka's default
+    // `listeners=PLAINTEXT://…`.
+    let listeners = vec![BrokerListener {
+        name: "PLAINTEXT".to_string(),
+        host: host.clone(),
+        port,
+        security_protocol: "PLAINTEXT".to_string(),
+    }];
+    let registration = BrokerRegistration {
+        node_id: config.node_id,
+        host,
+        port,
+        rack: None,
+        listeners,
+        ..BrokerRegistration::default()
+    };
+    let registered = quorum.image().brokers.get(&config.node_id).cloned();
+    if !registered.is_some_and(|current| current.same_registration(&registration)) {
+        quorum
+            .propose(vec![MetadataRecord::RegisterBroker(registration)])
+            .await?;
+    }
+    Ok(())
+}
+
+/// Opens the partitions the image places here and sets unknown directories
+/// aside; partitions that fail to open stay offline and are retried.
+fn open_partitions(
+    quorum: &MetadataQuorum,
+    data_dir: DataDir,
+    settings: &Arc<Settings>,
+    node_id: i32,
+) -> Result<Arc<ReplicaManager>, BrokerError> {
+    let replicas = Arc::new(ReplicaManager::new(data_dir, settings.clone(), node_id));
+    let image = quorum.image();
+    if let Err(error) = replicas.reconcile(&image) {
+        // The partitions that failed are offline; the image follower
+        // retries them.
+        tracing::warn!(%error, "some partitions could not be opened; retrying in the background");
+        replicas.request_reconcile_retry();
+    }
+    replicas.remove_orphans(&image)?;
+    Ok(replicas)
+}
+
+/// Wires the services: the controller runtime, the producer-id manager, the
+/// coordinators, the metadata view.
+fn services(
+    config: &BrokerConfig,
+    settings: Arc<Settings>,
+    quorum: Arc<MetadataQuorum>,
+    replicas: Arc<ReplicaManager>,
+) -> Arc<BrokerState> {
+    let group_config = group::coordinator::CoordinatorConfig::from_settings(&settings);
+    let groups = group::GroupCoordinator::new(group_config, replicas.clone());
+    let controller = Arc::new(Controller::new(
+        config.node_id,
+        settings.clone(),
+        quorum.clone(),
+        replicas.clone(),
+    ));
+    let producer_ids = Arc::new(ProducerIdManager::new(controller.clone()));
+    let txns = txn::TransactionCoordinator::new(
+        txn::TxnConfig::from_settings(&settings),
+        replicas.clone(),
+        groups.clone(),
+        producer_ids.clone(),
+    );
+    let request_bytes_max = settings
+        .get_i64("socket.request.max.bytes")
+        .clamp(8, i32::MAX as i64) as usize;
+    let connection_idle_timeout_ms = settings.get_i64("connections.max.idle.ms");
+    Arc::new(BrokerState {
+        metadata: MetadataView::new(config.node_id, settings, quorum),
+        replicas,
+        controller,
+        request_bytes_max,
+        connection_idle_timeout_ms,
+        groups,
+        producer_ids,
+        txns,
+    })
+}
+
+/// Starts the background tasks and the acceptor; returns the shutdown
+/// signal and their handles.
+fn spawn_tasks(
+    state: &Arc<BrokerState>,
+    listener: TcpListener,
+    connections_max: usize,
+) -> (watch::Sender<bool>, Vec<JoinHandle<()>>) {
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let replicas = &state.replicas;
+    let expiration_ms = state
+        .metadata
+        .settings()
+        .get_i64("producer.id.expiration.ms");
+    let tasks = vec![
+        tokio::spawn(replicas.clone().run_flusher(shutdown_rx.clone())),
+        tokio::spawn(run_checkpointer(
+            replicas.clone(),
+            expiration_ms,
+            shutdown_rx.clone(),
+        )),
+        tokio::spawn(run_image_follower(state.clone(), shutdown_rx.clone())),
+        tokio::spawn(start_group_coordinator(state.clone(), shutdown_rx.clone())),
+        tokio::spawn(start_transaction_coordinator(
+            state.clone(),
+            shutdown_rx.clone(),
+        )),
+        tokio::spawn(run_log_maintenance(state.clone(), shutdown_rx.clone())),
+        tokio::spawn(net::acceptor::run_acceptor(
+            listener,
+            state.clone(),
+            connections_max,
+            shutdown_rx,
+        )),
+    ];
+    (shutdown, tasks)
 }
 
 /// Creates (if needed) and locks the data directory; errors name it.

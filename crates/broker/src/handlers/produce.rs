@@ -10,11 +10,12 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
 use sluice_log::batch;
-use sluice_log::batch::BatchError;
+use sluice_log::batch::{BatchError, BatchHeader};
 use sluice_log::validate::{self, RecordsCheck};
 
 use super::str_bytes;
 use crate::clock::now_ms;
+use crate::config::TopicConfig;
 use crate::error_codes;
 use crate::partition::{AppendOrigin, LeaderAppend};
 use crate::replica_manager::Partition;
@@ -154,46 +155,110 @@ fn append_partition(
         Ok(partition) => partition,
         Err(code) => return failed(index, code, None),
     };
+    let checked = check_batch(&partition, txns, version, topic, index, records);
+    let (records, header, config) = match checked {
+        Ok(checked) => checked,
+        Err(refused) => return *refused,
+    };
+    let appended = partition.append_as_leader(
+        &records,
+        &header,
+        AppendOrigin::Client { now_ms: now_ms() },
+        config.log_append_time.then(now_ms),
+    );
+    let response = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(error_codes::NONE);
+    match appended {
+        Ok(LeaderAppend::Appended(info)) => Appended {
+            response: response
+                .with_base_offset(info.base_offset)
+                .with_log_append_time_ms(info.log_append_time_ms)
+                .with_log_start_offset(info.log_start_offset),
+            last_offset: info.last_offset,
+            partition: Some(partition),
+        },
+        Ok(LeaderAppend::Duplicate(original)) => {
+            // A retry: answer with where the batch was first written.
+            tracing::debug!(
+                topic,
+                partition = index,
+                producer_id = header.producer_id,
+                "duplicate batch"
+            );
+            Appended {
+                response: response
+                    .with_base_offset(original.first_offset)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(partition.log.log_start_offset()),
+                last_offset: original.last_offset,
+                partition: Some(partition),
+            }
+        }
+        Ok(LeaderAppend::Rejected(code)) => failed(index, code, None),
+        Err(error) => {
+            tracing::warn!(topic, partition = index, %error, "append failed");
+            failed(
+                index,
+                error_codes::from_log_error(&error),
+                Some(error.to_string()),
+            )
+        }
+    }
+}
+
+/// Every check a produced batch passes before it is appended (Kafka's
+/// order): a client topic, a record set, a valid v2 header, the
+/// transaction's verification, the size limit, zstd from v7, the records
+/// themselves (LogValidator), the timestamp bounds. Returns the batch, its
+/// header and the topic config, or the partition's refusal.
+fn check_batch(
+    partition: &Partition,
+    txns: &TransactionCoordinator,
+    version: i16,
+    topic: &str,
+    index: i32,
+    records: Option<bytes::Bytes>,
+) -> Result<(bytes::Bytes, BatchHeader, Arc<TopicConfig>), Box<Appended>> {
     if partition.internal {
-        return failed(
+        return Err(Box::new(failed(
             index,
             error_codes::INVALID_TOPIC_EXCEPTION,
             Some(format!("Cannot append to internal topic {topic}")),
-        );
+        )));
     }
     let Some(records) = records else {
-        return failed(
+        return Err(Box::new(failed(
             index,
             error_codes::CORRUPT_MESSAGE,
             Some("null record set".into()),
-        );
+        )));
     };
     let config = partition.config();
-    let header = match batch::validate(&records) {
-        Ok(header) => header,
-        Err(error) => {
-            tracing::debug!(topic, partition = index, %error, "rejected batch");
-            return failed(
-                index,
-                error_codes::from_batch_error(&error),
-                Some(error.to_string()),
-            );
-        }
-    };
+    let header = batch::validate(&records).map_err(|error| {
+        tracing::debug!(topic, partition = index, %error, "rejected batch");
+        Box::new(failed(
+            index,
+            error_codes::from_batch_error(&error),
+            Some(error.to_string()),
+        ))
+    })?;
     // Transactions (crate::txn): KIP-890 part 1 produce verification.
-    if let Err(code) = super::transactions::verify_produce(txns, version, &header, topic, index) {
-        return failed(index, code, None);
-    }
-    // End of the transaction hook.
+    super::transactions::verify_produce(txns, version, &header, topic, index)
+        .map_err(|code| Box::new(failed(index, code, None)))?;
     if records.len() as i64 > config.max_message_bytes {
-        return failed(
+        return Err(Box::new(failed(
             index,
             error_codes::MESSAGE_TOO_LARGE,
             Some(format!("The request included a message larger than the max message size the server will accept ({}).", config.max_message_bytes)),
-        );
+        )));
     }
     if header.compression() == COMPRESSION_ZSTD && version < 7 {
-        return failed(index, error_codes::UNSUPPORTED_COMPRESSION_TYPE, None);
+        return Err(Box::new(failed(
+            index,
+            error_codes::UNSUPPORTED_COMPRESSION_TYPE,
+            None,
+        )));
     }
     // The records themselves (LogValidator): nothing of a batch that fails
     // is appended.
@@ -205,71 +270,23 @@ fn append_partition(
     };
     if let Err(error) = validate::validate_records(&records, &header, &check) {
         tracing::debug!(topic, partition = index, %error, "rejected records");
-        return refused_records(topic, index, &error);
+        return Err(Box::new(refused_records(topic, index, &error)));
     }
     if !config.log_append_time {
         let now = now_ms();
         let too_old = header.base_timestamp < now.saturating_sub(config.timestamp_before_max_ms);
         let too_new = header.max_timestamp > now.saturating_add(config.timestamp_after_max_ms);
         if too_old || too_new {
-            return failed(
+            return Err(Box::new(failed(
                 index,
                 error_codes::INVALID_TIMESTAMP,
                 Some(format!(
                     "Timestamp of a record in the batch is out of range (now {now})"
                 )),
-            );
+            )));
         }
     }
-    let result = match partition.append_as_leader(
-        &records,
-        &header,
-        AppendOrigin::Client { now_ms: now_ms() },
-        config.log_append_time.then(now_ms),
-    ) {
-        Ok(LeaderAppend::Appended(info)) => Ok(info),
-        Ok(LeaderAppend::Duplicate(original)) => {
-            // A retry: answer with where the batch was first written.
-            tracing::debug!(
-                topic,
-                partition = index,
-                producer_id = header.producer_id,
-                "duplicate batch"
-            );
-            return Appended {
-                response: PartitionProduceResponse::default()
-                    .with_index(index)
-                    .with_error_code(error_codes::NONE)
-                    .with_base_offset(original.first_offset)
-                    .with_log_append_time_ms(-1)
-                    .with_log_start_offset(partition.log.log_start_offset()),
-                last_offset: original.last_offset,
-                partition: Some(partition),
-            };
-        }
-        Ok(LeaderAppend::Rejected(code)) => return failed(index, code, None),
-        Err(error) => Err(error),
-    };
-    match result {
-        Ok(info) => Appended {
-            response: PartitionProduceResponse::default()
-                .with_index(index)
-                .with_error_code(error_codes::NONE)
-                .with_base_offset(info.base_offset)
-                .with_log_append_time_ms(info.log_append_time_ms)
-                .with_log_start_offset(info.log_start_offset),
-            last_offset: info.last_offset,
-            partition: Some(partition),
-        },
-        Err(error) => {
-            tracing::warn!(topic, partition = index, %error, "append failed");
-            failed(
-                index,
-                error_codes::from_log_error(&error),
-                Some(error.to_string()),
-            )
-        }
-    }
+    Ok((records, header, config))
 }
 
 /// The answer to a batch whose records failed validation: the code, an
