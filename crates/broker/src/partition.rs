@@ -65,6 +65,19 @@ impl PartitionRole {
     }
 }
 
+/// Checks a client's CurrentLeaderEpoch (-1 means "not given").
+/// (FENCED_LEADER_EPOCH for an older epoch, UNKNOWN_LEADER_EPOCH for a
+/// newer one, as Kafka's `Partition.checkCurrentLeaderEpoch`.)
+pub fn check_leader_epoch(requested: i32, current: i32) -> i16 {
+    if requested < 0 || requested == current {
+        error_codes::NONE
+    } else if requested > current {
+        error_codes::UNKNOWN_LEADER_EPOCH
+    } else {
+        error_codes::FENCED_LEADER_EPOCH
+    }
+}
+
 /// Who asks for a leader append: decides what is checked and recorded.
 #[derive(Clone, Copy, Debug)]
 pub enum AppendOrigin {

@@ -14,7 +14,7 @@ use sluice_log::AbortedTransaction;
 use tokio::time::Instant;
 
 use crate::error_codes;
-use crate::handlers::check_leader_epoch;
+use crate::partition::check_leader_epoch;
 use crate::partition::Partition;
 use crate::replica_manager::ReplicaManager;
 

@@ -7,8 +7,8 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, RequestHeader,
 };
 
-use super::check_leader_epoch;
 use crate::error_codes;
+use crate::partition::check_leader_epoch;
 use crate::replica_manager::ReplicaManager;
 
 pub async fn handle(

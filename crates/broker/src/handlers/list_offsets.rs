@@ -5,8 +5,8 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
 
-use super::check_leader_epoch;
 use crate::error_codes;
+use crate::partition::check_leader_epoch;
 use crate::replica_manager::ReplicaManager;
 
 const LATEST: i64 = -1;

@@ -21,8 +21,6 @@ pub mod transactions_admin;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 
-use crate::error_codes;
-
 /// `authorized_operations` when the client did not ask for them
 /// (Java's AUTHORIZED_OPERATIONS_OMITTED).
 pub const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -44,15 +42,4 @@ pub fn topic_name(name: &str) -> TopicName {
 
 pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
-}
-
-/// Checks a client's CurrentLeaderEpoch (-1 means "not given").
-pub fn check_leader_epoch(requested: i32, current: i32) -> i16 {
-    if requested < 0 || requested == current {
-        error_codes::NONE
-    } else if requested > current {
-        error_codes::UNKNOWN_LEADER_EPOCH
-    } else {
-        error_codes::FENCED_LEADER_EPOCH
-    }
 }
