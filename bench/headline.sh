@@ -8,7 +8,10 @@
 #
 # Environment: ROUNDS (default 3), SLUICE_BIN (default target/release/sluice),
 # TANSU_BIN (default ~/.cache/sluice-bench/tansu/bin/tansu), WORK_DIR,
-# BROKER_CPU / CLIENT_CPU (default 0 / 1).
+# BROKER_CPU / CLIENT_CPU (default 0 / 1), SLUICE_BASELINE_BIN (optional: an
+# older Sluice build, e.g. from `git worktree add ../base COMMIT`, measured
+# in the same alternation as "sluice-baseline", so a change is compared
+# with what it changed on the same machine in the same minutes).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,7 +21,9 @@ ROUNDS=${ROUNDS:-3}
 BROKER_CPU=${BROKER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 WORK_DIR=${WORK_DIR:-$(mktemp -d /tmp/sluice-headline.XXXXXX)}
+BASELINE=${SLUICE_BASELINE_BIN:-}
 BROKERS=(sluice)
+[ -n "$BASELINE" ] && BROKERS+=(sluice-baseline)
 [ -x "$TANSU" ] && BROKERS+=(tansu-memory) || echo "headline: no Tansu at $TANSU; Sluice only" >&2
 
 PID=
@@ -35,8 +40,10 @@ for round in $(seq "$ROUNDS"); do
         rm -rf "$WORK_DIR/data" && mkdir -p "$WORK_DIR/data"
         cat "$WORK_DIR/warm.sparse" >/dev/null
         PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-        if [ "$broker" = sluice ]; then
-            (cd "$WORK_DIR/data" && exec taskset -c "$BROKER_CPU" "$SLUICE" serve \
+        if [ "$broker" = sluice ] || [ "$broker" = sluice-baseline ]; then
+            bin=$SLUICE
+            [ "$broker" = sluice-baseline ] && bin=$BASELINE
+            (cd "$WORK_DIR/data" && exec taskset -c "$BROKER_CPU" "$bin" serve \
                 --listen "127.0.0.1:$PORT" --data-dir "$WORK_DIR/data" >"$WORK_DIR/$broker.log" 2>&1) &
         else
             (cd "$WORK_DIR/data" && exec taskset -c "$BROKER_CPU" "$TANSU" broker \
