@@ -167,10 +167,8 @@ fn marker_of(header: &BatchHeader, bytes: &[u8]) -> Option<Marker> {
 
 #[cfg(test)]
 mod replay_tests {
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use bytes::BytesMut;
+    use sluice_testkit::batch::{RecordBatchBuilder, TestRecord};
 
     use super::load;
     use crate::producer_state::AbortedTransaction;
@@ -179,38 +177,19 @@ mod replay_tests {
     /// One record batch: transactional data (`control` None) or a marker
     /// (`Some(0)` abort, `Some(1)` commit) of `producer_id`.
     fn encoded(producer_id: i64, sequence: i32, control: Option<i16>) -> BytesMut {
-        let (key, value) = match control {
-            Some(kind) => {
-                let mut key = 0i16.to_be_bytes().to_vec();
-                key.extend_from_slice(&kind.to_be_bytes());
-                let mut value = 0i16.to_be_bytes().to_vec();
-                value.extend_from_slice(&0i32.to_be_bytes());
-                (key, value)
-            }
-            None => (b"k".to_vec(), b"v".to_vec()),
+        let record = match control {
+            Some(kind) => TestRecord::marker(kind == 1, 0),
+            None => TestRecord::keyed("k", "v"),
         };
-        let record = Record {
-            transactional: true,
-            control: control.is_some(),
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch: 0,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: if control.is_some() { -1 } else { sequence },
-            timestamp: 1_000,
-            key: Some(Bytes::from(key)),
-            value: Some(Bytes::from(value)),
-            headers: Default::default(),
-        };
-        let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, [&record], &options).expect("encodes");
-        buf
+        let sequence = if control.is_some() { -1 } else { sequence };
+        RecordBatchBuilder::new()
+            .producer(producer_id, 0, sequence)
+            .transactional(true)
+            .control(control.is_some())
+            .partition_leader_epoch(0)
+            .timestamp(1_000)
+            .record(record)
+            .build()
     }
 
     /// With no snapshot at all, replaying the log alone rebuilds the
