@@ -195,6 +195,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
 pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "auto.create.topics.enable", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "Create a topic when Metadata asks for an unknown one and allows creation." },
     BrokerConfigDef { name: "broker.id", default: "1", config_type: ConfigType::Int, read_only: true, documentation: "This node's id (node.id)." },
+    BrokerConfigDef { name: "broker.rack", default: "", config_type: ConfigType::String, read_only: true, documentation: "Rack of this broker; replicas of a partition go to different racks when every broker has one." },
     BrokerConfigDef { name: "compression.type", default: "producer", config_type: ConfigType::String, read_only: false, documentation: "Default topic compression." },
     BrokerConfigDef { name: "connections.max.idle.ms", default: "600000", config_type: ConfigType::Long, read_only: true, documentation: "A connection with no request in flight and none read or answered for this long is closed, as is one whose request has not arrived whole this long after its first bytes; -1: never." },
     BrokerConfigDef { name: "default.replication.factor", default: "1", config_type: ConfigType::Short, read_only: true, documentation: "Replication factor of auto-created topics and of CreateTopics with -1." },

@@ -106,7 +106,7 @@ impl Broker {
                     node_id: config.node_id,
                 })?;
             }
-            register(&quorum, &config, local_addr).await?;
+            register(&quorum, &config, &settings, local_addr).await?;
             open_partitions(&quorum, data_dir, &settings, config.node_id)
         }
         .await;
@@ -155,11 +155,12 @@ impl Broker {
     }
 }
 
-/// Registers this broker (its advertised listener) unless the image already
-/// holds the same registration.
+/// Registers this broker (its advertised listener, `broker.rack`) unless the
+/// image already holds the same registration.
 async fn register(
     quorum: &MetadataQuorum,
     config: &BrokerConfig,
+    settings: &Settings,
     local_addr: SocketAddr,
 ) -> Result<(), BrokerError> {
     let (host, port) = match &config.advertised_listener {
@@ -178,7 +179,7 @@ async fn register(
         node_id: config.node_id,
         host,
         port,
-        rack: None,
+        rack: Some(settings.get("broker.rack")).filter(|rack| !rack.is_empty()),
         listeners,
         ..BrokerRegistration::default()
     };

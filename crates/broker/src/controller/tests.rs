@@ -8,7 +8,7 @@ use sluice_meta::{
 use uuid::Uuid;
 
 use super::configs::{alter_configs, ConfigOp, ConfigResource};
-use super::placement::{place, PlacementError};
+use super::placement::{place, PlacementError, Start};
 use super::producer_ids::{allocate_producer_ids, allocated_block};
 use super::topics::{
     collision_key, create_partitions, create_topic, delete_topic, validate_topic_name, TopicSpec,
@@ -117,16 +117,18 @@ fn dots_and_underscores_collide() {
 type Placed = Result<Vec<Vec<i32>>, PlacementError>;
 
 #[test]
-fn placement_is_round_robin_over_registered_brokers() {
+fn placement_spreads_leaders_then_shifts_followers() {
     let three = image(&[1, 2, 3], &[]);
     let cases: Vec<(i32, i32, usize, Placed)> = vec![
+        // Leaders round robin; after a full round the followers shift by
+        // one (Kafka's AdminUtils), so followers spread too.
         (
             0,
             4,
             2,
-            Ok(vec![vec![1, 2], vec![2, 3], vec![3, 1], vec![1, 2]]),
+            Ok(vec![vec![1, 2], vec![2, 3], vec![3, 1], vec![1, 3]]),
         ),
-        (2, 2, 3, Ok(vec![vec![3, 1, 2], vec![1, 2, 3]])),
+        (2, 2, 3, Ok(vec![vec![3, 1, 2], vec![1, 3, 2]])),
         (
             0,
             1,
@@ -138,9 +140,94 @@ fn placement_is_round_robin_over_registered_brokers() {
         ),
     ];
     for (first, count, replication_factor, expected) in cases {
-        assert_eq!(place(&three, first, count, replication_factor), expected);
+        let placed = place(&three, first, count, replication_factor, Start::Seed(0));
+        assert_eq!(placed, expected);
     }
-    assert!(place(&image(&[], &[]), 0, 1, 1).is_err());
+    assert!(place(&image(&[], &[]), 0, 1, 1, Start::Seed(0)).is_err());
+    // Every broker leads as many partitions as any other.
+    let leaders = place(&three, 0, 6, 1, Start::Seed(5)).unwrap();
+    for broker in [1, 2, 3] {
+        let led = leaders
+            .iter()
+            .filter(|replicas| replicas[0] == broker)
+            .count();
+        assert_eq!(led, 2, "{leaders:?}");
+    }
+}
+
+/// `image` with racks and fenced flags set on its registrations.
+fn with_brokers(brokers: &[(i32, Option<&str>, bool)]) -> ClusterImage {
+    let ids: Vec<i32> = brokers.iter().map(|(id, _, _)| *id).collect();
+    let mut image = image(&ids, &[]);
+    for (id, rack, fenced) in brokers {
+        let registration = image.brokers.get_mut(id).expect("registered");
+        registration.rack = rack.map(str::to_string);
+        registration.fenced = *fenced;
+    }
+    image
+}
+
+#[test]
+fn placement_skips_fenced_brokers() {
+    let image = with_brokers(&[(1, None, false), (2, None, true), (3, None, false)]);
+    assert_eq!(
+        place(&image, 0, 2, 2, Start::Seed(0)),
+        Ok(vec![vec![1, 3], vec![3, 1]])
+    );
+    assert_eq!(
+        place(&image, 0, 1, 3, Start::Seed(0)),
+        Err(PlacementError::NotEnoughBrokers {
+            replication_factor: 3,
+            available: 2
+        })
+    );
+}
+
+#[test]
+fn placement_puts_replicas_on_every_rack_first() {
+    let image = with_brokers(&[
+        (1, Some("a"), false),
+        (2, Some("a"), false),
+        (3, Some("b"), false),
+        (4, Some("b"), false),
+    ]);
+    let rack = |id: i32| if id <= 2 { "a" } else { "b" };
+    let placed = place(&image, 0, 8, 2, Start::Seed(0)).unwrap();
+    assert_eq!(
+        placed[..4],
+        [vec![1, 3], vec![3, 2], vec![2, 4], vec![4, 1]]
+    );
+    for replicas in &placed {
+        assert_ne!(rack(replicas[0]), rack(replicas[1]), "{placed:?}");
+    }
+    for broker in 1..=4 {
+        let led = placed
+            .iter()
+            .filter(|replicas| replicas[0] == broker)
+            .count();
+        assert_eq!(led, 2, "{placed:?}");
+    }
+    // Three replicas over two racks: both racks, no broker twice.
+    for replicas in place(&image, 0, 4, 3, Start::Seed(1)).unwrap() {
+        let racks: std::collections::BTreeSet<&str> = replicas.iter().map(|id| rack(*id)).collect();
+        assert_eq!(racks.len(), 2, "{replicas:?}");
+        let distinct: std::collections::BTreeSet<i32> = replicas.iter().copied().collect();
+        assert_eq!(distinct.len(), 3, "{replicas:?}");
+    }
+}
+
+#[test]
+fn added_partitions_continue_after_partition_zeros_leader() {
+    let three = image(&[1, 2, 3], &[]);
+    assert_eq!(
+        place(&three, 1, 2, 1, Start::AfterLeader(2)),
+        Ok(vec![vec![3], vec![1]])
+    );
+    // A leader that is gone: start from the first broker.
+    assert_eq!(
+        place(&three, 1, 1, 1, Start::AfterLeader(9)),
+        Ok(vec![vec![2]])
+    );
 }
 
 #[test]
@@ -243,9 +330,10 @@ fn create_partitions_decisions() {
     let image = image(&[1, 2, 3], &[("t", 1, vec![vec![1, 2], vec![2, 3]])]);
     let context = context(&image, &settings);
     let grown = create_partitions(context, "t", 4, None).unwrap();
+    // Partition 3 starts the second round of leaders: its follower shifts.
     assert_eq!(
         replica_lists(&grown.records[0]),
-        vec![vec![3, 1], vec![1, 2]]
+        vec![vec![3, 1], vec![1, 3]]
     );
     let assigned = create_partitions(context, "t", 3, Some(vec![vec![3], vec![1]])).unwrap();
     assert_eq!(replica_lists(&assigned.records[0]), vec![vec![3]]);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use sluice_meta::{MetadataRecord, PartitionState, TopicImage};
 use uuid::Uuid;
 
-use super::placement::{self, PlacementError};
+use super::placement::{self, PlacementError, Start};
 use super::{ControllerContext, ControllerResult, TopicError};
 use crate::config::{topic_config_def, validate_value};
 use crate::error_codes;
@@ -115,7 +115,7 @@ pub fn create_topic(
         ));
     }
     let partitions = if spec.assignments.is_empty() {
-        placed_partitions(context, &spec)?
+        placed_partitions(context, &spec, topic_id)?
     } else {
         assigned_partitions(context, &spec)?
     };
@@ -179,6 +179,7 @@ fn assigned_partitions(
 fn placed_partitions(
     context: ControllerContext<'_>,
     spec: &TopicSpec,
+    topic_id: Uuid,
 ) -> Result<Vec<PartitionState>, TopicError> {
     let num_partitions = if spec.num_partitions == -1 {
         context.broker_config_i64("num.partitions") as i32
@@ -202,7 +203,14 @@ fn placed_partitions(
             "Replication factor must be larger than 0.",
         ));
     }
-    let placed = placement::place(context.image, 0, num_partitions, replication_factor as usize)
+    let start = Start::Seed(topic_id.as_u64_pair().0);
+    let placed = placement::place(
+        context.image,
+        0,
+        num_partitions,
+        replication_factor as usize,
+        start,
+    )
         .map_err(|PlacementError::NotEnoughBrokers { available, .. }| {
             TopicError::new(
                 error_codes::INVALID_REPLICATION_FACTOR,
@@ -282,14 +290,19 @@ pub fn create_partitions(
     let added = count - current;
     let replica_lists = match assignments {
         Some(list) => checked_assignments(context, added, list)?,
-        None => placement::place(context.image, current, added, replication_of(topic)).map_err(
-            |PlacementError::NotEnoughBrokers { .. }| {
-                TopicError::new(
-                    error_codes::INVALID_REPLICATION_FACTOR,
-                    "Not enough live brokers for the topic's replication factor",
-                )
-            },
-        )?,
+        None => placement::place(
+            context.image,
+            current,
+            added,
+            replication_of(topic),
+            Start::AfterLeader(topic.partitions.first().map_or(-1, |p| p.replicas[0])),
+        )
+        .map_err(|PlacementError::NotEnoughBrokers { .. }| {
+            TopicError::new(
+                error_codes::INVALID_REPLICATION_FACTOR,
+                "Not enough live brokers for the topic's replication factor",
+            )
+        })?,
     };
     let partitions = replica_lists
         .into_iter()
