@@ -1,12 +1,13 @@
 //! `sluice bench produce|consume|e2e`: a load generator for any
 //! Kafka-compatible broker. It speaks only the Kafka protocol (librdkafka
-//! through `rdkafka`), so the same client measures Sluice and its peers;
+//! through `rdkafka`, or `produce --client raw`, its own prebuilt pipelined
+//! requests), so the same client measures Sluice and its peers;
 //! `bench/compare.sh` runs it against each of them.
 //!
 //! Code map: `options` parses the option values clap cannot; `setup`
 //! finds or creates the topic and reads watermarks; `load` is the
 //! producing side (shared by produce and e2e); `consume` drains or tails;
-//! `e2e` runs both at once; `stats` renders the report; `progress` shows
+//! `raw` is the raw-protocol producer; `e2e` runs both at once; `stats` renders the report; `progress` shows
 //! the run live; `procfs` reads CPU and memory use from /proc.
 
 mod consume;
@@ -15,6 +16,7 @@ mod load;
 mod options;
 mod procfs;
 mod progress;
+mod raw;
 mod setup;
 mod stats;
 
@@ -128,9 +130,27 @@ enum Compression {
     Zstd,
 }
 
+/// Which client produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ClientKind {
+    /// librdkafka, the client users run.
+    Librdkafka,
+    /// The raw-protocol producer (`bench/raw.rs`): prebuilt requests,
+    /// pipelined, so the broker and not the client is measured.
+    Raw,
+}
+
 /// How the producers produce.
 #[derive(Debug, Args)]
 struct ProducerOptions {
+    /// Which client produces: librdkafka, or the raw-protocol producer that
+    /// outruns it (closed loop, plain produce only).
+    #[arg(long, value_enum, default_value_t = ClientKind::Librdkafka)]
+    client: ClientKind,
+    /// Raw client: Produce requests outstanding per connection.
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    in_flight: u16,
     /// Value size of each record: 1024, 100B, 1KiB, …
     #[arg(long, value_name = "BYTES", default_value = "1KiB", value_parser = options::parse_bytes)]
     record_size: usize,
@@ -153,7 +173,8 @@ struct ProducerOptions {
     /// librdkafka's linger.ms (default: librdkafka's, 5 ms).
     #[arg(long, value_name = "MS")]
     linger_ms: Option<u64>,
-    /// librdkafka's batch.size in bytes (default: librdkafka's, 1 MB).
+    /// librdkafka's batch.size in bytes (default: librdkafka's, 1 MB); the
+    /// raw client's bytes of values per request (default 256 KiB).
     #[arg(long, value_name = "BYTES", value_parser = options::parse_bytes)]
     batch_size: Option<usize>,
     /// Producer instances, each with its own connection and sending thread.
@@ -223,6 +244,37 @@ impl ProducerOptions {
         config
     }
 
+    /// The raw client's plan: the first bootstrap broker, every partition.
+    fn raw_plan(
+        &self,
+        connection: &ConnectionArgs,
+        partitions: &[i32],
+    ) -> anyhow::Result<raw::RawPlan> {
+        let broker = crate::client::parse_brokers(&connection.brokers)
+            .map_err(anyhow::Error::msg)?
+            .into_iter()
+            .next()
+            .context("no bootstrap broker")?;
+        Ok(raw::RawPlan {
+            broker,
+            partitions: partitions.to_vec(),
+            batch_bytes: self.batch_size.unwrap_or(256 << 10),
+            in_flight: usize::from(self.in_flight),
+            acks: match self.acks {
+                Acks::Zero => 0,
+                Acks::One => 1,
+                Acks::All => -1,
+            },
+            compression: match self.compression {
+                Compression::None => kafka_protocol::records::Compression::None,
+                Compression::Gzip => kafka_protocol::records::Compression::Gzip,
+                Compression::Snappy => kafka_protocol::records::Compression::Snappy,
+                Compression::Lz4 => kafka_protocol::records::Compression::Lz4,
+                Compression::Zstd => kafka_protocol::records::Compression::Zstd,
+            },
+        })
+    }
+
     /// The plan for `topic`; with neither a count nor a duration, 10 s.
     fn plan(&self, topic: &str, stamp_run_id: Option<u64>) -> load::LoadPlan {
         let duration = match (self.count, self.duration) {
@@ -270,6 +322,16 @@ impl ProducerOptions {
             json!(self.record_size),
         );
         report.add("acks", acks, "acks", json!(acks));
+        let client = match self.client {
+            ClientKind::Librdkafka => "librdkafka".to_string(),
+            ClientKind::Raw => format!("raw, {} in flight", self.in_flight),
+        };
+        report.add(
+            "client",
+            client,
+            "client",
+            json!(format!("{:?}", self.client).to_lowercase()),
+        );
         if let Some(ms) = self.transaction_ms {
             report.add(
                 "transactions",
@@ -328,11 +390,17 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let clock = load::Clock {
         origin: Instant::now(),
     };
+    let raw = (args.producer.client == ClientKind::Raw)
+        .then(|| args.producer.raw_plan(connection, &partitions))
+        .transpose()?;
     let outcome = {
         let counters = counters.clone();
-        tokio::task::spawn_blocking(move || load::run(&config, &plan, clock, &counters))
-            .await
-            .context("the producers stopped")??
+        tokio::task::spawn_blocking(move || match raw {
+            Some(raw) => raw::run(&plan, &raw, clock, &counters),
+            None => load::run(&config, &plan, clock, &counters),
+        })
+        .await
+        .context("the producers stopped")??
     };
     progress.finish();
     let usage = meter.finish();

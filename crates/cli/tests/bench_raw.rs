@@ -1,0 +1,69 @@
+//! `sluice bench produce --client raw` runs against a broker and reports
+//! figures (a smoke check that the raw-protocol producer works; the figures
+//! themselves belong in docs/BENCHMARKS.md, not in a test).
+
+mod common;
+
+use std::process::Command;
+
+use common::start_in_process;
+
+/// Runs the raw producer for a moment; its JSON report.
+fn raw_produce(bootstrap: &str, topic: &str, extra: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["bench", "produce", "--client", "raw", "--topic", topic])
+        .args([
+            "--duration",
+            "2s",
+            "--record-size",
+            "100B",
+            "--json",
+            "-b",
+            bootstrap,
+        ])
+        .args(extra)
+        .output()
+        .expect("runs sluice bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"))
+}
+
+#[test]
+fn the_raw_producer_delivers_and_reports() {
+    let cluster = start_in_process(&[]);
+    for (topic, extra) in [
+        ("raw-acks-1", vec![]),
+        (
+            "raw-acks-all",
+            vec!["--acks", "all", "--partitions", "3", "--in-flight", "2"],
+        ),
+        ("raw-lz4", vec!["--compression", "lz4", "--producers", "2"]),
+    ] {
+        let report = raw_produce(cluster.bootstrap(), topic, &extra);
+        assert_eq!(report["client"], "raw", "{report}");
+        assert!(report["records"].as_u64().unwrap_or(0) > 0, "{report}");
+        assert_eq!(report["failed"], 0, "{report}");
+        assert!(
+            report["megabytes_per_second"].as_f64().unwrap_or(0.0) > 0.0,
+            "{report}"
+        );
+    }
+}
+
+#[test]
+fn the_raw_producer_refuses_what_it_does_not_do() {
+    let cluster = start_in_process(&[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["bench", "produce", "--client", "raw", "--rate", "1000"])
+        .args(["--duration", "1s", "-b", cluster.bootstrap()])
+        .output()
+        .expect("runs sluice bench");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--client raw runs closed-loop"), "{stderr}");
+}
