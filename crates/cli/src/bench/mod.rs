@@ -6,9 +6,10 @@
 //!
 //! Code map: `options` parses the option values clap cannot; `setup`
 //! finds or creates the topic and reads watermarks; `load` is the
-//! producing side (shared by produce and e2e); `consume` drains or tails;
-//! `raw` is the raw-protocol producer; `e2e` runs both at once; `stats` renders the report; `progress` shows
-//! the run live; `procfs` reads CPU and memory use from /proc.
+//! producing side (shared by produce and e2e); `raw` is the raw-protocol
+//! producer; `consume` drains or tails; `e2e` runs both at once; `stats`
+//! renders the report; `progress` shows the run live; `procfs` reads CPU
+//! and memory use from /proc.
 
 mod consume;
 mod e2e;
