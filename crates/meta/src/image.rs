@@ -130,7 +130,21 @@ impl ClusterImage {
                 first_producer_id,
                 count,
             } => self.allocate_producer_ids(*node_id, *first_producer_id, *count),
+            MetadataRecord::SetClusterId { cluster_id } => self.set_cluster_id(cluster_id),
         }
+    }
+
+    /// The first non-empty cluster id is kept; the same one again changes
+    /// nothing; another one is refused.
+    fn set_cluster_id(&mut self, cluster_id: &str) -> RecordOutcome {
+        if !cluster_id.is_empty() && (self.cluster_id.is_empty() || self.cluster_id == cluster_id) {
+            self.cluster_id = cluster_id.to_string();
+            return RecordOutcome::Applied;
+        }
+        RecordOutcome::Rejected(RecordRejected::ClusterIdSet {
+            current: self.cluster_id.clone(),
+            proposed: cluster_id.to_string(),
+        })
     }
 
     /// The records format 0 applied differently: a registration as given

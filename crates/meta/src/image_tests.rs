@@ -529,3 +529,37 @@ fn image_serde_round_trip() {
     let back: ClusterImage = serde_json::from_slice(&json).unwrap();
     assert_eq!(image, back);
 }
+
+#[test]
+fn the_first_cluster_id_wins() {
+    let set = |id: &str| MetadataRecord::SetClusterId {
+        cluster_id: id.to_string(),
+    };
+    let refused = |current: &str, proposed: &str| {
+        RecordOutcome::Rejected(RecordRejected::ClusterIdSet {
+            current: current.to_string(),
+            proposed: proposed.to_string(),
+        })
+    };
+    // (records applied in order, outcome of each, cluster id after)
+    let cases = [
+        (vec![set("A")], vec![RecordOutcome::Applied], "A"),
+        (
+            vec![set("A"), set("A")],
+            vec![RecordOutcome::Applied, RecordOutcome::Applied],
+            "A",
+        ),
+        (
+            vec![set("A"), set("B")],
+            vec![RecordOutcome::Applied, refused("A", "B")],
+            "A",
+        ),
+        (vec![set("")], vec![refused("", "")], ""),
+    ];
+    for (records, outcomes, cluster_id) in cases {
+        let mut image = ClusterImage::default();
+        let got: Vec<RecordOutcome> = records.iter().map(|r| image.apply(r)).collect();
+        assert_eq!(got, outcomes, "{records:?}");
+        assert_eq!(image.cluster_id, cluster_id, "{records:?}");
+    }
+}

@@ -9,8 +9,9 @@
 //!   record in order. Pure, no I/O; `apply` is deterministic and returns a
 //!   `RecordOutcome` (it refuses records that would break the image, and it
 //!   assigns producer-id blocks and broker epochs).
-//! * `MetadataQuorum` — the openraft-backed quorum (a one-voter quorum for a
-//!   single node; voters and learners later). Raft log, vote and snapshots are
+//! * `MetadataQuorum` — the openraft-backed quorum: one voter for a single
+//!   node (`open`), or several voters talking Raft over TCP on the controller
+//!   listener (`open_voter`); learners later. Raft log, vote and snapshots are
 //!   persisted under `<data-dir>/meta/`, together with the node id and cluster id.
 
 /// Errors of the metadata crate.
@@ -31,6 +32,29 @@ pub enum MetaError {
         found: i32,
         /// The node id this process was configured with.
         configured: i32,
+    },
+    /// The peers refusing this node for its cluster id leave too few voters
+    /// for a majority: its data dir belongs to another cluster.
+    #[error(
+        "node {node_id} has cluster id {cluster_id}, but voters {peers:?} have cluster id \
+         {other_cluster_id}: this data dir belongs to another cluster"
+    )]
+    ClusterIdMismatch {
+        /// This node.
+        node_id: i32,
+        /// The cluster id in this node's data dir.
+        cluster_id: String,
+        /// The voters that refused it (or that it refused).
+        peers: Vec<i32>,
+        /// Their cluster id.
+        other_cluster_id: String,
+    },
+    /// A proposal reached a voter that is not the leader. Proposals are not
+    /// forwarded (yet): the caller retries on the leader.
+    #[error("this node is not the metadata quorum leader (leader: {leader:?})")]
+    NotLeader {
+        /// The current leader, when known.
+        leader: Option<i32>,
     },
     /// The state machine refused a proposed entry; nothing of it was applied.
     #[error("metadata record refused: {0}")]

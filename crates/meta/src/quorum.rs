@@ -1,21 +1,30 @@
 //! The metadata quorum: openraft wired to the durable log, the state machine
-//! and the (for now absent) network.
+//! and the network.
+//!
+//! One voter (`open`): the node initializes a one-voter membership on first
+//! start and leads alone; no network is used. Several voters (`open_voter`):
+//! see `cluster.rs` for how they form a cluster and agree on its id.
 
-use std::collections::BTreeMap;
+mod cluster;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::files::{check_or_store_node_id, load_or_create_cluster_id};
+use crate::files::{check_or_store_node_id, load_or_create_cluster_id, stored_cluster_id};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::NetworkFactory;
+use crate::raft::network::client::NetworkFactory;
+use crate::raft::network::server::serve_raft;
+use crate::raft::network::Identity;
 use crate::raft::state_machine::StateMachineStore;
-use crate::raft::TypeConfig;
+use crate::raft::{ClusterIdCell, TypeConfig};
 use crate::{ClusterImage, MetaError, MetadataRecord, RecordBatch, RecordOutcome};
 
 /// Subdirectory of the data dir holding everything of the quorum.
@@ -28,6 +37,15 @@ const HEARTBEAT_INTERVAL_MS: u64 = 50;
 const ELECTION_TIMEOUT_MIN_MS: u64 = 150;
 /// Raft election timeout, upper bound.
 const ELECTION_TIMEOUT_MAX_MS: u64 = 300;
+/// Raft heartbeat interval with several voters. Openraft also uses it as
+/// the time limit of each append, so it leaves room for a round trip (and a
+/// reconnect) on a busy machine.
+const CLUSTER_HEARTBEAT_INTERVAL_MS: u64 = 250;
+/// Election timeout with several voters, lower bound: many heartbeats long,
+/// so a busy machine does not depose a live leader.
+const CLUSTER_ELECTION_TIMEOUT_MIN_MS: u64 = 1_000;
+/// Election timeout with several voters, upper bound.
+const CLUSTER_ELECTION_TIMEOUT_MAX_MS: u64 = 2_000;
 /// A snapshot is built after this many entries since the last one.
 const SNAPSHOT_AFTER_ENTRIES: u64 = 1000;
 /// Entries kept in the log behind a snapshot (the rest is purged).
@@ -39,8 +57,17 @@ pub struct QuorumConfig {
     /// This node's `node.id`.
     pub node_id: i32,
     /// `controller.quorum.voters`: (node id, host:port). A single node passes
-    /// itself only (a one-voter quorum; no network is used).
+    /// itself only (a one-voter quorum; no network is used). With several,
+    /// every voter must be configured with the same node ids.
     pub voters: Vec<(i32, String)>,
+}
+
+/// The Raft server task on the controller listener.
+struct RaftServer {
+    /// Set to true to stop the server.
+    stop: watch::Sender<bool>,
+    /// The server task, taken by `shutdown` to wait for it.
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The metadata quorum.
@@ -51,8 +78,13 @@ pub struct MetadataQuorum {
     log_store: LogStore,
     /// This node's id.
     node_id: i32,
-    /// The cluster id from `<data-dir>/meta/cluster.id`.
-    cluster_id: String,
+    /// The cluster id (from `<data-dir>/meta/cluster.id`, or learned from the
+    /// log); always known once `open` returned.
+    cluster_id: ClusterIdCell,
+    /// Serves peers' Raft RPCs; `None` without a controller listener.
+    server: Option<RaftServer>,
+    /// This node on the network (the peers in conflict with it).
+    identity: Arc<Identity>,
     /// The latest applied image, published by the state machine.
     image_receiver: watch::Receiver<Arc<ClusterImage>>,
     /// Set by `shutdown`; later proposals fail with `ShutDown`.
@@ -75,92 +107,126 @@ impl MetadataQuorum {
     /// the one-voter membership on first start, replays/loads the state machine,
     /// and returns when this node is leader and the image is caught up.
     ///
-    /// Only a one-voter quorum is supported for now: `voters` must be empty or
-    /// hold only this node, otherwise this fails with `MetaError::Raft`.
+    /// This is the one-voter quorum: `voters` must be empty or hold only this
+    /// node, otherwise this fails with `MetaError::Raft` (several voters need
+    /// the controller listener: [`MetadataQuorum::open_voter`]).
     pub async fn open(data_dir: &Path, config: QuorumConfig) -> Result<MetadataQuorum, MetaError> {
-        let node_id = config.node_id;
-        let raft_id = raft_node_id(node_id)?;
-        let mut voters = BTreeMap::new();
-        for (voter_id, address) in &config.voters {
-            voters.insert(raft_node_id(*voter_id)?, BasicNode::new(address.clone()));
-        }
-        voters.entry(raft_id).or_insert_with(BasicNode::default);
+        let voters = voter_nodes(&config)?;
         if voters.len() > 1 {
             return Err(MetaError::Raft(format!(
-                "node {node_id}: quorums with more than one voter are not supported yet (voters: {:?})",
-                config.voters
+                "node {}: a quorum of several voters needs the controller listener \
+                 (MetadataQuorum::open_voter); voters: {:?}",
+                config.node_id, config.voters
             )));
         }
+        Self::start(data_dir, config.node_id, voters, None).await
+    }
 
+    /// Opens this node as one voter of `config.voters`, serving the other
+    /// voters' Raft RPCs on `controller_listener` (its address is the one the
+    /// others have for this node).
+    ///
+    /// With several voters, a new cluster forms whatever order they start in:
+    /// every pristine voter initializes the same membership (the configured
+    /// voters) and none can lead without a majority; the first leader commits
+    /// the cluster id, which every voter learns from the log and keeps in
+    /// `<data_dir>/meta/cluster.id`. A restarted voter rejoins from its own
+    /// log and snapshot. This returns when a leader is known, the cluster id
+    /// is known, and this node's image has applied what the leader had
+    /// committed; it fails with `MetaError::ClusterIdMismatch` when this data
+    /// dir belongs to another cluster than a majority of the voters. With one
+    /// voter this is [`MetadataQuorum::open`] plus the listener.
+    pub async fn open_voter(
+        data_dir: &Path,
+        config: QuorumConfig,
+        controller_listener: std::net::TcpListener,
+    ) -> Result<MetadataQuorum, MetaError> {
+        let voters = voter_nodes(&config)?;
+        Self::start(data_dir, config.node_id, voters, Some(controller_listener)).await
+    }
+
+    async fn start(
+        data_dir: &Path,
+        node_id: i32,
+        voters: BTreeMap<u64, BasicNode>,
+        controller_listener: Option<std::net::TcpListener>,
+    ) -> Result<MetadataQuorum, MetaError> {
+        let several_voters = voters.len() > 1;
         let dir = data_dir.join(META_DIR);
-        let dir_for_io = dir.clone();
         let (cluster_id, log_store, state_machine, image_receiver) =
-            tokio::task::spawn_blocking(move || -> Result<_, MetaError> {
-                std::fs::create_dir_all(&dir_for_io)?;
-                check_or_store_node_id(&dir_for_io, node_id)?;
-                let cluster_id = load_or_create_cluster_id(&dir_for_io)?;
-                let log_store = LogStore::open(&dir_for_io)?;
-                let (state_machine, image_receiver) =
-                    StateMachineStore::open(&dir_for_io, cluster_id.clone())?;
-                Ok((cluster_id, log_store, state_machine, image_receiver))
-            })
-            .await
-            .map_err(|e| MetaError::Raft(format!("opening {}: {e}", dir.display())))??;
+            open_storage(&dir, node_id, several_voters).await?;
         let pristine = log_store.is_pristine()?;
-
-        let raft_config = Config {
-            cluster_name: format!("sluice-{cluster_id}"),
-            heartbeat_interval: HEARTBEAT_INTERVAL_MS,
-            election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
-            election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_AFTER_ENTRIES),
-            max_in_snapshot_log_to_keep: ENTRIES_KEPT_AFTER_SNAPSHOT,
-            ..Default::default()
-        }
-        .validate()
-        .map_err(|e| MetaError::Raft(e.to_string()))?;
+        let raft_id = raft_node_id(node_id)?;
+        let voter_ids: BTreeSet<u64> = voters.keys().copied().collect();
+        let identity = Arc::new(Identity::new(raft_id, voter_ids, cluster_id.clone()));
+        let addresses = voters.iter().map(|(id, node)| (*id, node.addr.clone()));
+        let network = NetworkFactory::new(identity.clone(), addresses.collect());
+        let config = raft_config(cluster_id.borrow().as_deref(), several_voters)?;
         let raft = Raft::new(
             raft_id,
-            Arc::new(raft_config),
-            NetworkFactory,
+            Arc::new(config),
+            network,
             log_store.clone(),
             state_machine,
         )
         .await
         .map_err(|e| MetaError::Raft(e.to_string()))?;
-
-        if pristine {
-            tracing::info!(node_id, cluster_id = %cluster_id, "initializing the metadata quorum");
-            match raft.initialize(voters).await {
-                Ok(()) => {}
-                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+        let server = match controller_listener {
+            Some(listener) => match start_server(listener, &raft, &identity) {
+                Ok(server) => Some(server),
                 Err(error) => {
                     let _ = raft.shutdown().await;
-                    return Err(MetaError::Raft(error.to_string()));
+                    return Err(error);
                 }
-            }
-        }
-
+            },
+            None => None,
+        };
         let quorum = MetadataQuorum {
             raft,
             log_store,
             node_id,
             cluster_id,
+            server,
+            identity,
             image_receiver,
             shut_down: AtomicBool::new(false),
         };
-        if let Err(error) = quorum.wait_until_caught_up().await {
+        if let Err(error) = quorum.form(pristine, voters).await {
             // Stopped, so openraft does not outlive its dropped handle.
-            let _ = quorum.raft.shutdown().await;
+            let _ = quorum.shutdown().await;
             return Err(error);
         }
         tracing::info!(
             node_id,
-            cluster_id = %quorum.cluster_id,
+            cluster_id = %quorum.cluster_id(),
             last_applied_index = quorum.image().last_applied_index,
             "metadata quorum open"
         );
         Ok(quorum)
+    }
+
+    /// Initializes a pristine node, then waits until it is caught up.
+    async fn form(
+        &self,
+        pristine: bool,
+        voters: BTreeMap<u64, BasicNode>,
+    ) -> Result<(), MetaError> {
+        let several_voters = voters.len() > 1;
+        if pristine {
+            tracing::info!(node_id = self.node_id, voters = ?voters.keys(), "initializing the metadata quorum");
+            match self.raft.initialize(voters).await {
+                Ok(()) => {}
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(error) => return Err(MetaError::Raft(error.to_string())),
+            }
+        } else if several_voters {
+            cluster::check_stored_voters(self, &voters)?;
+        }
+        if several_voters {
+            cluster::wait_until_formed(self, Duration::from_millis(OPEN_TIMEOUT_MS)).await
+        } else {
+            self.wait_until_caught_up().await
+        }
     }
 
     /// Waits until this node leads and its image has applied every entry.
@@ -206,10 +272,9 @@ impl MetadataQuorum {
             Ok(written) => Ok(written.data?),
             Err(RaftError::Fatal(Fatal::Stopped)) => Err(MetaError::ShutDown),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                Err(MetaError::Raft(format!(
-                    "node {} is not the metadata quorum leader (leader: {:?})",
-                    self.node_id, forward.leader_id
-                )))
+                Err(MetaError::NotLeader {
+                    leader: forward.leader_id.and_then(|id| i32::try_from(id).ok()),
+                })
             }
             Err(error) => Err(MetaError::Raft(error.to_string())),
         }
@@ -227,7 +292,7 @@ impl MetadataQuorum {
 
     /// The cluster id (22 URL-safe base64 characters).
     pub fn cluster_id(&self) -> String {
-        self.cluster_id.clone()
+        self.cluster_id.borrow().clone().unwrap_or_default()
     }
 
     /// This node's id.
@@ -261,9 +326,17 @@ impl MetadataQuorum {
         Ok(())
     }
 
-    /// Stops Raft and flushes its storage.
+    /// Stops the Raft server (closing the controller listener and every
+    /// peer connection), then Raft, and flushes its storage.
     pub async fn shutdown(&self) -> Result<(), MetaError> {
         self.shut_down.store(true, Ordering::Release);
+        if let Some(server) = &self.server {
+            server.stop.send_replace(true);
+            let task = server.task.lock().ok().and_then(|mut task| task.take());
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+        }
         self.raft
             .shutdown()
             .await
@@ -275,4 +348,98 @@ impl MetadataQuorum {
         tracing::info!(node_id = self.node_id, "metadata quorum shut down");
         Ok(())
     }
+}
+
+/// The configured voters as openraft's membership; this node is always one.
+fn voter_nodes(config: &QuorumConfig) -> Result<BTreeMap<u64, BasicNode>, MetaError> {
+    let mut voters = BTreeMap::new();
+    for (voter_id, address) in &config.voters {
+        voters.insert(raft_node_id(*voter_id)?, BasicNode::new(address.clone()));
+    }
+    voters
+        .entry(raft_node_id(config.node_id)?)
+        .or_insert_with(BasicNode::default);
+    Ok(voters)
+}
+
+/// What `open_storage` returns: the cluster id cell, the Raft log, the state
+/// machine and its image channel.
+type Storage = (
+    ClusterIdCell,
+    LogStore,
+    StateMachineStore,
+    watch::Receiver<Arc<ClusterImage>>,
+);
+
+/// Opens `dir` on a blocking thread: checks or stores the node id; a single
+/// voter creates a cluster id on first start, one of several reads the one it
+/// has learned (if any).
+async fn open_storage(
+    dir: &Path,
+    node_id: i32,
+    several_voters: bool,
+) -> Result<Storage, MetaError> {
+    let dir_for_io = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<_, MetaError> {
+        std::fs::create_dir_all(&dir_for_io)?;
+        check_or_store_node_id(&dir_for_io, node_id)?;
+        let cluster_id = match several_voters {
+            true => stored_cluster_id(&dir_for_io)?.filter(|id| !id.is_empty()),
+            false => Some(load_or_create_cluster_id(&dir_for_io)?),
+        };
+        let cluster_id: ClusterIdCell = Arc::new(watch::channel(cluster_id).0);
+        let log_store = LogStore::open(&dir_for_io)?;
+        let (state_machine, image_receiver) =
+            StateMachineStore::open(&dir_for_io, cluster_id.clone())?;
+        Ok((cluster_id, log_store, state_machine, image_receiver))
+    })
+    .await
+    .map_err(|e| MetaError::Raft(format!("opening {}: {e}", dir.display())))?
+}
+
+fn raft_config(cluster_id: Option<&str>, several_voters: bool) -> Result<Config, MetaError> {
+    let (heartbeat, election_min, election_max) = match several_voters {
+        true => (
+            CLUSTER_HEARTBEAT_INTERVAL_MS,
+            CLUSTER_ELECTION_TIMEOUT_MIN_MS,
+            CLUSTER_ELECTION_TIMEOUT_MAX_MS,
+        ),
+        false => (
+            HEARTBEAT_INTERVAL_MS,
+            ELECTION_TIMEOUT_MIN_MS,
+            ELECTION_TIMEOUT_MAX_MS,
+        ),
+    };
+    Config {
+        cluster_name: format!("sluice-{}", cluster_id.unwrap_or("new")),
+        heartbeat_interval: heartbeat,
+        election_timeout_min: election_min,
+        election_timeout_max: election_max,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_AFTER_ENTRIES),
+        max_in_snapshot_log_to_keep: ENTRIES_KEPT_AFTER_SNAPSHOT,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| MetaError::Raft(e.to_string()))
+}
+
+/// Starts serving peers on the controller listener.
+fn start_server(
+    listener: std::net::TcpListener,
+    raft: &Raft<TypeConfig>,
+    identity: &Arc<Identity>,
+) -> Result<RaftServer, MetaError> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(serve_raft(
+        listener,
+        raft.clone(),
+        identity.clone(),
+        stopped,
+    ));
+    Ok(RaftServer {
+        stop,
+        task: Mutex::new(Some(task)),
+    })
 }

@@ -173,6 +173,13 @@ pub enum MetadataRecord {
         /// Number of ids in the block.
         count: i64,
     },
+    /// Records the cluster id: the first leader of a cluster with several
+    /// voters commits it, and the voters learn it from the log. The first one
+    /// wins; a later one with another id is refused.
+    SetClusterId {
+        /// The cluster id (22 URL-safe base64 characters).
+        cluster_id: String,
+    },
 }
 
 /// Why the state machine refused a record. The image is unchanged, and so is
@@ -190,6 +197,15 @@ pub enum RecordRejected {
     TopicIdExists {
         /// The id asked for.
         topic_id: Uuid,
+    },
+    /// SetClusterId when the image already has another cluster id, or with
+    /// an empty one.
+    #[error("the cluster id is '{current}'; refused '{proposed}'")]
+    ClusterIdSet {
+        /// The image's cluster id.
+        current: String,
+        /// The id the record carried.
+        proposed: String,
     },
     /// AllocateProducerIds whose block would not fit in an i64, or whose
     /// count is not positive.

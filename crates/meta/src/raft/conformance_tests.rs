@@ -1,7 +1,10 @@
 //! openraft's storage conformance suite against the log store and state machine.
 
+use std::sync::Arc;
+
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{StorageError, StorageIOError};
+use tokio::sync::watch;
 
 use super::log_store::LogStore;
 use super::state_machine::StateMachineStore;
@@ -17,8 +20,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir>
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<u64>> {
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
+        let cluster_id = Arc::new(watch::channel(Some("test".to_string())).0);
         let log_store = LogStore::open(dir.path()).map_err(|e| StorageIOError::write(&e))?;
-        let (state_machine, _receiver) = StateMachineStore::open(dir.path(), "test".to_string())
+        let (state_machine, _receiver) = StateMachineStore::open(dir.path(), cluster_id)
             .map_err(|e| StorageIOError::write(&e))?;
         Ok((dir, log_store, state_machine))
     }

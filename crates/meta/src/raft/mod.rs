@@ -5,6 +5,9 @@ pub(crate) mod network;
 pub(crate) mod state_machine;
 
 use std::io::Cursor;
+use std::sync::Arc;
+
+use tokio::sync::watch;
 
 use crate::{EntryResponse, RecordBatch};
 
@@ -20,6 +23,10 @@ openraft::declare_raft_types!(
         SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = openraft::TokioRuntime,
 );
+
+/// The cluster id once known, shared by the state machine (which learns it
+/// from the log or a snapshot) and the network (which presents it in Hello).
+pub(crate) type ClusterIdCell = Arc<watch::Sender<Option<String>>>;
 
 #[cfg(test)]
 mod conformance_tests;

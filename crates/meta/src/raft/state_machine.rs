@@ -6,6 +6,11 @@
 //! format version that wrote it. On restart the image is loaded from that
 //! snapshot and openraft re-applies the log after it.
 //!
+//! The cluster id: a node that knows it (from `<data-dir>/meta/cluster.id`)
+//! stamps it on every image. A voter of a new cluster starts without one and
+//! learns it from the `SetClusterId` record its first leader commits (or from
+//! a snapshot), then writes `cluster.id` before the entry counts as applied.
+//!
 //! Applying an entry returns its [`EntryResponse`] to the proposer: the
 //! outcome of each record (the producer-id block assigned, the broker epoch
 //! given), or the refusal that left the entry unapplied. Replay computes the
@@ -23,8 +28,8 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::TypeConfig;
-use crate::files::{read_optional, write_atomically};
+use super::{ClusterIdCell, TypeConfig};
+use crate::files::{read_optional, write_atomically, CLUSTER_ID_FILE};
 use crate::{ClusterImage, EntryResponse, RecordBatch, RECORD_FORMAT_VERSION};
 
 /// The snapshot file's name.
@@ -62,8 +67,9 @@ pub(crate) struct StateMachineStore {
     state: Arc<Mutex<StateMachineState>>,
     /// `<data-dir>/meta/`, where snapshots are written.
     dir: PathBuf,
-    /// The cluster id, stamped on every image (a snapshot may come from a peer).
-    cluster_id: String,
+    /// The cluster id once known, stamped on every image (a snapshot may
+    /// come from a peer); set here when the log or a snapshot teaches it.
+    cluster_id: ClusterIdCell,
     /// Publishes each newly applied image.
     image_sender: Arc<watch::Sender<Arc<ClusterImage>>>,
 }
@@ -112,7 +118,7 @@ impl StateMachineStore {
     /// Loads the last snapshot from `dir` (if any) as the starting image.
     pub(crate) fn open(
         dir: &Path,
-        cluster_id: String,
+        cluster_id: ClusterIdCell,
     ) -> io::Result<(StateMachineStore, watch::Receiver<Arc<ClusterImage>>)> {
         let mut state = StateMachineState {
             image: ClusterImage::default(),
@@ -144,7 +150,9 @@ impl StateMachineStore {
                 data,
             });
         }
-        state.image.cluster_id = cluster_id.clone();
+        if let Some(known) = cluster_id.borrow().as_ref() {
+            state.image.cluster_id = known.clone();
+        }
         let (sender, receiver) = watch::channel(Arc::new(state.image.clone()));
         Ok((
             StateMachineStore {
@@ -163,6 +171,25 @@ impl StateMachineStore {
         self.state
             .lock()
             .map_err(|_| sm_read_error(&io::Error::other("state machine lock poisoned")))
+    }
+
+    /// Persists a cluster id the image has and this node did not know yet,
+    /// then publishes it to the network.
+    async fn learn_cluster_id(&self, image: &ClusterImage) -> io::Result<()> {
+        if image.cluster_id.is_empty() || self.cluster_id.borrow().is_some() {
+            return Ok(());
+        }
+        let cluster_id = image.cluster_id.clone();
+        let dir = self.dir.clone();
+        let bytes = format!("{cluster_id}\n");
+        tokio::task::spawn_blocking(move || {
+            write_atomically(&dir, CLUSTER_ID_FILE, bytes.as_bytes())
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("cluster id write task failed: {e}")))??;
+        tracing::info!(cluster_id = %cluster_id, "learned the cluster id");
+        self.cluster_id.send_replace(Some(cluster_id));
+        Ok(())
     }
 
     /// Writes the snapshot file (temp + fsync + rename) on a blocking thread.
@@ -262,6 +289,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             Arc::new(state.image.clone())
         };
+        self.learn_cluster_id(&image)
+            .await
+            .map_err(|e| StorageError::from(StorageIOError::write_state_machine(&e)))?;
         self.image_sender.send_replace(image);
         Ok(responses)
     }
@@ -285,7 +315,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut image: ClusterImage = serde_json::from_slice(&data).map_err(|e| {
             StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), &e))
         })?;
-        image.cluster_id = self.cluster_id.clone();
+        if let Some(known) = self.cluster_id.borrow().as_ref() {
+            image.cluster_id = known.clone();
+        }
         if let Some(log_id) = meta.last_log_id {
             image.last_applied_index = log_id.index;
         }
@@ -294,6 +326,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             data,
         };
         self.persist_snapshot(&stored, &image).await.map_err(|e| {
+            StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
+        })?;
+        self.learn_cluster_id(&image).await.map_err(|e| {
             StorageError::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
         })?;
         let published = Arc::new(image.clone());
