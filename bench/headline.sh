@@ -12,6 +12,8 @@
 # older Sluice build, e.g. from `git worktree add ../base COMMIT`, measured
 # in the same alternation as "sluice-baseline", so a change is compared
 # with what it changed on the same machine in the same minutes).
+# BENCH_ARGS: extra `sluice bench produce` options for every run, e.g.
+# "--client raw" for the raw-protocol producer.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,7 +59,7 @@ for round in $(seq "$ROUNDS"); do
             sleep 0.2
         done
         timeout 120 taskset -c "$CLIENT_CPU" "$SLUICE" bench produce --topic bench --partitions 1 \
-            --record-size 1024 --acks 1 --count 1048576 --duration 20s -b "127.0.0.1:$PORT" \
+            --record-size 1024 --acks 1 --count 1048576 --duration 20s -b "127.0.0.1:$PORT" ${BENCH_ARGS:-} \
             --broker-pid "$PID" --json 2>/dev/null |
             python3 -c "
 import json, sys
