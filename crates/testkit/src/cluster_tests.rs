@@ -108,7 +108,10 @@ fn several_nodes_get_ids_and_voters_and_todays_refusal_is_an_error() {
 
     match TestCluster::start(3, &[]) {
         Err(ClusterError::Start { source, .. }) => {
-            assert!(source.to_string().contains("not supported"), "{source}");
+            // The broker does not open a multi-voter quorum yet: the metadata
+            // layer can (`open_voter`), the broker's wiring comes with the
+            // cluster issue.
+            assert!(source.to_string().contains("several voters"), "{source}");
         }
         Err(other) => panic!("unexpected error: {other}"),
         Ok(_) => panic!("a three-voter quorum started; lift this test's expectation"),
