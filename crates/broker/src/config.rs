@@ -194,8 +194,11 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
 /// Broker configs Sluice knows, Kafka's defaults.
 pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "auto.create.topics.enable", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "Create a topic when Metadata asks for an unknown one and allows creation." },
+    BrokerConfigDef { name: "auto.leader.rebalance.enable", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "The controller moves leadership back to each partition's preferred replica when that one is eligible." },
     BrokerConfigDef { name: "broker.id", default: "1", config_type: ConfigType::Int, read_only: true, documentation: "This node's id (node.id)." },
+    BrokerConfigDef { name: "broker.heartbeat.interval.ms", default: "2000", config_type: ConfigType::Int, read_only: true, documentation: "How often a broker of a cluster heartbeats to the active controller." },
     BrokerConfigDef { name: "broker.rack", default: "", config_type: ConfigType::String, read_only: true, documentation: "Rack of this broker; replicas of a partition go to different racks when every broker has one." },
+    BrokerConfigDef { name: "broker.session.timeout.ms", default: "9000", config_type: ConfigType::Int, read_only: true, documentation: "The controller fences a broker of a cluster that sent no heartbeat for this long." },
     BrokerConfigDef { name: "compression.type", default: "producer", config_type: ConfigType::String, read_only: false, documentation: "Default topic compression." },
     BrokerConfigDef { name: "connections.max.idle.ms", default: "600000", config_type: ConfigType::Long, read_only: true, documentation: "A connection with no request in flight and none read or answered for this long is closed, as is one whose request has not arrived whole this long after its first bytes; -1: never." },
     BrokerConfigDef { name: "default.replication.factor", default: "1", config_type: ConfigType::Short, read_only: true, documentation: "Replication factor of auto-created topics and of CreateTopics with -1." },
@@ -204,6 +207,7 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "group.max.session.timeout.ms", default: "1800000", config_type: ConfigType::Int, read_only: true, documentation: "Longest session timeout a member may ask for (INVALID_SESSION_TIMEOUT)." },
     BrokerConfigDef { name: "group.max.size", default: "2147483647", config_type: ConfigType::Int, read_only: true, documentation: "Most members a group may have (GROUP_MAX_SIZE_REACHED)." },
     BrokerConfigDef { name: "group.min.session.timeout.ms", default: "6000", config_type: ConfigType::Int, read_only: true, documentation: "Shortest session timeout a member may ask for (INVALID_SESSION_TIMEOUT)." },
+    BrokerConfigDef { name: "leader.imbalance.check.interval.seconds", default: "300", config_type: ConfigType::Long, read_only: true, documentation: "How often the controller checks for partitions not led by their preferred replica." },
     BrokerConfigDef { name: "log.cleaner.backoff.ms", default: "15000", config_type: ConfigType::Long, read_only: true, documentation: "Sleep between cleaner passes when there is nothing to clean." },
     BrokerConfigDef { name: "log.cleaner.enable", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "Run the log cleaner for compacted topics." },
     BrokerConfigDef { name: "log.cleaner.dedupe.buffer.size", default: "134217728", config_type: ConfigType::Long, read_only: true, documentation: "Memory for the cleaner's key map. Sluice: reported only; the map is bounded at 128 MiB of keys (a pass stops at the segment that passes it)." },

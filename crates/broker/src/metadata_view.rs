@@ -45,9 +45,27 @@ impl MetadataView {
         &self.quorum
     }
 
-    /// The active controller: the quorum leader, else this node.
+    /// The controller id Metadata and DescribeCluster give clients. A single
+    /// node names itself. In a cluster, as Kafka in KRaft mode does, a random
+    /// unfenced broker (which forwards admin requests to the active
+    /// controller), or -1 when none is unfenced; `sluice cluster info` learns
+    /// the active controller from DescribeQuorum.
     pub fn controller_id(&self) -> i32 {
-        self.quorum.leader_id().unwrap_or(self.node_id)
+        let image = self.quorum.image();
+        if image.brokers.len() <= 1 {
+            return self.quorum.leader_id().unwrap_or(self.node_id);
+        }
+        let unfenced: Vec<i32> = image
+            .brokers
+            .values()
+            .filter(|broker| !broker.fenced)
+            .map(|broker| broker.node_id)
+            .collect();
+        use rand::seq::SliceRandom;
+        unfenced
+            .choose(&mut rand::thread_rng())
+            .copied()
+            .unwrap_or(-1)
     }
 
     /// The dynamic broker configs of the current metadata image.

@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sluice_log::{DataDir, MetaProperties};
-use sluice_meta::{
-    BrokerListener, BrokerRegistration, MetadataQuorum, MetadataRecord, QuorumConfig,
-};
+use sluice_meta::{BrokerListener, BrokerRegistration, MetadataQuorum, QuorumConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -81,22 +79,27 @@ impl Broker {
             BrokerError::Config(format!("cannot listen on {}: {error}", config.listen))
         })?;
         let local_addr = listener.local_addr()?;
+        let clustered = config.controller_voters.len() > 1;
+        let controller_listener = match clustered {
+            true => Some(bind_controller_listener(&config)?),
+            false => None,
+        };
         let data_dir = open_data_dir(&config.data_dir)?;
         let clean = data_dir.was_clean_shutdown();
         tracing::info!(data_dir = %config.data_dir.display(), clean_shutdown = clean, "opening data directory");
         let properties = check_data_dir_identity(&data_dir, config.node_id)?;
         size_the_segment_file_cache(&data_dir, connections_max);
 
-        let quorum = Arc::new(
-            MetadataQuorum::open(
-                &config.data_dir,
-                QuorumConfig {
-                    node_id: config.node_id,
-                    voters: config.controller_voters.clone(),
-                },
-            )
-            .await?,
-        );
+        let quorum_config = QuorumConfig {
+            node_id: config.node_id,
+            voters: config.controller_voters.clone(),
+        };
+        let quorum = Arc::new(match controller_listener {
+            Some(listener) => {
+                MetadataQuorum::open_voter(&config.data_dir, quorum_config, listener).await?
+            }
+            None => MetadataQuorum::open(&config.data_dir, quorum_config).await?,
+        });
         // A failure from here on stops the quorum first, so openraft is not
         // left running without its handle (and logging about it).
         let prepared = async {
@@ -106,18 +109,19 @@ impl Broker {
                     node_id: config.node_id,
                 })?;
             }
-            register(&quorum, &config, &settings, local_addr).await?;
-            open_partitions(&quorum, data_dir, &settings, config.node_id)
+            let replicas = open_partitions(&quorum, data_dir, &settings, config.node_id)?;
+            let state = services(&config, settings.clone(), quorum.clone(), replicas);
+            register(&state, &config, &settings, local_addr).await?;
+            Ok(state)
         }
         .await;
-        let replicas = match prepared {
-            Ok(replicas) => replicas,
+        let state = match prepared {
+            Ok(state) => state,
             Err(error) => {
                 let _ = quorum.shutdown().await;
                 return Err(error);
             }
         };
-        let state = services(&config, settings, quorum.clone(), replicas);
         let (shutdown, tasks) = spawn_tasks(&state, listener, connections_max);
         tracing::info!(%local_addr, node_id = config.node_id, cluster_id = %quorum.cluster_id(), "broker started");
         Ok(Broker {
@@ -141,6 +145,18 @@ impl Broker {
     /// Stops accepting, lets connections finish their current request, flushes
     /// and closes every log, writes checkpoints and `.clean-shutdown`.
     pub async fn shutdown(self) -> Result<(), BrokerError> {
+        // In a cluster, first hand leaderships over (controlled shutdown),
+        // bounded: the last node has no quorum left to ask.
+        let session_ms = self
+            .state
+            .metadata
+            .settings()
+            .get_i64("broker.session.timeout.ms")
+            .max(1) as u64;
+        self.state
+            .controller
+            .controlled_shutdown(std::time::Duration::from_millis(session_ms))
+            .await;
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
@@ -155,10 +171,10 @@ impl Broker {
     }
 }
 
-/// Registers this broker (its advertised listener, `broker.rack`) unless the
-/// image already holds the same registration.
+/// Registers this broker (its advertised listener, `broker.rack`): see
+/// `Controller::register_broker`.
 async fn register(
-    quorum: &MetadataQuorum,
+    state: &BrokerState,
     config: &BrokerConfig,
     settings: &Settings,
     local_addr: SocketAddr,
@@ -183,14 +199,47 @@ async fn register(
         listeners,
         ..BrokerRegistration::default()
     };
-    let registered = quorum.image().brokers.get(&config.node_id).cloned();
-    if !registered.is_some_and(|current| current.same_registration(&registration)) {
-        quorum
-            .propose(vec![MetadataRecord::RegisterBroker(registration)])
-            .await?;
-    }
-    Ok(())
+    state
+        .controller
+        .register_broker(registration)
+        .await
+        .map_err(|error| {
+            BrokerError::Config(format!(
+                "node {} could not register with the active controller: {} (error code {})",
+                config.node_id, error.message, error.code
+            ))
+        })
 }
+
+/// Binds the controller listener of a node of a cluster: the address of
+/// `--controller-listen` (`sluice.controller.listen`), else this node's own
+/// entry of `controller.quorum.voters`.
+fn bind_controller_listener(config: &BrokerConfig) -> Result<std::net::TcpListener, BrokerError> {
+    let own_voter = config
+        .controller_voters
+        .iter()
+        .find(|(id, _)| *id == config.node_id)
+        .map(|(_, address)| address.clone());
+    let address = match (config.settings.get(CONTROLLER_LISTEN_SETTING), own_voter) {
+        (Some(address), _) => address.clone(),
+        (None, Some(address)) => address,
+        (None, None) => {
+            let voters: Vec<i32> = config.controller_voters.iter().map(|(id, _)| *id).collect();
+            return Err(BrokerError::Config(format!(
+                "node {} is not one of the controller voters {voters:?}; a node that is only a                  broker (process.roles=broker) is not supported yet: list it in                  controller.quorum.voters",
+                config.node_id
+            )));
+        }
+    };
+    std::net::TcpListener::bind(&address).map_err(|error| {
+        BrokerError::Config(format!(
+            "cannot listen on the controller listener {address}: {error}"
+        ))
+    })
+}
+
+/// The setting that carries `--controller-listen`.
+pub const CONTROLLER_LISTEN_SETTING: &str = "sluice.controller.listen";
 
 /// Opens the partitions the image places here and sets unknown directories
 /// aside; partitions that fail to open stay offline and are retried.
@@ -227,7 +276,9 @@ fn services(
         settings.clone(),
         quorum.clone(),
         replicas.clone(),
+        config.controller_voters.len() > 1,
     ));
+    quorum.set_controller_service(crate::controller::channel::endpoint(&controller));
     let producer_ids = Arc::new(ProducerIdManager::new(controller.clone()));
     let txns = txn::TransactionCoordinator::new(
         txn::TxnConfig::from_settings(&settings),
@@ -278,6 +329,16 @@ fn spawn_tasks(
             shutdown_rx.clone(),
         )),
         tokio::spawn(run_log_maintenance(state.clone(), shutdown_rx.clone())),
+        tokio::spawn({
+            let controller = state.controller.clone();
+            let shutdown = shutdown_rx.clone();
+            async move { controller.run_heartbeats(shutdown).await }
+        }),
+        tokio::spawn({
+            let controller = state.controller.clone();
+            let shutdown = shutdown_rx.clone();
+            async move { controller.run_duties(shutdown).await }
+        }),
         tokio::spawn(net::acceptor::run_acceptor(
             listener,
             state.clone(),

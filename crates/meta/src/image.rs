@@ -74,6 +74,18 @@ impl ClusterImage {
         }
         match record {
             MetadataRecord::RegisterBroker(registration) => self.register_broker(registration),
+            MetadataRecord::ChangeBrokerFencing {
+                node_id,
+                broker_epoch,
+                fenced,
+            } => {
+                if let Some(broker) = self.brokers.get_mut(node_id) {
+                    if broker.broker_epoch == *broker_epoch {
+                        broker.fenced = *fenced;
+                    }
+                }
+                RecordOutcome::Applied
+            }
             MetadataRecord::CreateTopic {
                 name,
                 topic_id,

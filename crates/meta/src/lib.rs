@@ -74,6 +74,7 @@ mod records;
 pub use delta::ImageDelta;
 pub use image::{ClusterImage, TopicImage};
 pub use quorum::{MetadataQuorum, QuorumConfig};
+pub use raft::network::ControllerService;
 pub use records::{
     BrokerListener, BrokerRegistration, EntryResponse, LeaderRecoveryState, MetadataRecord,
     PartitionState, RecordBatch, RecordOutcome, RecordRejected, RECORD_FORMAT_VERSION,

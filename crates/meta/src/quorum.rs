@@ -20,9 +20,9 @@ use tokio::task::JoinHandle;
 
 use crate::files::{check_or_store_node_id, load_or_create_cluster_id, stored_cluster_id};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::client::NetworkFactory;
+use crate::raft::network::client::{NetworkFactory, PeerClient};
 use crate::raft::network::server::serve_raft;
-use crate::raft::network::Identity;
+use crate::raft::network::{ControllerService, ControllerSlot, Identity};
 use crate::raft::state_machine::StateMachineStore;
 use crate::raft::{ClusterIdCell, TypeConfig};
 use crate::{ClusterImage, MetaError, MetadataRecord, RecordBatch, RecordOutcome};
@@ -89,6 +89,13 @@ pub struct MetadataQuorum {
     image_receiver: watch::Receiver<Arc<ClusterImage>>,
     /// Set by `shutdown`; later proposals fail with `ShutDown`.
     shut_down: AtomicBool,
+    /// What this node serves as the active controller, once the broker set it.
+    controller: ControllerSlot,
+    /// The configured voters' controller addresses.
+    voter_addresses: BTreeMap<u64, String>,
+    /// Idle connections to other voters for controller requests (apart from
+    /// openraft's, so a slow request never delays a heartbeat of Raft).
+    controller_clients: Mutex<BTreeMap<u64, Vec<PeerClient>>>,
 }
 
 fn raft_node_id(node_id: i32) -> Result<u64, MetaError> {
@@ -159,8 +166,11 @@ impl MetadataQuorum {
         let raft_id = raft_node_id(node_id)?;
         let voter_ids: BTreeSet<u64> = voters.keys().copied().collect();
         let identity = Arc::new(Identity::new(raft_id, voter_ids, cluster_id.clone()));
-        let addresses = voters.iter().map(|(id, node)| (*id, node.addr.clone()));
-        let network = NetworkFactory::new(identity.clone(), addresses.collect());
+        let voter_addresses: BTreeMap<u64, String> = voters
+            .iter()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect();
+        let network = NetworkFactory::new(identity.clone(), voter_addresses.clone());
         let config = raft_config(cluster_id.borrow().as_deref(), several_voters)?;
         let raft = Raft::new(
             raft_id,
@@ -171,8 +181,9 @@ impl MetadataQuorum {
         )
         .await
         .map_err(|e| MetaError::Raft(e.to_string()))?;
+        let controller: ControllerSlot = Arc::default();
         let server = match controller_listener {
-            Some(listener) => match start_server(listener, &raft, &identity) {
+            Some(listener) => match start_server(listener, &raft, &identity, &controller) {
                 Ok(server) => Some(server),
                 Err(error) => {
                     let _ = raft.shutdown().await;
@@ -190,6 +201,9 @@ impl MetadataQuorum {
             identity,
             image_receiver,
             shut_down: AtomicBool::new(false),
+            controller,
+            voter_addresses,
+            controller_clients: Mutex::new(BTreeMap::new()),
         };
         if let Err(error) = quorum.form(pristine, voters).await {
             // Stopped, so openraft does not outlive its dropped handle.
@@ -304,6 +318,80 @@ impl MetadataQuorum {
     pub fn leader_id(&self) -> Option<i32> {
         let leader = self.raft.metrics().borrow().current_leader;
         leader.and_then(|id| i32::try_from(id).ok())
+    }
+
+    /// Whether this node is the active controller (the quorum leader).
+    pub fn is_active_controller(&self) -> bool {
+        self.leader_id() == Some(self.node_id)
+    }
+
+    /// Sets what this node serves when it is the active controller. The
+    /// first call wins.
+    pub fn set_controller_service(&self, service: Arc<dyn ControllerService>) {
+        let _ = self.controller.set(service);
+    }
+
+    /// Sends a request to the active controller's service (this node's own
+    /// when it leads) and returns its answer. Fails with `NotLeader` when no
+    /// leader is known, and with `Io` when the leader cannot be reached in
+    /// `timeout`; the caller retries (leadership may be moving).
+    pub async fn call_controller(
+        &self,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, MetaError> {
+        if self.shut_down.load(Ordering::Acquire) {
+            return Err(MetaError::ShutDown);
+        }
+        let leader = self.raft.metrics().borrow().current_leader;
+        let Some(leader) = leader else {
+            return Err(MetaError::NotLeader { leader: None });
+        };
+        if leader == raft_node_id(self.node_id)? {
+            let service = self.controller.get().cloned().ok_or_else(|| {
+                MetaError::Raft(format!(
+                    "node {} runs no controller service yet",
+                    self.node_id
+                ))
+            })?;
+            return Ok(service.handle(request).await);
+        }
+        let mut client = self.controller_client(leader)?;
+        let answer = client.controller_call(request, timeout).await;
+        if answer.is_ok() {
+            if let Ok(mut idle) = self.controller_clients.lock() {
+                idle.entry(leader).or_default().push(client);
+            }
+        }
+        Ok(answer?)
+    }
+
+    /// An idle client to `leader`, or a new one.
+    fn controller_client(&self, leader: u64) -> Result<PeerClient, MetaError> {
+        if let Some(client) = self
+            .controller_clients
+            .lock()
+            .ok()
+            .and_then(|mut idle| idle.get_mut(&leader).and_then(Vec::pop))
+        {
+            return Ok(client);
+        }
+        let address = self.voter_addresses.get(&leader).cloned().ok_or_else(|| {
+            MetaError::Raft(format!(
+                "the quorum leader {leader} is not a configured voter"
+            ))
+        })?;
+        Ok(PeerClient::new(self.identity.clone(), leader, address))
+    }
+
+    /// Waits until the image has applied the entry at `index` (for example
+    /// the one the active controller answered after), at most `timeout`.
+    /// Returns whether it has.
+    pub async fn wait_for_applied(&self, index: u64, timeout: Duration) -> bool {
+        let mut images = self.subscribe();
+        let wait = images.wait_for(|image| image.last_applied_index >= index);
+        let applied = matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(_)));
+        applied
     }
 
     /// Builds a snapshot of the current image now and waits until it covers
@@ -428,6 +516,7 @@ fn start_server(
     listener: std::net::TcpListener,
     raft: &Raft<TypeConfig>,
     identity: &Arc<Identity>,
+    controller: &ControllerSlot,
 ) -> Result<RaftServer, MetaError> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -436,6 +525,7 @@ fn start_server(
         listener,
         raft.clone(),
         identity.clone(),
+        controller.clone(),
         stopped,
     ));
     Ok(RaftServer {

@@ -56,6 +56,11 @@ pub struct BrokerRegistration {
     /// only listener.
     #[serde(default)]
     pub listeners: Vec<BrokerListener>,
+    /// A random id of the process that registered (Kafka's incarnation id):
+    /// a second process with the same node id has another one. `None` in
+    /// registrations of a single node and before format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation_id: Option<Uuid>,
 }
 
 impl BrokerRegistration {
@@ -172,6 +177,17 @@ pub enum MetadataRecord {
         first_producer_id: i64,
         /// Number of ids in the block.
         count: i64,
+    },
+    /// Fences or unfences a broker (Kafka's BrokerRegistrationChangeRecord):
+    /// only the active controller writes it. Ignored when `broker_epoch` is
+    /// not the registration's current epoch (a newer registration replaced it).
+    ChangeBrokerFencing {
+        /// The broker.
+        node_id: i32,
+        /// The registration this applies to.
+        broker_epoch: i64,
+        /// The new state.
+        fenced: bool,
     },
     /// Records the cluster id: the first leader of a cluster with several
     /// voters commits it, and the voters learn it from the log. The first one

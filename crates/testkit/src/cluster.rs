@@ -12,10 +12,9 @@
 //! `sluice serve` without `--controller-voters`. With more, every node is
 //! given the whole voter list (Kafka's `controller.quorum.voters`,
 //! `id@host:port`) with controller ports reserved before any node starts,
-//! and its own `sluice.controller.listen`; the nodes start together. Today
-//! the broker opens only a one-voter quorum (the metadata layer's
-//! `MetadataQuorum::open_voter` is not wired into it yet), and that refusal
-//! is what `start(n > 1, …)` returns.
+//! and its own `sluice.controller.listen`; the nodes start together (every
+//! voter waits for a majority), and each is both voter and broker (Kafka's
+//! `process.roles=broker,controller`).
 //!
 //! What only a separate process can show (kill -9, signals, the CLI, the
 //! process's stderr) stays with the spawned-binary harness of crates/cli.

@@ -90,7 +90,7 @@ async fn a_cluster_starts_and_drops_inside_a_test_runtime() {
 }
 
 #[test]
-fn several_nodes_get_ids_and_voters_and_todays_refusal_is_an_error() {
+fn several_nodes_get_ids_and_voters_and_form_one_cluster() {
     let configs = node_configs(3, &[]).unwrap();
     let ids: Vec<i32> = configs.iter().map(|(config, _)| config.node_id).collect();
     assert_eq!(ids, vec![1, 2, 3]);
@@ -106,16 +106,16 @@ fn several_nodes_get_ids_and_voters_and_todays_refusal_is_an_error() {
     }
     assert!(format_voters(voters).starts_with("1@127.0.0.1:"));
 
-    match TestCluster::start(3, &[]) {
-        Err(ClusterError::Start { source, .. }) => {
-            // The broker does not open a multi-voter quorum yet: the metadata
-            // layer can (`open_voter`), the broker's wiring comes with the
-            // cluster issue.
-            assert!(source.to_string().contains("several voters"), "{source}");
-        }
-        Err(other) => panic!("unexpected error: {other}"),
-        Ok(_) => panic!("a three-voter quorum started; lift this test's expectation"),
+    let cluster = TestCluster::start(3, &[]).expect("a three-voter cluster starts");
+    for node in cluster.nodes() {
+        assert_eq!(api_versions(&node.address()), 0);
     }
+    let ids: Vec<String> = cluster.nodes().iter().map(cluster_id).collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one cluster id: {ids:?}"
+    );
+    cluster.shutdown().unwrap();
 }
 
 #[test]

@@ -13,7 +13,7 @@ use crate::config::{broker_config_def, topic_config_def, validate_value, ConfigT
 use crate::error_codes;
 
 /// One change requested by AlterConfigs / IncrementalAlterConfigs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConfigOp {
     /// Sets the override.
     Set(String, String),
@@ -38,7 +38,7 @@ impl ConfigOp {
 }
 
 /// Which configs a request alters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConfigResource {
     /// A topic's overrides, by topic name.
     Topic(String),

@@ -26,9 +26,13 @@ use sluice_meta::MetadataQuorum;
 
 use crate::replica_manager::ReplicaManager;
 
+mod brokers;
+pub(crate) mod channel;
 pub mod configs;
+pub mod election;
 pub mod placement;
 pub mod producer_ids;
+pub mod sessions;
 pub mod topics;
 
 #[cfg(test)]
@@ -39,7 +43,7 @@ pub use topics::{validate_topic_name, CreatedTopic, TopicSpec, TOPIC_NAME_CHARS_
 
 /// A Kafka error for one topic (or config resource): the code and message
 /// the handler puts in its response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopicError {
     /// Kafka error code (`error_codes`).
     pub code: i16,
@@ -116,6 +120,16 @@ pub struct Controller {
     replicas: Arc<ReplicaManager>,
     /// Serializes validate-then-propose on this node.
     lock: tokio::sync::Mutex<()>,
+    /// A cluster of several voters: changes go to the active controller,
+    /// brokers register, heartbeat and can be fenced. A single node decides
+    /// alone and is never fenced.
+    clustered: bool,
+    /// This node's broker: its process's incarnation and registration.
+    broker: brokers::OwnBroker,
+    /// Broker sessions, kept while this node is the active controller.
+    sessions: std::sync::Mutex<sessions::BrokerSessions>,
+    /// The controller's monotonic clock (tokio time; tests may pause it).
+    clock: crate::clock::Clock,
 }
 
 impl Controller {
@@ -124,14 +138,25 @@ impl Controller {
         settings: Arc<Settings>,
         quorum: Arc<MetadataQuorum>,
         replicas: Arc<ReplicaManager>,
+        clustered: bool,
     ) -> Controller {
+        let session_timeout_ms = settings.get_i64("broker.session.timeout.ms").max(1) as u64;
         Controller {
             node_id,
             settings,
             quorum,
             replicas,
             lock: tokio::sync::Mutex::new(()),
+            clustered,
+            broker: brokers::OwnBroker::new(),
+            sessions: std::sync::Mutex::new(sessions::BrokerSessions::new(session_timeout_ms)),
+            clock: crate::clock::Clock::new(),
         }
+    }
+
+    /// Whether this node is one of a cluster of several voters.
+    pub fn clustered(&self) -> bool {
+        self.clustered
     }
 
     /// The current metadata image.
@@ -168,7 +193,18 @@ impl Controller {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let outcomes = self.quorum.propose(records).await.map_err(propose_error)?;
+        // Without a majority a proposal waits for ever: bounded here (it may
+        // still commit later, as a timed-out request in Kafka may).
+        let timeout = std::time::Duration::from_millis(channel::FORWARD_DEADLINE_MS);
+        let outcomes = tokio::time::timeout(timeout, self.quorum.propose(records))
+            .await
+            .map_err(|_| {
+                TopicError::new(
+                    error_codes::REQUEST_TIMED_OUT,
+                    format!("the metadata quorum did not commit the change within {timeout:?}"),
+                )
+            })?
+            .map_err(propose_error)?;
         self.apply_locally(&self.quorum.image());
         Ok(outcomes)
     }
@@ -185,13 +221,98 @@ impl Controller {
         }
     }
 
-    /// Validates and (unless `validate_only`) creates a topic.
+    /// Validates and (unless `validate_only`) creates a topic, at the
+    /// active controller.
     pub async fn create_topic(
         &self,
         spec: TopicSpec,
         validate_only: bool,
     ) -> Result<CreatedTopic, TopicError> {
-        // Checks that need no image come before the lock.
+        // Checks that need no image come before anything is sent.
+        topics::validate_spec(&spec)?;
+        let request = channel::ControllerRequest::CreateTopic {
+            spec,
+            validate_only,
+        };
+        match self.request(request, channel::FORWARD_DEADLINE_MS).await? {
+            channel::ControllerReply::CreatedTopic(created) => Ok(created),
+            other => Err(channel::unexpected(other)),
+        }
+    }
+
+    /// Deletes a topic by name, at the active controller.
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+        let request = channel::ControllerRequest::DeleteTopic {
+            name: name.to_string(),
+        };
+        match self.request(request, channel::FORWARD_DEADLINE_MS).await? {
+            channel::ControllerReply::DeletedTopic(topic_id) => Ok(topic_id),
+            other => Err(channel::unexpected(other)),
+        }
+    }
+
+    /// Applies config changes to a resource, at the active controller: see
+    /// [`configs::alter_configs`]. `replace_all` is the legacy AlterConfigs.
+    pub async fn alter_configs(
+        &self,
+        resource: ConfigResource,
+        ops: Vec<ConfigOp>,
+        replace_all: bool,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let request = channel::ControllerRequest::AlterConfigs {
+            resource,
+            ops,
+            replace_all,
+            validate_only,
+        };
+        match self.request(request, channel::FORWARD_DEADLINE_MS).await? {
+            channel::ControllerReply::Done => Ok(()),
+            other => Err(channel::unexpected(other)),
+        }
+    }
+
+    /// CreatePartitions: grows a topic to `count` partitions, at the active
+    /// controller.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let request = channel::ControllerRequest::CreatePartitions {
+            name: name.to_string(),
+            count,
+            assignments,
+            validate_only,
+        };
+        match self.request(request, channel::FORWARD_DEADLINE_MS).await? {
+            channel::ControllerReply::Done => Ok(()),
+            other => Err(channel::unexpected(other)),
+        }
+    }
+
+    /// Reserves a block of `count` producer ids for this broker; returns its
+    /// first id, as the state machine assigned it.
+    pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, TopicError> {
+        let request = channel::ControllerRequest::AllocateProducerIds {
+            node_id: self.node_id,
+            count,
+        };
+        match self.request(request, channel::FORWARD_DEADLINE_MS).await? {
+            channel::ControllerReply::ProducerIds { first_producer_id } => Ok(first_producer_id),
+            other => Err(channel::unexpected(other)),
+        }
+    }
+
+    // ---- served by the active controller (see `channel`)
+
+    async fn serve_create_topic(
+        &self,
+        spec: TopicSpec,
+        validate_only: bool,
+    ) -> Result<CreatedTopic, TopicError> {
         topics::validate_spec(&spec)?;
         let name = spec.name.clone();
         let created = self
@@ -206,8 +327,7 @@ impl Controller {
         Ok(created)
     }
 
-    /// Deletes a topic by name.
-    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+    async fn serve_delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
         let topic_id = self
             .decide_and_commit(|context| topics::delete_topic(context, name))
             .await?;
@@ -219,7 +339,7 @@ impl Controller {
     /// then proposes the differences as metadata records (nothing changes on any
     /// error). `replace_all` is the legacy AlterConfigs: the given set becomes the
     /// whole set of overrides.
-    pub async fn alter_configs(
+    async fn serve_alter_configs(
         &self,
         resource: ConfigResource,
         ops: Vec<ConfigOp>,
@@ -243,8 +363,7 @@ impl Controller {
         Ok(())
     }
 
-    /// CreatePartitions: grows a topic to `count` partitions.
-    pub async fn create_partitions(
+    async fn serve_create_partitions(
         &self,
         name: &str,
         count: i32,
@@ -264,12 +383,14 @@ impl Controller {
         Ok(())
     }
 
-    /// Reserves a block of `count` producer ids for this broker; returns its
-    /// first id, as the state machine assigned it.
-    pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, TopicError> {
-        let result = producer_ids::allocate_producer_ids(self.node_id, count);
+    async fn serve_allocate_producer_ids(
+        &self,
+        node_id: i32,
+        count: i64,
+    ) -> Result<i64, TopicError> {
+        let result = producer_ids::allocate_producer_ids(node_id, count);
         let outcomes = self.commit(result.records).await?;
-        producer_ids::allocated_block(&outcomes, self.node_id)
+        producer_ids::allocated_block(&outcomes, node_id)
     }
 }
 
@@ -279,6 +400,10 @@ fn propose_error(error: MetaError) -> TopicError {
         MetaError::Rejected(RecordRejected::TopicNameExists { name }) => TopicError::new(
             error_codes::TOPIC_ALREADY_EXISTS,
             format!("Topic '{name}' already exists."),
+        ),
+        MetaError::NotLeader { leader } => TopicError::new(
+            error_codes::NOT_CONTROLLER,
+            format!("this node is not the active controller (leader: {leader:?})"),
         ),
         other => TopicError::new(error_codes::UNKNOWN_SERVER_ERROR, other.to_string()),
     }

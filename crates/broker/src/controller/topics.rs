@@ -16,7 +16,7 @@ use crate::error_codes;
 pub const TOPIC_NAME_CHARS_MAX: usize = 249;
 
 /// What a CreateTopics entry (or an auto-creation) asks for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TopicSpec {
     /// The topic's name.
     pub name: String,
@@ -31,7 +31,7 @@ pub struct TopicSpec {
 }
 
 /// What was (or would be) created.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CreatedTopic {
     /// The new topic's id.
     pub topic_id: Uuid,

@@ -35,12 +35,14 @@ pub async fn describe(
     response.brokers = image
         .brokers
         .values()
+        .filter(|b| !b.fenced || request.include_fenced_brokers)
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id))
                 .with_host(str_bytes(&b.host))
                 .with_port(b.port as i32)
                 .with_rack(b.rack.as_deref().map(str_bytes))
+                .with_is_fenced(b.fenced)
         })
         .collect();
     response

@@ -135,6 +135,7 @@ fn brokers(image: &ClusterImage) -> Vec<MetadataResponseBroker> {
     image
         .brokers
         .values()
+        .filter(|b| !b.fenced)
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))
@@ -152,7 +153,11 @@ pub fn describe_topic(topic: &TopicImage, include_operations: bool) -> MetadataR
         .iter()
         .map(|p| {
             MetadataResponsePartition::default()
-                .with_error_code(error_codes::NONE)
+                .with_error_code(if p.leader < 0 {
+                    error_codes::LEADER_NOT_AVAILABLE
+                } else {
+                    error_codes::NONE
+                })
                 .with_partition_index(p.partition)
                 .with_leader_id(BrokerId(p.leader))
                 .with_leader_epoch(p.leader_epoch)

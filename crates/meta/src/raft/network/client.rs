@@ -65,14 +65,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             Some(address) => address.clone(),
             None => node.addr.clone(),
         };
-        PeerClient {
-            identity: self.identity.clone(),
-            target,
-            address,
-            connection: None,
-            reconnect_delay: Duration::from_millis(RECONNECT_DELAY_MIN_MS),
-            reconnect_at: None,
-        }
+        PeerClient::new(self.identity.clone(), target, address)
     }
 }
 
@@ -103,6 +96,53 @@ pub(crate) struct PeerClient {
 }
 
 impl PeerClient {
+    /// A client to `target` at `address`; it connects on its first call.
+    pub(crate) fn new(identity: Arc<Identity>, target: NodeId, address: String) -> PeerClient {
+        PeerClient {
+            identity,
+            target,
+            address,
+            connection: None,
+            reconnect_delay: Duration::from_millis(RECONNECT_DELAY_MIN_MS),
+            reconnect_at: None,
+        }
+    }
+
+    /// Sends one controller request and returns the answer's bytes.
+    pub(crate) async fn controller_call(
+        &mut self,
+        request: Vec<u8>,
+        ttl: Duration,
+    ) -> io::Result<Vec<u8>> {
+        let response = self.call(RaftRequest::Controller(request), ttl).await;
+        match response {
+            Ok(RaftResponse::Controller(Ok(bytes))) => Ok(bytes),
+            Ok(RaftResponse::Controller(Err(reason))) => Err(io::Error::other(reason)),
+            Ok(other) => {
+                self.connection = None;
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("node {}: unexpected answer {other:?}", self.target),
+                ))
+            }
+            Err(CallError::Timeout) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "node {} at {}: no answer within {ttl:?}",
+                    self.target, self.address
+                ),
+            )),
+            Err(CallError::Unreachable(error)) => Err(error),
+            Err(CallError::Refused(refusal)) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "node {} refused node {}: {refusal}",
+                    self.target, self.identity.node_id
+                ),
+            )),
+        }
+    }
+
     /// Sends one request and reads its answer within `ttl`.
     async fn call(
         &mut self,

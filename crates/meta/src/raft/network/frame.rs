@@ -125,6 +125,9 @@ pub(crate) enum RaftRequest {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     /// One chunk of a snapshot.
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A request for the active controller (see
+    /// [`crate::ControllerService`]): opaque bytes of the broker's encoding.
+    Controller(Vec<u8>),
 }
 
 /// The answer to a [`RaftRequest`], of the same kind.
@@ -142,4 +145,7 @@ pub(crate) enum RaftResponse {
     InstallSnapshot(
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
+    /// The controller service's answer, or why there is none (this node runs
+    /// no controller service yet).
+    Controller(Result<Vec<u8>, String>),
 }

@@ -18,11 +18,26 @@ pub(crate) mod frame;
 pub(crate) mod server;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use frame::{Hello, Refusal};
 
 use super::ClusterIdCell;
+
+/// What the active controller runs for brokers (Kafka's controller APIs:
+/// forwarded admin requests, registrations, heartbeats). The quorum carries
+/// the requests as opaque bytes over the controller listener; the broker
+/// decides their encoding and serves them.
+pub trait ControllerService: Send + Sync + 'static {
+    /// Answers one request. Must answer (with an error of the broker's
+    /// encoding) rather than fail: the bytes go back to the requester as they are.
+    fn handle(&self, request: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
+}
+
+/// The controller service, once the broker has set it.
+pub(crate) type ControllerSlot = Arc<OnceLock<Arc<dyn ControllerService>>>;
 
 /// Who this node is on the Raft network, shared by its clients and server.
 pub(crate) struct Identity {

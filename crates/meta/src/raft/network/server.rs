@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::frame::{self, RaftConnection, RaftRequest, RaftResponse};
-use super::Identity;
+use super::{ControllerSlot, Identity};
 use crate::raft::TypeConfig;
 
 /// A peer must send its Hello within this.
@@ -32,6 +32,7 @@ pub(crate) async fn serve_raft(
     listener: TcpListener,
     raft: Raft<TypeConfig>,
     identity: Arc<Identity>,
+    controller: ControllerSlot,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
@@ -54,6 +55,7 @@ pub(crate) async fn serve_raft(
                         peer_address,
                         raft.clone(),
                         identity.clone(),
+                        controller.clone(),
                         shutdown.clone(),
                     ));
                 }
@@ -76,6 +78,7 @@ async fn serve_connection(
     peer_address: SocketAddr,
     raft: Raft<TypeConfig>,
     identity: Arc<Identity>,
+    controller: ControllerSlot,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let node_id = identity.node_id;
@@ -106,6 +109,13 @@ async fn serve_connection(
             }
             RaftRequest::InstallSnapshot(rpc) => {
                 RaftResponse::InstallSnapshot(raft.install_snapshot(rpc).await)
+            }
+            RaftRequest::Controller(request) => {
+                let service = controller.get().cloned();
+                RaftResponse::Controller(match service {
+                    Some(service) => Ok(service.handle(request).await),
+                    None => Err(format!("node {node_id} runs no controller service yet")),
+                })
             }
             RaftRequest::Hello(_) => {
                 tracing::warn!(node_id, peer, %peer_address, "a second Hello; closing a Raft connection");

@@ -1,0 +1,221 @@
+//! A cluster of three brokers in this process (sluice-testkit's
+//! `TestCluster`: three voters, each a broker), used with rdkafka and raw
+//! requests: it forms, every broker gives the same metadata, a topic is
+//! spread over the brokers and served through one bootstrap address, a
+//! non-controller broker creates topics, and a broker that stops hands its
+//! partitions over (replication factor 1: they are offline) and takes them
+//! back with its data when it returns.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::raw::RawConnection;
+use common::CLIENT_TIMEOUT;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice_testkit::TestCluster;
+
+/// Short sessions, so a stopped broker is fenced within seconds.
+const SETTINGS: &[(&str, &str)] = &[
+    ("broker.heartbeat.interval.ms", "500"),
+    ("broker.session.timeout.ms", "4000"),
+    ("auto.create.topics.enable", "false"),
+];
+
+fn metadata(address: &str, topic: Option<&str>) -> MetadataResponse {
+    let mut connection = RawConnection::connect(address);
+    let topics = topic.map(|name| {
+        vec![MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))]
+    });
+    connection.request(12, 1, &MetadataRequest::default().with_topics(topics))
+}
+
+/// Leader of each partition of `topic` as `address` sees it.
+fn leaders(address: &str, topic: &str) -> BTreeMap<i32, i32> {
+    let response = metadata(address, Some(topic));
+    response
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect()
+}
+
+fn brokers(address: &str) -> BTreeSet<i32> {
+    metadata(address, Some(""))
+        .brokers
+        .iter()
+        .map(|b| b.node_id.0)
+        .collect()
+}
+
+/// Polls `check` until it holds, at most `timeout`.
+fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn create_topic(address: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(CLIENT_TIMEOUT));
+    let results = futures_executor(admin.create_topics([&topic], &options)).expect("create topics");
+    for result in results {
+        result.unwrap_or_else(|(topic, code)| panic!("creating {topic}: {code:?}"));
+    }
+}
+
+/// Runs a future to completion on a small runtime of its own.
+fn futures_executor<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+fn produce(bootstrap: &str, topic: &str, count: usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    futures_executor(async {
+        for i in 0..count {
+            let key = format!("key-{i}");
+            let value = format!("value-{i}");
+            let record = FutureRecord::to(topic).key(&key).payload(&value);
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|(error, _)| panic!("producing record {i}: {error}"));
+        }
+    });
+}
+
+/// Reads every partition of `topic` from the start until `count` records
+/// arrived; returns the values.
+fn consume(bootstrap: &str, topic: &str, partitions: i32, count: usize) -> BTreeSet<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "cluster-test")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assignment");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut values = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while values.len() < count && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            let value = message
+                .payload()
+                .map(|v| String::from_utf8_lossy(v).to_string());
+            values.insert(value.unwrap_or_default());
+        }
+    }
+    values
+}
+
+#[test]
+fn three_brokers_form_one_cluster_that_spreads_and_serves_a_topic() {
+    let cluster = TestCluster::start(3, SETTINGS).expect("three nodes start");
+    let addresses: Vec<String> = cluster.nodes().iter().map(|n| n.address()).collect();
+    for address in &addresses {
+        eventually("every broker is unfenced", Duration::from_secs(30), || {
+            brokers(address) == BTreeSet::from([1, 2, 3])
+        });
+    }
+    // Through node 3 only: whichever node is the active controller, node 3
+    // carries the request there.
+    create_topic(&addresses[2], "spread", 6);
+    for address in &addresses {
+        eventually(
+            "every broker knows the topic",
+            Duration::from_secs(10),
+            || leaders(address, "spread").len() == 6,
+        );
+    }
+    let seen: Vec<BTreeMap<i32, i32>> = addresses.iter().map(|a| leaders(a, "spread")).collect();
+    assert!(
+        seen.iter().all(|l| *l == seen[0]),
+        "the brokers agree: {seen:?}"
+    );
+    let mut led: BTreeMap<i32, usize> = BTreeMap::new();
+    for leader in seen[0].values() {
+        *led.entry(*leader).or_default() += 1;
+    }
+    assert_eq!(
+        led,
+        BTreeMap::from([(1, 2), (2, 2), (3, 2)]),
+        "leaders are spread evenly: {seen:?}"
+    );
+
+    // One bootstrap address reaches every partition's leader.
+    produce(&addresses[0], "spread", 60);
+    let values = consume(&addresses[1], "spread", 6, 60);
+    assert_eq!(values.len(), 60, "every record comes back");
+    cluster.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn a_stopped_broker_is_fenced_its_partitions_go_offline_and_come_back_with_their_data() {
+    let mut cluster = TestCluster::start(3, SETTINGS).expect("three nodes start");
+    let first = cluster.node(1).address();
+    eventually("every broker is unfenced", Duration::from_secs(30), || {
+        brokers(&first) == BTreeSet::from([1, 2, 3])
+    });
+    create_topic(&first, "offline", 3);
+    produce(cluster.bootstrap(), "offline", 30);
+    let before = leaders(&first, "offline");
+    let on_two: Vec<i32> = before
+        .iter()
+        .filter(|(_, l)| **l == 2)
+        .map(|(p, _)| *p)
+        .collect();
+    assert_eq!(on_two.len(), 1, "{before:?}");
+
+    cluster.stop_node(2).expect("node 2 stops");
+    eventually("node 2 is fenced", Duration::from_secs(30), || {
+        brokers(&first) == BTreeSet::from([1, 3])
+    });
+    let during = leaders(&first, "offline");
+    assert_eq!(
+        during[&on_two[0]], -1,
+        "its partition has no leader: {during:?}"
+    );
+    // Metadata changes still succeed without node 2.
+    create_topic(&first, "while-two-is-down", 2);
+
+    cluster.restart_node(2).expect("node 2 restarts");
+    eventually(
+        "node 2 leads its partition again",
+        Duration::from_secs(30),
+        || leaders(&first, "offline") == before,
+    );
+    let values = consume(cluster.bootstrap(), "offline", 3, 30);
+    assert_eq!(values.len(), 30, "node 2 kept its records");
+    cluster.shutdown().expect("clean shutdown");
+}
