@@ -13,8 +13,8 @@ use crate::error_codes;
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::txn::{TransactionCoordinator, TRANSACTION_STATE_TOPIC};
 
-/// Creates `__consumer_offsets` if it does not exist (compacted; its
-/// replication factor capped at the live brokers).
+/// Creates `__consumer_offsets` if it does not exist (compacted; with
+/// `offsets.topic.replication.factor`, see [`internal_replication_factor`]).
 pub async fn ensure_offsets_topic(
     controller: &Controller,
     groups: &GroupCoordinator,
@@ -30,9 +30,9 @@ pub async fn ensure_offsets_topic(
     .await
 }
 
-/// Creates `__transaction_state` if it does not exist (compacted; its
-/// replication factor capped at the live brokers, `min.insync.replicas` at
-/// two of them).
+/// Creates `__transaction_state` if it does not exist (compacted; with
+/// `transaction.state.log.replication.factor` and
+/// `transaction.state.log.min.isr`, see [`internal_replication_factor`]).
 pub async fn ensure_transaction_topic(
     controller: &Controller,
     txns: &TransactionCoordinator,
@@ -43,13 +43,40 @@ pub async fn ensure_transaction_topic(
         TRANSACTION_STATE_TOPIC,
         config.partitions,
         config.replication_factor,
-        |live| BTreeMap::from([("min.insync.replicas".to_string(), live.min(2).to_string())]),
+        |factor| {
+            let min_isr = i64::from(txns.config.min_isr).min(i64::from(factor));
+            BTreeMap::from([("min.insync.replicas".to_string(), min_isr.to_string())])
+        },
     )
     .await
 }
 
+/// The replication factor an internal topic is created with, as Kafka
+/// decides it: the configured factor, once that many brokers are
+/// registered (until then the coordinator is not available, and the caller
+/// retries). It is never capped at the brokers that happen to be live: a
+/// cluster still booting would keep an under-replicated topic for good.
+/// Only a single node (one voter, no other broker) uses factor 1, so
+/// `sluice serve` alone works out of the box.
+pub fn internal_replication_factor(
+    configured: i16,
+    clustered: bool,
+    registered_brokers: usize,
+) -> Result<i16, String> {
+    if !clustered {
+        return Ok(configured.clamp(1, 1));
+    }
+    let configured = configured.max(1);
+    if registered_brokers < configured as usize {
+        return Err(format!(
+            "the configured replication factor {configured} is more than the {registered_brokers}              registered brokers; the topic is created once enough brokers have registered"
+        ));
+    }
+    Ok(configured)
+}
+
 /// Creates a compacted internal topic unless it exists; `extra_configs`
-/// gets the live broker count. Losing a race with another creation is
+/// gets the replication factor. Losing a race with another creation is
 /// success.
 async fn ensure_internal_topic(
     controller: &Controller,
@@ -62,13 +89,17 @@ async fn ensure_internal_topic(
     if image.topic(name).is_some() {
         return Ok(());
     }
-    let live = image.brokers.len().max(1) as i16;
-    let mut configs = extra_configs(live);
+    let factor = internal_replication_factor(
+        replication_factor,
+        controller.clustered(),
+        image.brokers.len(),
+    )?;
+    let mut configs = extra_configs(factor);
     configs.insert("cleanup.policy".to_string(), "compact".to_string());
     let spec = TopicSpec {
         name: name.to_string(),
         num_partitions: partitions,
-        replication_factor: replication_factor.min(live),
+        replication_factor: factor,
         assignments: Vec::new(),
         configs,
     };
@@ -91,4 +122,20 @@ pub fn coordinator_broker<'a>(
         .and_then(|t| t.partitions.get(partition as usize))
         .map(|p| p.leader)?;
     image.brokers.get(&leader)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::internal_replication_factor;
+
+    #[test]
+    fn internal_topics_get_their_configured_factor_or_wait_for_enough_brokers() {
+        // A single node: factor 1 whatever is configured.
+        assert_eq!(internal_replication_factor(3, false, 1), Ok(1));
+        // A cluster: the configured factor, never capped at the live brokers.
+        assert_eq!(internal_replication_factor(3, true, 3), Ok(3));
+        assert_eq!(internal_replication_factor(3, true, 5), Ok(3));
+        assert_eq!(internal_replication_factor(1, true, 3), Ok(1));
+        assert!(internal_replication_factor(3, true, 2).is_err());
+    }
 }

@@ -252,6 +252,9 @@ async fn route_admin(
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
             handlers::cluster::describe(&state.metadata, header, r).await,
         ),
+        RequestKind::DescribeQuorum(r) => ResponseKind::DescribeQuorum(
+            handlers::quorum::describe(&state.controller, header, r).await,
+        ),
         RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(
             admin::alter_configs(&state.metadata, &state.controller, header, r).await,
         ),

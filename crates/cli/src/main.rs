@@ -10,6 +10,7 @@ mod client;
 mod cluster;
 mod consume;
 mod coordinator;
+mod dev;
 mod format;
 mod group;
 mod produce;
@@ -37,6 +38,8 @@ struct Cli {
 enum Command {
     /// Run a broker (single node, or a member of a cluster with --controller-voters).
     Serve(serve::ServeArgs),
+    /// Run a local cluster of N nodes as child processes, for development.
+    Dev(dev::DevArgs),
     /// Create, list, describe and delete topics.
     Topic(topic::TopicArgs),
     /// Produce one record per line of standard input.
@@ -57,7 +60,7 @@ impl Command {
     /// The brokers a client command talks to; `None` for `serve`.
     fn connection(&self) -> Option<&client::ConnectionArgs> {
         match self {
-            Command::Serve(_) => None,
+            Command::Serve(_) | Command::Dev(_) => None,
             Command::Topic(args) => Some(&args.connection),
             Command::Produce(args) => Some(&args.connection),
             Command::Consume(args) => Some(&args.connection),
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         }
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Dev(args) => dev::run(args).await,
             Command::Topic(args) => topic::run(args).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,

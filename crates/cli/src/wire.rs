@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context as _};
 use bytes::{Buf as _, BufMut as _, BytesMut};
 use kafka_protocol::messages::{
-    metadata_request::MetadataRequestTopic, ApiVersionsRequest, MetadataRequest, MetadataResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    describe_quorum_request, metadata_request::MetadataRequestTopic, ApiVersionsRequest,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+    MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -33,6 +34,53 @@ pub async fn metadata(brokers: &str, topic: Option<&str>) -> anyhow::Result<Meta
     let mut last_error = None;
     for address in brokers.split(',').map(str::trim).filter(|a| !a.is_empty()) {
         match tokio::time::timeout(REQUEST_TIMEOUT, metadata_from(address, topic)).await {
+            Ok(Ok(response)) => return Ok(response),
+            Ok(Err(error)) => last_error = Some(error.context(format!("broker {address}"))),
+            Err(_) => last_error = Some(anyhow::anyhow!("broker {address}: timed out")),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no brokers given")))
+}
+
+/// DescribeQuorum (v0: every field the CLI shows) of the metadata log's
+/// partition, from the first bootstrap broker that answers.
+pub async fn describe_quorum(brokers: &str) -> anyhow::Result<DescribeQuorumResponse> {
+    let request = DescribeQuorumRequest::default().with_topics(vec![
+        describe_quorum_request::TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+    ]);
+    first_answer(brokers, move |mut stream| {
+        let request = request.clone();
+        async move { round_trip(&mut stream, 1, 0, &request).await }
+    })
+    .await
+}
+
+/// DescribeCluster v2 with fenced brokers included.
+pub async fn describe_cluster(brokers: &str) -> anyhow::Result<DescribeClusterResponse> {
+    let request = DescribeClusterRequest::default().with_include_fenced_brokers(true);
+    first_answer(brokers, move |mut stream| {
+        let request = request.clone();
+        async move { round_trip(&mut stream, 1, 2, &request).await }
+    })
+    .await
+}
+
+/// Runs `exchange` on a fresh connection to each bootstrap broker in turn
+/// until one answers.
+async fn first_answer<T, F, Fut>(brokers: &str, exchange: F) -> anyhow::Result<T>
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut last_error = None;
+    for address in brokers.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        let attempt = async {
+            let stream = TcpStream::connect(address).await.context("connecting")?;
+            exchange(stream).await
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, attempt).await {
             Ok(Ok(response)) => return Ok(response),
             Ok(Err(error)) => last_error = Some(error.context(format!("broker {address}"))),
             Err(_) => last_error = Some(anyhow::anyhow!("broker {address}: timed out")),

@@ -73,7 +73,7 @@ mod records;
 
 pub use delta::ImageDelta;
 pub use image::{ClusterImage, TopicImage};
-pub use quorum::{MetadataQuorum, QuorumConfig};
+pub use quorum::{MetadataQuorum, QuorumConfig, QuorumStatus, ReplicaStatus};
 pub use raft::network::ControllerService;
 pub use records::{
     BrokerListener, BrokerRegistration, EntryResponse, LeaderRecoveryState, MetadataRecord,

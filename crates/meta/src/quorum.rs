@@ -51,6 +51,31 @@ const SNAPSHOT_AFTER_ENTRIES: u64 = 1000;
 /// Entries kept in the log behind a snapshot (the rest is purged).
 const ENTRIES_KEPT_AFTER_SNAPSHOT: u64 = 100;
 
+/// The quorum as one node sees it (what DescribeQuorum answers). Log end
+/// offsets of the others are known only on the leader; -1 elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QuorumStatus {
+    /// The leader, -1 when none is known.
+    pub leader_id: i32,
+    /// The Raft term (Kafka's leader epoch of the metadata partition).
+    pub leader_epoch: i32,
+    /// The last applied entry's index on this node.
+    pub high_watermark: i64,
+    /// Every voter with its log end offset.
+    pub voters: Vec<ReplicaStatus>,
+    /// Learners (observers) with their log end offsets.
+    pub observers: Vec<ReplicaStatus>,
+}
+
+/// One replica of the metadata log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaStatus {
+    /// Its node id.
+    pub replica_id: i32,
+    /// The index after its last replicated entry (-1: unknown here).
+    pub log_end_offset: i64,
+}
+
 /// Static configuration of this node's quorum membership.
 #[derive(Clone, Debug)]
 pub struct QuorumConfig {
@@ -318,6 +343,42 @@ impl MetadataQuorum {
     pub fn leader_id(&self) -> Option<i32> {
         let leader = self.raft.metrics().borrow().current_leader;
         leader.and_then(|id| i32::try_from(id).ok())
+    }
+
+    /// The quorum as this node sees it.
+    pub fn quorum_status(&self) -> QuorumStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let offset_of = |id: u64| -> i64 {
+            if id == metrics.id {
+                return metrics.last_log_index.map_or(0, |index| index as i64 + 1);
+            }
+            metrics
+                .replication
+                .as_ref()
+                .and_then(|replication| replication.get(&id))
+                .map_or(-1, |matched| {
+                    matched.map_or(0, |log_id| log_id.index as i64 + 1)
+                })
+        };
+        let membership = metrics.membership_config.membership();
+        let status = |id: u64| ReplicaStatus {
+            replica_id: i32::try_from(id).unwrap_or(-1),
+            log_end_offset: offset_of(id),
+        };
+        let voters: Vec<ReplicaStatus> = membership.voter_ids().map(status).collect();
+        let observers: Vec<ReplicaStatus> = membership.learner_ids().map(status).collect();
+        QuorumStatus {
+            leader_id: metrics
+                .current_leader
+                .and_then(|id| i32::try_from(id).ok())
+                .unwrap_or(-1),
+            leader_epoch: i32::try_from(metrics.current_term).unwrap_or(i32::MAX),
+            high_watermark: metrics
+                .last_applied
+                .map_or(0, |log_id| log_id.index as i64 + 1),
+            voters,
+            observers,
+        }
     }
 
     /// Whether this node is the active controller (the quorum leader).

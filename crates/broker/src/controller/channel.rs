@@ -66,6 +66,8 @@ pub enum ControllerRequest {
         registration: BrokerRegistration,
         incarnation_id: Uuid,
     },
+    /// DescribeQuorum: the leader's view of the metadata quorum.
+    DescribeQuorum,
     /// BrokerHeartbeat; `want_shutdown` asks for a controlled shutdown.
     Heartbeat {
         node_id: i32,
@@ -92,6 +94,7 @@ pub enum ControllerReply {
         fenced: bool,
         shutdown_granted: bool,
     },
+    Quorum(sluice_meta::QuorumStatus),
 }
 
 /// What travels back: the reply, and the metadata offset the controller
@@ -247,6 +250,9 @@ impl Controller {
                 .serve_register_broker(registration, incarnation_id)
                 .await
                 .map(|broker_epoch| ControllerReply::Registered { broker_epoch }),
+            ControllerRequest::DescribeQuorum => {
+                Ok(ControllerReply::Quorum(self.quorum.quorum_status()))
+            }
             ControllerRequest::Heartbeat {
                 node_id,
                 broker_epoch,

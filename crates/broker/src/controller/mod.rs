@@ -306,6 +306,16 @@ impl Controller {
         }
     }
 
+    /// The metadata quorum as the active controller sees it (the one that
+    /// knows every voter's log end offset).
+    pub async fn describe_quorum(&self) -> Result<sluice_meta::QuorumStatus, TopicError> {
+        let request = channel::ControllerRequest::DescribeQuorum;
+        match self.request(request, channel::FORWARD_DEADLINE_MS).await? {
+            channel::ControllerReply::Quorum(status) => Ok(status),
+            other => Err(channel::unexpected(other)),
+        }
+    }
+
     // ---- served by the active controller (see `channel`)
 
     async fn serve_create_topic(

@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer_ids;
+pub mod quorum;
 pub mod topics;
 pub mod transactions;
 pub mod transactions_admin;

@@ -28,8 +28,10 @@ use crate::replica_manager::ReplicaManager;
 pub struct TxnConfig {
     /// `transaction.state.log.num.partitions`.
     pub partitions: i32,
-    /// `transaction.state.log.replication.factor` (capped at live brokers).
+    /// `transaction.state.log.replication.factor`.
     pub replication_factor: i16,
+    /// `transaction.state.log.min.isr`: `min.insync.replicas` of the topic.
+    pub min_isr: i32,
     /// `transaction.max.timeout.ms`.
     pub max_timeout_ms: i64,
     /// `transactional.id.expiration.ms`.
@@ -52,6 +54,9 @@ impl TxnConfig {
             replication_factor: settings
                 .get_i64("transaction.state.log.replication.factor")
                 .clamp(1, i16::MAX as i64) as i16,
+            min_isr: settings
+                .get_i64("transaction.state.log.min.isr")
+                .clamp(1, i32::MAX as i64) as i32,
             max_timeout_ms: settings.get_i64("transaction.max.timeout.ms").max(1),
             expiration_ms: settings.get_i64("transactional.id.expiration.ms").max(1),
             abort_interval_ms: settings
