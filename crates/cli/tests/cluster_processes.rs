@@ -1,0 +1,461 @@
+//! A cluster of real `sluice serve` processes: three voters with
+//! `--controller-voters`, kill -9 of the quorum leader (the active
+//! controller), restart; the cluster keeps its topics and data. And `sluice
+//! dev --brokers 3`: one command starts a local cluster that serves clients
+//! and stops cleanly on Ctrl-C.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::raw::RawConnection;
+use common::CLIENT_TIMEOUT;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{describe_quorum_request, DescribeQuorumRequest, MetadataRequest};
+use kafka_protocol::messages::{MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tempfile::TempDir;
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One `sluice serve` node of the cluster.
+struct Node {
+    node_id: i32,
+    args: Vec<String>,
+    child: Option<Child>,
+    address: String,
+    log: PathBuf,
+}
+
+impl Node {
+    fn spawn(&mut self) -> mpsc::Receiver<String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(&self.args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn sluice serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) > 0 {
+                let _ = sender.send(line);
+            }
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink);
+        });
+        self.child = Some(child);
+        receiver
+    }
+
+    fn wait_listening(&mut self, receiver: &mpsc::Receiver<String>) {
+        let line = receiver.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
+            panic!(
+                "node {} did not start; log:\n{}",
+                self.node_id,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        });
+        self.address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_string();
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Three nodes, started together.
+fn start_cluster(dir: &Path) -> Vec<Node> {
+    let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let voters: Vec<String> = controller_ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+        .collect();
+    let voters = voters.join(",");
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|node_id: i32| {
+            let port = controller_ports[(node_id - 1) as usize];
+            let args = [
+                "serve",
+                "--node-id",
+                &node_id.to_string(),
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                &dir.join(format!("node-{node_id}")).display().to_string(),
+                "--controller-voters",
+                &voters,
+                "--controller-listen",
+                &format!("127.0.0.1:{port}"),
+                "--set",
+                "broker.session.timeout.ms=4000",
+                "--set",
+                "broker.heartbeat.interval.ms=500",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            Node {
+                node_id,
+                args,
+                child: None,
+                address: String::new(),
+                log: dir.join(format!("node-{node_id}.log")),
+            }
+        })
+        .collect();
+    let receivers: Vec<_> = nodes.iter_mut().map(Node::spawn).collect();
+    for (node, receiver) in nodes.iter_mut().zip(&receivers) {
+        node.wait_listening(receiver);
+    }
+    nodes
+}
+
+fn quorum_leader(address: &str) -> i32 {
+    let mut connection = RawConnection::connect(address);
+    let request = DescribeQuorumRequest::default().with_topics(vec![
+        describe_quorum_request::TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+    ]);
+    let response = connection.request(0, 7, &request);
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0, "{response:?}");
+    assert_eq!(partition.current_voters.len(), 3, "{response:?}");
+    partition.leader_id.0
+}
+
+fn metadata(address: &str, topic: &str) -> MetadataResponse {
+    let mut connection = RawConnection::connect(address);
+    let topics = vec![MetadataRequestTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))];
+    connection.request(12, 1, &MetadataRequest::default().with_topics(Some(topics)))
+}
+
+fn leaders(address: &str, topic: &str) -> BTreeMap<i32, i32> {
+    metadata(address, topic)
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect()
+}
+
+fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+/// CreateTopics through `address`; the error code's name on failure.
+fn create_topic(address: &str, name: &str, partitions: i32) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(CLIENT_TIMEOUT));
+    let results = block_on(admin.create_topics([&topic], &options)).map_err(|e| e.to_string())?;
+    for result in results {
+        result.map_err(|(_, code)| format!("{code:?}"))?;
+    }
+    Ok(())
+}
+
+fn produce(bootstrap: &str, topic: &str, count: usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    block_on(async {
+        for i in 0..count {
+            let value = format!("value-{i}");
+            let key = format!("key-{i}");
+            producer
+                .send(
+                    FutureRecord::to(topic).key(&key).payload(&value),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap_or_else(|(error, _)| panic!("producing record {i}: {error}"));
+        }
+    });
+}
+
+fn consume_count(bootstrap: &str, topic: &str, partitions: i32, count: usize) -> usize {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "cluster-processes")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assignment");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < count && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            seen.insert(message.payload().map(<[u8]>::to_vec));
+        }
+    }
+    seen.len()
+}
+
+#[test]
+fn killing_the_active_controller_keeps_the_cluster_its_topics_and_its_data() {
+    let dir = TempDir::new().expect("temp dir");
+    let mut nodes = start_cluster(dir.path());
+    let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    create_topic(&bootstrap[0], "kept", 3).expect("create topic");
+    produce(&bootstrap.join(","), "kept", 30);
+    let before = leaders(&bootstrap[0], "kept");
+
+    let leader = quorum_leader(&bootstrap[0]);
+    let index = (leader - 1) as usize;
+    let survivor = bootstrap[(index + 1) % 3].clone();
+    let killed_at = Instant::now();
+    nodes[index].kill9();
+    // The next metadata change succeeds once the others elected a new leader.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match create_topic(&survivor, &format!("after-kill-{attempt}"), 1) {
+            Ok(()) => break,
+            Err(error) => {
+                assert!(
+                    killed_at.elapsed() < Duration::from_secs(60),
+                    "no CreateTopics succeeded within 60 s of the kill: {error}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    eprintln!(
+        "timing: kill -9 of the active controller (node {leader}) to the next successful CreateTopics: {} ms",
+        killed_at.elapsed().as_millis()
+    );
+    assert_ne!(quorum_leader(&survivor), leader, "a new active controller");
+    eventually("the killed node is fenced", Duration::from_secs(30), || {
+        leaders(&survivor, "kept")
+            .values()
+            .filter(|l| **l == -1)
+            .count()
+            == before.values().filter(|l| **l == leader).count()
+    });
+
+    let receiver = nodes[index].spawn();
+    nodes[index].wait_listening(&receiver);
+    eventually(
+        "every partition has its leader back",
+        Duration::from_secs(30),
+        || leaders(&survivor, "kept") == before,
+    );
+    let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    assert_eq!(
+        consume_count(&bootstrap.join(","), "kept", 3, 30),
+        30,
+        "no record lost"
+    );
+    for node in &mut nodes {
+        assert_eq!(
+            node.terminate().map(|s| s.code()),
+            Some(Some(0)),
+            "node {} exits 0",
+            node.node_id
+        );
+    }
+}
+
+#[test]
+fn sigterm_moves_a_brokers_leaderships_before_it_exits() {
+    let dir = TempDir::new().expect("temp dir");
+    let mut nodes = start_cluster(dir.path());
+    let first = nodes[0].address.clone();
+    create_topic(&first, "moved", 3).expect("create topic");
+    eventually("node 3 leads a partition", Duration::from_secs(10), || {
+        leaders(&first, "moved").values().any(|l| *l == 3)
+    });
+    let stopped_at = Instant::now();
+    let status = nodes[2].terminate();
+    eprintln!(
+        "timing: SIGTERM of node 3 to its exit (leaderships moved): {} ms",
+        stopped_at.elapsed().as_millis()
+    );
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)), "exit status 0");
+    // Replication factor 1: its partitions have no other replica, so they
+    // are offline (-1) at once, without waiting for the session to expire.
+    let log = std::fs::read_to_string(&nodes[2].log).unwrap_or_default();
+    assert!(
+        log.contains("controlled shutdown granted"),
+        "node 3's log:\n{log}"
+    );
+    eventually("node 3 leads nothing", Duration::from_secs(2), || {
+        let after = leaders(&first, "moved");
+        after.values().all(|l| *l != 3) && after.values().any(|l| *l == -1)
+    });
+    for node in &mut nodes[..2] {
+        assert_eq!(node.terminate().map(|s| s.code()), Some(Some(0)));
+    }
+}
+
+/// Three consecutive free ports starting at a random base.
+fn consecutive_free_ports(count: u16) -> u16 {
+    for _ in 0..100 {
+        let base: u16 = 20_000 + (rand::random::<u16>() % 30_000);
+        let all_free =
+            (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no {count} consecutive free ports found");
+}
+
+#[test]
+fn sluice_dev_starts_a_local_cluster_that_serves_clients_and_stops_on_ctrl_c() {
+    let dir = TempDir::new().expect("temp dir");
+    let port = consecutive_free_ports(3);
+    let controller_port = consecutive_free_ports(3);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["dev", "--brokers", "3", "--port", &port.to_string()])
+        .args(["--controller-port", &controller_port.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sluice dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !lines.iter().any(|l: &String| l.starts_with("Ctrl-C")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("sluice dev did not report its nodes: {lines:?}"),
+        }
+    }
+    let bootstrap = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("bootstrap "))
+        .expect("bootstrap line")
+        .to_string();
+    assert_eq!(bootstrap.split(',').count(), 3, "{bootstrap}");
+    let pids: Vec<u32> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("node "))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 3, "{lines:?}");
+
+    create_topic(&bootstrap, "dev", 3).expect("create topic");
+    produce(&bootstrap, "dev", 9);
+    assert_eq!(consume_count(&bootstrap, "dev", 3, 9), 9);
+
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "sluice dev did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "node pid {pid} still runs"
+        );
+    }
+}
