@@ -150,6 +150,26 @@ fn produce_outcome(
     }
 }
 
+/// KIP-951 leader hints on a Produce answer, now or when it is ready.
+fn with_produce_hints(
+    outcome: ProduceOutcome,
+    version: i16,
+    quorum: std::sync::Arc<sluice_meta::MetadataQuorum>,
+) -> ProduceOutcome {
+    match outcome {
+        ProduceOutcome::Respond(mut response) => {
+            handlers::leader_hints::add_to_produce(&mut response, version, &quorum.image());
+            ProduceOutcome::Respond(response)
+        }
+        ProduceOutcome::Wait(wait) => ProduceOutcome::Wait(Box::pin(async move {
+            let mut response = wait.await;
+            handlers::leader_hints::add_to_produce(&mut response, version, &quorum.image());
+            response
+        })),
+        other => other,
+    }
+}
+
 /// Encodes a response; a Fetch response's records go out without being
 /// copied into the frame.
 fn respond(
@@ -205,13 +225,20 @@ async fn route_data(
 ) -> Result<Routed, RequestKind> {
     let response = match request {
         RequestKind::Produce(r) => {
-            return Ok(Routed::Produce(
-                handlers::produce::handle(&state.replicas, &state.txns, header, r).await,
-            ))
+            let outcome = handlers::produce::handle(&state.replicas, &state.txns, header, r).await;
+            return Ok(Routed::Produce(with_produce_hints(
+                outcome,
+                header.request_api_version,
+                state.metadata.quorum().clone(),
+            )));
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(
-            handlers::fetch::handle(&state.metadata, &state.replicas, header, r).await,
-        ),
+        RequestKind::Fetch(r) => {
+            let mut response =
+                handlers::fetch::handle(&state.metadata, &state.replicas, header, r).await;
+            let image = state.metadata.image();
+            handlers::leader_hints::add_to_fetch(&mut response, header.request_api_version, &image);
+            ResponseKind::Fetch(response)
+        }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(
             handlers::list_offsets::handle(&state.replicas, header, r).await,
         ),

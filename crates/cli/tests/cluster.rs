@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 use common::raw::RawConnection;
 use common::CLIENT_TIMEOUT;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{describe_quorum_request, DescribeQuorumRequest};
+use kafka_protocol::messages::{
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -49,6 +53,18 @@ fn leaders(address: &str, topic: &str) -> BTreeMap<i32, i32> {
         .flat_map(|t| t.partitions.iter())
         .map(|p| (p.partition_index, p.leader_id.0))
         .collect()
+}
+
+/// The active controller, from DescribeQuorum.
+fn quorum_leader(address: &str) -> i32 {
+    let mut connection = RawConnection::connect(address);
+    let request = DescribeQuorumRequest::default().with_topics(vec![
+        describe_quorum_request::TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+    ]);
+    let response = connection.request(0, 7, &request);
+    response.topics[0].partitions[0].leader_id.0
 }
 
 fn brokers(address: &str) -> BTreeSet<i32> {
@@ -148,9 +164,12 @@ fn three_brokers_form_one_cluster_that_spreads_and_serves_a_topic() {
             brokers(address) == BTreeSet::from([1, 2, 3])
         });
     }
-    // Through node 3 only: whichever node is the active controller, node 3
-    // carries the request there.
-    create_topic(&addresses[2], "spread", 6);
+    // Through a broker that is not the active controller: it carries the
+    // request there.
+    let controller = quorum_leader(&addresses[0]);
+    let other = addresses[(controller as usize) % 3].clone();
+    assert_ne!(quorum_leader(&other), -1);
+    create_topic(&other, "spread", 6);
     for address in &addresses {
         eventually(
             "every broker knows the topic",
@@ -171,6 +190,30 @@ fn three_brokers_form_one_cluster_that_spreads_and_serves_a_topic() {
         led,
         BTreeMap::from([(1, 2), (2, 2), (3, 2)]),
         "leaders are spread evenly: {seen:?}"
+    );
+
+    // KIP-951: a broker that does not lead a partition names its leader
+    // and the leader's endpoint.
+    let (partition, leader) = seen[0].iter().next().map(|(p, l)| (*p, *l)).unwrap();
+    let elsewhere = addresses[(leader as usize) % 3].clone();
+    let mut connection = RawConnection::connect(&elsewhere);
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("spread")))
+            .with_partition_data(vec![
+                PartitionProduceData::default().with_index(partition)
+            ])]);
+    let response: ProduceResponse = connection.request(12, 9, &request);
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(answer.error_code, 6, "NOT_LEADER_OR_FOLLOWER: {answer:?}");
+    assert_eq!(answer.current_leader.leader_id.0, leader);
+    let endpoint = &response.node_endpoints[0];
+    assert_eq!(endpoint.node_id.0, leader);
+    assert_eq!(
+        format!("{}:{}", endpoint.host, endpoint.port),
+        addresses[(leader - 1) as usize]
     );
 
     // One bootstrap address reaches every partition's leader.

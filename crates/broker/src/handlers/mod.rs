@@ -9,6 +9,7 @@ pub mod fetch;
 pub mod find_coordinator;
 pub mod groups;
 pub mod leader_epoch;
+pub mod leader_hints;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
