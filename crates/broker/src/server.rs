@@ -329,6 +329,14 @@ fn spawn_tasks(
             shutdown_rx.clone(),
         )),
         tokio::spawn(run_log_maintenance(state.clone(), shutdown_rx.clone())),
+        tokio::spawn(crate::replication::fetcher::run_replica_fetchers(
+            state.clone(),
+            shutdown_rx.clone(),
+        )),
+        tokio::spawn(crate::replication::isr_updates::run_isr_updates(
+            state.clone(),
+            shutdown_rx.clone(),
+        )),
         tokio::spawn({
             let controller = state.controller.clone();
             let shutdown = shutdown_rx.clone();

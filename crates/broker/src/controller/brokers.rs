@@ -48,6 +48,12 @@ impl OwnBroker {
 }
 
 impl Controller {
+    /// The broker epoch of this process's registration (-1 before it, and
+    /// on a single node, which never registers through the controller).
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker.broker_epoch.load(Ordering::Acquire)
+    }
+
     fn now_ms(&self) -> u64 {
         self.clock.now_ms().max(0) as u64
     }

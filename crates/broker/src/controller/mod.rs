@@ -26,6 +26,7 @@ use sluice_meta::MetadataQuorum;
 
 use crate::replica_manager::ReplicaManager;
 
+pub mod alter_partition;
 mod brokers;
 pub(crate) mod channel;
 pub mod configs;
