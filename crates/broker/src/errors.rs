@@ -125,9 +125,7 @@ impl KafkaError {
             }
             LogError::InvalidBatch(_)
             | LogError::OffsetOutOfRange { .. }
-            | LogError::OffsetOutOfOrder { .. } => {
-                KafkaError::UnknownServerError
-            }
+            | LogError::OffsetOutOfOrder { .. } => KafkaError::UnknownServerError,
         }
     }
 }

@@ -423,7 +423,9 @@ mod tests {
         assert_eq!(isr.follower(2).unwrap().last_caught_up_ms, 10_000);
         // An idle partition: a follower at the end is never out of sync.
         isr.on_fetch(3, 150, 6, 150, 1_000);
-        assert!(isr.shrink(150, 100_000, LAG).is_some_and(|p| members(&p) == vec![1, 3]));
+        assert!(isr
+            .shrink(150, 100_000, LAG)
+            .is_some_and(|p| members(&p) == vec![1, 3]));
     }
 
     #[test]

@@ -233,7 +233,12 @@ impl Partition {
     /// its progress, moves the high watermark, and wakes the ISR task when
     /// the follower is outside the ISR. False when this node does not lead
     /// the partition or `replica` is not one of its followers.
-    pub(crate) fn on_follower_fetch(&self, replica: i32, fetch_offset: i64, broker_epoch: i64) -> bool {
+    pub(crate) fn on_follower_fetch(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        broker_epoch: i64,
+    ) -> bool {
         let leader_end = self.log.log_end_offset();
         let now = crate::clock::now_ms();
         let (known, outside) = match self.leader_isr.lock().as_mut() {
@@ -318,7 +323,8 @@ impl Partition {
             }
             rewind(&self.log)?;
             let end = self.log.log_end_offset();
-            if let Err(error) = producer_state::persistence::remove_snapshots_above(&self.dir, end) {
+            if let Err(error) = producer_state::persistence::remove_snapshots_above(&self.dir, end)
+            {
                 tracing::warn!(topic = %self.topic, partition = self.index, %error,
                     "removing producer-state snapshots above the truncation point failed");
             }
@@ -327,7 +333,8 @@ impl Partition {
             end
         };
         let start = self.log.log_start_offset();
-        self.counted_end.store(self.counted_end().min(end).max(start), Ordering::Release);
+        self.counted_end
+            .store(self.counted_end().min(end).max(start), Ordering::Release);
         self.high_watermark.send_if_modified(|hw| {
             let next = (*hw).min(end).max(start);
             let changed = *hw != next;

@@ -184,7 +184,9 @@ fn read_one(
         // offset (or that this leader never had) has diverged; it truncates
         // and asks again. Its progress is not recorded.
         if request.last_fetched_epoch >= 0 {
-            let (epoch, end) = partition.log.end_offset_for_epoch(request.last_fetched_epoch);
+            let (epoch, end) = partition
+                .log
+                .end_offset_for_epoch(request.last_fetched_epoch);
             if epoch < request.last_fetched_epoch || end < request.fetch_offset {
                 read.diverging_epoch = Some((epoch, end));
                 return read;

@@ -199,9 +199,7 @@ impl ReplicaManager {
         let key = (topic.name.clone(), index);
         let opened = self
             .clear_older_directory(image, &topic.name, topic.topic_id, index)
-            .and_then(|()| {
-                self.open_partition(&topic.name, topic.topic_id, state, config.clone())
-            });
+            .and_then(|()| self.open_partition(&topic.name, topic.topic_id, state, config.clone()));
         let partition = match opened {
             Ok(partition) => partition,
             Err(error) => {

@@ -21,7 +21,9 @@ pub enum LogError {
         log_end_offset: i64,
     },
     /// A follower's batch that starts below the log end offset.
-    #[error("replicated batch at offset {base_offset} is below the log end offset {log_end_offset}")]
+    #[error(
+        "replicated batch at offset {base_offset} is below the log end offset {log_end_offset}"
+    )]
     OffsetOutOfOrder {
         base_offset: i64,
         log_end_offset: i64,

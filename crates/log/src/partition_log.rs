@@ -215,7 +215,11 @@ impl Log {
             return self.append(&mut BytesMut::from(&batch[..]), options);
         }
         let mut head = BytesMut::from(&batch[..batch::HEADER_BYTES]);
-        self.append_parts(&mut head, &batch[batch::HEADER_BYTES..], Stamp::Leader(options))
+        self.append_parts(
+            &mut head,
+            &batch[batch::HEADER_BYTES..],
+            Stamp::Leader(options),
+        )
     }
 
     /// The append itself: `head` holds the batch's header (and, when `rest`

@@ -36,7 +36,10 @@ pub struct AlterPartition {
 
 /// Decides an AlterPartition against `image`: the partition's new state, or
 /// the error (pure).
-pub fn decide(image: &ClusterImage, request: &AlterPartition) -> Result<PartitionState, TopicError> {
+pub fn decide(
+    image: &ClusterImage,
+    request: &AlterPartition,
+) -> Result<PartitionState, TopicError> {
     let Some(topic) = image.topic_by_id(&request.topic_id) else {
         return Err(TopicError::new(
             error_codes::UNKNOWN_TOPIC_ID,
@@ -125,7 +128,10 @@ impl Controller {
     /// partition epoch once it is committed and applied here.
     pub async fn alter_partition(&self, request: AlterPartition) -> Result<i32, TopicError> {
         let request = super::channel::ControllerRequest::AlterPartition(request);
-        match self.request(request, super::channel::FORWARD_DEADLINE_MS).await? {
+        match self
+            .request(request, super::channel::FORWARD_DEADLINE_MS)
+            .await?
+        {
             super::channel::ControllerReply::PartitionEpoch(epoch) => Ok(epoch),
             other => Err(super::channel::unexpected(other)),
         }
@@ -257,7 +263,9 @@ mod tests {
             error_codes::INVALID_REQUEST
         );
         assert_eq!(
-            decide(&image, &request(&image, topic_id, &[2])).unwrap_err().code,
+            decide(&image, &request(&image, topic_id, &[2]))
+                .unwrap_err()
+                .code,
             error_codes::INVALID_REQUEST,
             "the leader must stay in the ISR"
         );

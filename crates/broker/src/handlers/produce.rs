@@ -71,7 +71,15 @@ pub async fn handle(
             let appended = if !matches!(acks, -1..=1) {
                 failed(data.index, error_codes::INVALID_REQUIRED_ACKS, None)
             } else {
-                append_partition(replicas, txns, version, acks, &name, data.index, data.records)
+                append_partition(
+                    replicas,
+                    txns,
+                    version,
+                    acks,
+                    &name,
+                    data.index,
+                    data.records,
+                )
             };
             any_error |= appended.response.error_code != error_codes::NONE;
             results.push(appended);
@@ -98,9 +106,13 @@ pub async fn handle(
                     let Some(partition) = &appended.partition else {
                         continue;
                     };
-                    appended.response.error_code =
-                        wait_for_replicas(partition, appended.last_offset + 1, appended.leader_epoch, deadline)
-                            .await;
+                    appended.response.error_code = wait_for_replicas(
+                        partition,
+                        appended.last_offset + 1,
+                        appended.leader_epoch,
+                        deadline,
+                    )
+                    .await;
                 }
             }
             build_response(topics)
@@ -123,8 +135,7 @@ async fn wait_for_replicas(
     deadline: tokio::time::Instant,
 ) -> i16 {
     let mut receiver = partition.subscribe_high_watermark();
-    let still_leader =
-        || partition.is_leader() && partition.leader_epoch() == leader_epoch;
+    let still_leader = || partition.is_leader() && partition.leader_epoch() == leader_epoch;
     let waited = tokio::time::timeout_at(
         deadline,
         receiver.wait_for(|hw| *hw >= target || !still_leader()),

@@ -101,7 +101,10 @@ impl LeaderClient {
         let decoded = R::Response::decode(&mut response, version)
             .map_err(|e| invalid(format!("decoding the response: {e}")))?;
         if response.has_remaining() {
-            tracing::debug!(bytes = response.remaining(), "trailing bytes after a response");
+            tracing::debug!(
+                bytes = response.remaining(),
+                "trailing bytes after a response"
+            );
         }
         Ok(decoded)
     }

@@ -80,7 +80,11 @@ pub(crate) async fn run_replica_fetchers(
         running.retain(|_, handle| !handle.is_finished());
         for key in wanted {
             running.entry(key).or_insert_with(|| {
-                tracing::debug!(leader = key.0, fetcher = key.1, "starting a replica fetcher");
+                tracing::debug!(
+                    leader = key.0,
+                    fetcher = key.1,
+                    "starting a replica fetcher"
+                );
                 tokio::spawn(run_fetcher(state.clone(), key, fetchers, shutdown.clone()))
             });
         }
@@ -115,7 +119,9 @@ impl FetchSettings {
             min_bytes: int("replica.fetch.min.bytes"),
             response_max_bytes: int("replica.fetch.response.max.bytes").max(1),
             partition_max_bytes: int("replica.fetch.max.bytes").max(1),
-            backoff: Duration::from_millis(settings.get_i64("replica.fetch.backoff.ms").max(1) as u64),
+            backoff: Duration::from_millis(
+                settings.get_i64("replica.fetch.backoff.ms").max(1) as u64
+            ),
             flush_before_visible: settings.get_bool("sluice.flush.before.visible"),
         }
     }
@@ -216,7 +222,12 @@ async fn run_fetcher(
         let Some(connection) = client.as_mut() else {
             continue;
         };
-        let request = build_request(&fetchable, node_id, state.controller.broker_epoch(), &settings);
+        let request = build_request(
+            &fetchable,
+            node_id,
+            state.controller.broker_epoch(),
+            &settings,
+        );
         let timeout = Duration::from_millis(settings.wait_ms as u64 + RESPONSE_SLACK_MS);
         let sent = tokio::select! {
             sent = connection.send(REPLICA_FETCH_VERSION, &request, timeout) => sent,
@@ -238,7 +249,11 @@ async fn run_fetcher(
         };
         failures = 0;
         if response.error_code != error_codes::NONE {
-            tracing::debug!(leader, error_code = response.error_code, "replica fetch refused");
+            tracing::debug!(
+                leader,
+                error_code = response.error_code,
+                "replica fetch refused"
+            );
             if pause(&mut shutdown, settings.backoff).await {
                 return;
             }
@@ -247,7 +262,9 @@ async fn run_fetcher(
         let mut fetched: Vec<(Arc<Partition>, i64)> = Vec::new();
         for topic in response.responses {
             for data in topic.partitions {
-                let Some(partition) = state.replicas.get_by_id(topic.topic_id, data.partition_index)
+                let Some(partition) = state
+                    .replicas
+                    .get_by_id(topic.topic_id, data.partition_index)
                 else {
                     continue;
                 };
@@ -255,10 +272,15 @@ async fn run_fetcher(
                     continue;
                 }
                 match process(&partition, &data) {
-                    Outcome::Fetched { high_watermark } => fetched.push((partition, high_watermark)),
+                    Outcome::Fetched { high_watermark } => {
+                        fetched.push((partition, high_watermark))
+                    }
                     Outcome::Truncated => {}
                     Outcome::Delay => {
-                        delayed.insert((partition.topic_id, partition.index), Instant::now() + settings.backoff);
+                        delayed.insert(
+                            (partition.topic_id, partition.index),
+                            Instant::now() + settings.backoff,
+                        );
                     }
                 }
             }

@@ -42,7 +42,12 @@ pub(crate) async fn run_isr_updates(state: Arc<BrokerState>, mut shutdown: watch
 
 /// The ISR change a led partition needs now (expansion first), marked
 /// pending.
-fn proposal(partition: &Partition, node_id: i32, now_ms: i64, lag_ms: i64) -> Option<AlterPartition> {
+fn proposal(
+    partition: &Partition,
+    node_id: i32,
+    now_ms: i64,
+    lag_ms: i64,
+) -> Option<AlterPartition> {
     let high_watermark = partition.high_watermark();
     let leader_end = partition.log.log_end_offset();
     let mut leader_isr = partition.leader_isr.lock();
@@ -62,7 +67,11 @@ fn proposal(partition: &Partition, node_id: i32, now_ms: i64, lag_ms: i64) -> Op
 }
 
 async fn send(state: &BrokerState, partition: &Partition, request: AlterPartition) {
-    let new_isr: Vec<i32> = request.new_isr.iter().map(|(replica, _)| *replica).collect();
+    let new_isr: Vec<i32> = request
+        .new_isr
+        .iter()
+        .map(|(replica, _)| *replica)
+        .collect();
     match state.controller.alter_partition(request).await {
         Ok(partition_epoch) => {
             tracing::info!(topic = %partition.topic, partition = partition.index, isr = ?new_isr,

@@ -7,6 +7,7 @@
 //! Every test binary includes this module and uses a different subset of it.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod raw;
 pub mod segment;
 

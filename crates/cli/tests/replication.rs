@@ -1,0 +1,145 @@
+//! Replication on a cluster of three brokers in this process (sluice-
+//! testkit's `TestCluster`), with rdkafka and raw requests: a topic with
+//! replication factor 3 keeps every acknowledged record when its leader
+//! stops, the stopped broker catches up and rejoins the ISR, and
+//! `min.insync.replicas` decides whether acks=all is accepted (nothing is
+//! appended when it is not), as in Kafka.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::cluster::{
+    brokers, consume_values, create_replicated_topic, eventually, leader_and_isr, produce_acked,
+    produce_raw,
+};
+use sluice_testkit::TestCluster;
+
+/// Short sessions and lag time, so a stopped broker is fenced and a
+/// lagging one leaves the ISR within seconds; small internal topics.
+const SETTINGS: &[(&str, &str)] = &[
+    ("broker.heartbeat.interval.ms", "500"),
+    ("broker.session.timeout.ms", "4000"),
+    ("replica.lag.time.max.ms", "3000"),
+    ("auto.create.topics.enable", "false"),
+    ("offsets.topic.num.partitions", "3"),
+    ("transaction.state.log.num.partitions", "3"),
+];
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn all() -> BTreeSet<i32> {
+    BTreeSet::from([1, 2, 3])
+}
+
+fn values(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+#[test]
+fn acknowledged_records_survive_the_loss_of_the_leader_and_the_broker_rejoins_the_isr() {
+    let mut cluster = TestCluster::start(3, SETTINGS).expect("three nodes start");
+    let first = cluster.node(1).address();
+    eventually("every broker is unfenced", WAIT, || {
+        brokers(&first) == all()
+    });
+    create_replicated_topic(&first, "survive", 1, 3, &[("min.insync.replicas", "2")]);
+    eventually("the ISR holds every replica", WAIT, || {
+        leader_and_isr(&first, "survive", 0).1 == all()
+    });
+    produce_acked(cluster.bootstrap(), "survive", "a", 100);
+
+    let (leader, _) = leader_and_isr(&first, "survive", 0);
+    cluster.stop_node(leader).expect("the leader stops");
+    let alive = cluster.node(if leader == 1 { 2 } else { 1 }).address();
+    eventually("another replica leads", WAIT, || {
+        let (now, isr) = leader_and_isr(&alive, "survive", 0);
+        now != -1 && now != leader && !isr.contains(&leader)
+    });
+    produce_acked(&alive, "survive", "b", 50);
+    let expected: Vec<String> = values("a", 100)
+        .into_iter()
+        .chain(values("b", 50))
+        .collect();
+    assert_eq!(
+        consume_values(&alive, "survive", 1, 150, WAIT),
+        expected,
+        "every acknowledged record, in order, once"
+    );
+
+    cluster
+        .restart_node(leader)
+        .expect("the old leader restarts");
+    eventually(
+        "the restarted broker catches up and rejoins the ISR",
+        WAIT,
+        || leader_and_isr(&alive, "survive", 0).1 == all(),
+    );
+    // Its copy is complete: with the current leader gone too, the records
+    // are still all there.
+    let (second, _) = leader_and_isr(&alive, "survive", 0);
+    cluster.stop_node(second).expect("the second leader stops");
+    let alive = cluster
+        .node((1..=3).find(|n| *n != second).expect("a node"))
+        .address();
+    eventually("a third leader", WAIT, || {
+        let (now, _) = leader_and_isr(&alive, "survive", 0);
+        now != -1 && now != second
+    });
+    assert_eq!(consume_values(&alive, "survive", 1, 150, WAIT), expected);
+    cluster.restart_node(second).expect("restart");
+    cluster.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn min_insync_replicas_decides_whether_acks_all_is_accepted() {
+    let mut cluster = TestCluster::start(3, SETTINGS).expect("three nodes start");
+    let first = cluster.node(1).address();
+    eventually("every broker is unfenced", WAIT, || {
+        brokers(&first) == all()
+    });
+    create_replicated_topic(&first, "min-isr", 1, 3, &[("min.insync.replicas", "3")]);
+    eventually("the ISR holds every replica", WAIT, || {
+        leader_and_isr(&first, "min-isr", 0).1 == all()
+    });
+    let (leader, _) = leader_and_isr(&first, "min-isr", 0);
+    let leader_address = cluster.node(leader).address();
+    assert_eq!(
+        produce_raw(&leader_address, "min-isr", 0, -1, &["first"]),
+        (0, 0)
+    );
+
+    let follower = (1..=3).find(|n| *n != leader).expect("a follower");
+    cluster.stop_node(follower).expect("a follower stops");
+    eventually("the ISR shrinks to two", WAIT, || {
+        leader_and_isr(&leader_address, "min-isr", 0).1.len() == 2
+    });
+    // NOT_ENOUGH_REPLICAS, and nothing appended: the acks=1 record that
+    // follows takes the next offset.
+    assert_eq!(
+        produce_raw(&leader_address, "min-isr", 0, -1, &["refused"]).0,
+        19,
+        "NOT_ENOUGH_REPLICAS"
+    );
+    assert_eq!(
+        produce_raw(&leader_address, "min-isr", 0, 1, &["one"]),
+        (0, 1)
+    );
+
+    cluster
+        .restart_node(follower)
+        .expect("the follower restarts");
+    eventually("the follower rejoins the ISR", WAIT, || {
+        leader_and_isr(&leader_address, "min-isr", 0).1 == all()
+    });
+    assert_eq!(
+        produce_raw(&leader_address, "min-isr", 0, -1, &["again"]),
+        (0, 2)
+    );
+    assert_eq!(
+        consume_values(&leader_address, "min-isr", 1, 3, WAIT),
+        vec!["first", "one", "again"]
+    );
+    cluster.shutdown().expect("clean shutdown");
+}
