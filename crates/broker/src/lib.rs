@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod coordinator_partitions;
 pub mod coordinator_topics;
 pub mod dispatch;
 pub mod error_codes;

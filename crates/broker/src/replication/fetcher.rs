@@ -208,7 +208,7 @@ async fn run_fetcher(
                 Ok(connected) => client = Some(connected),
                 Err(error) => {
                     failures += 1;
-                    if failures == 1 || failures % 30 == 0 {
+                    if failures == 1 || failures.is_multiple_of(30) {
                         tracing::warn!(leader, host = %broker.host, port = broker.port, %error,
                             failures, "cannot connect to the leader to fetch");
                     }
@@ -237,7 +237,7 @@ async fn run_fetcher(
             Ok(response) => response,
             Err(error) => {
                 failures += 1;
-                if failures == 1 || failures % 30 == 0 {
+                if failures == 1 || failures.is_multiple_of(30) {
                     tracing::warn!(leader, %error, failures, "replica fetch failed; reconnecting");
                 }
                 client = None;

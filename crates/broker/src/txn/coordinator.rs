@@ -17,6 +17,7 @@ use super::{records, store, TRANSACTION_STATE_TOPIC};
 use sluice_log::control::Marker;
 
 use crate::config::Settings;
+use crate::coordinator_partitions::{CoordinatorPartitions, Ownership};
 use crate::errors::KafkaError;
 use crate::group::state::CommittedOffset;
 use crate::group::{partition_for, Clock, GroupCoordinator, OFFSETS_TOPIC};
@@ -111,8 +112,10 @@ pub struct TransactionCoordinator {
     verified: Mutex<HashMap<i64, Verified>>,
     /// TxnOffsetCommit offsets by producer id, published on commit.
     pending_offsets: Mutex<HashMap<i64, PendingOffsets>>,
-    /// Set once `__transaction_state` has been replayed.
+    /// Set once the first `sync_ownership` ran.
     loaded: AtomicBool,
+    /// The `__transaction_state` partitions this node leads and serves.
+    partitions: Mutex<CoordinatorPartitions>,
     /// Set at shutdown.
     stopping: AtomicBool,
     /// Milliseconds for the state machine.
@@ -135,6 +138,7 @@ impl TransactionCoordinator {
             verified: Mutex::new(HashMap::new()),
             pending_offsets: Mutex::new(HashMap::new()),
             loaded: AtomicBool::new(false),
+            partitions: Mutex::new(CoordinatorPartitions::default()),
             stopping: AtomicBool::new(false),
             clock: Clock::new(),
         })
@@ -145,23 +149,20 @@ impl TransactionCoordinator {
         partition_for(transactional_id, self.config.partitions)
     }
 
-    /// Whether this coordinator can serve `transactional_id` now.
+    /// Whether this coordinator can serve `transactional_id` now: it leads
+    /// the id's partition and has loaded it.
     pub fn check_ready(&self, transactional_id: &str) -> Result<(), KafkaError> {
         if self.stopping.load(Ordering::Acquire) {
-            Err(KafkaError::NotCoordinator)
-        } else if !self.loaded.load(Ordering::Acquire) {
-            Err(KafkaError::CoordinatorLoadInProgress)
-        } else if self
-            .replicas
-            .get(
-                TRANSACTION_STATE_TOPIC,
-                self.partition_for(transactional_id),
-            )
-            .is_none()
-        {
-            Err(KafkaError::NotCoordinator)
-        } else {
-            Ok(())
+            return Err(KafkaError::NotCoordinator);
+        }
+        let index = self.partition_for(transactional_id);
+        match self.partitions.lock().status(index) {
+            Some(Ownership::Loaded { .. }) => Ok(()),
+            Some(Ownership::Loading { .. }) => Err(KafkaError::CoordinatorLoadInProgress),
+            None if !self.loaded.load(Ordering::Acquire) => {
+                Err(KafkaError::CoordinatorLoadInProgress)
+            }
+            None => Err(KafkaError::NotCoordinator),
         }
     }
 
@@ -177,43 +178,107 @@ impl TransactionCoordinator {
         self.txns.lock().get(transactional_id).cloned()
     }
 
-    /// Replays every local `__transaction_state` partition, then serves.
-    /// Transactions that were writing markers finish in the background.
-    pub fn load(self: &Arc<Self>) {
-        let mut loaded = HashMap::new();
-        for index in 0..self.config.partitions {
+    /// Follows the leaderships of `__transaction_state`: replays each
+    /// partition this node has come to lead (transactions that were writing
+    /// markers are finished by the maintenance task) and drops the
+    /// transactional ids of each it no longer leads.
+    pub fn sync_ownership(self: &Arc<Self>) {
+        let led: BTreeMap<i32, i32> = (0..self.config.partitions)
+            .filter_map(|index| {
+                self.replicas
+                    .leader_partition(TRANSACTION_STATE_TOPIC, index)
+                    .ok()
+                    .map(|partition| (index, partition.leader_epoch()))
+            })
+            .collect();
+        let plan = self.partitions.lock().plan(&led);
+        for index in &plan.unload {
+            self.unload(*index);
+        }
+        for (index, epoch) in plan.load {
+            let mut loaded = HashMap::new();
             if let Ok(partition) = self
                 .replicas
                 .leader_partition(TRANSACTION_STATE_TOPIC, index)
             {
                 store::replay(&partition, &mut loaded);
             }
+            let count = loaded.len();
+            {
+                let mut txns = self.txns.lock();
+                let mut verified = self.verified.lock();
+                for (id, txn) in loaded {
+                    if txn.state == TxnState::Dead {
+                        continue;
+                    }
+                    if txn.state == TxnState::Ongoing {
+                        verified.insert(
+                            txn.producer_id,
+                            Verified {
+                                epoch: txn.producer_epoch,
+                                partitions: txn.partitions.clone(),
+                            },
+                        );
+                    }
+                    txns.insert(id, Arc::new(tokio::sync::Mutex::new(Some(txn))));
+                }
+            }
+            self.partitions.lock().loaded(index, epoch);
+            tracing::debug!(
+                partition = index,
+                leader_epoch = epoch,
+                transactions = count,
+                "transaction coordinator loaded a __transaction_state partition"
+            );
         }
-        let count = loaded.len();
-        {
+        if !self.loaded.swap(true, Ordering::AcqRel) {
+            tracing::info!(
+                partitions = led.len(),
+                "transaction coordinator loaded __transaction_state"
+            );
+        }
+    }
+
+    /// Drops the transactional ids of a partition no longer led here.
+    fn unload(&self, index: i32) {
+        let removed: Vec<TxnSlot> = {
             let mut txns = self.txns.lock();
-            let mut verified = self.verified.lock();
-            for (id, txn) in loaded {
-                if txn.state == TxnState::Dead {
-                    continue;
+            let ids: Vec<String> = txns
+                .keys()
+                .filter(|id| self.partition_for(id) == index)
+                .cloned()
+                .collect();
+            ids.iter().filter_map(|id| txns.remove(id)).collect()
+        };
+        let count = removed.len();
+        let mut verified = self.verified.lock();
+        for slot in removed {
+            if let Ok(guard) = slot.try_lock() {
+                if let Some(txn) = guard.as_ref() {
+                    verified.remove(&txn.producer_id);
                 }
-                if txn.state == TxnState::Ongoing {
-                    verified.insert(
-                        txn.producer_id,
-                        Verified {
-                            epoch: txn.producer_epoch,
-                            partitions: txn.partitions.clone(),
-                        },
-                    );
-                }
-                txns.insert(id, Arc::new(tokio::sync::Mutex::new(Some(txn))));
             }
         }
-        self.loaded.store(true, Ordering::Release);
         tracing::info!(
+            partition = index,
             transactions = count,
-            "transaction coordinator loaded __transaction_state"
+            "transaction coordinator unloaded a __transaction_state partition it no longer leads"
         );
+    }
+
+    /// Follows the leaderships every `interval` until `shutdown`.
+    pub async fn run_ownership(
+        self: Arc<Self>,
+        interval: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            self.sync_ownership();
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 
     /// Stores `txn` and waits until the record is durable.
