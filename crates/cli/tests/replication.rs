@@ -11,9 +11,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::cluster::{
-    brokers, consume_values, create_replicated_topic, eventually, leader_and_isr, produce_acked,
-    produce_raw,
+    brokers, consume_values, create_replicated_topic, eventually, find_coordinator,
+    leader_and_isr, produce_acked, produce_raw,
 };
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
 use sluice_testkit::TestCluster;
 
 /// Short sessions and lag time, so a stopped broker is fenced and a
@@ -141,5 +144,68 @@ fn min_insync_replicas_decides_whether_acks_all_is_accepted() {
         consume_values(&leader_address, "min-isr", 1, 3, WAIT),
         vec!["first", "one", "again"]
     );
+    cluster.shutdown().expect("clean shutdown");
+}
+
+fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer")
+}
+
+#[test]
+fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
+    let mut cluster = TestCluster::start(3, SETTINGS).expect("three nodes start");
+    let first = cluster.node(1).address();
+    eventually("every broker is unfenced", WAIT, || brokers(&first) == all());
+    create_replicated_topic(&first, "work", 2, 3, &[]);
+    let consumer = group_consumer(cluster.bootstrap(), "survivors");
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset("work", 0, Offset::Offset(7))
+        .expect("offset");
+    offsets
+        .add_partition_offset("work", 1, Offset::Offset(3))
+        .expect("offset");
+    // The first commit creates __consumer_offsets (replication factor 3)
+    // and waits until its record is replicated.
+    eventually("the commit is accepted", WAIT, || {
+        consumer.commit(&offsets, CommitMode::Sync).is_ok()
+    });
+    drop(consumer);
+
+    let coordinator = find_coordinator(&first, "survivors", 0);
+    assert!((1..=3).contains(&coordinator), "coordinator {coordinator}");
+    cluster.stop_node(coordinator).expect("the coordinator stops");
+    let alive = cluster
+        .node((1..=3).find(|n| *n != coordinator).expect("a node"))
+        .address();
+    eventually("another broker coordinates the group", WAIT, || {
+        let now = find_coordinator(&alive, "survivors", 0);
+        now > 0 && now != coordinator
+    });
+    let consumer = group_consumer(&alive, "survivors");
+    let mut asked = TopicPartitionList::new();
+    asked.add_partition("work", 0);
+    asked.add_partition("work", 1);
+    let mut seen = Vec::new();
+    eventually("the new coordinator has the committed offsets", WAIT, || {
+        match consumer.committed_offsets(asked.clone(), Duration::from_secs(5)) {
+            Ok(list) => {
+                seen = list
+                    .elements()
+                    .iter()
+                    .map(|e| (e.partition(), e.offset()))
+                    .collect();
+                seen == vec![(0, Offset::Offset(7)), (1, Offset::Offset(3))]
+            }
+            Err(_) => false,
+        }
+    });
+    drop(consumer);
+    cluster.restart_node(coordinator).expect("restart");
     cluster.shutdown().expect("clean shutdown");
 }

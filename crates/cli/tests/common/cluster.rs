@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    describe_quorum_request, DescribeQuorumRequest, MetadataRequest, MetadataResponse,
+    describe_quorum_request, DescribeQuorumRequest, FindCoordinatorRequest,
+    FindCoordinatorResponse, MetadataRequest, MetadataResponse,
     ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -217,4 +218,19 @@ pub fn produce_raw(
     let response: ProduceResponse = connection.request(9, 3, &request);
     let answer = &response.responses[0].partition_responses[0];
     (answer.error_code, answer.base_offset)
+}
+
+/// The coordinator `address` names for a group (key type 0) or a
+/// transactional id (1): its node id, or -1 with an error.
+pub fn find_coordinator(address: &str, key: &str, key_type: i8) -> i32 {
+    let mut connection = RawConnection::connect(address);
+    let request = FindCoordinatorRequest::default()
+        .with_key_type(key_type)
+        .with_coordinator_keys(vec![StrBytes::from_string(key.to_string())]);
+    let response: FindCoordinatorResponse = connection.request(4, 5, &request);
+    response
+        .coordinators
+        .first()
+        .filter(|c| c.error_code == 0)
+        .map_or(-1, |c| c.node_id.0)
 }
