@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::cluster::{
-    brokers, consume_values, create_replicated_topic, eventually, find_coordinator,
-    leader_and_isr, produce_acked, produce_raw,
+    brokers, consume_values, create_replicated_topic, eventually, find_coordinator, leader_and_isr,
+    produce_acked, produce_raw,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -160,7 +160,9 @@ fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
 fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
     let mut cluster = TestCluster::start(3, SETTINGS).expect("three nodes start");
     let first = cluster.node(1).address();
-    eventually("every broker is unfenced", WAIT, || brokers(&first) == all());
+    eventually("every broker is unfenced", WAIT, || {
+        brokers(&first) == all()
+    });
     create_replicated_topic(&first, "work", 2, 3, &[]);
     let consumer = group_consumer(cluster.bootstrap(), "survivors");
     let mut offsets = TopicPartitionList::new();
@@ -179,7 +181,9 @@ fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
 
     let coordinator = find_coordinator(&first, "survivors", 0);
     assert!((1..=3).contains(&coordinator), "coordinator {coordinator}");
-    cluster.stop_node(coordinator).expect("the coordinator stops");
+    cluster
+        .stop_node(coordinator)
+        .expect("the coordinator stops");
     let alive = cluster
         .node((1..=3).find(|n| *n != coordinator).expect("a node"))
         .address();
@@ -192,8 +196,10 @@ fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
     asked.add_partition("work", 0);
     asked.add_partition("work", 1);
     let mut seen = Vec::new();
-    eventually("the new coordinator has the committed offsets", WAIT, || {
-        match consumer.committed_offsets(asked.clone(), Duration::from_secs(5)) {
+    eventually(
+        "the new coordinator has the committed offsets",
+        WAIT,
+        || match consumer.committed_offsets(asked.clone(), Duration::from_secs(5)) {
             Ok(list) => {
                 seen = list
                     .elements()
@@ -203,8 +209,8 @@ fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
                 seen == vec![(0, Offset::Offset(7)), (1, Offset::Offset(3))]
             }
             Err(_) => false,
-        }
-    });
+        },
+    );
     drop(consumer);
     cluster.restart_node(coordinator).expect("restart");
     cluster.shutdown().expect("clean shutdown");

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod processes;
 pub mod raw;
 pub mod segment;
 
