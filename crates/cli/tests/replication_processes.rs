@@ -255,3 +255,142 @@ fn a_paused_follower_leaves_the_isr_after_the_lag_time_and_rejoins() {
         leader_and_isr(&leader_address, "lag", 0).1 == all()
     });
 }
+
+/// The records of partition 0 of `topic` with their offsets, read from the
+/// start through `address` until `count` arrived.
+fn offsets_and_values(address: &str, topic: &str, count: usize) -> Vec<(i64, String)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .set("group.id", "divergence")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("assignment");
+    consumer.assign(&assignment).expect("assign");
+    let mut read = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read.len() < count && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).to_string();
+            read.push((message.offset(), value));
+        }
+    }
+    read
+}
+
+/// Creates `topic` with one partition on `replicas` (the first leads).
+fn create_assigned_topic(address: &str, topic: &str, replicas: &[i32]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .create()
+        .expect("admin client");
+    let assignment = [replicas];
+    let new = NewTopic::new(topic, 1, TopicReplication::Variable(&assignment))
+        .set("min.insync.replicas", "1");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let results = block_on(admin.create_topics([&new], &options)).expect("create topics");
+    for result in results {
+        result.unwrap_or_else(|(topic, code)| panic!("creating {topic}: {code:?}"));
+    }
+}
+
+#[test]
+fn a_leader_with_writes_no_follower_has_truncates_them_when_it_returns() {
+    let dir = TempDir::new().expect("temp dir");
+    // A lag time longer than the pause below: the paused follower stays in
+    // the ISR and may take over.
+    let settings = [
+        ("replica.lag.time.max.ms", "20000"),
+        ("broker.session.timeout.ms", "4000"),
+        ("broker.heartbeat.interval.ms", "500"),
+        ("offsets.topic.num.partitions", "3"),
+    ];
+    let mut nodes = start_cluster(dir.path(), &settings);
+    let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    // Replicas 1 (leader) and 2; node 3 keeps the metadata quorum's
+    // majority when node 1 dies.
+    let (leader, follower) = (1, 2);
+    create_assigned_topic(&bootstrap[0], "diverge", &[leader, follower]);
+    let both = BTreeSet::from([leader, follower]);
+    eventually("the ISR is full", WAIT, || {
+        leader_and_isr(&bootstrap[0], "diverge", 0) == (leader, both.clone())
+    });
+    let leader_address = nodes[(leader - 1) as usize].address.clone();
+    let follower_address = nodes[(follower - 1) as usize].address.clone();
+    for i in 0..5 {
+        assert_eq!(
+            produce_raw(&leader_address, "diverge", 0, -1, &[&format!("common-{i}")]).0,
+            0
+        );
+    }
+    // Writes that only the leader gets, acknowledged with acks=1 ...
+    nodes[(follower - 1) as usize].pause();
+    // Its fetch in flight ends after `replica.fetch.wait.max.ms` (500 ms)
+    // with nothing new; it sends no other while paused.
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 0..3 {
+        assert_eq!(
+            produce_raw(
+                &leader_address,
+                "diverge",
+                0,
+                1,
+                &[&format!("only-on-old-leader-{i}")]
+            ),
+            (0, 5 + i as i64)
+        );
+    }
+    // ... and the leader dies before its follower fetched them.
+    nodes[(leader - 1) as usize].kill9();
+    nodes[(follower - 1) as usize].resume();
+    eventually("the follower takes over", WAIT, || {
+        leader_and_isr(&follower_address, "diverge", 0).0 == follower
+    });
+    // The new leader writes at the same offsets.
+    for i in 0..3 {
+        assert_eq!(
+            produce_raw(
+                &follower_address,
+                "diverge",
+                0,
+                -1,
+                &[&format!("new-leader-{i}")]
+            ),
+            (0, 5 + i as i64)
+        );
+    }
+    let expected: Vec<(i64, String)> = (0..5)
+        .map(|i| (i, format!("common-{i}")))
+        .chain((0..3).map(|i| (5 + i, format!("new-leader-{i}"))))
+        .collect();
+    assert_eq!(
+        offsets_and_values(&follower_address, "diverge", 8),
+        expected
+    );
+
+    // The old leader returns, finds that its history diverges, truncates
+    // and catches up.
+    nodes[(leader - 1) as usize].restart();
+    eventually("the old leader rejoins the ISR", WAIT, || {
+        leader_and_isr(&follower_address, "diverge", 0).1 == both
+    });
+    // Fail over back to it: it serves the same offsets with the same values.
+    nodes[(follower - 1) as usize].terminate();
+    let back = nodes[(leader - 1) as usize].address.clone();
+    eventually("the old leader leads again", WAIT, || {
+        leader_and_isr(&back, "diverge", 0).0 == leader
+    });
+    assert_eq!(offsets_and_values(&back, "diverge", 8), expected);
+    let log = std::fs::read_to_string(&nodes[(leader - 1) as usize].log).unwrap_or_default();
+    assert!(
+        log.contains("diverges from the leader"),
+        "the old leader's log shows the truncation"
+    );
+}
