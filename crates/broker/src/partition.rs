@@ -250,6 +250,9 @@ impl Partition {
         };
         if known {
             self.maybe_advance_high_watermark();
+            tracing::trace!(topic = %self.topic, partition = self.index, replica, fetch_offset,
+                leader_end, counted_end = self.counted_end(), high_watermark = self.high_watermark(),
+                "follower fetch");
             if outside {
                 self.isr_wakeup.notify_one();
             }

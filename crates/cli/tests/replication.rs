@@ -6,6 +6,8 @@
 //! appended when it is not), as in Kafka.
 
 mod common;
+#[path = "common/group.rs"]
+mod group;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -118,6 +120,19 @@ fn min_insync_replicas_decides_whether_acks_all_is_accepted() {
     eventually("the ISR shrinks to two", WAIT, || {
         leader_and_isr(&leader_address, "min-isr", 0).1.len() == 2
     });
+    // The classic health check names it, and describe says so.
+    let listed = group::sluice(&leader_address, &["topic", "list", "--under-replicated"]);
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    let row = group::table_row(&listed.stdout, &["min-isr", "0"])
+        .unwrap_or_else(|| panic!("no row for min-isr 0:\n{}", listed.stdout));
+    assert_eq!(row[2], leader.to_string());
+    assert_eq!(row[5], "under-replicated", "{row:?}");
+    let described = group::sluice(&leader_address, &["topic", "describe", "min-isr"]);
+    assert!(
+        described.stdout.contains("UNDER-REPLICATED  [0]"),
+        "{}",
+        described.stdout
+    );
     // NOT_ENOUGH_REPLICAS, and nothing appended: the acks=1 record that
     // follows takes the next offset.
     assert_eq!(

@@ -165,7 +165,7 @@ impl Controller {
                 Err(error) if error.code == error_codes::NOT_CONTROLLER => last_error = error,
                 other => return other,
             }
-            if tokio::time::Instant::now() + delay >= deadline {
+            if self.is_stopping() || tokio::time::Instant::now() + delay >= deadline {
                 return Err(last_error);
             }
             tokio::time::sleep(delay).await;

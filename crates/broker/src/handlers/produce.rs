@@ -136,18 +136,22 @@ async fn wait_for_replicas(
 ) -> i16 {
     let mut receiver = partition.subscribe_high_watermark();
     let still_leader = || partition.is_leader() && partition.leader_epoch() == leader_epoch;
+    // `wait_for` answers with a borrow of the watch (its read lock): turned
+    // into a plain outcome at once, so no other lock is taken under it (the
+    // high watermark's publisher holds the ISR lock while it writes).
     let waited = tokio::time::timeout_at(
         deadline,
         receiver.wait_for(|hw| *hw >= target || !still_leader()),
     )
-    .await;
+    .await
+    .map(|result| result.is_ok());
     match waited {
-        Ok(Ok(_)) if !still_leader() => error_codes::NOT_LEADER_OR_FOLLOWER,
-        Ok(Ok(_)) => match partition.check_enough_replicas() {
+        Ok(true) if !still_leader() => error_codes::NOT_LEADER_OR_FOLLOWER,
+        Ok(true) => match partition.check_enough_replicas() {
             error_codes::NONE => error_codes::NONE,
             _ => error_codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
         },
-        Ok(Err(_)) => error_codes::NOT_LEADER_OR_FOLLOWER,
+        Ok(false) => error_codes::NOT_LEADER_OR_FOLLOWER,
         Err(_) => error_codes::REQUEST_TIMED_OUT,
     }
 }

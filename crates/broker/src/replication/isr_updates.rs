@@ -14,6 +14,9 @@ use crate::controller::alter_partition::AlterPartition;
 use crate::partition::Partition;
 use crate::state::BrokerState;
 
+/// How long a refused ISR change waits before the next proposal.
+const REFUSED_RETRY_DELAY: Duration = Duration::from_millis(500);
+
 /// Checks every led partition's ISR on a follower's wake-up and every half
 /// lag time, until `shutdown`.
 pub(crate) async fn run_isr_updates(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
@@ -80,6 +83,9 @@ async fn send(state: &BrokerState, partition: &Partition, request: AlterPartitio
         Err(error) => {
             tracing::info!(topic = %partition.topic, partition = partition.index, isr = ?new_isr,
                 code = error.code, message = %error.message, "ISR change refused");
+            // A refused member (still fenced, say) is not proposed again at
+            // once on its every fetch.
+            tokio::time::sleep(REFUSED_RETRY_DELAY).await;
         }
     }
     // Settled either way: the image has the outcome (or the next check
