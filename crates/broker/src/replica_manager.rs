@@ -86,6 +86,16 @@ impl ReplicaManager {
         }
     }
 
+    /// This node's id.
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// The metadata image the partitions were last reconciled with.
+    pub fn image(&self) -> Option<Arc<ClusterImage>> {
+        self.applied_image.lock().clone()
+    }
+
     /// The hosted partition of the topic named `topic`.
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         let hosted = self.partitions.read();

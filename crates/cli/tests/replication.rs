@@ -110,10 +110,11 @@ fn min_insync_replicas_decides_whether_acks_all_is_accepted() {
     });
     let (leader, _) = leader_and_isr(&first, "min-isr", 0);
     let leader_address = cluster.node(leader).address();
-    assert_eq!(
-        produce_raw(&leader_address, "min-isr", 0, -1, &["first"]),
-        (0, 0)
-    );
+    // The leader may still be opening the partition (NOT_LEADER_OR_FOLLOWER,
+    // nothing appended): retried.
+    eventually("the leader takes the first record", WAIT, || {
+        produce_raw(&leader_address, "min-isr", 0, -1, &["first"]) == (0, 0)
+    });
 
     let follower = (1..=3).find(|n| *n != leader).expect("a follower");
     cluster.stop_node(follower).expect("a follower stops");
@@ -228,5 +229,133 @@ fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
     );
     drop(consumer);
     cluster.restart_node(coordinator).expect("restart");
+    cluster.shutdown().expect("clean shutdown");
+}
+
+fn read_committed_values(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Vec<String> {
+    use rdkafka::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "txn-reader")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assignment");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut values = Vec::new();
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).to_string());
+        }
+    }
+    values.sort();
+    values
+}
+
+#[test]
+fn a_transaction_over_partitions_led_by_every_broker_commits_and_aborts_as_a_whole() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let cluster = TestCluster::start(3, SETTINGS).expect("three nodes start");
+    let first = cluster.node(1).address();
+    eventually("every broker is unfenced", WAIT, || {
+        brokers(&first) == all()
+    });
+    create_replicated_topic(&first, "spread-txn", 3, 3, &[]);
+    eventually("three leaders", WAIT, || {
+        (0..3)
+            .map(|p| leader_and_isr(&first, "spread-txn", p).0)
+            .collect::<BTreeSet<i32>>()
+            == all()
+    });
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("transactional.id", "spread")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer");
+    let timeout = Duration::from_secs(60);
+    producer
+        .init_transactions(timeout)
+        .expect("init_transactions");
+    producer.begin_transaction().expect("begin");
+    for partition in 0..3 {
+        let value = format!("committed-{partition}");
+        producer
+            .send(
+                BaseRecord::<(), _>::to("spread-txn")
+                    .partition(partition)
+                    .payload(&value),
+            )
+            .map_err(|(error, _)| error)
+            .expect("send");
+    }
+    producer.commit_transaction(timeout).expect("commit");
+    producer.begin_transaction().expect("begin");
+    for partition in 0..3 {
+        let value = format!("aborted-{partition}");
+        producer
+            .send(
+                BaseRecord::<(), _>::to("spread-txn")
+                    .partition(partition)
+                    .payload(&value),
+            )
+            .map_err(|(error, _)| error)
+            .expect("send");
+    }
+    producer.flush(timeout).expect("flush");
+    producer.abort_transaction(timeout).expect("abort");
+    // Every partition's transactions ended (markers on all three leaders):
+    // read_committed sees the committed records and nothing else, and its
+    // last stable offsets moved past the aborted transaction.
+    let values = read_committed_values(
+        cluster.bootstrap(),
+        "spread-txn",
+        3,
+        Duration::from_secs(10),
+    );
+    assert_eq!(values, vec!["committed-0", "committed-1", "committed-2"]);
+    producer.begin_transaction().expect("begin");
+    for partition in 0..3 {
+        let value = format!("later-{partition}");
+        producer
+            .send(
+                BaseRecord::<(), _>::to("spread-txn")
+                    .partition(partition)
+                    .payload(&value),
+            )
+            .map_err(|(error, _)| error)
+            .expect("send");
+    }
+    producer.commit_transaction(timeout).expect("commit");
+    let values = read_committed_values(
+        cluster.bootstrap(),
+        "spread-txn",
+        3,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        values,
+        vec![
+            "committed-0",
+            "committed-1",
+            "committed-2",
+            "later-0",
+            "later-1",
+            "later-2"
+        ]
+    );
+    drop(producer);
     cluster.shutdown().expect("clean shutdown");
 }

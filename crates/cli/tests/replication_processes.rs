@@ -153,7 +153,7 @@ fn a_paused_leader_is_replaced_and_acknowledges_nothing_the_new_leader_lacks() {
         ("broker.session.timeout.ms", "4000"),
         ("broker.heartbeat.interval.ms", "500"),
     ]);
-    let mut nodes = start_cluster(dir.path(), &settings);
+    let nodes = start_cluster(dir.path(), &settings);
     let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
     create_replicated_topic(
         &bootstrap[0],
@@ -226,6 +226,9 @@ fn a_paused_follower_leaves_the_isr_after_the_lag_time_and_rejoins() {
     let (leader, _) = leader_and_isr(&bootstrap[0], "lag", 0);
     let follower = (1..=3).find(|n| *n != leader).expect("a follower");
     let leader_address = nodes[(leader - 1) as usize].address.clone();
+    eventually("the leader serves the partition", WAIT, || {
+        produce_raw(&leader_address, "lag", 0, 1, &["warm-up"]).0 == 0
+    });
     nodes[(follower - 1) as usize].pause();
     let paused_at = Instant::now();
     // Writes the follower does not fetch.
@@ -324,7 +327,12 @@ fn a_leader_with_writes_no_follower_has_truncates_them_when_it_returns() {
     });
     let leader_address = nodes[(leader - 1) as usize].address.clone();
     let follower_address = nodes[(follower - 1) as usize].address.clone();
-    for i in 0..5 {
+    // The first produce may find the leader still opening the partition
+    // (NOT_LEADER_OR_FOLLOWER, nothing appended): retried.
+    eventually("the leader takes the first record", WAIT, || {
+        produce_raw(&leader_address, "diverge", 0, -1, &["common-0"]).0 == 0
+    });
+    for i in 1..5 {
         assert_eq!(
             produce_raw(&leader_address, "diverge", 0, -1, &[&format!("common-{i}")]).0,
             0

@@ -62,6 +62,10 @@ pub async fn handle(
 ) -> ProduceOutcome {
     let version = header.request_api_version;
     let acks = request.acks;
+    let transactional_id = request
+        .transactional_id
+        .as_ref()
+        .map(|id| id.0.as_str().to_string());
     let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<Appended>)> = Vec::new();
     let mut any_error = false;
     for topic in request.topic_data {
@@ -71,15 +75,12 @@ pub async fn handle(
             let appended = if !matches!(acks, -1..=1) {
                 failed(data.index, error_codes::INVALID_REQUIRED_ACKS, None)
             } else {
-                append_partition(
-                    replicas,
-                    txns,
+                let request = RequestContext {
                     version,
                     acks,
-                    &name,
-                    data.index,
-                    data.records,
-                )
+                    transactional_id: transactional_id.as_deref(),
+                };
+                append_partition(replicas, txns, &request, &name, data.index, data.records)
             };
             any_error |= appended.response.error_code != error_codes::NONE;
             results.push(appended);
@@ -185,11 +186,17 @@ fn failed(index: i32, code: i16, message: Option<String>) -> Appended {
     }
 }
 
+/// What of the Produce request every partition's append needs.
+struct RequestContext<'a> {
+    version: i16,
+    acks: i16,
+    transactional_id: Option<&'a str>,
+}
+
 fn append_partition(
     replicas: &ReplicaManager,
     txns: &TransactionCoordinator,
-    version: i16,
-    acks: i16,
+    request: &RequestContext<'_>,
     topic: &str,
     index: i32,
     records: Option<bytes::Bytes>,
@@ -199,14 +206,22 @@ fn append_partition(
         Err(code) => return failed(index, code, None),
     };
     let leader_epoch = partition.leader_epoch();
-    let checked = check_batch(&partition, txns, version, topic, index, records);
+    let checked = check_batch(
+        &partition,
+        txns,
+        request.version,
+        request.transactional_id,
+        topic,
+        index,
+        records,
+    );
     let (records, header, config) = match checked {
         Ok(checked) => checked,
         Err(refused) => return *refused,
     };
     // Kafka checks the min ISR after validation, before the append: an
     // acks=all batch that cannot be replicated enough is not written.
-    if acks == -1 {
+    if request.acks == -1 {
         let code = partition.check_enough_replicas();
         if code != error_codes::NONE {
             let message = format!(
@@ -275,6 +290,7 @@ fn check_batch(
     partition: &Partition,
     txns: &TransactionCoordinator,
     version: i16,
+    transactional_id: Option<&str>,
     topic: &str,
     index: i32,
     records: Option<bytes::Bytes>,
@@ -303,7 +319,7 @@ fn check_batch(
         ))
     })?;
     // Transactions (crate::txn): KIP-890 part 1 produce verification.
-    super::transactions::verify_produce(txns, version, &header, topic, index)
+    super::transactions::verify_produce(txns, version, transactional_id, &header, topic, index)
         .map_err(|code| Box::new(failed(index, code, None)))?;
     if records.len() as i64 > config.max_message_bytes {
         return Err(Box::new(failed(

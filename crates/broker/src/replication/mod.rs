@@ -4,6 +4,6 @@
 //! the pure `crate::isr::LeaderIsr` and `crate::high_watermark`; the
 //! leader's side of a follower's fetch is in `crate::replica_fetch`.
 
-mod client;
+pub(crate) mod client;
 pub(crate) mod fetcher;
 pub(crate) mod isr_updates;

@@ -474,11 +474,12 @@ impl TransactionCoordinator {
             .unwrap_or(0);
         let now = self.clock.now_ms();
         let mut written = Vec::with_capacity(txn.partitions.len());
+        let mut remote = BTreeSet::new();
         for (topic, index) in &txn.partitions {
             let Ok(partition) = self.replicas.leader_partition(topic, *index) else {
-                // Deleted since it was added, or led elsewhere (markers to
-                // other brokers, WriteTxnMarkers, are not implemented).
-                tracing::warn!(%topic, partition = index, "no local partition for a transaction marker; skipped");
+                // Led by another broker (or by none right now, or deleted):
+                // WriteTxnMarkers to its leader, below.
+                remote.insert((topic.clone(), *index));
                 continue;
             };
             let offset = partition
@@ -495,6 +496,8 @@ impl TransactionCoordinator {
                 })?;
             written.push((partition, offset));
         }
+        self.write_remote_markers(txn, commit, coordinator_epoch, remote)
+            .await?;
         for (partition, offset) in &written {
             self.wait_durable(partition, *offset).await?;
         }
@@ -509,6 +512,151 @@ impl TransactionCoordinator {
         self.store(&completed).await?;
         tracing::info!(transactional_id = %txn.transactional_id, producer_id = txn.producer_id, commit, partitions = txn.partitions.len(), "transaction complete");
         *txn = completed;
+        Ok(())
+    }
+
+    /// The markers of partitions this broker does not lead: WriteTxnMarkers
+    /// to each one's current leader (acks=all there), retried as leaderships
+    /// move until the write timeout (then the transaction stays in its
+    /// Prepare state and the maintenance task completes it later). A topic
+    /// deleted since needs no marker.
+    async fn write_remote_markers(
+        &self,
+        txn: &TxnMetadata,
+        commit: bool,
+        coordinator_epoch: i32,
+        mut remaining: BTreeSet<(String, i32)>,
+    ) -> Result<(), KafkaError> {
+        use kafka_protocol::messages::write_txn_markers_request::{
+            WritableTxnMarker, WritableTxnMarkerTopic,
+        };
+        use kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
+        use kafka_protocol::protocol::StrBytes;
+        let timeout = Duration::from_millis(self.config.write_timeout_ms.max(1) as u64);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let node_id = self.replicas.node_id();
+        while !remaining.is_empty() {
+            let Some(image) = self.replicas.image() else {
+                return Err(KafkaError::CoordinatorNotAvailable);
+            };
+            let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+            remaining.retain(|(topic, index)| {
+                let state = image.topic(topic).and_then(|t| {
+                    usize::try_from(*index)
+                        .ok()
+                        .and_then(|i| t.partitions.get(i))
+                });
+                match state {
+                    None => false,
+                    Some(state) => {
+                        if state.leader >= 0 {
+                            by_leader
+                                .entry(state.leader)
+                                .or_default()
+                                .push((topic.clone(), *index));
+                        }
+                        true
+                    }
+                }
+            });
+            for (leader, partitions) in by_leader {
+                let Some(broker) = image.brokers.get(&leader).filter(|_| leader != node_id) else {
+                    // Led here now (or by an unknown broker): the next round.
+                    continue;
+                };
+                let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+                for (topic, index) in &partitions {
+                    topics.entry(topic.as_str()).or_default().push(*index);
+                }
+                let request = WriteTxnMarkersRequest::default().with_markers(vec![
+                    WritableTxnMarker::default()
+                        .with_producer_id(ProducerId(txn.producer_id))
+                        .with_producer_epoch(txn.producer_epoch)
+                        .with_transaction_result(commit)
+                        .with_coordinator_epoch(coordinator_epoch)
+                        .with_topics(
+                            topics
+                                .into_iter()
+                                .map(|(topic, indexes)| {
+                                    WritableTxnMarkerTopic::default()
+                                        .with_name(TopicName(StrBytes::from_string(
+                                            topic.to_string(),
+                                        )))
+                                        .with_partition_indexes(indexes)
+                                })
+                                .collect(),
+                        ),
+                ]);
+                let exchange = async {
+                    let mut client = crate::replication::client::LeaderClient::connect(
+                        &broker.host,
+                        broker.port,
+                        format!("sluice-txn-markers-{node_id}"),
+                        Duration::from_secs(5),
+                    )
+                    .await?;
+                    client.send(1, &request, timeout).await
+                };
+                match exchange.await {
+                    Ok(response) => {
+                        for marker in response.markers {
+                            for topic in marker.topics {
+                                for partition in topic.partitions {
+                                    let key = (topic.name.0.to_string(), partition.partition_index);
+                                    if partition.error_code == crate::error_codes::NONE {
+                                        remaining.remove(&key);
+                                    } else {
+                                        tracing::debug!(topic = %key.0, partition = key.1, leader,
+                                            code = partition.error_code, "transaction marker refused; retrying");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(leader, %error, "sending transaction markers failed; retrying");
+                    }
+                }
+            }
+            if remaining.is_empty() {
+                break;
+            }
+            // Partitions now led here get their marker locally.
+            let local: Vec<(String, i32)> = remaining
+                .iter()
+                .filter(|(topic, index)| self.replicas.leader_partition(topic, *index).is_ok())
+                .cloned()
+                .collect();
+            for (topic, index) in local {
+                if let Ok(partition) = self.replicas.leader_partition(&topic, index) {
+                    let marker = if commit {
+                        Marker::Commit
+                    } else {
+                        Marker::Abort
+                    };
+                    if let Ok(offset) = partition.append_marker(
+                        txn.producer_id,
+                        txn.producer_epoch,
+                        marker,
+                        coordinator_epoch,
+                        self.clock.now_ms(),
+                    ) {
+                        if self.wait_durable(&partition, offset).await.is_ok() {
+                            remaining.remove(&(topic, index));
+                        }
+                    }
+                }
+            }
+            if remaining.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(transactional_id = %txn.transactional_id, partitions = remaining.len(),
+                    "transaction markers not written in time; retried later");
+                return Err(KafkaError::RequestTimedOut);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         Ok(())
     }
 
