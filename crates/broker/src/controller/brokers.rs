@@ -303,6 +303,12 @@ impl Controller {
                 self.fence(node_id, broker_epoch, unclean).await?;
                 let offset = self.image().last_applied_index;
                 self.sessions_mut(|sessions| sessions.shutting_down(node_id, offset));
+            } else if !self.sessions_mut(|sessions| sessions.is_shutting_down(node_id)) {
+                // Fenced already (by a previous controller, whose sessions
+                // this one does not have, or by its session): the shutdown
+                // goes once the broker has applied what this one has.
+                let offset = self.image().last_applied_index;
+                self.sessions_mut(|sessions| sessions.shutting_down(node_id, offset));
             }
             let granted =
                 self.sessions_mut(|sessions| sessions.shutdown_granted(node_id, metadata_offset));

@@ -143,6 +143,14 @@ impl BrokerSessions {
         }
     }
 
+    /// Whether `node` asked for its shutdown since this controller took
+    /// over.
+    pub fn is_shutting_down(&self, node: i32) -> bool {
+        self.sessions
+            .get(&node)
+            .is_some_and(|session| session.shutdown_at_offset.is_some())
+    }
+
     /// Whether `node`'s shutdown may be granted: it was fenced for it and
     /// has applied that change.
     pub fn shutdown_granted(&self, node: i32, metadata_offset: u64) -> bool {

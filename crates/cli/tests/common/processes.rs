@@ -160,6 +160,12 @@ pub fn start_cluster(dir: &Path, settings: &[(&str, &str)]) -> Vec<Node> {
                 "broker.session.timeout.ms=4000",
                 "--set",
                 "broker.heartbeat.interval.ms=500",
+                // Small internal topics: three nodes on two cores replicate
+                // every partition of them.
+                "--set",
+                "offsets.topic.num.partitions=3",
+                "--set",
+                "transaction.state.log.num.partitions=3",
             ]
             .iter()
             .map(|s| s.to_string())
