@@ -210,7 +210,8 @@ for number in "${SELECTED[@]}"; do
     RESULT[$number]=FAILED; NOTE[$number]="timed out after ${TEST_TIMEOUT}s"
   elif [[ "$rc" != 0 ]] || grep -qvE '^(PASSED|SKIPPED)$' <<<"$states"; then
     RESULT[$number]=FAILED
-    NOTE[$number]="$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -m1 -oE '(Test "[^"]*" failed|### Test .* failed|TEST FAILURE).*' | cut -c1-150 || true)"
+    # The first failure: the line after the runner's `### Test "…" failed at …` header.
+    NOTE[$number]="$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -m1 -A1 '^### Test ' | tail -n1 | cut -c1-160 || true)"
     [[ -n "${NOTE[$number]}" ]] || NOTE[$number]="exit status $rc"
   elif ! grep -qx PASSED <<<"$states"; then
     RESULT[$number]=FAILED; NOTE[$number]="no subtest passed (skipped itself: $(grep -m1 -oE 'SKIPPING: .*' "$out" | cut -c1-100 || true))"

@@ -1,9 +1,14 @@
 //! Broker and topic configuration, by Apache Kafka's names and defaults.
 //!
-//! One catalogue (`TOPIC_CONFIGS`, `BROKER_CONFIGS`) drives defaults,
+//! One catalogue (`TOPIC_CONFIGS`, `BROKER_CONFIGS`, and for the rest of
+//! Kafka's broker configs `KAFKA_ONLY_BROKER_CONFIGS`) drives defaults,
 //! validation and DescribeConfigs, so the three never disagree.
 
 use std::collections::BTreeMap;
+
+mod kafka_catalogue;
+
+pub use kafka_catalogue::{KafkaOnlyConfig, KAFKA_ONLY_BROKER_CONFIGS};
 
 /// Kafka's config types as DescribeConfigs v3+ reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,7 +196,8 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     },
 ];
 
-/// Broker configs Sluice knows, Kafka's defaults.
+/// Broker configs Sluice implements, Kafka's defaults. Every other broker
+/// config of Kafka is in `KAFKA_ONLY_BROKER_CONFIGS`.
 pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "auto.create.topics.enable", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "Create a topic when Metadata asks for an unknown one and allows creation." },
     BrokerConfigDef { name: "auto.leader.rebalance.enable", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "The controller moves leadership back to each partition's preferred replica when that one is eligible." },
@@ -201,7 +207,7 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "broker.session.timeout.ms", default: "9000", config_type: ConfigType::Int, read_only: true, documentation: "The controller fences a broker of a cluster that sent no heartbeat for this long." },
     BrokerConfigDef { name: "compression.type", default: "producer", config_type: ConfigType::String, read_only: false, documentation: "Default topic compression." },
     BrokerConfigDef { name: "connections.max.idle.ms", default: "600000", config_type: ConfigType::Long, read_only: true, documentation: "A connection with no request in flight and none read or answered for this long is closed, as is one whose request has not arrived whole this long after its first bytes; -1: never." },
-    BrokerConfigDef { name: "default.replication.factor", default: "1", config_type: ConfigType::Short, read_only: true, documentation: "Replication factor of auto-created topics and of CreateTopics with -1." },
+    BrokerConfigDef { name: "default.replication.factor", default: "1", config_type: ConfigType::Int, read_only: true, documentation: "Replication factor of auto-created topics and of CreateTopics with -1." },
     BrokerConfigDef { name: "fetch.max.bytes", default: "57671680", config_type: ConfigType::Int, read_only: false, documentation: "Largest response a Fetch builds, whatever the client asks (the first batch may exceed it, KIP-74)." },
     BrokerConfigDef { name: "group.initial.rebalance.delay.ms", default: "3000", config_type: ConfigType::Int, read_only: true, documentation: "How long the first rebalance of an empty group waits for more members (extended while they keep joining, up to the rebalance timeout)." },
     BrokerConfigDef { name: "group.max.session.timeout.ms", default: "1800000", config_type: ConfigType::Int, read_only: true, documentation: "Longest session timeout a member may ask for (INVALID_SESSION_TIMEOUT)." },
@@ -263,9 +269,33 @@ pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
-/// Looks up a broker config definition.
+/// Looks up a broker config definition: Sluice's own, else one of Kafka's
+/// that Sluice accepts without effect.
 pub fn broker_config_def(name: &str) -> Option<&'static BrokerConfigDef> {
-    BROKER_CONFIGS.iter().find(|d| d.name == name)
+    BROKER_CONFIGS.iter().find(|d| d.name == name).or_else(|| {
+        KAFKA_ONLY_BROKER_CONFIGS
+            .iter()
+            .find(|c| c.def.name == name)
+            .map(|c| &c.def)
+    })
+}
+
+/// Every broker config (Sluice's and the rest of Kafka's), by name, as
+/// DescribeConfigs lists them.
+pub fn all_broker_configs() -> Vec<&'static BrokerConfigDef> {
+    let mut all: Vec<&'static BrokerConfigDef> = BROKER_CONFIGS
+        .iter()
+        .chain(KAFKA_ONLY_BROKER_CONFIGS.iter().map(|c| &c.def))
+        .collect();
+    all.sort_by_key(|d| d.name);
+    all
+}
+
+/// Whether Kafka's default for a broker config is null (no value).
+pub fn broker_default_is_null(name: &str) -> bool {
+    KAFKA_ONLY_BROKER_CONFIGS
+        .iter()
+        .any(|c| c.def.name == name && c.null_default)
 }
 
 /// Checks a value against its type and Kafka's accepted values.
@@ -622,6 +652,53 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn every_kafka_broker_config_is_known_once() {
+        let all = all_broker_configs();
+        let mut names: Vec<&str> = all.iter().map(|d| d.name).collect();
+        names.dedup();
+        assert_eq!(names.len(), all.len(), "a name in both catalogues");
+        // Kafka 4.0 has 289 broker configs; Sluice adds sluice.flush.before.visible.
+        assert_eq!(all.len(), 290);
+        for def in all {
+            if !def.default.is_empty() {
+                validate_value(def.name, def.config_type, def.default)
+                    .unwrap_or_else(|e| panic!("default of {}: {e}", def.name));
+            }
+        }
+    }
+
+    #[test]
+    fn kafka_only_configs_keep_kafka_types_and_modes() {
+        let cases = [
+            // name, type, default, read-only
+            (
+                "sasl.kerberos.min.time.before.relogin",
+                ConfigType::Long,
+                "60000",
+                false,
+            ),
+            ("default.replication.factor", ConfigType::Int, "1", true),
+            ("background.threads", ConfigType::Int, "10", false),
+            (
+                "controlled.shutdown.enable",
+                ConfigType::Boolean,
+                "true",
+                true,
+            ),
+            ("ssl.keystore.password", ConfigType::Password, "", false),
+        ];
+        for (name, config_type, default, read_only) in cases {
+            let def = broker_config_def(name).unwrap_or_else(|| panic!("{name} unknown"));
+            assert_eq!(def.config_type, config_type, "{name}");
+            assert_eq!(def.default, default, "{name}");
+            assert_eq!(def.read_only, read_only, "{name}");
+        }
+        assert!(broker_default_is_null("ssl.keystore.password"));
+        assert!(!broker_default_is_null("background.threads"));
+        assert!(broker_config_def("no.such.config").is_none());
+    }
 
     #[test]
     fn every_topic_config_has_a_broker_default() {
