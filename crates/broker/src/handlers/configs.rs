@@ -92,10 +92,9 @@ pub async fn describe(
                     let (value, source) = metadata.settings().broker_value(&dynamic, def.name);
                     // Kafka: a password is never shown; a null default is a null value.
                     let sensitive = def.config_type == ConfigType::Password;
-                    let value = (!sensitive
-                        && !(source == ConfigSource::Default
-                            && crate::config::broker_default_is_null(def.name)))
-                    .then(|| str_bytes(&value));
+                    let null_default = source == ConfigSource::Default
+                        && crate::config::broker_default_is_null(def.name);
+                    let value = (!sensitive && !null_default).then(|| str_bytes(&value));
                     let synonyms = if include_synonyms {
                         broker_synonyms(metadata, &dynamic, def.name)
                     } else {

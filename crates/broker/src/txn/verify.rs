@@ -106,7 +106,15 @@ mod tests {
     #[test]
     fn the_epoch_is_checked_before_the_transaction() {
         type Step = fn(&mut ProduceVerifier);
-        let cases: &[(&str, &[Step], i16, i32, Result<(), ProduceRefusal>)] = &[
+        /// Name, events, then the batch's epoch and partition, and the answer.
+        type Case = (
+            &'static str,
+            &'static [Step],
+            i16,
+            i32,
+            Result<(), ProduceRefusal>,
+        );
+        let cases: &[Case] = &[
             (
                 "in its transaction",
                 &[|v| v.set_transaction(PID, 0, holding("t", 0))],
