@@ -99,7 +99,7 @@ for number in "${SUITE_NUMBERS[@]}"; do
     SELECTED+=("$number")
   fi
 done
-log "${#SUITE_NUMBERS[@]} test numbers in the suite; $MODE mode selects ${#SELECTED[@]}; $EXCLUDED excluded"
+log "${#SUITE_NUMBERS[@]} test numbers in the suite; $MODE mode selects ${#SELECTED[@]}; $EXCLUDED excluded; $((${#SUITE_NUMBERS[@]} - ${#SELECTED[@]} - EXCLUDED)) not selected"
 
 # ----------------------------------------------------------------------------- the broker
 if [[ -z "${SLUICE_BIN:-}" ]]; then
@@ -201,7 +201,9 @@ for number in "${SELECTED[@]}"; do
     export TESTS="$number" TEST_KAFKA_VERSION="$KAFKA_VERSION" RDKAFKA_TEST_CONF="$WORK/test.conf"
     export KAFKA_PATH="$WORK/kafka" BROKERS="$BOOTSTRAP"
     export LD_LIBRARY_PATH="$LIBRDKAFKA_DIR/src:$LIBRDKAFKA_DIR/src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    exec timeout --kill-after=10 "$TEST_TIMEOUT" ./test-runner "${RUNNER_FLAGS[@]}"
+    # Not exec'd: a runner killed by a signal (its failed assertions abort) is then reported
+    # into the log by this subshell, not on the terminal.
+    timeout --kill-after=10 "$TEST_TIMEOUT" ./test-runner "${RUNNER_FLAGS[@]}"
   ) >"$out" 2>&1 || rc=$?
   SECONDS_OF[$number]=$((SECONDS - started))
   # The runner's summary: one `| NNNN_name | STATE | time |` line per subtest it ran.
