@@ -56,6 +56,8 @@ fi
 log "building librdkafka $version (from $src) in $dir; a cold build takes ~5 min"
 rm -rf "$dir"
 mkdir -p "$cache_root"
+# Builds that were killed leave their temp dirs; one older than two hours is not running.
+find "$cache_root" -maxdepth 1 -name '.build.*' -mmin +120 -exec rm -rf {} +
 tmp="$(mktemp -d "$cache_root/.build.XXXXXX")"
 trap '[[ -n "${SLUICE_LIBRDKAFKA_KEEP_FAILED:-}" ]] || rm -rf "$tmp"' EXIT
 cp -a "$src/." "$tmp/"
