@@ -185,6 +185,9 @@ EOF
 chmod +x "$WORK/kafka/bin/kafka-topics.sh"
 
 start_broker
+# The runner leaves files in its directory (stats_*.json of failed tests, a file offset store):
+# the ones this run made are removed at the end.
+touch "$WORK/started"
 
 # ----------------------------------------------------------------------------- the tests
 declare -A RESULT=() NOTE=() SECONDS_OF=()
@@ -233,6 +236,7 @@ for number in "${SELECTED[@]}"; do
   fi
 done
 stop_broker
+find "$RUNNER_DIR" -maxdepth 1 -newer "$WORK/started" \( -name 'stats_*.json' -o -name 'rdkafkatest_*' \) -delete 2>/dev/null || true
 
 echo
 log "results ($MODE mode, librdkafka $(basename "$LIBRDKAFKA_DIR"), TEST_KAFKA_VERSION=$KAFKA_VERSION):"
