@@ -245,6 +245,7 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "min.insync.replicas", default: "1", config_type: ConfigType::Int, read_only: false, documentation: "Default min.insync.replicas." },
     BrokerConfigDef { name: "node.id", default: "1", config_type: ConfigType::Int, read_only: true, documentation: "This node's id." },
     BrokerConfigDef { name: "num.partitions", default: "1", config_type: ConfigType::Int, read_only: false, documentation: "Partitions of auto-created topics and of CreateTopics with -1." },
+    BrokerConfigDef { name: "num.replica.fetchers", default: "1", config_type: ConfigType::Int, read_only: true, documentation: "Fetcher tasks per source broker a follower runs (its partitions are spread over them)." },
     BrokerConfigDef { name: "offset.metadata.max.bytes", default: "4096", config_type: ConfigType::Int, read_only: true, documentation: "Longest metadata string an offset commit may carry (OFFSET_METADATA_TOO_LARGE)." },
     BrokerConfigDef { name: "offsets.commit.timeout.ms", default: "5000", config_type: ConfigType::Int, read_only: true, documentation: "How long an offset commit waits to become durable before REQUEST_TIMED_OUT." },
     BrokerConfigDef { name: "offsets.retention.check.interval.ms", default: "600000", config_type: ConfigType::Long, read_only: true, documentation: "How often expired offsets are removed." },
@@ -252,6 +253,12 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "offsets.topic.num.partitions", default: "50", config_type: ConfigType::Int, read_only: true, documentation: "Partitions of __consumer_offsets." },
     BrokerConfigDef { name: "offsets.topic.replication.factor", default: "3", config_type: ConfigType::Short, read_only: true, documentation: "Replication factor of __consumer_offsets; in a cluster it is created once this many brokers are registered (a single node uses 1)." },
     BrokerConfigDef { name: "producer.id.expiration.ms", default: "86400000", config_type: ConfigType::Int, read_only: false, documentation: "How long a partition remembers an idempotent producer that stopped writing." },
+    BrokerConfigDef { name: "replica.fetch.backoff.ms", default: "1000", config_type: ConfigType::Int, read_only: true, documentation: "How long a follower waits after a failed fetch before it fetches that partition again." },
+    BrokerConfigDef { name: "replica.fetch.max.bytes", default: "1048576", config_type: ConfigType::Int, read_only: true, documentation: "Bytes a follower asks for per partition (a larger first batch still comes whole)." },
+    BrokerConfigDef { name: "replica.fetch.min.bytes", default: "1", config_type: ConfigType::Int, read_only: true, documentation: "Bytes a follower's fetch waits for." },
+    BrokerConfigDef { name: "replica.fetch.response.max.bytes", default: "10485760", config_type: ConfigType::Int, read_only: true, documentation: "Bytes a follower asks for per fetch response." },
+    BrokerConfigDef { name: "replica.fetch.wait.max.ms", default: "500", config_type: ConfigType::Int, read_only: true, documentation: "How long a follower's fetch waits on the leader for replica.fetch.min.bytes." },
+    BrokerConfigDef { name: "replica.lag.time.max.ms", default: "30000", config_type: ConfigType::Long, read_only: true, documentation: "A follower that has not caught up with its leader for this long leaves the ISR." },
     BrokerConfigDef { name: "sluice.flush.before.visible", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "Sluice: the high watermark (what consumers see) and acks=all wait for fsync. false: like Kafka with one replica, visible from the page cache." },
     BrokerConfigDef { name: "socket.request.max.bytes", default: "104857600", config_type: ConfigType::Int, read_only: true, documentation: "Largest request frame; a larger length prefix closes the connection." },
     BrokerConfigDef { name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", default: "10000", config_type: ConfigType::Int, read_only: true, documentation: "How often the transaction coordinator aborts transactions older than their transaction.timeout.ms." },
@@ -542,6 +549,7 @@ impl Settings {
                 .parse()
                 .unwrap_or(0.5),
             file_delete_delay_ms: long("file.delete.delay.ms"),
+            min_insync_replicas: long("min.insync.replicas").clamp(1, i64::from(i32::MAX)) as i32,
         }
     }
 }
@@ -616,6 +624,9 @@ pub struct TopicConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// `file.delete.delay.ms`.
     pub file_delete_delay_ms: i64,
+    /// `min.insync.replicas`: acks=all needs this many in-sync replicas
+    /// (at most the replica count).
+    pub min_insync_replicas: i32,
 }
 
 impl TopicConfig {

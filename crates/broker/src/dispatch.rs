@@ -370,6 +370,9 @@ async fn route_transactions(
         RequestKind::EndTxn(r) => {
             ResponseKind::EndTxn(transactions::end_txn(&state.txns, header, r).await)
         }
+        RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(
+            handlers::txn_markers::handle(&state.replicas, header, r).await,
+        ),
         RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(
             transactions::txn_offset_commit(&state.metadata, &state.groups, &state.txns, header, r)
                 .await,

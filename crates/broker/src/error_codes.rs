@@ -40,6 +40,13 @@ pub const UNKNOWN_TOPIC_ID: i16 = 100;
 pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
 pub const BROKER_ID_NOT_REGISTERED: i16 = 102;
 pub const INCONSISTENT_TOPIC_ID: i16 = 103;
+// Replication.
+pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+pub const OFFSET_NOT_AVAILABLE: i16 = 78;
+pub const INVALID_UPDATE_VERSION: i16 = 95;
+pub const INELIGIBLE_REPLICA: i16 = 107;
+pub const NEW_LEADER_ELECTED: i16 = 108;
 // Group coordinator.
 pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
 pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
@@ -98,6 +105,7 @@ pub fn from_sequence_error(error: SequenceError) -> i16 {
 pub fn from_log_error(error: &LogError) -> i16 {
     match error {
         LogError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
+        LogError::OffsetOutOfOrder { .. } => UNKNOWN_SERVER_ERROR,
         LogError::InvalidBatch(batch) => from_batch_error(batch),
         LogError::Closed => NOT_LEADER_OR_FOLLOWER,
         // A fetch that starts at an unreadable batch: the client reports it

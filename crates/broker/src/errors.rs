@@ -123,9 +123,9 @@ impl KafkaError {
             LogError::Io { .. } | LogError::Corrupt { .. } | LogError::Locked { .. } => {
                 KafkaError::KafkaStorageError
             }
-            LogError::InvalidBatch(_) | LogError::OffsetOutOfRange { .. } => {
-                KafkaError::UnknownServerError
-            }
+            LogError::InvalidBatch(_)
+            | LogError::OffsetOutOfRange { .. }
+            | LogError::OffsetOutOfOrder { .. } => KafkaError::UnknownServerError,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! `Partition::append_as_leader`, which checks and records producer state
 //! under one lock and marks the partition for the flusher.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::config::TopicConfig;
 use crate::error_codes;
-use crate::high_watermark::next_high_watermark;
+use crate::isr::{CommittedState, LeaderIsr};
 
 /// What this node is for a partition, from the metadata image: its leader
 /// in a leader epoch, or a follower of another broker (or of none, while
@@ -139,6 +139,18 @@ pub struct Partition {
     pub(crate) flush_wakeup: Arc<Notify>,
     /// `sluice.flush.before.visible`: the high watermark waits for fsync.
     pub(crate) flush_before_visible: bool,
+    /// The end offset this replica counts for itself: its durable end with
+    /// `sluice.flush.before.visible`, else its log end. A leader's high
+    /// watermark never passes it; a follower fetches from it.
+    pub(crate) counted_end: AtomicI64,
+    /// The log end offset, for followers' long polls on the leader.
+    pub(crate) log_end: watch::Sender<i64>,
+    /// While this node leads: its view of the followers and the ISR.
+    pub(crate) leader_isr: Mutex<Option<LeaderIsr>>,
+    /// Wakes the ISR task when a follower may join the ISR.
+    pub(crate) isr_wakeup: Arc<Notify>,
+    /// The replicas and ISR of the last image applied (any role).
+    pub(crate) assignment: RwLock<CommittedState>,
 }
 
 impl Partition {
@@ -154,10 +166,201 @@ impl Partition {
         self.role.read().is_leader()
     }
 
-    /// Applies the role the metadata image gives (never an older epoch).
-    pub(crate) fn set_role(&self, next: PartitionRole) {
-        let mut role = self.role.write();
-        *role = role.advanced_to(next);
+    /// Applies the partition state of the image (never an older epoch):
+    /// the role, and for a leader its committed ISR. A node that becomes
+    /// leader in a new epoch records the epoch at its log end and starts
+    /// a fresh view of its followers; one that stops leading drops it.
+    /// Produces waiting for acks=all are woken to see the change.
+    pub(crate) fn apply_state(&self, node_id: i32, state: &sluice_meta::PartitionState) {
+        let next = PartitionRole::of(node_id, state.leader, state.leader_epoch);
+        let committed = CommittedState {
+            replicas: state.replicas.clone(),
+            isr: state.isr.clone(),
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+        };
+        let changed = {
+            // Under the lock every append holds: no append slips between
+            // the role change and what it implies.
+            let _appends = self.producer_state.lock();
+            let before = *self.role.read();
+            if next.epoch() < before.epoch() {
+                return;
+            }
+            *self.role.write() = next;
+            {
+                let mut assignment = self.assignment.write();
+                if committed.partition_epoch >= assignment.partition_epoch
+                    || next.epoch() > before.epoch()
+                {
+                    *assignment = committed.clone();
+                }
+            }
+            let mut leader_isr = self.leader_isr.lock();
+            match next {
+                PartitionRole::Leader { epoch } => match leader_isr.as_mut() {
+                    Some(current) if current.committed().leader_epoch == epoch => {
+                        if committed.partition_epoch >= current.committed().partition_epoch {
+                            current.update_committed(committed);
+                        }
+                    }
+                    _ => {
+                        if let Err(error) = self.log.assign_leader_epoch(epoch) {
+                            tracing::warn!(topic = %self.topic, partition = self.index, %error,
+                                "recording the new leader epoch failed");
+                        }
+                        let start = self.log.log_end_offset();
+                        *leader_isr = Some(LeaderIsr::new(
+                            node_id,
+                            committed,
+                            start,
+                            crate::clock::now_ms(),
+                        ));
+                    }
+                },
+                PartitionRole::Follower { .. } => *leader_isr = None,
+            }
+            before != next
+        };
+        if changed {
+            self.high_watermark.send_modify(|_| {});
+            self.log_end.send_modify(|_| {});
+        }
+        self.maybe_advance_high_watermark();
+    }
+
+    /// The leader side of a follower's fetch at `fetch_offset`: records
+    /// its progress, moves the high watermark, and wakes the ISR task when
+    /// the follower is outside the ISR. False when this node does not lead
+    /// the partition or `replica` is not one of its followers.
+    pub(crate) fn on_follower_fetch(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        broker_epoch: i64,
+    ) -> bool {
+        let leader_end = self.log.log_end_offset();
+        let now = crate::clock::now_ms();
+        let (known, outside) = match self.leader_isr.lock().as_mut() {
+            None => (false, false),
+            Some(isr) => {
+                let known = isr.on_fetch(replica, fetch_offset, broker_epoch, leader_end, now);
+                (known, known && !isr.committed().isr.contains(&replica))
+            }
+        };
+        if known {
+            self.maybe_advance_high_watermark();
+            tracing::trace!(topic = %self.topic, partition = self.index, replica, fetch_offset,
+                leader_end, counted_end = self.counted_end(), high_watermark = self.high_watermark(),
+                "follower fetch");
+            if outside {
+                self.isr_wakeup.notify_one();
+            }
+        }
+        known
+    }
+
+    /// The follower append path: one batch exactly as the leader stored it
+    /// (`Log::append_replica`), its producer state recorded as a leader's
+    /// append would have. False (nothing written) when this node leads.
+    pub fn append_as_follower(
+        &self,
+        batch: &Bytes,
+        header: &BatchHeader,
+    ) -> Result<bool, sluice_log::LogError> {
+        {
+            let mut producers = self.producer_state.lock();
+            if self.role().is_leader() {
+                return Ok(false);
+            }
+            self.log.append_replica(batch)?;
+            if header.producer_id >= 0 {
+                producer_state::persistence::replay_batch(&mut producers, header, batch);
+                self.producer_state_dirty.store(true, Ordering::Release);
+            }
+        }
+        let end = self.log.log_end_offset();
+        self.log_end.send_replace(end);
+        if !self.flush_before_visible {
+            self.counted_end.store(end, Ordering::Release);
+        }
+        self.dirty.store(true, Ordering::Release);
+        Ok(true)
+    }
+
+    /// A follower's high watermark: its leader's, but never above its own
+    /// counted end.
+    pub(crate) fn set_follower_high_watermark(&self, leader_high_watermark: i64) {
+        if self.role().is_leader() {
+            return;
+        }
+        let next = leader_high_watermark.min(self.counted_end()).max(0);
+        self.high_watermark.send_if_modified(|hw| {
+            let changed = *hw != next;
+            *hw = next;
+            changed
+        });
+    }
+
+    /// A follower truncates its log to `offset` (a divergence the leader
+    /// reported), rolling its producer state back with it: snapshots above
+    /// the new end are removed and the state rebuilt from the log.
+    pub fn truncate_as_follower(&self, offset: i64) -> Result<(), sluice_log::LogError> {
+        self.rewind_as_follower(|log| log.truncate_to(offset))
+    }
+
+    /// A follower whose log lies wholly below the leader's log start offset
+    /// empties it and restarts it there.
+    pub fn reset_as_follower(&self, offset: i64) -> Result<(), sluice_log::LogError> {
+        self.rewind_as_follower(|log| log.truncate_fully_and_start_at(offset))
+    }
+
+    fn rewind_as_follower(
+        &self,
+        rewind: impl FnOnce(&Log) -> Result<(), sluice_log::LogError>,
+    ) -> Result<(), sluice_log::LogError> {
+        let end = {
+            let mut producers = self.producer_state.lock();
+            if self.role().is_leader() {
+                return Ok(());
+            }
+            rewind(&self.log)?;
+            let end = self.log.log_end_offset();
+            if let Err(error) = producer_state::persistence::remove_snapshots_above(&self.dir, end)
+            {
+                tracing::warn!(topic = %self.topic, partition = self.index, %error,
+                    "removing producer-state snapshots above the truncation point failed");
+            }
+            *producers = producer_state::persistence::load(&self.dir, &self.log);
+            self.producer_state_dirty.store(true, Ordering::Release);
+            end
+        };
+        let start = self.log.log_start_offset();
+        self.counted_end
+            .store(self.counted_end().min(end).max(start), Ordering::Release);
+        self.high_watermark.send_if_modified(|hw| {
+            let next = (*hw).min(end).max(start);
+            let changed = *hw != next;
+            *hw = next;
+            changed
+        });
+        self.log_end.send_replace(end);
+        Ok(())
+    }
+
+    /// The replicas and ISR of the last image applied.
+    pub fn assignment(&self) -> CommittedState {
+        self.assignment.read().clone()
+    }
+
+    /// A leader's check before an acks=all append: NOT_ENOUGH_REPLICAS when
+    /// the ISR is below the effective min ISR.
+    pub fn check_enough_replicas(&self) -> i16 {
+        let min = self.config.read().min_insync_replicas;
+        match self.leader_isr.lock().as_ref() {
+            Some(isr) if isr.under_min_isr(min) => error_codes::NOT_ENOUGH_REPLICAS,
+            _ => error_codes::NONE,
+        }
     }
 
     pub fn config(&self) -> Arc<TopicConfig> {
@@ -305,14 +508,17 @@ impl Partition {
     }
 
     /// After an append: the flusher syncs it and then raises the high
-    /// watermark; without `sluice.flush.before.visible` the new end is
-    /// visible at once.
+    /// watermark; without `sluice.flush.before.visible` the new end counts
+    /// at once.
     fn mark_appended(&self) {
+        let end = self.log.log_end_offset();
+        self.log_end.send_replace(end);
         if self.flush_before_visible {
             self.dirty.store(true, Ordering::Release);
             self.flush_wakeup.notify_one();
         } else {
-            self.update_high_watermark(self.log.log_end_offset());
+            self.counted_end.store(end, Ordering::Release);
+            self.maybe_advance_high_watermark();
             self.dirty.store(true, Ordering::Release);
         }
     }
@@ -321,11 +527,34 @@ impl Partition {
         self.high_watermark.subscribe()
     }
 
-    /// Publishes the high watermark for the leader's counted end offset
-    /// (`high_watermark::next_high_watermark`; no followers yet).
-    pub(crate) fn update_high_watermark(&self, leader_end: i64) {
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    /// The flusher made everything below `durable` durable.
+    pub(crate) fn on_durable(&self, durable: i64) {
+        if self.flush_before_visible {
+            self.counted_end.fetch_max(durable, Ordering::AcqRel);
+            self.maybe_advance_high_watermark();
+        }
+    }
+
+    /// The end offset this replica counts for itself.
+    pub fn counted_end(&self) -> i64 {
+        self.counted_end.load(Ordering::Acquire)
+    }
+
+    /// A leader publishes the high watermark its ISR state allows
+    /// (`LeaderIsr::high_watermark`); a follower's comes from its leader.
+    pub(crate) fn maybe_advance_high_watermark(&self) {
+        let counted = self.counted_end();
+        let min = self.config.read().min_insync_replicas;
+        let leader_isr = self.leader_isr.lock();
+        let Some(isr) = leader_isr.as_ref() else {
+            return;
+        };
         self.high_watermark.send_if_modified(|hw| {
-            let next = next_high_watermark(*hw, leader_end, &[]);
+            let next = isr.high_watermark(*hw, counted, min);
             let changed = next != *hw;
             *hw = next;
             changed

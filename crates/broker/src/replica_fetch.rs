@@ -29,6 +29,10 @@ pub struct FetchParams {
     pub max_bytes: usize,
     /// Read up to the last stable offset, with the aborted transactions.
     pub read_committed: bool,
+    /// A follower's fetch (replica id and broker epoch, -1 when not given):
+    /// it reads up to the log end, reports its progress and is checked for
+    /// divergence; it long-polls on the log end.
+    pub replica: Option<(i32, i64)>,
 }
 
 /// One requested partition; `topic` is None for a topic id the image does
@@ -40,6 +44,8 @@ pub struct PartitionFetch {
     pub fetch_offset: i64,
     /// -1: not given.
     pub current_leader_epoch: i32,
+    /// A follower's latest epoch (v12+; -1: not given).
+    pub last_fetched_epoch: i32,
     pub max_bytes: i32,
 }
 
@@ -55,6 +61,9 @@ pub struct PartitionRead {
     pub aborted_transactions: Option<Vec<AbortedTransaction>>,
     /// Whole batches, as stored.
     pub records: Bytes,
+    /// A follower's log diverges: the largest epoch the leader has at or
+    /// below its last fetched epoch, and where that epoch ends here.
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 impl PartitionRead {
@@ -68,6 +77,7 @@ impl PartitionRead {
             log_start_offset: -1,
             aborted_transactions: Some(Vec::new()),
             records: Bytes::new(),
+            diverging_epoch: None,
         }
     }
 }
@@ -90,7 +100,12 @@ impl ReplicaManager {
         loop {
             let mut receivers: Vec<_> = resolved
                 .iter()
-                .filter_map(|p| p.as_ref().ok().map(|p| p.subscribe_high_watermark()))
+                .filter_map(|p| {
+                    p.as_ref().ok().map(|p| match params.replica {
+                        Some(_) => p.subscribe_log_end(),
+                        None => p.subscribe_high_watermark(),
+                    })
+                })
                 .collect();
             let (reads, bytes, has_error) = read_all(&params, requested, &resolved);
             if bytes >= params.min_bytes.max(1)
@@ -149,23 +164,47 @@ fn read_one(
     remaining: usize,
     min_one_batch: bool,
 ) -> PartitionRead {
-    let high_watermark = partition.high_watermark();
-    let last_stable_offset = partition.last_stable_offset();
     let log_start_offset = partition.log.log_start_offset();
     let mut read = PartitionRead {
         error_code: error_codes::NONE,
-        high_watermark,
-        last_stable_offset,
+        high_watermark: partition.high_watermark(),
+        last_stable_offset: partition.last_stable_offset(),
         log_start_offset,
         aborted_transactions: None,
         records: Bytes::new(),
+        diverging_epoch: None,
     };
     let epoch_error = check_leader_epoch(request.current_leader_epoch, partition.leader_epoch());
     if epoch_error != error_codes::NONE {
         read.error_code = epoch_error;
         return read;
     }
-    if request.fetch_offset < log_start_offset
+    if let Some((replica, broker_epoch)) = params.replica {
+        // KIP-320: a follower whose last epoch ends here before its fetch
+        // offset (or that this leader never had) has diverged; it truncates
+        // and asks again. Its progress is not recorded.
+        if request.last_fetched_epoch >= 0 {
+            let (epoch, end) = partition
+                .log
+                .end_offset_for_epoch(request.last_fetched_epoch);
+            if epoch < request.last_fetched_epoch || end < request.fetch_offset {
+                read.diverging_epoch = Some((epoch, end));
+                return read;
+            }
+        }
+        if request.fetch_offset < log_start_offset
+            || request.fetch_offset > partition.log.log_end_offset()
+        {
+            read.error_code = error_codes::OFFSET_OUT_OF_RANGE;
+            return read;
+        }
+        if !partition.on_follower_fetch(replica, request.fetch_offset, broker_epoch) {
+            read.error_code = error_codes::NOT_LEADER_OR_FOLLOWER;
+            return read;
+        }
+        read.high_watermark = partition.high_watermark();
+        read.last_stable_offset = partition.last_stable_offset();
+    } else if request.fetch_offset < log_start_offset
         || request.fetch_offset > partition.log.log_end_offset()
     {
         read.error_code = error_codes::OFFSET_OUT_OF_RANGE;
@@ -175,17 +214,19 @@ fn read_one(
     if budget == 0 && !min_one_batch {
         return read;
     }
-    let upper = if params.read_committed {
-        last_stable_offset
+    let upper = if params.replica.is_some() {
+        i64::MAX
+    } else if params.read_committed {
+        read.last_stable_offset
     } else {
-        high_watermark
+        read.high_watermark
     };
     match partition
         .log
         .read(request.fetch_offset, upper, budget, min_one_batch)
     {
         Ok(batches) => {
-            if params.read_committed {
+            if params.read_committed && params.replica.is_none() {
                 read.aborted_transactions =
                     Some(partition.aborted_transactions(request.fetch_offset, upper));
             }

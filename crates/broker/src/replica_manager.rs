@@ -8,7 +8,7 @@
 //! acks=all producers.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +50,8 @@ pub struct ReplicaManager {
     flush_before_visible: bool,
     /// Wakes the flusher after appends (shared with every partition).
     flush_wakeup: Arc<Notify>,
+    /// Wakes the ISR task when a follower may join an ISR (shared).
+    pub(crate) isr_wakeup: Arc<Notify>,
     /// Serializes reconciliation with the metadata image.
     reconcile_lock: Mutex<()>,
     /// Partitions the image places here whose logs failed to open, with the
@@ -75,12 +77,23 @@ impl ReplicaManager {
             node_id,
             flush_before_visible,
             flush_wakeup: Arc::new(Notify::new()),
+            isr_wakeup: Arc::new(Notify::new()),
             reconcile_lock: Mutex::new(()),
             offline: Mutex::new(HashMap::new()),
             reconcile_retry: Notify::new(),
             applied_image: Mutex::new(None),
             fatal: watch::channel(None).0,
         }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
+    /// The metadata image the partitions were last reconciled with.
+    pub fn image(&self) -> Option<Arc<ClusterImage>> {
+        self.applied_image.lock().clone()
     }
 
     /// The hosted partition of the topic named `topic`.
@@ -167,12 +180,10 @@ impl ReplicaManager {
                 if !state.replicas.contains(&self.node_id) {
                     continue;
                 }
-                let role = PartitionRole::of(self.node_id, state.leader, state.leader_epoch);
                 match self.get(&topic.name, state.partition) {
-                    Some(existing) => refresh(&existing, role, &config),
+                    Some(existing) => refresh(&existing, self.node_id, state, &config),
                     None => {
-                        if let Err(error) = self.host(image, topic, state.partition, role, &config)
-                        {
+                        if let Err(error) = self.host(image, topic, state, &config) {
                             first_failure.get_or_insert(error);
                         }
                     }
@@ -191,16 +202,14 @@ impl ReplicaManager {
         &self,
         image: &ClusterImage,
         topic: &sluice_meta::TopicImage,
-        index: i32,
-        role: PartitionRole,
+        state: &sluice_meta::PartitionState,
         config: &Arc<TopicConfig>,
     ) -> Result<(), sluice_log::LogError> {
+        let index = state.partition;
         let key = (topic.name.clone(), index);
         let opened = self
             .clear_older_directory(image, &topic.name, topic.topic_id, index)
-            .and_then(|()| {
-                self.open_partition(&topic.name, topic.topic_id, index, role, config.clone())
-            });
+            .and_then(|()| self.open_partition(&topic.name, topic.topic_id, state, config.clone()));
         let partition = match opened {
             Ok(partition) => partition,
             Err(error) => {
@@ -331,10 +340,11 @@ impl ReplicaManager {
         &self,
         topic: &str,
         topic_id: Uuid,
-        index: i32,
-        role: PartitionRole,
+        state: &sluice_meta::PartitionState,
         config: Arc<TopicConfig>,
     ) -> Result<Arc<Partition>, sluice_log::LogError> {
+        let index = state.partition;
+        let role = PartitionRole::of(self.node_id, state.leader, state.leader_epoch);
         let path = self.data_dir.partition_path(topic, index);
         let checkpoint = self.data_dir.checkpoint(topic, index);
         let recovery_point = if self.data_dir.was_clean_shutdown() {
@@ -365,11 +375,22 @@ impl ReplicaManager {
         }
         let producers = producer_state::persistence::load(&path, &log);
         let log = Arc::new(log);
-        // What survived recovery is made durable before it is served, so the
-        // high watermark starts at the log end (as a single-replica Kafka
-        // leader's does) and never at a stale recovery point.
-        let high_watermark = log.flush()?;
+        // What survived recovery is made durable before it is served. A
+        // single replica's high watermark starts at the log end (as a
+        // single-replica Kafka leader's does), never at a stale recovery
+        // point; a replicated partition's at its checkpoint (what this
+        // replica knew to be committed), until its leader says more.
+        let durable = log.flush()?;
+        let high_watermark = if state.replicas.len() > 1 {
+            checkpoint
+                .as_ref()
+                .map_or(0, |c| c.high_watermark)
+                .clamp(log.log_start_offset(), durable)
+        } else {
+            durable
+        };
         let (sender, _) = watch::channel(high_watermark);
+        let log_end = log.log_end_offset();
         let partition = Arc::new(Partition {
             topic: topic.to_string(),
             topic_id,
@@ -385,7 +406,18 @@ impl ReplicaManager {
             producer_state_dirty: AtomicBool::new(false),
             dir: path.clone(),
             dirty: AtomicBool::new(false),
+            counted_end: AtomicI64::new(durable),
+            log_end: watch::channel(log_end).0,
+            leader_isr: Mutex::new(None),
+            isr_wakeup: self.isr_wakeup.clone(),
+            assignment: RwLock::new(crate::isr::CommittedState {
+                replicas: state.replicas.clone(),
+                isr: state.isr.clone(),
+                leader_epoch: state.leader_epoch,
+                partition_epoch: state.partition_epoch,
+            }),
         });
+        partition.apply_state(self.node_id, state);
         Ok(partition)
     }
 
@@ -426,6 +458,15 @@ impl ReplicaManager {
     /// the process; nothing here exits.
     fn fail(&self, error: FatalError) {
         self.fatal.send_replace(Some(error));
+    }
+
+    /// A storage failure outside the flusher (a follower's fsync): the
+    /// broker stops, as for the flusher's.
+    pub(crate) fn report_storage_failure(&self, message: String) {
+        self.fail(FatalError {
+            exit_code: EXIT_STORAGE_FAILURE,
+            message,
+        });
     }
 
     /// Completes with the first fatal error reported.
@@ -473,9 +514,7 @@ impl ReplicaManager {
                 for (partition, flush) in chunk.iter().zip(flushes) {
                     match flush.await {
                         Ok(Ok(durable)) => {
-                            if self.flush_before_visible {
-                                partition.update_high_watermark(durable);
-                            }
+                            partition.on_durable(durable);
                         }
                         Ok(Err(sluice_log::LogError::Closed)) => {}
                         Ok(Err(error)) => {
@@ -674,8 +713,12 @@ impl ReplicaManager {
 /// Whether `path` is a directory with nothing in it.
 /// A hosted partition takes the image's role and the topic's effective
 /// config (the running log gets a changed one through `Log::set_config`).
-fn refresh(partition: &Partition, role: PartitionRole, config: &Arc<TopicConfig>) {
-    partition.set_role(role);
+fn refresh(
+    partition: &Partition,
+    node_id: i32,
+    state: &sluice_meta::PartitionState,
+    config: &Arc<TopicConfig>,
+) {
     let changed = {
         let mut current = partition.config.write();
         let changed = !Arc::ptr_eq(&current, config) && **current != **config;
@@ -685,6 +728,7 @@ fn refresh(partition: &Partition, role: PartitionRole, config: &Arc<TopicConfig>
     if changed {
         partition.log.set_config(config.log_config());
     }
+    partition.apply_state(node_id, state);
 }
 
 fn directory_is_empty(path: &std::path::Path) -> bool {

@@ -158,8 +158,20 @@ impl Broker {
             .controlled_shutdown(std::time::Duration::from_millis(session_ms))
             .await;
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
+        for (index, mut task) in self.tasks.into_iter().enumerate() {
+            // Every task ends on the shutdown signal; one that does not
+            // within the bound is logged (by its place in `spawn_tasks`)
+            // and abandoned rather than hold the shutdown.
+            if tokio::time::timeout(TASK_STOP_BOUND, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    task = TASK_NAMES.get(index).copied().unwrap_or("?"),
+                    "a background task did not stop in time; aborting it"
+                );
+                task.abort();
+            }
         }
         let replicas = self.state.replicas.clone();
         tokio::task::spawn_blocking(move || replicas.shutdown())
@@ -304,6 +316,24 @@ fn services(
 
 /// Starts the background tasks and the acceptor; returns the shutdown
 /// signal and their handles.
+/// How long `shutdown` waits for each background task.
+const TASK_STOP_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The tasks of `spawn_tasks`, in its order (for the shutdown's log).
+const TASK_NAMES: &[&str] = &[
+    "flusher",
+    "checkpointer",
+    "image follower",
+    "group coordinator",
+    "transaction coordinator",
+    "log maintenance",
+    "replica fetchers",
+    "ISR updates",
+    "heartbeats",
+    "controller duties",
+    "acceptor",
+];
+
 fn spawn_tasks(
     state: &Arc<BrokerState>,
     listener: TcpListener,
@@ -329,6 +359,14 @@ fn spawn_tasks(
             shutdown_rx.clone(),
         )),
         tokio::spawn(run_log_maintenance(state.clone(), shutdown_rx.clone())),
+        tokio::spawn(crate::replication::fetcher::run_replica_fetchers(
+            state.clone(),
+            shutdown_rx.clone(),
+        )),
+        tokio::spawn(crate::replication::isr_updates::run_isr_updates(
+            state.clone(),
+            shutdown_rx.clone(),
+        )),
         tokio::spawn({
             let controller = state.controller.clone();
             let shutdown = shutdown_rx.clone();

@@ -140,6 +140,10 @@ pub(crate) async fn run_image_follower(
     }
 }
 
+/// How often the coordinators compare the partitions they serve with the
+/// leaderships of their internal topic.
+const COORDINATOR_OWNERSHIP_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Creates `__consumer_offsets` if needed, replays it (requests get
 /// COORDINATOR_LOAD_IN_PROGRESS until then), then expires offsets
 /// periodically; at shutdown answers every parked JoinGroup/SyncGroup.
@@ -152,7 +156,13 @@ pub(crate) async fn start_group_coordinator(
     {
         tracing::warn!(%message, "creating __consumer_offsets failed; FindCoordinator retries");
     }
-    state.groups.load();
+    state.groups.sync_ownership();
+    tokio::spawn(
+        state
+            .groups
+            .clone()
+            .run_ownership(COORDINATOR_OWNERSHIP_INTERVAL, shutdown.clone()),
+    );
     state.groups.clone().run_maintenance(shutdown).await;
 }
 
@@ -168,6 +178,12 @@ pub(crate) async fn start_transaction_coordinator(
     {
         tracing::warn!(%message, "creating __transaction_state failed; FindCoordinator retries");
     }
-    state.txns.load();
+    state.txns.sync_ownership();
+    tokio::spawn(
+        state
+            .txns
+            .clone()
+            .run_ownership(COORDINATOR_OWNERSHIP_INTERVAL, shutdown.clone()),
+    );
     state.txns.clone().run_maintenance(shutdown).await;
 }

@@ -91,6 +91,20 @@ fn plan(args: &DevArgs) -> anyhow::Result<Vec<NodePlan>> {
                 format!("127.0.0.1:{}", controller[i as usize]),
             ]);
         }
+        // A local cluster replicates by default: topics get min(3, nodes)
+        // replicas (a --set of default.replication.factor wins).
+        if count > 1
+            && !args
+                .set
+                .iter()
+                .any(|(key, _)| key == "default.replication.factor")
+        {
+            let factor = count.min(3);
+            node_args.extend([
+                "--set".to_string(),
+                format!("default.replication.factor={factor}"),
+            ]);
+        }
         for (key, value) in &args.set {
             node_args.extend(["--set".to_string(), format!("{key}={value}")]);
         }

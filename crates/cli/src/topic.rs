@@ -43,6 +43,11 @@ enum TopicCommand {
         /// starting with `__`).
         #[arg(long, visible_alias = "all")]
         internal: bool,
+        /// List the partitions whose ISR is smaller than their replica set
+        /// instead (Kafka's `--under-replicated-partitions`), offline ones
+        /// (no leader) included; internal topics too.
+        #[arg(long)]
+        under_replicated: bool,
     },
     /// Show a topic's partitions, watermarks and configs.
     Describe {
@@ -95,7 +100,11 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
             replicas,
             configs,
         } => create(connection, &name, partitions, replicas, &configs).await,
-        TopicCommand::List { internal } => list(connection, internal).await,
+        TopicCommand::List {
+            under_replicated: true,
+            ..
+        } => list_under_replicated(connection).await,
+        TopicCommand::List { internal, .. } => list(connection, internal).await,
         TopicCommand::Describe { name } => describe(connection, &name).await,
         TopicCommand::Delete { name } => delete(connection, &name).await,
         TopicCommand::AlterConfig {
@@ -200,6 +209,46 @@ async fn list(connection: &ConnectionArgs, internal: bool) -> anyhow::Result<()>
     }
 }
 
+/// What a partition's replication looks like: "offline" without a leader,
+/// "under-replicated" with an ISR smaller than its replicas, else "".
+fn replication_status(leader: i32, replicas: &[i32], isr: &[i32]) -> &'static str {
+    if leader < 0 {
+        "offline"
+    } else if isr.len() < replicas.len() {
+        "under-replicated"
+    } else {
+        ""
+    }
+}
+
+async fn list_under_replicated(connection: &ConnectionArgs) -> anyhow::Result<()> {
+    let client = connection.metadata_client()?;
+    let metadata = fetch_metadata(&client, None, &connection.brokers).await?;
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for topic in metadata.topics() {
+        for partition in topic.partitions() {
+            let status =
+                replication_status(partition.leader(), partition.replicas(), partition.isr());
+            if status.is_empty() {
+                continue;
+            }
+            rows.push(vec![
+                topic.name().to_string(),
+                partition.id().to_string(),
+                partition.leader().to_string(),
+                id_list(partition.replicas()),
+                id_list(partition.isr()),
+                status.to_string(),
+            ]);
+        }
+    }
+    rows.sort_by(|a, b| (&a[0], a[1].parse::<i32>().ok()).cmp(&(&b[0], b[1].parse::<i32>().ok())));
+    table::emit(&table::render(
+        &["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR", "STATUS"],
+        &rows,
+    ))
+}
+
 async fn describe(connection: &ConnectionArgs, name: &str) -> anyhow::Result<()> {
     let client = connection.metadata_client()?;
     let metadata = fetch_metadata(&client, Some(name), &connection.brokers).await?;
@@ -225,7 +274,14 @@ async fn describe(connection: &ConnectionArgs, name: &str) -> anyhow::Result<()>
     let mut partitions: Vec<_> = topic.partitions().iter().collect();
     partitions.sort_by_key(|p| p.id());
     let mut rows = Vec::with_capacity(partitions.len());
+    let mut under_replicated = Vec::new();
+    let mut offline = Vec::new();
     for partition in partitions {
+        match replication_status(partition.leader(), partition.replicas(), partition.isr()) {
+            "offline" => offline.push(partition.id()),
+            "under-replicated" => under_replicated.push(partition.id()),
+            _ => {}
+        }
         let (low, high) =
             blocking(|| client.fetch_watermarks(name, partition.id(), REQUEST_TIMEOUT))
                 .map(|(low, high)| (low.to_string(), high.to_string()))
@@ -267,6 +323,15 @@ async fn describe(connection: &ConnectionArgs, name: &str) -> anyhow::Result<()>
         headers.truncate(7);
     }
     out.push_str(&table::render(&headers, &rows));
+    if !under_replicated.is_empty() {
+        out.push_str(&format!(
+            "UNDER-REPLICATED  {}\n",
+            id_list(&under_replicated)
+        ));
+    }
+    if !offline.is_empty() {
+        out.push_str(&format!("OFFLINE           {}\n", id_list(&offline)));
+    }
 
     let admin = connection.admin()?;
     let resources = admin

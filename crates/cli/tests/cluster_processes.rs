@@ -7,12 +7,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::processes::start_cluster;
 use common::raw::RawConnection;
 use common::CLIENT_TIMEOUT;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -26,150 +27,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tempfile::TempDir;
-
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One `sluice serve` node of the cluster.
-struct Node {
-    node_id: i32,
-    args: Vec<String>,
-    child: Option<Child>,
-    address: String,
-    log: PathBuf,
-}
-
-impl Node {
-    fn spawn(&mut self) -> mpsc::Receiver<String> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(&self.args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn sluice serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) > 0 {
-                let _ = sender.send(line);
-            }
-            let mut sink = Vec::new();
-            let _ = reader.read_to_end(&mut sink);
-        });
-        self.child = Some(child);
-        receiver
-    }
-
-    fn wait_listening(&mut self, receiver: &mpsc::Receiver<String>) {
-        let line = receiver.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
-            panic!(
-                "node {} did not start; log:\n{}",
-                self.node_id,
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            )
-        });
-        self.address = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("listening line")
-            .to_string();
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return child.wait().ok();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// Three nodes, started together.
-fn start_cluster(dir: &Path) -> Vec<Node> {
-    let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let voters: Vec<String> = controller_ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
-        .collect();
-    let voters = voters.join(",");
-    let mut nodes: Vec<Node> = (1..=3)
-        .map(|node_id: i32| {
-            let port = controller_ports[(node_id - 1) as usize];
-            let args = [
-                "serve",
-                "--node-id",
-                &node_id.to_string(),
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                &dir.join(format!("node-{node_id}")).display().to_string(),
-                "--controller-voters",
-                &voters,
-                "--controller-listen",
-                &format!("127.0.0.1:{port}"),
-                "--set",
-                "broker.session.timeout.ms=4000",
-                "--set",
-                "broker.heartbeat.interval.ms=500",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            Node {
-                node_id,
-                args,
-                child: None,
-                address: String::new(),
-                log: dir.join(format!("node-{node_id}.log")),
-            }
-        })
-        .collect();
-    let receivers: Vec<_> = nodes.iter_mut().map(Node::spawn).collect();
-    for (node, receiver) in nodes.iter_mut().zip(&receivers) {
-        node.wait_listening(receiver);
-    }
-    nodes
-}
 
 fn quorum_leader(address: &str) -> i32 {
     let mut connection = RawConnection::connect(address);
@@ -281,7 +138,7 @@ fn consume_count(bootstrap: &str, topic: &str, partitions: i32, count: usize) ->
 #[test]
 fn killing_the_active_controller_keeps_the_cluster_its_topics_and_its_data() {
     let dir = TempDir::new().expect("temp dir");
-    let mut nodes = start_cluster(dir.path());
+    let mut nodes = start_cluster(dir.path(), &[]);
     let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
     create_topic(&bootstrap[0], "kept", 3).expect("create topic");
     produce(&bootstrap.join(","), "kept", 30);
@@ -346,7 +203,7 @@ fn killing_the_active_controller_keeps_the_cluster_its_topics_and_its_data() {
 #[test]
 fn sigterm_moves_a_brokers_leaderships_before_it_exits() {
     let dir = TempDir::new().expect("temp dir");
-    let mut nodes = start_cluster(dir.path());
+    let mut nodes = start_cluster(dir.path(), &[]);
     let first = nodes[0].address.clone();
     create_topic(&first, "moved", 3).expect("create topic");
     eventually("node 3 leads a partition", Duration::from_secs(10), || {
@@ -414,7 +271,7 @@ fn sluice_dev_starts_a_local_cluster_that_serves_clients_and_stops_on_ctrl_c() {
         }
     });
     let mut lines = Vec::new();
-    let deadline = Instant::now() + START_TIMEOUT;
+    let deadline = Instant::now() + common::processes::START_TIMEOUT;
     while !lines.iter().any(|l: &String| l.starts_with("Ctrl-C")) {
         let left = deadline.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(left) {

@@ -20,6 +20,14 @@ pub enum LogError {
         log_start_offset: i64,
         log_end_offset: i64,
     },
+    /// A follower's batch that starts below the log end offset.
+    #[error(
+        "replicated batch at offset {base_offset} is below the log end offset {log_end_offset}"
+    )]
+    OffsetOutOfOrder {
+        base_offset: i64,
+        log_end_offset: i64,
+    },
     #[error("invalid batch: {0}")]
     InvalidBatch(#[from] batch::BatchError),
     #[error("corrupt data in {path} at position {position}: {reason}")]

@@ -23,6 +23,14 @@ use crate::{AppendInfo, AppendOptions, LogConfig, LogError};
 /// it writes header and body separately rather than copy the body.
 const SHARED_APPEND_MIN_BYTES: usize = 64 * 1024;
 
+/// Who assigns a batch's offsets and epoch: the leader stamps them, a
+/// follower keeps the leader's.
+#[derive(Clone, Copy)]
+enum Stamp {
+    Leader(AppendOptions),
+    Replica,
+}
+
 /// One partition's log. See the crate docs for the concurrency model.
 pub struct Log {
     /// The partition directory.
@@ -174,7 +182,23 @@ impl Log {
         batch: &mut BytesMut,
         options: AppendOptions,
     ) -> Result<AppendInfo, LogError> {
-        self.append_parts(batch, &[], options)
+        self.append_parts(batch, &[], Stamp::Leader(options))
+    }
+
+    /// A follower's append (Kafka's `appendAsFollower`): one whole v2 batch
+    /// exactly as the leader stored it — base offset, leader epoch and
+    /// timestamps kept, nothing re-stamped. Its base offset must not be below
+    /// the log end offset (`OffsetOutOfOrder`); it may be above it (the
+    /// leader's log was compacted). The batch's leader epoch goes into the
+    /// leader-epoch checkpoint when it is newer than the latest entry.
+    pub fn append_replica(&self, batch: &Bytes) -> Result<AppendInfo, LogError> {
+        let mut head = BytesMut::from(&batch[..batch.len().min(batch::HEADER_BYTES)]);
+        let rest = if batch.len() > batch::HEADER_BYTES {
+            &batch[batch::HEADER_BYTES..]
+        } else {
+            &[][..]
+        };
+        self.append_parts(&mut head, rest, Stamp::Replica)
     }
 
     /// `append` for a batch in a shared buffer (a produce request's bytes):
@@ -191,7 +215,11 @@ impl Log {
             return self.append(&mut BytesMut::from(&batch[..]), options);
         }
         let mut head = BytesMut::from(&batch[..batch::HEADER_BYTES]);
-        self.append_parts(&mut head, &batch[batch::HEADER_BYTES..], options)
+        self.append_parts(
+            &mut head,
+            &batch[batch::HEADER_BYTES..],
+            Stamp::Leader(options),
+        )
     }
 
     /// The append itself: `head` holds the batch's header (and, when `rest`
@@ -200,7 +228,7 @@ impl Log {
         &self,
         head: &mut BytesMut,
         rest: &[u8],
-        options: AppendOptions,
+        stamp: Stamp,
     ) -> Result<AppendInfo, LogError> {
         self.check_open()?;
         let batch = head;
@@ -217,18 +245,35 @@ impl Log {
         }
         let config = self.config();
         let mut state = self.state.lock();
-        let base_offset = state.log_end_offset;
-        let last_offset = base_offset + i64::from(header.last_offset_delta);
-        batch::set_base_offset(batch, base_offset);
-        batch::set_partition_leader_epoch(batch, options.leader_epoch);
-        let mut max_timestamp = header.max_timestamp;
-        if let Some(append_time) = options.log_append_time_ms {
-            if !rest.is_empty() {
-                // Rewriting the CRC needs the whole batch in `head`.
-                return Err(BatchError::CorruptSize.into());
+        let (base_offset, leader_epoch, log_append_time_ms) = match stamp {
+            Stamp::Leader(options) => (
+                state.log_end_offset,
+                options.leader_epoch,
+                options.log_append_time_ms,
+            ),
+            Stamp::Replica => {
+                if header.base_offset < state.log_end_offset {
+                    return Err(LogError::OffsetOutOfOrder {
+                        base_offset: header.base_offset,
+                        log_end_offset: state.log_end_offset,
+                    });
+                }
+                (header.base_offset, header.partition_leader_epoch, None)
             }
-            batch::set_log_append_time(batch, append_time);
-            max_timestamp = append_time;
+        };
+        let last_offset = base_offset + i64::from(header.last_offset_delta);
+        let mut max_timestamp = header.max_timestamp;
+        if let Stamp::Leader(_) = stamp {
+            batch::set_base_offset(batch, base_offset);
+            batch::set_partition_leader_epoch(batch, leader_epoch);
+            if let Some(append_time) = log_append_time_ms {
+                if !rest.is_empty() {
+                    // Rewriting the CRC needs the whole batch in `head`.
+                    return Err(BatchError::CorruptSize.into());
+                }
+                batch::set_log_append_time(batch, append_time);
+                max_timestamp = append_time;
+            }
         }
         let now = now_ms();
         let batch_bytes = (batch.len() + rest.len()) as u64;
@@ -262,7 +307,7 @@ impl Log {
         } else {
             active
         };
-        if state.epochs.assign(options.leader_epoch, base_offset) {
+        if state.epochs.assign(leader_epoch, base_offset) {
             state.epochs.persist()?;
         }
         let placement = BatchPlacement {
@@ -281,7 +326,7 @@ impl Log {
             base_offset,
             last_offset,
             max_timestamp,
-            log_append_time_ms: options.log_append_time_ms.unwrap_or(-1),
+            log_append_time_ms: log_append_time_ms.unwrap_or(-1),
             log_start_offset,
         })
     }
@@ -434,6 +479,40 @@ impl Log {
         Ok(())
     }
 
+    /// Empties the log and restarts it at `offset` (Kafka's
+    /// `truncateFullyAndStartAt`): a follower whose whole log lies below the
+    /// leader's log start offset.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        self.check_open()?;
+        let offset = offset.max(0);
+        let mut state = self.state.lock();
+        for segment in state.segments.iter() {
+            segment.delete_files()?;
+        }
+        let fresh = Arc::new(Segment::create(&self.dir, offset)?);
+        tracing::info!(dir = %self.dir.display(), offset, "emptied log, restarting it at the leader's start");
+        state.segments = Arc::new(vec![fresh]);
+        state.log_end_offset = offset;
+        state.log_start_offset = offset;
+        self.first_dirty_offset.store(offset, Ordering::Release);
+        state.active_first_append_ms = None;
+        state.directory_dirty = true;
+        self.truncation_generation.fetch_add(1, Ordering::AcqRel);
+        self.recovery_point.store(offset, Ordering::Release);
+        if state.epochs.truncate_from(i64::MIN) {
+            state.epochs.persist()?;
+        }
+        // `publish` only raises the start; set it to the new one outright.
+        let segments = state.segments.clone();
+        *self.snapshot.write() = Arc::new(Snapshot {
+            segments,
+            active_end: 0,
+            log_start_offset: offset,
+            log_end_offset: offset,
+        });
+        Ok(())
+    }
+
     /// OffsetForLeaderEpoch: for the requested epoch, the largest epoch <= it
     /// that the log has, and the start offset of the next larger epoch (or the
     /// log end offset if it is the latest). `(-1, -1)` when the log has no epoch
@@ -443,6 +522,19 @@ impl Log {
         state
             .epochs
             .end_offset_for_epoch(epoch, state.log_end_offset)
+    }
+
+    /// A new leader records its epoch at its log end (Kafka's
+    /// `LeaderEpochFileCache.assign` on becoming leader), so followers'
+    /// divergence checks see where the epoch began before it appends.
+    pub fn assign_leader_epoch(&self, epoch: i32) -> Result<(), LogError> {
+        self.check_open()?;
+        let mut state = self.state.lock();
+        let end = state.log_end_offset;
+        if state.epochs.assign(epoch, end) {
+            state.epochs.persist()?;
+        }
+        Ok(())
     }
 
     /// The leader epoch cache entries, oldest first.

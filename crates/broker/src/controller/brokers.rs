@@ -48,6 +48,12 @@ impl OwnBroker {
 }
 
 impl Controller {
+    /// The broker epoch of this process's registration (-1 before it, and
+    /// on a single node, which never registers through the controller).
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker.broker_epoch.load(Ordering::Acquire)
+    }
+
     fn now_ms(&self) -> u64 {
         self.clock.now_ms().max(0) as u64
     }
@@ -92,6 +98,9 @@ impl Controller {
     /// (fenced, shutdown granted). Re-registers when the controller no
     /// longer knows this registration.
     async fn heartbeat(&self, want_shutdown: bool) -> Result<(bool, bool), TopicError> {
+        // Once a controlled shutdown began, every heartbeat asks for it (a
+        // plain one would unfence the broker again).
+        let want_shutdown = want_shutdown || self.shutting_down.load(Ordering::Acquire);
         let request = ControllerRequest::Heartbeat {
             node_id: self.node_id,
             broker_epoch: self.broker.broker_epoch.load(Ordering::Acquire),
@@ -117,7 +126,13 @@ impl Controller {
         let interval = self.settings.get_i64("broker.heartbeat.interval.ms").max(1) as u64;
         let mut fenced_before = None;
         loop {
-            match self.heartbeat(false).await {
+            // A heartbeat can wait long on a controller without a majority
+            // (the last node of a stopping cluster): the shutdown ends it.
+            let beat = tokio::select! {
+                beat = self.heartbeat(false) => beat,
+                _ = shutdown.changed() => return,
+            };
+            match beat {
                 Ok((fenced, _)) => {
                     if fenced_before != Some(fenced) {
                         tracing::info!(
@@ -161,6 +176,18 @@ impl Controller {
     /// leaderships away and take it out of every ISR, and waits until it
     /// grants the shutdown, at most `bound`. Returns whether it was granted.
     pub async fn controlled_shutdown(&self, bound: Duration) -> bool {
+        self.shutting_down.store(true, Ordering::Release);
+        let granted = self.controlled_shutdown_within(bound).await;
+        self.stopping.store(true, Ordering::Release);
+        granted
+    }
+
+    /// Whether the broker is past its controlled shutdown.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    async fn controlled_shutdown_within(&self, bound: Duration) -> bool {
         if !self.clustered {
             return true;
         }

@@ -68,6 +68,8 @@ pub enum ControllerRequest {
     },
     /// DescribeQuorum: the leader's view of the metadata quorum.
     DescribeQuorum,
+    /// AlterPartition (one partition): a leader's ISR change.
+    AlterPartition(super::alter_partition::AlterPartition),
     /// BrokerHeartbeat; `want_shutdown` asks for a controlled shutdown.
     Heartbeat {
         node_id: i32,
@@ -95,6 +97,8 @@ pub enum ControllerReply {
         shutdown_granted: bool,
     },
     Quorum(sluice_meta::QuorumStatus),
+    /// AlterPartition: the partition epoch of the committed change.
+    PartitionEpoch(i32),
 }
 
 /// What travels back: the reply, and the metadata offset the controller
@@ -161,7 +165,7 @@ impl Controller {
                 Err(error) if error.code == error_codes::NOT_CONTROLLER => last_error = error,
                 other => return other,
             }
-            if tokio::time::Instant::now() + delay >= deadline {
+            if self.is_stopping() || tokio::time::Instant::now() + delay >= deadline {
                 return Err(last_error);
             }
             tokio::time::sleep(delay).await;
@@ -250,6 +254,10 @@ impl Controller {
                 .serve_register_broker(registration, incarnation_id)
                 .await
                 .map(|broker_epoch| ControllerReply::Registered { broker_epoch }),
+            ControllerRequest::AlterPartition(request) => self
+                .serve_alter_partition(request)
+                .await
+                .map(ControllerReply::PartitionEpoch),
             ControllerRequest::DescribeQuorum => {
                 Ok(ControllerReply::Quorum(self.quorum.quorum_status()))
             }

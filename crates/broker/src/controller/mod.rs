@@ -26,6 +26,7 @@ use sluice_meta::MetadataQuorum;
 
 use crate::replica_manager::ReplicaManager;
 
+pub mod alter_partition;
 mod brokers;
 pub(crate) mod channel;
 pub mod configs;
@@ -130,6 +131,12 @@ pub struct Controller {
     sessions: std::sync::Mutex<sessions::BrokerSessions>,
     /// The controller's monotonic clock (tokio time; tests may pause it).
     clock: crate::clock::Clock,
+    /// Set once the broker's controlled shutdown is over: forwarded
+    /// requests are no longer retried (the quorum may be gone with the
+    /// other nodes), so no handler holds the shutdown up.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Set when the controlled shutdown begins: heartbeats ask for it.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Controller {
@@ -151,6 +158,8 @@ impl Controller {
             broker: brokers::OwnBroker::new(),
             sessions: std::sync::Mutex::new(sessions::BrokerSessions::new(session_timeout_ms)),
             clock: crate::clock::Clock::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -21,6 +21,7 @@ use super::state::{
 use super::store::{self, Entry, LoadedGroup};
 use super::{partition_for, Clock, OFFSETS_TOPIC};
 use crate::config::Settings;
+use crate::coordinator_partitions::{CoordinatorPartitions, Ownership};
 use crate::errors::KafkaError;
 use crate::replica_manager::ReplicaManager;
 
@@ -146,8 +147,10 @@ pub struct GroupCoordinator {
     replicas: Arc<ReplicaManager>,
     /// Every group this node coordinates.
     groups: Mutex<HashMap<String, Arc<GroupHandle>>>,
-    /// Set once `__consumer_offsets` has been replayed.
+    /// Set once the first `sync_ownership` ran.
     loaded: AtomicBool,
+    /// The `__consumer_offsets` partitions this node leads and serves.
+    partitions: Mutex<CoordinatorPartitions>,
     /// Set at shutdown: parked requests are answered, new ones refused.
     stopping: AtomicBool,
     /// Source of tokens for parked requests.
@@ -163,6 +166,7 @@ impl GroupCoordinator {
             replicas,
             groups: Mutex::new(HashMap::new()),
             loaded: AtomicBool::new(false),
+            partitions: Mutex::new(CoordinatorPartitions::default()),
             stopping: AtomicBool::new(false),
             next_token: AtomicU64::new(1),
             clock: Clock::new(),
@@ -174,54 +178,120 @@ impl GroupCoordinator {
         partition_for(group_id, self.config.partitions)
     }
 
-    /// Whether this coordinator can serve `group_id` now.
+    /// Whether this coordinator can serve `group_id` now: it leads the
+    /// group's partition and has loaded it.
     pub fn check_ready(&self, group_id: &str) -> Result<(), KafkaError> {
         if self.stopping.load(Ordering::Acquire) {
-            Err(KafkaError::NotCoordinator)
-        } else if !self.loaded.load(Ordering::Acquire) {
-            Err(KafkaError::CoordinatorLoadInProgress)
-        } else if self
-            .replicas
-            .get(OFFSETS_TOPIC, self.partition_for(group_id))
-            .is_none()
-        {
-            Err(KafkaError::CoordinatorNotAvailable)
-        } else {
-            Ok(())
+            return Err(KafkaError::NotCoordinator);
+        }
+        let index = self.partition_for(group_id);
+        match self.partitions.lock().status(index) {
+            Some(Ownership::Loaded { .. }) => Ok(()),
+            Some(Ownership::Loading { .. }) => Err(KafkaError::CoordinatorLoadInProgress),
+            None if !self.loaded.load(Ordering::Acquire) => {
+                Err(KafkaError::CoordinatorLoadInProgress)
+            }
+            None if self.replicas.get(OFFSETS_TOPIC, index).is_some() => {
+                Err(KafkaError::NotCoordinator)
+            }
+            None => Err(KafkaError::CoordinatorNotAvailable),
         }
     }
 
-    /// Whether the replay has finished.
+    /// Whether the first load has run.
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
     }
 
-    /// Replays every local `__consumer_offsets` partition, then serves.
-    pub fn load(self: &Arc<Self>) {
-        let mut loaded: HashMap<String, LoadedGroup> = HashMap::new();
-        for index in 0..self.config.partitions {
+    /// Follows the leaderships of `__consumer_offsets`: replays each
+    /// partition this node has come to lead (its groups are served once it
+    /// is loaded) and drops the groups of each it no longer leads.
+    pub fn sync_ownership(self: &Arc<Self>) {
+        let led: BTreeMap<i32, i32> = (0..self.config.partitions)
+            .filter_map(|index| {
+                self.replicas
+                    .leader_partition(OFFSETS_TOPIC, index)
+                    .ok()
+                    .map(|partition| (index, partition.leader_epoch()))
+            })
+            .collect();
+        let plan = self.partitions.lock().plan(&led);
+        for index in &plan.unload {
+            self.unload(*index);
+        }
+        for (index, epoch) in plan.load {
+            let mut loaded: HashMap<String, LoadedGroup> = HashMap::new();
             if let Ok(partition) = self.replicas.leader_partition(OFFSETS_TOPIC, index) {
                 store::replay(&partition, &mut loaded);
             }
-        }
-        let now = self.clock.now_ms();
-        let count = loaded.len();
-        for (group_id, data) in loaded {
-            if data.metadata.is_none() && data.offsets.is_empty() {
-                continue;
+            let now = self.clock.now_ms();
+            let count = loaded.len();
+            for (group_id, data) in loaded {
+                if data.metadata.is_none() && data.offsets.is_empty() {
+                    continue;
+                }
+                let mut group = Group::new(&group_id, self.config.group.clone(), now);
+                if let Some(metadata) = data.metadata {
+                    store::restore(&mut group, metadata, now);
+                }
+                group.offsets = data.offsets;
+                self.insert(group);
             }
-            let mut group = Group::new(&group_id, self.config.group.clone(), now);
-            if let Some(metadata) = data.metadata {
-                store::restore(&mut group, metadata, now);
-            }
-            group.offsets = data.offsets;
-            self.insert(group);
+            self.partitions.lock().loaded(index, epoch);
+            tracing::debug!(
+                partition = index,
+                leader_epoch = epoch,
+                groups = count,
+                "group coordinator loaded a __consumer_offsets partition"
+            );
         }
-        self.loaded.store(true, Ordering::Release);
+        if !self.loaded.swap(true, Ordering::AcqRel) {
+            tracing::info!(
+                partitions = led.len(),
+                "group coordinator loaded __consumer_offsets"
+            );
+        }
+    }
+
+    /// Drops the groups of a partition no longer led here: their parked
+    /// requests are answered NOT_COORDINATOR.
+    fn unload(&self, index: i32) {
+        let handles: Vec<(String, Arc<GroupHandle>)> = self
+            .groups
+            .lock()
+            .iter()
+            .filter(|(group_id, _)| self.partition_for(group_id) == index)
+            .map(|(group_id, handle)| (group_id.clone(), handle.clone()))
+            .collect();
+        let count = handles.len();
+        for (group_id, handle) in handles {
+            let mut slot = handle.slot.lock();
+            let outputs = slot.group.abort_parked(KafkaError::NotCoordinator);
+            self.apply(&mut slot, outputs);
+            slot.joins.clear();
+            slot.syncs.clear();
+            self.remove_group(&group_id, &handle, &mut slot);
+        }
         tracing::info!(
+            partition = index,
             groups = count,
-            "group coordinator loaded __consumer_offsets"
+            "group coordinator unloaded a __consumer_offsets partition it no longer leads"
         );
+    }
+
+    /// Follows the leaderships every `interval` until `shutdown`.
+    pub async fn run_ownership(
+        self: Arc<Self>,
+        interval: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            self.sync_ownership();
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 
     fn insert(self: &Arc<Self>, group: Group) -> Arc<GroupHandle> {

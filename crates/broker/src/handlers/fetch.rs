@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{
     BrokerId, FetchRequest, FetchResponse, ProducerId, RequestHeader, TopicName,
@@ -45,9 +45,25 @@ pub async fn handle(
         // the aborted transactions of the range so the client drops their
         // records.
         read_committed: request.isolation_level == 1,
+        replica: replica_of(header.request_api_version, &request),
     };
     let reads = replicas.fetch(params, &requested).await;
     respond(names, &requested, reads)
+}
+
+/// The follower a replica fetch comes from (Kafka's replica id, in
+/// ReplicaState from v15 with the broker epoch of KIP-903); None for a
+/// consumer.
+fn replica_of(version: i16, request: &FetchRequest) -> Option<(i32, i64)> {
+    let (replica, epoch) = if version >= 15 {
+        (
+            request.replica_state.replica_id.0,
+            request.replica_state.replica_epoch,
+        )
+    } else {
+        (request.replica_id.0, -1)
+    };
+    (replica >= 0).then_some((replica, epoch))
 }
 
 /// Each requested partition with the topic's name and id as the response
@@ -78,6 +94,11 @@ fn requested_partitions(
                 index: p.partition,
                 fetch_offset: p.fetch_offset,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: if version >= 12 {
+                    p.last_fetched_epoch
+                } else {
+                    -1
+                },
                 max_bytes: p.partition_max_bytes,
             });
         }
@@ -96,7 +117,16 @@ fn partition_data(index: i32, read: PartitionRead) -> PartitionData {
             })
             .collect()
     });
+    let diverging = read
+        .diverging_epoch
+        .map(|(epoch, end_offset)| {
+            EpochEndOffset::default()
+                .with_epoch(epoch)
+                .with_end_offset(end_offset)
+        })
+        .unwrap_or_default();
     PartitionData::default()
+        .with_diverging_epoch(diverging)
         .with_partition_index(index)
         .with_error_code(read.error_code)
         .with_high_watermark(read.high_watermark)

@@ -19,6 +19,7 @@ pub mod quorum;
 pub mod topics;
 pub mod transactions;
 pub mod transactions_admin;
+pub mod txn_markers;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;

@@ -49,6 +49,9 @@ struct Appended {
     partition: Option<Arc<Partition>>,
     response: PartitionProduceResponse,
     last_offset: i64,
+    /// The leader epoch the batch was appended in: an acks=all wait ends
+    /// NOT_LEADER_OR_FOLLOWER once the partition leaves it.
+    leader_epoch: i32,
 }
 
 pub async fn handle(
@@ -59,6 +62,10 @@ pub async fn handle(
 ) -> ProduceOutcome {
     let version = header.request_api_version;
     let acks = request.acks;
+    let transactional_id = request
+        .transactional_id
+        .as_ref()
+        .map(|id| id.0.as_str().to_string());
     let mut topics: Vec<(kafka_protocol::messages::TopicName, Vec<Appended>)> = Vec::new();
     let mut any_error = false;
     for topic in request.topic_data {
@@ -68,7 +75,12 @@ pub async fn handle(
             let appended = if !matches!(acks, -1..=1) {
                 failed(data.index, error_codes::INVALID_REQUIRED_ACKS, None)
             } else {
-                append_partition(replicas, txns, version, &name, data.index, data.records)
+                let request = RequestContext {
+                    version,
+                    acks,
+                    transactional_id: transactional_id.as_deref(),
+                };
+                append_partition(replicas, txns, &request, &name, data.index, data.records)
             };
             any_error |= appended.response.error_code != error_codes::NONE;
             results.push(appended);
@@ -95,24 +107,54 @@ pub async fn handle(
                     let Some(partition) = &appended.partition else {
                         continue;
                     };
-                    let mut receiver = partition.subscribe_high_watermark();
-                    let target = appended.last_offset + 1;
-                    let waited =
-                        tokio::time::timeout_at(deadline, receiver.wait_for(|hw| *hw >= target))
-                            .await;
-                    match waited {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(_)) => {
-                            appended.response.error_code = error_codes::NOT_LEADER_OR_FOLLOWER
-                        }
-                        Err(_) => appended.response.error_code = error_codes::REQUEST_TIMED_OUT,
-                    }
+                    appended.response.error_code = wait_for_replicas(
+                        partition,
+                        appended.last_offset + 1,
+                        appended.leader_epoch,
+                        deadline,
+                    )
+                    .await;
                 }
             }
             build_response(topics)
         }));
     }
     ProduceOutcome::Respond(build_response(topics))
+}
+
+/// An acks=all produce's wait (Kafka's DelayedProduce with
+/// `Partition.checkEnoughReplicasReachOffset`): done when the high
+/// watermark reaches `target`, then NOT_ENOUGH_REPLICAS_AFTER_APPEND if the
+/// ISR is below the min ISR at that moment; NOT_LEADER_OR_FOLLOWER once the
+/// partition is no longer led here in `leader_epoch`; REQUEST_TIMED_OUT at
+/// the deadline (the usual end when the ISR shrank while waiting, because
+/// the high watermark stops).
+async fn wait_for_replicas(
+    partition: &Partition,
+    target: i64,
+    leader_epoch: i32,
+    deadline: tokio::time::Instant,
+) -> i16 {
+    let mut receiver = partition.subscribe_high_watermark();
+    let still_leader = || partition.is_leader() && partition.leader_epoch() == leader_epoch;
+    // `wait_for` answers with a borrow of the watch (its read lock): turned
+    // into a plain outcome at once, so no other lock is taken under it (the
+    // high watermark's publisher holds the ISR lock while it writes).
+    let waited = tokio::time::timeout_at(
+        deadline,
+        receiver.wait_for(|hw| *hw >= target || !still_leader()),
+    )
+    .await
+    .map(|result| result.is_ok());
+    match waited {
+        Ok(true) if !still_leader() => error_codes::NOT_LEADER_OR_FOLLOWER,
+        Ok(true) => match partition.check_enough_replicas() {
+            error_codes::NONE => error_codes::NONE,
+            _ => error_codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        },
+        Ok(false) => error_codes::NOT_LEADER_OR_FOLLOWER,
+        Err(_) => error_codes::REQUEST_TIMED_OUT,
+    }
 }
 
 fn build_response(
@@ -140,13 +182,21 @@ fn failed(index: i32, code: i16, message: Option<String>) -> Appended {
             .with_log_start_offset(-1)
             .with_error_message(message.as_deref().map(str_bytes)),
         last_offset: -1,
+        leader_epoch: -1,
     }
+}
+
+/// What of the Produce request every partition's append needs.
+struct RequestContext<'a> {
+    version: i16,
+    acks: i16,
+    transactional_id: Option<&'a str>,
 }
 
 fn append_partition(
     replicas: &ReplicaManager,
     txns: &TransactionCoordinator,
-    version: i16,
+    request: &RequestContext<'_>,
     topic: &str,
     index: i32,
     records: Option<bytes::Bytes>,
@@ -155,11 +205,33 @@ fn append_partition(
         Ok(partition) => partition,
         Err(code) => return failed(index, code, None),
     };
-    let checked = check_batch(&partition, txns, version, topic, index, records);
+    let leader_epoch = partition.leader_epoch();
+    let checked = check_batch(
+        &partition,
+        txns,
+        request.version,
+        request.transactional_id,
+        topic,
+        index,
+        records,
+    );
     let (records, header, config) = match checked {
         Ok(checked) => checked,
         Err(refused) => return *refused,
     };
+    // Kafka checks the min ISR after validation, before the append: an
+    // acks=all batch that cannot be replicated enough is not written.
+    if request.acks == -1 {
+        let code = partition.check_enough_replicas();
+        if code != error_codes::NONE {
+            let message = format!(
+                "The size of the current ISR {:?} is insufficient to satisfy the min.isr requirement of {} for partition {topic}-{index}",
+                partition.assignment().isr,
+                partition.config().min_insync_replicas
+            );
+            return failed(index, code, Some(message));
+        }
+    }
     let appended = partition.append_as_leader(
         &records,
         &header,
@@ -177,6 +249,7 @@ fn append_partition(
                 .with_log_start_offset(info.log_start_offset),
             last_offset: info.last_offset,
             partition: Some(partition),
+            leader_epoch,
         },
         Ok(LeaderAppend::Duplicate(original)) => {
             // A retry: answer with where the batch was first written.
@@ -193,6 +266,7 @@ fn append_partition(
                     .with_log_start_offset(partition.log.log_start_offset()),
                 last_offset: original.last_offset,
                 partition: Some(partition),
+                leader_epoch,
             }
         }
         Ok(LeaderAppend::Rejected(code)) => failed(index, code, None),
@@ -216,6 +290,7 @@ fn check_batch(
     partition: &Partition,
     txns: &TransactionCoordinator,
     version: i16,
+    transactional_id: Option<&str>,
     topic: &str,
     index: i32,
     records: Option<bytes::Bytes>,
@@ -244,7 +319,7 @@ fn check_batch(
         ))
     })?;
     // Transactions (crate::txn): KIP-890 part 1 produce verification.
-    super::transactions::verify_produce(txns, version, &header, topic, index)
+    super::transactions::verify_produce(txns, version, transactional_id, &header, topic, index)
         .map_err(|code| Box::new(failed(index, code, None)))?;
     if records.len() as i64 > config.max_message_bytes {
         return Err(Box::new(failed(

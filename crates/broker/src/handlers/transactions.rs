@@ -278,15 +278,24 @@ pub async fn txn_offset_commit(
 /// The Produce hook (KIP-890 part 1): a transactional batch must belong to
 /// an ongoing transaction holding the partition. Kafka 4.0 answers
 /// TRANSACTION_ABORTABLE from Produce v11 on, INVALID_TXN_STATE before.
+/// A transactional id coordinated by another broker is not verified here
+/// (as Kafka with `transaction.partition.verification.enable=false`: the
+/// broker-to-broker verification of KIP-890 is not built).
 pub fn verify_produce(
     txns: &TransactionCoordinator,
     version: i16,
+    transactional_id: Option<&str>,
     header: &sluice_log::batch::BatchHeader,
     topic: &str,
     partition: i32,
 ) -> Result<(), i16> {
     if header.producer_id < 0 || !header.is_transactional() || header.is_control() {
         return Ok(());
+    }
+    if let Some(id) = transactional_id {
+        if txns.check_ready(id) == Err(crate::errors::KafkaError::NotCoordinator) {
+            return Ok(());
+        }
     }
     match txns.verify_produce(header.producer_id, header.producer_epoch, topic, partition) {
         Ok(()) => Ok(()),

@@ -4,7 +4,7 @@
 //! transactional offsets waiting for their marker, and the periodic timeout
 //! and expiration checks. Every state change goes through `state`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use super::{records, store, TRANSACTION_STATE_TOPIC};
 use sluice_log::control::Marker;
 
 use crate::config::Settings;
+use crate::coordinator_partitions::{CoordinatorPartitions, Ownership};
 use crate::errors::KafkaError;
 use crate::group::state::CommittedOffset;
 use crate::group::{partition_for, Clock, GroupCoordinator, OFFSETS_TOPIC};
@@ -93,8 +94,10 @@ pub struct TransactionCoordinator {
     verified: Mutex<ProduceVerifier>,
     /// TxnOffsetCommit offsets by producer id, published on commit.
     pending_offsets: Mutex<HashMap<i64, PendingOffsets>>,
-    /// Set once `__transaction_state` has been replayed.
+    /// Set once the first `sync_ownership` ran.
     loaded: AtomicBool,
+    /// The `__transaction_state` partitions this node leads and serves.
+    partitions: Mutex<CoordinatorPartitions>,
     /// Set at shutdown.
     stopping: AtomicBool,
     /// Milliseconds for the state machine.
@@ -117,6 +120,7 @@ impl TransactionCoordinator {
             verified: Mutex::new(ProduceVerifier::default()),
             pending_offsets: Mutex::new(HashMap::new()),
             loaded: AtomicBool::new(false),
+            partitions: Mutex::new(CoordinatorPartitions::default()),
             stopping: AtomicBool::new(false),
             clock: Clock::new(),
         })
@@ -127,23 +131,20 @@ impl TransactionCoordinator {
         partition_for(transactional_id, self.config.partitions)
     }
 
-    /// Whether this coordinator can serve `transactional_id` now.
+    /// Whether this coordinator can serve `transactional_id` now: it leads
+    /// the id's partition and has loaded it.
     pub fn check_ready(&self, transactional_id: &str) -> Result<(), KafkaError> {
         if self.stopping.load(Ordering::Acquire) {
-            Err(KafkaError::NotCoordinator)
-        } else if !self.loaded.load(Ordering::Acquire) {
-            Err(KafkaError::CoordinatorLoadInProgress)
-        } else if self
-            .replicas
-            .get(
-                TRANSACTION_STATE_TOPIC,
-                self.partition_for(transactional_id),
-            )
-            .is_none()
-        {
-            Err(KafkaError::NotCoordinator)
-        } else {
-            Ok(())
+            return Err(KafkaError::NotCoordinator);
+        }
+        let index = self.partition_for(transactional_id);
+        match self.partitions.lock().status(index) {
+            Some(Ownership::Loaded { .. }) => Ok(()),
+            Some(Ownership::Loading { .. }) => Err(KafkaError::CoordinatorLoadInProgress),
+            None if !self.loaded.load(Ordering::Acquire) => {
+                Err(KafkaError::CoordinatorLoadInProgress)
+            }
+            None => Err(KafkaError::NotCoordinator),
         }
     }
 
@@ -159,43 +160,107 @@ impl TransactionCoordinator {
         self.txns.lock().get(transactional_id).cloned()
     }
 
-    /// Replays every local `__transaction_state` partition, then serves.
-    /// Transactions that were writing markers finish in the background.
-    pub fn load(self: &Arc<Self>) {
-        let mut loaded = HashMap::new();
-        for index in 0..self.config.partitions {
+    /// Follows the leaderships of `__transaction_state`: replays each
+    /// partition this node has come to lead (transactions that were writing
+    /// markers are finished by the maintenance task) and drops the
+    /// transactional ids of each it no longer leads.
+    pub fn sync_ownership(self: &Arc<Self>) {
+        let led: BTreeMap<i32, i32> = (0..self.config.partitions)
+            .filter_map(|index| {
+                self.replicas
+                    .leader_partition(TRANSACTION_STATE_TOPIC, index)
+                    .ok()
+                    .map(|partition| (index, partition.leader_epoch()))
+            })
+            .collect();
+        let plan = self.partitions.lock().plan(&led);
+        for index in &plan.unload {
+            self.unload(*index);
+        }
+        for (index, epoch) in plan.load {
+            let mut loaded = HashMap::new();
             if let Ok(partition) = self
                 .replicas
                 .leader_partition(TRANSACTION_STATE_TOPIC, index)
             {
                 store::replay(&partition, &mut loaded);
             }
+            let count = loaded.len();
+            {
+                let mut txns = self.txns.lock();
+                let mut verified = self.verified.lock();
+                for (id, txn) in loaded {
+                    if txn.state == TxnState::Dead {
+                        continue;
+                    }
+                    if txn.state == TxnState::Ongoing {
+                        verified.set_transaction(
+                            txn.producer_id,
+                            txn.producer_epoch,
+                            txn.partitions.clone(),
+                        );
+                    } else {
+                        verified.set_epoch(txn.producer_id, txn.producer_epoch);
+                    }
+                    txns.insert(id, Arc::new(tokio::sync::Mutex::new(Some(txn))));
+                }
+            }
+            self.partitions.lock().loaded(index, epoch);
+            tracing::debug!(
+                partition = index,
+                leader_epoch = epoch,
+                transactions = count,
+                "transaction coordinator loaded a __transaction_state partition"
+            );
         }
-        let count = loaded.len();
-        {
+        if !self.loaded.swap(true, Ordering::AcqRel) {
+            tracing::info!(
+                partitions = led.len(),
+                "transaction coordinator loaded __transaction_state"
+            );
+        }
+    }
+
+    /// Drops the transactional ids of a partition no longer led here.
+    fn unload(&self, index: i32) {
+        let removed: Vec<TxnSlot> = {
             let mut txns = self.txns.lock();
-            let mut verified = self.verified.lock();
-            for (id, txn) in loaded {
-                if txn.state == TxnState::Dead {
-                    continue;
+            let ids: Vec<String> = txns
+                .keys()
+                .filter(|id| self.partition_for(id) == index)
+                .cloned()
+                .collect();
+            ids.iter().filter_map(|id| txns.remove(id)).collect()
+        };
+        let count = removed.len();
+        let mut verified = self.verified.lock();
+        for slot in removed {
+            if let Ok(guard) = slot.try_lock() {
+                if let Some(txn) = guard.as_ref() {
+                    verified.forget(txn.producer_id);
                 }
-                if txn.state == TxnState::Ongoing {
-                    verified.set_transaction(
-                        txn.producer_id,
-                        txn.producer_epoch,
-                        txn.partitions.clone(),
-                    );
-                } else {
-                    verified.set_epoch(txn.producer_id, txn.producer_epoch);
-                }
-                txns.insert(id, Arc::new(tokio::sync::Mutex::new(Some(txn))));
             }
         }
-        self.loaded.store(true, Ordering::Release);
         tracing::info!(
+            partition = index,
             transactions = count,
-            "transaction coordinator loaded __transaction_state"
+            "transaction coordinator unloaded a __transaction_state partition it no longer leads"
         );
+    }
+
+    /// Follows the leaderships every `interval` until `shutdown`.
+    pub async fn run_ownership(
+        self: Arc<Self>,
+        interval: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            self.sync_ownership();
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 
     /// Stores `txn` and waits until the record is durable.
@@ -400,11 +465,12 @@ impl TransactionCoordinator {
             .unwrap_or(0);
         let now = self.clock.now_ms();
         let mut written = Vec::with_capacity(txn.partitions.len());
+        let mut remote = BTreeSet::new();
         for (topic, index) in &txn.partitions {
             let Ok(partition) = self.replicas.leader_partition(topic, *index) else {
-                // Deleted since it was added, or led elsewhere (markers to
-                // other brokers, WriteTxnMarkers, are not implemented).
-                tracing::warn!(%topic, partition = index, "no local partition for a transaction marker; skipped");
+                // Led by another broker (or by none right now, or deleted):
+                // WriteTxnMarkers to its leader, below.
+                remote.insert((topic.clone(), *index));
                 continue;
             };
             let offset = partition
@@ -421,6 +487,8 @@ impl TransactionCoordinator {
                 })?;
             written.push((partition, offset));
         }
+        self.write_remote_markers(txn, commit, coordinator_epoch, remote)
+            .await?;
         for (partition, offset) in &written {
             self.wait_durable(partition, *offset).await?;
         }
@@ -435,6 +503,151 @@ impl TransactionCoordinator {
         self.store(&completed).await?;
         tracing::info!(transactional_id = %txn.transactional_id, producer_id = txn.producer_id, commit, partitions = txn.partitions.len(), "transaction complete");
         *txn = completed;
+        Ok(())
+    }
+
+    /// The markers of partitions this broker does not lead: WriteTxnMarkers
+    /// to each one's current leader (acks=all there), retried as leaderships
+    /// move until the write timeout (then the transaction stays in its
+    /// Prepare state and the maintenance task completes it later). A topic
+    /// deleted since needs no marker.
+    async fn write_remote_markers(
+        &self,
+        txn: &TxnMetadata,
+        commit: bool,
+        coordinator_epoch: i32,
+        mut remaining: BTreeSet<(String, i32)>,
+    ) -> Result<(), KafkaError> {
+        use kafka_protocol::messages::write_txn_markers_request::{
+            WritableTxnMarker, WritableTxnMarkerTopic,
+        };
+        use kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
+        use kafka_protocol::protocol::StrBytes;
+        let timeout = Duration::from_millis(self.config.write_timeout_ms.max(1) as u64);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let node_id = self.replicas.node_id();
+        while !remaining.is_empty() {
+            let Some(image) = self.replicas.image() else {
+                return Err(KafkaError::CoordinatorNotAvailable);
+            };
+            let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+            remaining.retain(|(topic, index)| {
+                let state = image.topic(topic).and_then(|t| {
+                    usize::try_from(*index)
+                        .ok()
+                        .and_then(|i| t.partitions.get(i))
+                });
+                match state {
+                    None => false,
+                    Some(state) => {
+                        if state.leader >= 0 {
+                            by_leader
+                                .entry(state.leader)
+                                .or_default()
+                                .push((topic.clone(), *index));
+                        }
+                        true
+                    }
+                }
+            });
+            for (leader, partitions) in by_leader {
+                let Some(broker) = image.brokers.get(&leader).filter(|_| leader != node_id) else {
+                    // Led here now (or by an unknown broker): the next round.
+                    continue;
+                };
+                let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+                for (topic, index) in &partitions {
+                    topics.entry(topic.as_str()).or_default().push(*index);
+                }
+                let request = WriteTxnMarkersRequest::default().with_markers(vec![
+                    WritableTxnMarker::default()
+                        .with_producer_id(ProducerId(txn.producer_id))
+                        .with_producer_epoch(txn.producer_epoch)
+                        .with_transaction_result(commit)
+                        .with_coordinator_epoch(coordinator_epoch)
+                        .with_topics(
+                            topics
+                                .into_iter()
+                                .map(|(topic, indexes)| {
+                                    WritableTxnMarkerTopic::default()
+                                        .with_name(TopicName(StrBytes::from_string(
+                                            topic.to_string(),
+                                        )))
+                                        .with_partition_indexes(indexes)
+                                })
+                                .collect(),
+                        ),
+                ]);
+                let exchange = async {
+                    let mut client = crate::replication::client::LeaderClient::connect(
+                        &broker.host,
+                        broker.port,
+                        format!("sluice-txn-markers-{node_id}"),
+                        Duration::from_secs(5),
+                    )
+                    .await?;
+                    client.send(1, &request, timeout).await
+                };
+                match exchange.await {
+                    Ok(response) => {
+                        for marker in response.markers {
+                            for topic in marker.topics {
+                                for partition in topic.partitions {
+                                    let key = (topic.name.0.to_string(), partition.partition_index);
+                                    if partition.error_code == crate::error_codes::NONE {
+                                        remaining.remove(&key);
+                                    } else {
+                                        tracing::debug!(topic = %key.0, partition = key.1, leader,
+                                            code = partition.error_code, "transaction marker refused; retrying");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(leader, %error, "sending transaction markers failed; retrying");
+                    }
+                }
+            }
+            if remaining.is_empty() {
+                break;
+            }
+            // Partitions now led here get their marker locally.
+            let local: Vec<(String, i32)> = remaining
+                .iter()
+                .filter(|(topic, index)| self.replicas.leader_partition(topic, *index).is_ok())
+                .cloned()
+                .collect();
+            for (topic, index) in local {
+                if let Ok(partition) = self.replicas.leader_partition(&topic, index) {
+                    let marker = if commit {
+                        Marker::Commit
+                    } else {
+                        Marker::Abort
+                    };
+                    if let Ok(offset) = partition.append_marker(
+                        txn.producer_id,
+                        txn.producer_epoch,
+                        marker,
+                        coordinator_epoch,
+                        self.clock.now_ms(),
+                    ) {
+                        if self.wait_durable(&partition, offset).await.is_ok() {
+                            remaining.remove(&(topic, index));
+                        }
+                    }
+                }
+            }
+            if remaining.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(transactional_id = %txn.transactional_id, partitions = remaining.len(),
+                    "transaction markers not written in time; retried later");
+                return Err(KafkaError::RequestTimedOut);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         Ok(())
     }
 

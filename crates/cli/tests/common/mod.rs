@@ -7,6 +7,8 @@
 //! Every test binary includes this module and uses a different subset of it.
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod processes;
 pub mod raw;
 pub mod segment;
 

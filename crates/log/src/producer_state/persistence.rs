@@ -137,8 +137,22 @@ fn replay(log: &Log, state: &mut ProducerStateManager, from: i64, end: i64) {
     }
 }
 
-/// Records one batch read back from the log.
-fn replay_batch(state: &mut ProducerStateManager, header: &BatchHeader, bytes: &[u8]) {
+/// Removes the snapshots at offsets above `offset`: after a truncation to
+/// `offset` they describe batches that are gone (and a snapshot at an offset
+/// the log reaches again would describe other batches).
+pub fn remove_snapshots_above(dir: &Path, offset: i64) -> std::io::Result<()> {
+    for (at, path) in list(dir)? {
+        if at > offset {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records one batch read back from the log, or replicated from the leader:
+/// an idempotent or transactional batch's producer, and a marker's end of
+/// its transaction.
+pub fn replay_batch(state: &mut ProducerStateManager, header: &BatchHeader, bytes: &[u8]) {
     if !header.is_control() {
         state.record(header, header.base_offset, header.max_timestamp);
         state.record_transaction(header, header.base_offset, None);

@@ -1,0 +1,186 @@
+//! Clusters of real `sluice serve` processes: three voters started
+//! together on ephemeral ports, each node killed, paused, terminated and
+//! restarted as a test needs.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One `sluice serve` node of the cluster.
+pub struct Node {
+    pub node_id: i32,
+    pub args: Vec<String>,
+    pub child: Option<Child>,
+    pub address: String,
+    pub log: PathBuf,
+}
+
+impl Node {
+    pub fn spawn(&mut self) -> mpsc::Receiver<String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(&self.args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn sluice serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) > 0 {
+                let _ = sender.send(line);
+            }
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink);
+        });
+        self.child = Some(child);
+        receiver
+    }
+
+    pub fn wait_listening(&mut self, receiver: &mpsc::Receiver<String>) {
+        let line = receiver.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
+            panic!(
+                "node {} did not start; log:\n{}",
+                self.node_id,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        });
+        self.address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_string();
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Node {
+    /// SIGSTOP: the process stops answering anything, as a paused VM.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(signal)
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
+    /// Starts the node again (after `kill9` or `terminate`) and waits for
+    /// its listener.
+    pub fn restart(&mut self) {
+        let receiver = self.spawn();
+        self.wait_listening(&receiver);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Three nodes, started together, with extra `--set` settings.
+pub fn start_cluster(dir: &Path, settings: &[(&str, &str)]) -> Vec<Node> {
+    let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let voters: Vec<String> = controller_ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+        .collect();
+    let voters = voters.join(",");
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|node_id: i32| {
+            let port = controller_ports[(node_id - 1) as usize];
+            let args = [
+                "serve",
+                "--node-id",
+                &node_id.to_string(),
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                &dir.join(format!("node-{node_id}")).display().to_string(),
+                "--controller-voters",
+                &voters,
+                "--controller-listen",
+                &format!("127.0.0.1:{port}"),
+                "--set",
+                "broker.session.timeout.ms=4000",
+                "--set",
+                "broker.heartbeat.interval.ms=500",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(
+                settings
+                    .iter()
+                    .flat_map(|(k, v)| ["--set".to_string(), format!("{k}={v}")]),
+            )
+            .collect();
+            Node {
+                node_id,
+                args,
+                child: None,
+                address: String::new(),
+                log: dir.join(format!("node-{node_id}.log")),
+            }
+        })
+        .collect();
+    let receivers: Vec<_> = nodes.iter_mut().map(Node::spawn).collect();
+    for (node, receiver) in nodes.iter_mut().zip(&receivers) {
+        node.wait_listening(receiver);
+    }
+    nodes
+}

@@ -1,0 +1,361 @@
+//! Replication on a cluster of three brokers in this process (sluice-
+//! testkit's `TestCluster`), with rdkafka and raw requests: a topic with
+//! replication factor 3 keeps every acknowledged record when its leader
+//! stops, the stopped broker catches up and rejoins the ISR, and
+//! `min.insync.replicas` decides whether acks=all is accepted (nothing is
+//! appended when it is not), as in Kafka.
+
+mod common;
+#[path = "common/group.rs"]
+mod group;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::cluster::{
+    brokers, consume_values, create_replicated_topic, eventually, find_coordinator, leader_and_isr,
+    produce_acked, produce_raw,
+};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use sluice_testkit::TestCluster;
+
+/// Short sessions and lag time, so a stopped broker is fenced and a
+/// lagging one leaves the ISR within seconds; small internal topics.
+const SETTINGS: &[(&str, &str)] = &[
+    ("broker.heartbeat.interval.ms", "500"),
+    ("broker.session.timeout.ms", "4000"),
+    ("replica.lag.time.max.ms", "3000"),
+    ("auto.create.topics.enable", "false"),
+    ("offsets.topic.num.partitions", "3"),
+    ("transaction.state.log.num.partitions", "3"),
+];
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn all() -> BTreeSet<i32> {
+    BTreeSet::from([1, 2, 3])
+}
+
+fn values(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+#[test]
+fn acknowledged_records_survive_the_loss_of_the_leader_and_the_broker_rejoins_the_isr() {
+    let mut cluster = TestCluster::start(3, SETTINGS).expect("three nodes start");
+    let first = cluster.node(1).address();
+    eventually("every broker is unfenced", WAIT, || {
+        brokers(&first) == all()
+    });
+    create_replicated_topic(&first, "survive", 1, 3, &[("min.insync.replicas", "2")]);
+    eventually("the ISR holds every replica", WAIT, || {
+        leader_and_isr(&first, "survive", 0).1 == all()
+    });
+    produce_acked(cluster.bootstrap(), "survive", "a", 100);
+
+    let (leader, _) = leader_and_isr(&first, "survive", 0);
+    cluster.stop_node(leader).expect("the leader stops");
+    let alive = cluster.node(if leader == 1 { 2 } else { 1 }).address();
+    eventually("another replica leads", WAIT, || {
+        let (now, isr) = leader_and_isr(&alive, "survive", 0);
+        now != -1 && now != leader && !isr.contains(&leader)
+    });
+    produce_acked(&alive, "survive", "b", 50);
+    let expected: Vec<String> = values("a", 100)
+        .into_iter()
+        .chain(values("b", 50))
+        .collect();
+    assert_eq!(
+        consume_values(&alive, "survive", 1, 150, WAIT),
+        expected,
+        "every acknowledged record, in order, once"
+    );
+
+    cluster
+        .restart_node(leader)
+        .expect("the old leader restarts");
+    eventually(
+        "the restarted broker catches up and rejoins the ISR",
+        WAIT,
+        || leader_and_isr(&alive, "survive", 0).1 == all(),
+    );
+    // Its copy is complete: with the current leader gone too, the records
+    // are still all there.
+    let (second, _) = leader_and_isr(&alive, "survive", 0);
+    cluster.stop_node(second).expect("the second leader stops");
+    let alive = cluster
+        .node((1..=3).find(|n| *n != second).expect("a node"))
+        .address();
+    eventually("a third leader", WAIT, || {
+        let (now, _) = leader_and_isr(&alive, "survive", 0);
+        now != -1 && now != second
+    });
+    assert_eq!(consume_values(&alive, "survive", 1, 150, WAIT), expected);
+    cluster.restart_node(second).expect("restart");
+    cluster.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn min_insync_replicas_decides_whether_acks_all_is_accepted() {
+    let mut cluster = TestCluster::start(3, SETTINGS).expect("three nodes start");
+    let first = cluster.node(1).address();
+    eventually("every broker is unfenced", WAIT, || {
+        brokers(&first) == all()
+    });
+    create_replicated_topic(&first, "min-isr", 1, 3, &[("min.insync.replicas", "3")]);
+    eventually("the ISR holds every replica", WAIT, || {
+        leader_and_isr(&first, "min-isr", 0).1 == all()
+    });
+    let (leader, _) = leader_and_isr(&first, "min-isr", 0);
+    let leader_address = cluster.node(leader).address();
+    // The leader may still be opening the partition (NOT_LEADER_OR_FOLLOWER,
+    // nothing appended): retried.
+    eventually("the leader takes the first record", WAIT, || {
+        produce_raw(&leader_address, "min-isr", 0, -1, &["first"]) == (0, 0)
+    });
+
+    let follower = (1..=3).find(|n| *n != leader).expect("a follower");
+    cluster.stop_node(follower).expect("a follower stops");
+    eventually("the ISR shrinks to two", WAIT, || {
+        leader_and_isr(&leader_address, "min-isr", 0).1.len() == 2
+    });
+    // The classic health check names it, and describe says so.
+    let listed = group::sluice(&leader_address, &["topic", "list", "--under-replicated"]);
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    let row = group::table_row(&listed.stdout, &["min-isr", "0"])
+        .unwrap_or_else(|| panic!("no row for min-isr 0:\n{}", listed.stdout));
+    assert_eq!(row[2], leader.to_string());
+    assert_eq!(row[5], "under-replicated", "{row:?}");
+    let described = group::sluice(&leader_address, &["topic", "describe", "min-isr"]);
+    assert!(
+        described.stdout.contains("UNDER-REPLICATED  [0]"),
+        "{}",
+        described.stdout
+    );
+    // NOT_ENOUGH_REPLICAS, and nothing appended: the acks=1 record that
+    // follows takes the next offset.
+    assert_eq!(
+        produce_raw(&leader_address, "min-isr", 0, -1, &["refused"]).0,
+        19,
+        "NOT_ENOUGH_REPLICAS"
+    );
+    assert_eq!(
+        produce_raw(&leader_address, "min-isr", 0, 1, &["one"]),
+        (0, 1)
+    );
+
+    cluster
+        .restart_node(follower)
+        .expect("the follower restarts");
+    eventually("the follower rejoins the ISR", WAIT, || {
+        leader_and_isr(&leader_address, "min-isr", 0).1 == all()
+    });
+    assert_eq!(
+        produce_raw(&leader_address, "min-isr", 0, -1, &["again"]),
+        (0, 2)
+    );
+    assert_eq!(
+        consume_values(&leader_address, "min-isr", 1, 3, WAIT),
+        vec!["first", "one", "again"]
+    );
+    cluster.shutdown().expect("clean shutdown");
+}
+
+fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer")
+}
+
+#[test]
+fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
+    let mut cluster = TestCluster::start(3, SETTINGS).expect("three nodes start");
+    let first = cluster.node(1).address();
+    eventually("every broker is unfenced", WAIT, || {
+        brokers(&first) == all()
+    });
+    create_replicated_topic(&first, "work", 2, 3, &[]);
+    let consumer = group_consumer(cluster.bootstrap(), "survivors");
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset("work", 0, Offset::Offset(7))
+        .expect("offset");
+    offsets
+        .add_partition_offset("work", 1, Offset::Offset(3))
+        .expect("offset");
+    // The first commit creates __consumer_offsets (replication factor 3)
+    // and waits until its record is replicated.
+    eventually("the commit is accepted", WAIT, || {
+        consumer.commit(&offsets, CommitMode::Sync).is_ok()
+    });
+    drop(consumer);
+
+    let coordinator = find_coordinator(&first, "survivors", 0);
+    assert!((1..=3).contains(&coordinator), "coordinator {coordinator}");
+    cluster
+        .stop_node(coordinator)
+        .expect("the coordinator stops");
+    let alive = cluster
+        .node((1..=3).find(|n| *n != coordinator).expect("a node"))
+        .address();
+    eventually("another broker coordinates the group", WAIT, || {
+        let now = find_coordinator(&alive, "survivors", 0);
+        now > 0 && now != coordinator
+    });
+    let consumer = group_consumer(&alive, "survivors");
+    let mut asked = TopicPartitionList::new();
+    asked.add_partition("work", 0);
+    asked.add_partition("work", 1);
+    let mut seen = Vec::new();
+    eventually(
+        "the new coordinator has the committed offsets",
+        WAIT,
+        || match consumer.committed_offsets(asked.clone(), Duration::from_secs(5)) {
+            Ok(list) => {
+                seen = list
+                    .elements()
+                    .iter()
+                    .map(|e| (e.partition(), e.offset()))
+                    .collect();
+                seen == vec![(0, Offset::Offset(7)), (1, Offset::Offset(3))]
+            }
+            Err(_) => false,
+        },
+    );
+    drop(consumer);
+    cluster.restart_node(coordinator).expect("restart");
+    cluster.shutdown().expect("clean shutdown");
+}
+
+fn read_committed_values(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Vec<String> {
+    use rdkafka::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "txn-reader")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("assignment");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut values = Vec::new();
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).to_string());
+        }
+    }
+    values.sort();
+    values
+}
+
+#[test]
+fn a_transaction_over_partitions_led_by_every_broker_commits_and_aborts_as_a_whole() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let cluster = TestCluster::start(3, SETTINGS).expect("three nodes start");
+    let first = cluster.node(1).address();
+    eventually("every broker is unfenced", WAIT, || {
+        brokers(&first) == all()
+    });
+    create_replicated_topic(&first, "spread-txn", 3, 3, &[]);
+    eventually("three leaders", WAIT, || {
+        (0..3)
+            .map(|p| leader_and_isr(&first, "spread-txn", p).0)
+            .collect::<BTreeSet<i32>>()
+            == all()
+    });
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("transactional.id", "spread")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer");
+    let timeout = Duration::from_secs(60);
+    producer
+        .init_transactions(timeout)
+        .expect("init_transactions");
+    producer.begin_transaction().expect("begin");
+    for partition in 0..3 {
+        let value = format!("committed-{partition}");
+        producer
+            .send(
+                BaseRecord::<(), _>::to("spread-txn")
+                    .partition(partition)
+                    .payload(&value),
+            )
+            .map_err(|(error, _)| error)
+            .expect("send");
+    }
+    producer.commit_transaction(timeout).expect("commit");
+    producer.begin_transaction().expect("begin");
+    for partition in 0..3 {
+        let value = format!("aborted-{partition}");
+        producer
+            .send(
+                BaseRecord::<(), _>::to("spread-txn")
+                    .partition(partition)
+                    .payload(&value),
+            )
+            .map_err(|(error, _)| error)
+            .expect("send");
+    }
+    producer.flush(timeout).expect("flush");
+    producer.abort_transaction(timeout).expect("abort");
+    // Every partition's transactions ended (markers on all three leaders):
+    // read_committed sees the committed records and nothing else, and its
+    // last stable offsets moved past the aborted transaction.
+    let values = read_committed_values(
+        cluster.bootstrap(),
+        "spread-txn",
+        3,
+        Duration::from_secs(10),
+    );
+    assert_eq!(values, vec!["committed-0", "committed-1", "committed-2"]);
+    producer.begin_transaction().expect("begin");
+    for partition in 0..3 {
+        let value = format!("later-{partition}");
+        producer
+            .send(
+                BaseRecord::<(), _>::to("spread-txn")
+                    .partition(partition)
+                    .payload(&value),
+            )
+            .map_err(|(error, _)| error)
+            .expect("send");
+    }
+    producer.commit_transaction(timeout).expect("commit");
+    let values = read_committed_values(
+        cluster.bootstrap(),
+        "spread-txn",
+        3,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        values,
+        vec![
+            "committed-0",
+            "committed-1",
+            "committed-2",
+            "later-0",
+            "later-1",
+            "later-2"
+        ]
+    );
+    drop(producer);
+    cluster.shutdown().expect("clean shutdown");
+}

@@ -1,0 +1,404 @@
+//! Replication across real `sluice serve` processes: an idempotent acks=all
+//! producer keeps writing while a partition leader is killed with SIGKILL
+//! and restarted, and every acknowledged record is read back once, in order;
+//! a paused leader (SIGSTOP past the session timeout) is replaced and
+//! acknowledges nothing the new leader lacks; a paused follower leaves the
+//! ISR after `replica.lag.time.max.ms` and rejoins once it catches up.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::cluster::{
+    block_on, consume_values, create_replicated_topic, eventually, leader_and_isr, produce_raw,
+};
+use common::processes::{start_cluster, Node};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tempfile::TempDir;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+const SETTINGS: &[(&str, &str)] = &[
+    ("replica.lag.time.max.ms", "3000"),
+    ("offsets.topic.num.partitions", "3"),
+    ("transaction.state.log.num.partitions", "3"),
+];
+
+fn all() -> BTreeSet<i32> {
+    BTreeSet::from([1, 2, 3])
+}
+
+fn alive_address(nodes: &[Node], except: i32) -> String {
+    nodes
+        .iter()
+        .find(|n| n.node_id != except && n.child.is_some())
+        .expect("a live node")
+        .address
+        .clone()
+}
+
+fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "90000")
+        .set("retry.backoff.ms", "100")
+        .create()
+        .expect("producer")
+}
+
+/// Sends records `first..last` in turn (record i to partition i %
+/// `partitions`, value "p-iiiii"), each awaited; returns the acknowledged
+/// values and, for the first record to partition 0, when it was
+/// acknowledged.
+fn produce_range(
+    producer: &FutureProducer,
+    topic: &str,
+    partitions: usize,
+    range: std::ops::Range<usize>,
+) -> (Vec<String>, Option<Instant>) {
+    block_on(async {
+        let mut acked = Vec::new();
+        let mut first_on_zero = None;
+        for i in range {
+            let partition = (i % partitions) as i32;
+            let value = format!("{partition}-{i:05}");
+            let record = FutureRecord::<(), _>::to(topic)
+                .partition(partition)
+                .payload(&value);
+            match producer.send(record, Duration::from_secs(90)).await {
+                Ok(_) => {
+                    if partition == 0 && first_on_zero.is_none() {
+                        first_on_zero = Some(Instant::now());
+                    }
+                    acked.push(value);
+                }
+                Err((error, _)) => panic!("record {value} not acknowledged: {error}"),
+            }
+        }
+        (acked, first_on_zero)
+    })
+}
+
+/// Every acknowledged value was read, none twice, and each partition's in
+/// the order produced.
+fn check_read_back(read: &[String], acked: &[String]) {
+    let mut seen = BTreeSet::new();
+    for value in read {
+        assert!(seen.insert(value.clone()), "{value} read twice");
+    }
+    for value in acked {
+        assert!(seen.contains(value), "acknowledged {value} is lost");
+    }
+    let mut by_partition: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for value in read {
+        by_partition.entry(&value[..1]).or_default().push(value);
+    }
+    for (partition, values) in by_partition {
+        let mut sorted = values.clone();
+        sorted.sort();
+        assert_eq!(values, sorted, "partition {partition} out of order");
+    }
+}
+
+#[test]
+fn an_idempotent_producer_loses_nothing_when_a_leader_is_killed_and_restarted() {
+    let dir = TempDir::new().expect("temp dir");
+    let mut nodes = start_cluster(dir.path(), SETTINGS);
+    let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    create_replicated_topic(
+        &bootstrap[0],
+        "course",
+        3,
+        3,
+        &[("min.insync.replicas", "2")],
+    );
+    eventually("every partition's ISR is full", WAIT, || {
+        (0..3).all(|p| leader_and_isr(&bootstrap[0], "course", p).1 == all())
+    });
+    let producer = producer(&bootstrap.join(","));
+    let (mut acked, _) = produce_range(&producer, "course", 3, 0..150);
+
+    let (leader, _) = leader_and_isr(&bootstrap[0], "course", 0);
+    let killed_at = Instant::now();
+    nodes[(leader - 1) as usize].kill9();
+    let (more, first_on_zero) = produce_range(&producer, "course", 3, 150..300);
+    acked.extend(more);
+    let failover = first_on_zero.expect("partition 0 acknowledged again") - killed_at;
+    println!(
+        "failover: SIGKILL of the leader to the next acknowledged acks=all record on its partition: {} ms",
+        failover.as_millis()
+    );
+
+    nodes[(leader - 1) as usize].restart();
+    let alive = alive_address(&nodes, leader);
+    let (more, _) = produce_range(&producer, "course", 3, 300..450);
+    acked.extend(more);
+    eventually("the restarted broker rejoins every ISR", WAIT, || {
+        (0..3).all(|p| leader_and_isr(&alive, "course", p).1 == all())
+    });
+    let read = consume_values(&alive, "course", 3, acked.len(), WAIT);
+    check_read_back(&read, &acked);
+    assert_eq!(read.len(), acked.len(), "nothing unacknowledged either");
+}
+
+#[test]
+fn a_paused_leader_is_replaced_and_acknowledges_nothing_the_new_leader_lacks() {
+    let dir = TempDir::new().expect("temp dir");
+    let mut settings = SETTINGS.to_vec();
+    settings.extend([
+        ("broker.session.timeout.ms", "4000"),
+        ("broker.heartbeat.interval.ms", "500"),
+    ]);
+    let nodes = start_cluster(dir.path(), &settings);
+    let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    create_replicated_topic(
+        &bootstrap[0],
+        "paused",
+        1,
+        3,
+        &[("min.insync.replicas", "2")],
+    );
+    eventually("the ISR is full", WAIT, || {
+        leader_and_isr(&bootstrap[0], "paused", 0).1 == all()
+    });
+    let producer = producer(&bootstrap.join(","));
+    let (acked, _) = produce_range(&producer, "paused", 1, 0..30);
+    let (leader, _) = leader_and_isr(&bootstrap[0], "paused", 0);
+    let leader_address = nodes[(leader - 1) as usize].address.clone();
+    nodes[(leader - 1) as usize].pause();
+    let alive = alive_address(&nodes, leader);
+    eventually("another replica leads", WAIT, || {
+        let (now, _) = leader_and_isr(&alive, "paused", 0);
+        now != -1 && now != leader
+    });
+    // A produce that reaches the old leader while it is paused is read once
+    // it resumes, while it still believes it leads.
+    let stale = std::thread::spawn(move || {
+        produce_raw(&leader_address, "paused", 0, -1, &["stale-acks-all"])
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    nodes[(leader - 1) as usize].resume();
+    let (more, _) = produce_range(&producer, "paused", 1, 30..60);
+    let (code, _) = stale.join().expect("stale produce");
+    let read = consume_values(
+        &alive,
+        "paused",
+        1,
+        acked.len() + more.len() + 1,
+        Duration::from_secs(20),
+    );
+    if code == 0 {
+        assert!(
+            read.iter().any(|v| v == "stale-acks-all"),
+            "the old leader acknowledged a record the new leader does not have"
+        );
+    }
+    let mut all_acked = acked.clone();
+    all_acked.extend(more);
+    for value in &all_acked {
+        assert!(read.contains(value), "acknowledged {value} is lost");
+    }
+    eventually("the old leader follows and rejoins the ISR", WAIT, || {
+        leader_and_isr(&alive, "paused", 0).1 == all()
+    });
+    println!("stale produce to the paused leader answered with error code {code}");
+}
+
+#[test]
+fn a_paused_follower_leaves_the_isr_after_the_lag_time_and_rejoins() {
+    let dir = TempDir::new().expect("temp dir");
+    // A long session: the follower stays registered and unfenced, so only
+    // the leader's lag check can take it out of the ISR.
+    let settings = [
+        ("replica.lag.time.max.ms", "2000"),
+        ("broker.session.timeout.ms", "60000"),
+    ];
+    let nodes = start_cluster(dir.path(), &settings);
+    let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    create_replicated_topic(&bootstrap[0], "lag", 1, 3, &[]);
+    eventually("the ISR is full", WAIT, || {
+        leader_and_isr(&bootstrap[0], "lag", 0).1 == all()
+    });
+    let (leader, _) = leader_and_isr(&bootstrap[0], "lag", 0);
+    let follower = (1..=3).find(|n| *n != leader).expect("a follower");
+    let leader_address = nodes[(leader - 1) as usize].address.clone();
+    eventually("the leader serves the partition", WAIT, || {
+        produce_raw(&leader_address, "lag", 0, 1, &["warm-up"]).0 == 0
+    });
+    nodes[(follower - 1) as usize].pause();
+    let paused_at = Instant::now();
+    // Writes the follower does not fetch.
+    for i in 0..5 {
+        assert_eq!(
+            produce_raw(&leader_address, "lag", 0, 1, &[&format!("v{i}")]).0,
+            0
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eventually(
+        "the paused follower leaves the ISR",
+        Duration::from_secs(30),
+        || {
+            !leader_and_isr(&leader_address, "lag", 0)
+                .1
+                .contains(&follower)
+        },
+    );
+    let shrunk_after = paused_at.elapsed();
+    assert!(
+        shrunk_after >= Duration::from_millis(2000),
+        "not before the lag time: {shrunk_after:?}"
+    );
+    nodes[(follower - 1) as usize].resume();
+    eventually("it catches up and rejoins", WAIT, || {
+        leader_and_isr(&leader_address, "lag", 0).1 == all()
+    });
+}
+
+/// The records of partition 0 of `topic` with their offsets, read from the
+/// start through `address` until `count` arrived.
+fn offsets_and_values(address: &str, topic: &str, count: usize) -> Vec<(i64, String)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .set("group.id", "divergence")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("assignment");
+    consumer.assign(&assignment).expect("assign");
+    let mut read = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read.len() < count && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).to_string();
+            read.push((message.offset(), value));
+        }
+    }
+    read
+}
+
+/// Creates `topic` with one partition on `replicas` (the first leads).
+fn create_assigned_topic(address: &str, topic: &str, replicas: &[i32]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .create()
+        .expect("admin client");
+    let assignment = [replicas];
+    let new = NewTopic::new(topic, 1, TopicReplication::Variable(&assignment))
+        .set("min.insync.replicas", "1");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let results = block_on(admin.create_topics([&new], &options)).expect("create topics");
+    for result in results {
+        result.unwrap_or_else(|(topic, code)| panic!("creating {topic}: {code:?}"));
+    }
+}
+
+#[test]
+fn a_leader_with_writes_no_follower_has_truncates_them_when_it_returns() {
+    let dir = TempDir::new().expect("temp dir");
+    // A lag time longer than the pause below: the paused follower stays in
+    // the ISR and may take over.
+    let settings = [
+        ("replica.lag.time.max.ms", "20000"),
+        ("broker.session.timeout.ms", "4000"),
+        ("broker.heartbeat.interval.ms", "500"),
+        ("offsets.topic.num.partitions", "3"),
+    ];
+    let mut nodes = start_cluster(dir.path(), &settings);
+    let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    // Replicas 1 (leader) and 2; node 3 keeps the metadata quorum's
+    // majority when node 1 dies.
+    let (leader, follower) = (1, 2);
+    create_assigned_topic(&bootstrap[0], "diverge", &[leader, follower]);
+    let both = BTreeSet::from([leader, follower]);
+    eventually("the ISR is full", WAIT, || {
+        leader_and_isr(&bootstrap[0], "diverge", 0) == (leader, both.clone())
+    });
+    let leader_address = nodes[(leader - 1) as usize].address.clone();
+    let follower_address = nodes[(follower - 1) as usize].address.clone();
+    // The first produce may find the leader still opening the partition
+    // (NOT_LEADER_OR_FOLLOWER, nothing appended): retried.
+    eventually("the leader takes the first record", WAIT, || {
+        produce_raw(&leader_address, "diverge", 0, -1, &["common-0"]).0 == 0
+    });
+    for i in 1..5 {
+        assert_eq!(
+            produce_raw(&leader_address, "diverge", 0, -1, &[&format!("common-{i}")]).0,
+            0
+        );
+    }
+    // Writes that only the leader gets, acknowledged with acks=1 ...
+    nodes[(follower - 1) as usize].pause();
+    // Its fetch in flight ends after `replica.fetch.wait.max.ms` (500 ms)
+    // with nothing new; it sends no other while paused.
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 0..3 {
+        assert_eq!(
+            produce_raw(
+                &leader_address,
+                "diverge",
+                0,
+                1,
+                &[&format!("only-on-old-leader-{i}")]
+            ),
+            (0, 5 + i as i64)
+        );
+    }
+    // ... and the leader dies before its follower fetched them.
+    nodes[(leader - 1) as usize].kill9();
+    nodes[(follower - 1) as usize].resume();
+    eventually("the follower takes over", WAIT, || {
+        leader_and_isr(&follower_address, "diverge", 0).0 == follower
+    });
+    // The new leader writes at the same offsets.
+    for i in 0..3 {
+        assert_eq!(
+            produce_raw(
+                &follower_address,
+                "diverge",
+                0,
+                -1,
+                &[&format!("new-leader-{i}")]
+            ),
+            (0, 5 + i as i64)
+        );
+    }
+    let expected: Vec<(i64, String)> = (0..5)
+        .map(|i| (i, format!("common-{i}")))
+        .chain((0..3).map(|i| (5 + i, format!("new-leader-{i}"))))
+        .collect();
+    assert_eq!(
+        offsets_and_values(&follower_address, "diverge", 8),
+        expected
+    );
+
+    // The old leader returns, finds that its history diverges, truncates
+    // and catches up.
+    nodes[(leader - 1) as usize].restart();
+    eventually("the old leader rejoins the ISR", WAIT, || {
+        leader_and_isr(&follower_address, "diverge", 0).1 == both
+    });
+    // Fail over back to it: it serves the same offsets with the same values.
+    nodes[(follower - 1) as usize].terminate();
+    let back = nodes[(leader - 1) as usize].address.clone();
+    eventually("the old leader leads again", WAIT, || {
+        leader_and_isr(&back, "diverge", 0).0 == leader
+    });
+    assert_eq!(offsets_and_values(&back, "diverge", 8), expected);
+    let log = std::fs::read_to_string(&nodes[(leader - 1) as usize].log).unwrap_or_default();
+    assert!(
+        log.contains("diverges from the leader"),
+        "the old leader's log shows the truncation"
+    );
+}
