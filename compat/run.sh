@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Sluice third-party client compatibility suites: the single entry point.
 #
-#   compat/run.sh [SUITE...]        SUITE: confluent kafka-python kafka-python-txn kcat kafkajs (default: all)
+#   compat/run.sh [SUITE...]        SUITE: confluent kafka-python kafka-python-txn kcat kafkajs
+#                                          librdkafka librdkafka-full
+#                                   (default: all but librdkafka-full)
+#
+# librdkafka and librdkafka-full are librdkafka's own integration suite (librdkafka/run.sh
+# quick|full: the tests marked in librdkafka/tests.txt) against a broker of their own; the
+# test-runner is built once into ~/.cache/sluice-librdkafka. librdkafka-full takes tens of
+# minutes on 2 cores and is not in the default run.
 #
 # Installs what it needs (idempotent, fast when already installed): Debian's kcat, a venv at
 # compat/.venv with the pinned Python clients, and the pinned kafkajs under compat/node_modules.
@@ -19,6 +26,7 @@ REPO_DIR="$(cd "$COMPAT_DIR/.." && pwd)"
 VENV="$COMPAT_DIR/.venv"
 VENV_KP2="$COMPAT_DIR/.venv-kp2" # kafka-python >= 2.2 (python/requirements-kp2.txt) for kafka-python-txn
 SUITE_TIMEOUT="${SLUICE_COMPAT_SUITE_TIMEOUT:-900}" # seconds per suite, a backstop over per-test timeouts
+FULL_SUITE_TIMEOUT="${SLUICE_COMPAT_FULL_SUITE_TIMEOUT:-10800}" # librdkafka-full: every test number
 export PYTHONDONTWRITEBYTECODE=1
 export DEBIAN_FRONTEND=noninteractive
 
@@ -215,22 +223,53 @@ run_node() { # suite file
   fi
 }
 
+run_librdkafka() { # suite quick|full
+  local suite="$1" mode="$2" timeout_s="$SUITE_TIMEOUT"
+  [[ "$mode" == full ]] && timeout_s="$FULL_SUITE_TIMEOUT"
+  log "=== suite $suite: librdkafka/run.sh $mode"
+  local out="$WORK/suite-$suite.log" rc=0
+  SLUICE_BIN="$SLUICE_BIN" timeout --kill-after=10 "$timeout_s" bash "$COMPAT_DIR/librdkafka/run.sh" "$mode" 2>&1 | tee "$out" || rc=$?
+  # Last line: `librdkafka: N run, N passed, N failed, N excluded`.
+  local summary passed failed excluded
+  summary="$(grep -E '^librdkafka: [0-9]+ run, [0-9]+ passed, [0-9]+ failed, [0-9]+ excluded$' "$out" | tail -n1 || true)"
+  passed="$(num '[0-9]+ passed' "$summary")"
+  failed="$(num '[0-9]+ failed' "$summary")"
+  excluded="$(num '[0-9]+ excluded' "$summary")"
+  if [[ -z "$summary" ]]; then
+    record "$suite" "ERROR" "$passed" "$((failed + 1))" "librdkafka/run.sh exit status $rc"
+  elif [[ "$rc" != 0 || "$failed" != 0 ]]; then
+    record "$suite" "FAILED" "$passed" "$((failed > 0 ? failed : 1))" "$excluded excluded (librdkafka/tests.txt)"
+  elif [[ "$passed" == 0 ]]; then
+    record "$suite" "ERROR" 0 1 "no test ran"
+  else
+    record "$suite" "ok" "$passed" 0 "$excluded excluded (librdkafka/tests.txt)"
+  fi
+}
+
 # ----------------------------------------------------------------------------- main
 
-ALL_SUITES=(confluent kafka-python kafka-python-txn kcat kafkajs)
-if [[ $# -gt 0 ]]; then SUITES=("$@"); else SUITES=("${ALL_SUITES[@]}"); fi
+DEFAULT_SUITES=(confluent kafka-python kafka-python-txn kcat kafkajs librdkafka)
+ALL_SUITES=("${DEFAULT_SUITES[@]}" librdkafka-full)
+if [[ $# -gt 0 ]]; then SUITES=("$@"); else SUITES=("${DEFAULT_SUITES[@]}"); fi
 for s in "${SUITES[@]}"; do
   [[ " ${ALL_SUITES[*]} " == *" $s "* ]] || { log "unknown suite '$s' (known: ${ALL_SUITES[*]})"; exit 2; }
 done
 want() { [[ " ${SUITES[*]} " == *" $1 "* ]]; }
+# The suites that share one broker (all but librdkafka's, which start their own).
+SHARED=0
+for s in "${SUITES[@]}"; do [[ "$s" == librdkafka* ]] || SHARED=1; done
+# The consumer-group suites come with the shared-broker suites.
+[[ "$SHARED" == 1 ]] || SLUICE_COMPAT_GROUPS=0
 
-install_step kcat install_kcat
-install_step venv install_venv
+if [[ "$SHARED" == 1 ]]; then
+  install_step kcat install_kcat
+  install_step venv install_venv
+fi
 want kafka-python-txn && install_step venv-kp2 install_venv_kp2
 if want kafkajs || [[ "${SLUICE_COMPAT_GROUPS:-1}" == 1 ]]; then install_step node install_node; fi
-[[ -z "${BROKEN[venv]:-}" ]] && log "clients: $("$VENV/bin/python" -c 'import confluent_kafka, kafka; print(f"confluent-kafka {confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}), kafka-python {kafka.__version__}")' 2>&1)"
+[[ "$SHARED" == 1 && -z "${BROKEN[venv]:-}" ]] && log "clients: $("$VENV/bin/python" -c 'import confluent_kafka, kafka; print(f"confluent-kafka {confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}), kafka-python {kafka.__version__}")' 2>&1)"
 want kafka-python-txn && [[ -z "${BROKEN[venv-kp2]:-}" ]] && log "clients: kafka-python $("$VENV_KP2/bin/python" -c 'import kafka; print(kafka.__version__)' 2>&1) (kafka-python-txn)"
-command -v kcat >/dev/null 2>&1 && log "clients: $(kcat -V 2>&1 | grep -m1 Version || true)"
+[[ "$SHARED" == 1 ]] && command -v kcat >/dev/null 2>&1 && log "clients: $(kcat -V 2>&1 | grep -m1 Version || true)"
 [[ -f "$COMPAT_DIR/node_modules/kafkajs/package.json" ]] && log "clients: kafkajs $(node -p "require('$COMPAT_DIR/node_modules/kafkajs/package.json').version" 2>/dev/null || echo '?'), node $(node --version 2>/dev/null || echo '?')"
 
 # --- the broker
@@ -245,54 +284,60 @@ else
 fi
 [[ -x "$SLUICE_BIN" ]] || { log "ERROR: broker binary $SLUICE_BIN not found"; exit 1; }
 
-mkdir -p "$WORK/data"
-log "starting $SLUICE_BIN serve --listen 127.0.0.1:0 --data-dir $WORK/data"
-"$SLUICE_BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/broker.out" 2>"$WORK/broker.err" &
-BROKER_PID=$!
-PORT=""
-for ((i = 0; i < 300; i++)); do # 30 s
-  PORT="$(grep -m1 -oE 'listening on 127\.0\.0\.1:[0-9]+' "$WORK/broker.out" 2>/dev/null | grep -oE '[0-9]+$' || true)"
-  [[ -n "$PORT" ]] && break
-  if ! kill -0 "$BROKER_PID" 2>/dev/null; then break; fi
-  sleep 0.1
-done
-if [[ -z "$PORT" ]]; then
-  log "ERROR: broker did not print 'listening on 127.0.0.1:PORT' within 30 s"
-  echo "--- broker stdout"; tail -n 40 "$WORK/broker.out" || true
-  echo "--- broker stderr"; tail -n 40 "$WORK/broker.err" || true
-  for s in "${SUITES[@]}"; do cannot_run "$s" "broker did not start"; done
-  stop_broker
-else
-  export SLUICE_BOOTSTRAP="127.0.0.1:$PORT"
-  log "broker pid $BROKER_PID listening on $SLUICE_BOOTSTRAP"
-
-  want confluent && run_pytest confluent venv -- python/test_confluent.py python/test_idempotence.py python/test_admin.py python/test_transactions.py
-  want kafka-python && run_pytest kafka-python venv -- python/test_kafka_python.py
-  want kafka-python-txn && SUITE_VENV="$VENV_KP2" run_pytest kafka-python-txn venv-kp2 -- python/test_kafka_python_txn.py
-  want kcat && run_pytest kcat venv kcat -- kcat/test_kcat.py
-  want kafkajs && run_node kafkajs node/kafkajs.test.mjs
-  want kafkajs && run_node kafkajs-idempotent node/kafkajs-idempotent.test.mjs
-  want kafkajs && run_node kafkajs-admin node/kafkajs-admin.test.mjs
-
-  GROUP_FILES="python/test_groups.py, kcat/test_kcat_groups.py, node/kafkajs-group.test.mjs"
-  if [[ "${SLUICE_COMPAT_GROUPS:-1}" == 1 ]]; then
-    run_pytest groups-python venv -- python/test_groups.py
-    run_pytest groups-kcat venv kcat -- kcat/test_kcat_groups.py
-    run_node groups-kafkajs node/kafkajs-group.test.mjs
+if [[ "$SHARED" == 1 ]]; then
+  mkdir -p "$WORK/data"
+  log "starting $SLUICE_BIN serve --listen 127.0.0.1:0 --data-dir $WORK/data"
+  "$SLUICE_BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/broker.out" 2>"$WORK/broker.err" &
+  BROKER_PID=$!
+  PORT=""
+  for ((i = 0; i < 300; i++)); do # 30 s
+    PORT="$(grep -m1 -oE 'listening on 127\.0\.0\.1:[0-9]+' "$WORK/broker.out" 2>/dev/null | grep -oE '[0-9]+$' || true)"
+    [[ -n "$PORT" ]] && break
+    if ! kill -0 "$BROKER_PID" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  if [[ -z "$PORT" ]]; then
+    log "ERROR: broker did not print 'listening on 127.0.0.1:PORT' within 30 s"
+    echo "--- broker stdout"; tail -n 40 "$WORK/broker.out" || true
+    echo "--- broker stderr"; tail -n 40 "$WORK/broker.err" || true
+    for s in "${SUITES[@]}"; do [[ "$s" == librdkafka* ]] || cannot_run "$s" "broker did not start"; done
+    stop_broker
   else
-    log "NOT RUN: consumer-group suites ($GROUP_FILES): SLUICE_COMPAT_GROUPS=0 was set."
-  fi
+    export SLUICE_BOOTSTRAP="127.0.0.1:$PORT"
+    log "broker pid $BROKER_PID listening on $SLUICE_BOOTSTRAP"
 
-  if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-    rc=0
-    wait "$BROKER_PID" 2>/dev/null || rc=$?
-    BROKER_PID=""
-    log "ERROR: the broker exited during the run (status $rc)"
-    tail -n 40 "$WORK/broker.err" || true
-    record broker "CRASHED" 0 1 "broker exited with status $rc during the run"
+    want confluent && run_pytest confluent venv -- python/test_confluent.py python/test_idempotence.py python/test_admin.py python/test_transactions.py
+    want kafka-python && run_pytest kafka-python venv -- python/test_kafka_python.py
+    want kafka-python-txn && SUITE_VENV="$VENV_KP2" run_pytest kafka-python-txn venv-kp2 -- python/test_kafka_python_txn.py
+    want kcat && run_pytest kcat venv kcat -- kcat/test_kcat.py
+    want kafkajs && run_node kafkajs node/kafkajs.test.mjs
+    want kafkajs && run_node kafkajs-idempotent node/kafkajs-idempotent.test.mjs
+    want kafkajs && run_node kafkajs-admin node/kafkajs-admin.test.mjs
+
+    GROUP_FILES="python/test_groups.py, kcat/test_kcat_groups.py, node/kafkajs-group.test.mjs"
+    if [[ "${SLUICE_COMPAT_GROUPS:-1}" == 1 ]]; then
+      run_pytest groups-python venv -- python/test_groups.py
+      run_pytest groups-kcat venv kcat -- kcat/test_kcat_groups.py
+      run_node groups-kafkajs node/kafkajs-group.test.mjs
+    else
+      log "NOT RUN: consumer-group suites ($GROUP_FILES): SLUICE_COMPAT_GROUPS=0 was set."
+    fi
+
+    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+      rc=0
+      wait "$BROKER_PID" 2>/dev/null || rc=$?
+      BROKER_PID=""
+      log "ERROR: the broker exited during the run (status $rc)"
+      tail -n 40 "$WORK/broker.err" || true
+      record broker "CRASHED" 0 1 "broker exited with status $rc during the run"
+    fi
+    stop_broker
   fi
-  stop_broker
 fi
+
+# librdkafka's own suite: a broker of its own (auto.create.topics.enable, num.partitions=4).
+want librdkafka && run_librdkafka librdkafka quick
+want librdkafka-full && run_librdkafka librdkafka-full full
 
 echo
 log "results per suite:"

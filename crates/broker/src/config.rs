@@ -1,9 +1,14 @@
 //! Broker and topic configuration, by Apache Kafka's names and defaults.
 //!
-//! One catalogue (`TOPIC_CONFIGS`, `BROKER_CONFIGS`) drives defaults,
+//! One catalogue (`TOPIC_CONFIGS`, `BROKER_CONFIGS`, and for the rest of
+//! Kafka's broker configs `KAFKA_ONLY_BROKER_CONFIGS`) drives defaults,
 //! validation and DescribeConfigs, so the three never disagree.
 
 use std::collections::BTreeMap;
+
+mod kafka_catalogue;
+
+pub use kafka_catalogue::{KafkaOnlyConfig, KAFKA_ONLY_BROKER_CONFIGS};
 
 /// Kafka's config types as DescribeConfigs v3+ reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,7 +196,8 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     },
 ];
 
-/// Broker configs Sluice knows, Kafka's defaults.
+/// Broker configs Sluice implements, Kafka's defaults. Every other broker
+/// config of Kafka is in `KAFKA_ONLY_BROKER_CONFIGS`.
 pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "auto.create.topics.enable", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "Create a topic when Metadata asks for an unknown one and allows creation." },
     BrokerConfigDef { name: "auto.leader.rebalance.enable", default: "true", config_type: ConfigType::Boolean, read_only: true, documentation: "The controller moves leadership back to each partition's preferred replica when that one is eligible." },
@@ -201,7 +207,7 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     BrokerConfigDef { name: "broker.session.timeout.ms", default: "9000", config_type: ConfigType::Int, read_only: true, documentation: "The controller fences a broker of a cluster that sent no heartbeat for this long." },
     BrokerConfigDef { name: "compression.type", default: "producer", config_type: ConfigType::String, read_only: false, documentation: "Default topic compression." },
     BrokerConfigDef { name: "connections.max.idle.ms", default: "600000", config_type: ConfigType::Long, read_only: true, documentation: "A connection with no request in flight and none read or answered for this long is closed, as is one whose request has not arrived whole this long after its first bytes; -1: never." },
-    BrokerConfigDef { name: "default.replication.factor", default: "1", config_type: ConfigType::Short, read_only: true, documentation: "Replication factor of auto-created topics and of CreateTopics with -1." },
+    BrokerConfigDef { name: "default.replication.factor", default: "1", config_type: ConfigType::Int, read_only: true, documentation: "Replication factor of auto-created topics and of CreateTopics with -1." },
     BrokerConfigDef { name: "fetch.max.bytes", default: "57671680", config_type: ConfigType::Int, read_only: false, documentation: "Largest response a Fetch builds, whatever the client asks (the first batch may exceed it, KIP-74)." },
     BrokerConfigDef { name: "group.initial.rebalance.delay.ms", default: "3000", config_type: ConfigType::Int, read_only: true, documentation: "How long the first rebalance of an empty group waits for more members (extended while they keep joining, up to the rebalance timeout)." },
     BrokerConfigDef { name: "group.max.session.timeout.ms", default: "1800000", config_type: ConfigType::Int, read_only: true, documentation: "Longest session timeout a member may ask for (INVALID_SESSION_TIMEOUT)." },
@@ -270,9 +276,33 @@ pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
-/// Looks up a broker config definition.
+/// Looks up a broker config definition: Sluice's own, else one of Kafka's
+/// that Sluice accepts without effect.
 pub fn broker_config_def(name: &str) -> Option<&'static BrokerConfigDef> {
-    BROKER_CONFIGS.iter().find(|d| d.name == name)
+    BROKER_CONFIGS.iter().find(|d| d.name == name).or_else(|| {
+        KAFKA_ONLY_BROKER_CONFIGS
+            .iter()
+            .find(|c| c.def.name == name)
+            .map(|c| &c.def)
+    })
+}
+
+/// Every broker config (Sluice's and the rest of Kafka's), by name, as
+/// DescribeConfigs lists them.
+pub fn all_broker_configs() -> Vec<&'static BrokerConfigDef> {
+    let mut all: Vec<&'static BrokerConfigDef> = BROKER_CONFIGS
+        .iter()
+        .chain(KAFKA_ONLY_BROKER_CONFIGS.iter().map(|c| &c.def))
+        .collect();
+    all.sort_by_key(|d| d.name);
+    all
+}
+
+/// Whether Kafka's default for a broker config is null (no value).
+pub fn broker_default_is_null(name: &str) -> bool {
+    KAFKA_ONLY_BROKER_CONFIGS
+        .iter()
+        .any(|c| c.def.name == name && c.null_default)
 }
 
 /// Checks a value against its type and Kafka's accepted values.
@@ -621,125 +651,4 @@ impl TopicConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn an_unreadable_number_is_the_default_not_zero() {
-        assert_eq!(super::parse_number("socket.request.max.bytes", " 42 "), 42);
-        assert_eq!(
-            super::parse_number("socket.request.max.bytes", "lots"),
-            104_857_600
-        );
-        assert_eq!(super::parse_number("no.such.config", "x"), 0);
-    }
-
-    use super::*;
-
-    #[test]
-    fn every_topic_config_has_a_broker_default() {
-        for def in TOPIC_CONFIGS {
-            assert!(
-                broker_config_def(def.broker_synonym).is_some(),
-                "{} has no broker synonym {}",
-                def.name,
-                def.broker_synonym
-            );
-        }
-    }
-
-    #[test]
-    fn values_are_validated() {
-        let cases: &[(&str, &str, bool)] = &[
-            ("cleanup.policy", "compact,delete", true),
-            ("cleanup.policy", "forever", false),
-            ("retention.ms", "-1", true),
-            ("retention.ms", "soon", false),
-            ("message.timestamp.type", "LogAppendTime", true),
-            ("message.timestamp.type", "Now", false),
-            ("segment.bytes", "13", false),
-            ("segment.ms", "0", false),
-            ("segment.ms", "1", true),
-            ("segment.index.bytes", "0", false),
-            ("segment.index.bytes", "3", false),
-            ("segment.index.bytes", "4", true),
-            ("flush.messages", "0", false),
-            ("max.compaction.lag.ms", "0", false),
-            ("delete.retention.ms", "-1", false),
-            ("segment.jitter.ms", "-1", false),
-            ("preallocate", "yes", false),
-        ];
-        for (name, value, ok) in cases {
-            let def = topic_config_def(name).unwrap();
-            assert_eq!(
-                validate_value(name, def.config_type, value).is_ok(),
-                *ok,
-                "{name}={value}"
-            );
-        }
-    }
-
-    #[test]
-    fn cleaner_broker_values_are_validated() {
-        let cases: &[(&str, &str, bool)] = &[
-            (
-                "log.cleaner.io.max.bytes.per.second",
-                "1.7976931348623157E308",
-                true,
-            ),
-            ("log.cleaner.io.max.bytes.per.second", "1048576", true),
-            ("log.cleaner.io.max.bytes.per.second", "0.5", true),
-            ("log.cleaner.io.max.bytes.per.second", "0", false),
-            ("log.cleaner.io.max.bytes.per.second", "-1", false),
-            ("log.cleaner.io.max.bytes.per.second", "NaN", false),
-            ("log.cleaner.io.max.bytes.per.second", "fast", false),
-            ("log.cleaner.threads", "1", true),
-            ("log.cleaner.threads", "-1", false),
-            ("log.cleaner.dedupe.buffer.size", "134217728", true),
-            ("log.cleaner.dedupe.buffer.size", "big", false),
-        ];
-        for (name, value, ok) in cases {
-            let def = broker_config_def(name).unwrap();
-            assert_eq!(
-                validate_value(name, def.config_type, value).is_ok(),
-                *ok,
-                "{name}={value}"
-            );
-        }
-        // The default parses to the largest double: no limit.
-        let default = broker_config_def("log.cleaner.io.max.bytes.per.second").unwrap();
-        assert_eq!(default.default.parse::<f64>(), Ok(f64::MAX));
-        assert!(!default.read_only);
-    }
-
-    #[test]
-    fn topic_values_come_from_override_then_broker_then_default() {
-        let mut explicit = BTreeMap::new();
-        explicit.insert("log.retention.ms".to_string(), "1000".to_string());
-        let settings = Settings::new(explicit).unwrap();
-        let mut overrides = BTreeMap::new();
-        overrides.insert("segment.bytes".to_string(), "2048".to_string());
-        let mut dynamic = DynamicBrokerConfigs::default();
-        let cases: &[(&str, &str, ConfigSource)] = &[
-            ("segment.bytes", "2048", ConfigSource::Topic),
-            ("retention.ms", "1000", ConfigSource::StaticBroker),
-            ("max.message.bytes", "1048588", ConfigSource::Default),
-        ];
-        for (name, value, source) in cases {
-            let got = settings.topic_value(&dynamic, &overrides, name).unwrap();
-            assert_eq!(got, (value.to_string(), *source), "{name}");
-        }
-        dynamic
-            .cluster
-            .insert("log.retention.ms".into(), "2000".into());
-        let got = settings
-            .topic_value(&dynamic, &overrides, "retention.ms")
-            .unwrap();
-        assert_eq!(got, ("2000".into(), ConfigSource::DynamicDefaultBroker));
-        dynamic
-            .node
-            .insert("log.retention.ms".into(), "3000".into());
-        let got = settings
-            .topic_value(&dynamic, &overrides, "retention.ms")
-            .unwrap();
-        assert_eq!(got, ("3000".into(), ConfigSource::DynamicBroker));
-    }
-}
+mod tests;

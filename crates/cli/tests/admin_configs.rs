@@ -214,6 +214,45 @@ async fn describe_configs_reports_values_and_sources() {
     assert_eq!(retention_bytes.value.as_deref(), Some("-1"));
     assert_eq!(retention_bytes.source, ConfigSource::Default);
 
+    eprintln!(
+        "phase: every Kafka broker config is listed and alterable as in Kafka (librdkafka 0081)"
+    );
+    let count = broker_configs.entries.len();
+    assert!(count >= 289, "{count} broker configs");
+    fn entry<'a>(
+        resource: &'a rdkafka::admin::ConfigResource,
+        name: &str,
+    ) -> &'a rdkafka::admin::ConfigEntry {
+        resource
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} described"))
+    }
+    let kerberos = "sasl.kerberos.min.time.before.relogin";
+    assert_eq!(
+        entry(&broker_configs, kerberos).value.as_deref(),
+        Some("60000"),
+        "Kafka's default"
+    );
+    let keystore = entry(&broker_configs, "ssl.keystore.password");
+    assert!(keystore.is_sensitive && keystore.value.is_none());
+    assert_eq!(
+        entry(&broker_configs, "advertised.listeners").value,
+        None,
+        "null default"
+    );
+    alter_configs(
+        broker.bootstrap(),
+        ResourceSpecifier::Broker(1),
+        &[(kerberos, "58000")],
+    )
+    .await;
+    let altered = describe(broker.bootstrap(), ResourceSpecifier::Broker(1)).await;
+    assert_eq!(entry(&altered, kerberos).value.as_deref(), Some("58000"));
+    assert_eq!(
+        entry(&altered, kerberos).source,
+        ConfigSource::DynamicBroker
+    );
+
     eprintln!("phase: sluice topic describe shows configs with their source");
     let output = group::sluice(broker.bootstrap(), &["topic", "describe", topic]);
     assert_eq!(output.code, Some(0), "topic describe failed: {output:?}");

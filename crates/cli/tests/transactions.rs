@@ -4,7 +4,8 @@
 //! fences the first, a transaction abandoned by a producer that vanished is
 //! aborted after its timeout and stops holding back the LSO,
 //! consume-transform-produce with `send_offsets_to_transaction`, and the
-//! coordinator's answers to bad requests on a raw socket.
+//! coordinator's answers to bad requests on a raw socket, and a fenced
+//! producer's Produce refused for its epoch (librdkafka 0103).
 
 mod common;
 
@@ -29,6 +30,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_testkit::{RecordBatchBuilder, TestRecord};
 
+const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_TXN_STATE: i16 = 48;
 const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
 const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
@@ -303,6 +305,78 @@ async fn an_abandoned_transaction_is_aborted_after_its_timeout() {
     assert_eq!(
         raw.end("txn-abandoned", (producer_id, epoch), true),
         PRODUCER_FENCED
+    );
+}
+
+/// librdkafka 0103 "produce after fence": once a second producer with the
+/// same transactional id has fenced the first, the first one's Produce with
+/// its old epoch is INVALID_PRODUCER_EPOCH (fatal for the client), at every
+/// Produce version, whether the new producer has a transaction open or not
+/// (Sluice answered INVALID_TXN_STATE / TRANSACTION_ABORTABLE, which clients
+/// take as abortable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_producer_gets_invalid_producer_epoch_on_produce() {
+    let broker = TestBroker::start();
+    let topic = topic_name("txn-zombie");
+    create_topic(broker.bootstrap(), &topic, 1).await;
+    let mut zombie = Raw::connect(broker.bootstrap());
+    let (code, producer_id, epoch) = zombie.init("txn-zombie", 60_000);
+    assert_eq!(code, 0);
+    assert_eq!(zombie.add("txn-zombie", (producer_id, epoch), &topic, 0), 0);
+    assert_eq!(
+        zombie.produce(9, &topic, transactional_batch((producer_id, epoch), 0, 2)),
+        0
+    );
+
+    tracing::info!("phase: a second producer fences the first");
+    let mut fresh = Raw::connect(broker.bootstrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let new_epoch = loop {
+        // CONCURRENT_TRANSACTIONS (51) while the open transaction is aborted.
+        let (code, _, new_epoch) = fresh.init("txn-zombie", 60_000);
+        if code == 0 {
+            break new_epoch;
+        }
+        assert_eq!(code, 51, "InitProducerId code");
+        assert!(std::time::Instant::now() < deadline, "never initialized");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(new_epoch > epoch);
+    for version in [9, 11] {
+        assert_eq!(
+            zombie.produce(
+                version,
+                &topic,
+                transactional_batch((producer_id, epoch), 2, 1)
+            ),
+            INVALID_PRODUCER_EPOCH,
+            "Produce v{version}, the new producer idle"
+        );
+    }
+
+    tracing::info!("phase: the new producer opens a transaction; the zombie is still fenced");
+    assert_eq!(
+        fresh.add("txn-zombie", (producer_id, new_epoch), &topic, 0),
+        0
+    );
+    for version in [9, 11] {
+        assert_eq!(
+            zombie.produce(
+                version,
+                &topic,
+                transactional_batch((producer_id, epoch), 2, 1)
+            ),
+            INVALID_PRODUCER_EPOCH,
+            "Produce v{version}, the new producer in a transaction"
+        );
+    }
+    assert_eq!(
+        fresh.produce(
+            9,
+            &topic,
+            transactional_batch((producer_id, new_epoch), 0, 1)
+        ),
+        0
     );
 }
 

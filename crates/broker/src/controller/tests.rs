@@ -465,6 +465,34 @@ fn alter_configs_records_only_differences() {
     }
     let missing = alter_configs(context, &ConfigResource::Topic("x".into()), vec![], false);
     assert_eq!(missing.unwrap_err().message, "Topic x does not exist");
+
+    // librdkafka 0081: any of Kafka's broker configs is known, type-checked,
+    // dynamic or read-only as in Kafka, though Sluice gives it no effect.
+    let node = ConfigResource::Broker(Some(1));
+    let kerberos = set("sasl.kerberos.min.time.before.relogin", "58000");
+    let accepted = alter_configs(context, &node, vec![kerberos], false).unwrap();
+    assert_eq!(
+        accepted.records,
+        vec![MetadataRecord::SetBrokerConfig {
+            node_id: Some(1),
+            key: "sasl.kerberos.min.time.before.relogin".into(),
+            value: Some("58000".into()),
+        }]
+    );
+    let kafka_only_cases = [
+        (
+            set("sasl.kerberos.min.time.before.relogin", "soon"),
+            error_codes::INVALID_CONFIG,
+        ),
+        (
+            set("controlled.shutdown.enable", "false"),
+            error_codes::INVALID_REQUEST,
+        ),
+    ];
+    for (op, code) in kafka_only_cases {
+        let error = alter_configs(context, &node, vec![op], false).unwrap_err();
+        assert_eq!(error.code, code, "{}", error.message);
+    }
     let invalid = alter_configs(context, &topic, vec![set("retention.ms", "soon")], false);
     assert_eq!(invalid.unwrap_err().code, error_codes::INVALID_CONFIG);
 }

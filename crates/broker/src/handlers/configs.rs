@@ -7,7 +7,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, RequestHeader};
 
 use super::str_bytes;
-use crate::config::{ConfigSource, BROKER_CONFIGS, TOPIC_CONFIGS};
+use crate::config::{ConfigSource, ConfigType, TOPIC_CONFIGS};
 use crate::error_codes;
 use crate::metadata_view::MetadataView;
 
@@ -85,8 +85,16 @@ pub async fn describe(
                     results.push(result);
                     continue;
                 }
-                for def in BROKER_CONFIGS.iter().filter(|d| wanted(d.name)) {
+                for def in crate::config::all_broker_configs()
+                    .into_iter()
+                    .filter(|d| wanted(d.name))
+                {
                     let (value, source) = metadata.settings().broker_value(&dynamic, def.name);
+                    // Kafka: a password is never shown; a null default is a null value.
+                    let sensitive = def.config_type == ConfigType::Password;
+                    let null_default = source == ConfigSource::Default
+                        && crate::config::broker_default_is_null(def.name);
+                    let value = (!sensitive && !null_default).then(|| str_bytes(&value));
                     let synonyms = if include_synonyms {
                         broker_synonyms(metadata, &dynamic, def.name)
                     } else {
@@ -95,10 +103,10 @@ pub async fn describe(
                     result.configs.push(
                         DescribeConfigsResourceResult::default()
                             .with_name(str_bytes(def.name))
-                            .with_value(Some(str_bytes(&value)))
+                            .with_value(value)
                             .with_read_only(def.read_only)
                             .with_config_source(source as i8)
-                            .with_is_sensitive(false)
+                            .with_is_sensitive(sensitive)
                             .with_synonyms(synonyms)
                             .with_config_type(def.config_type as i8)
                             .with_documentation(
@@ -135,7 +143,9 @@ fn broker_synonyms(
         synonyms.push(synonym(name, v, ConfigSource::StaticBroker));
     }
     if let Some(def) = crate::config::broker_config_def(name) {
-        synonyms.push(synonym(name, def.default, ConfigSource::Default));
+        if def.config_type != ConfigType::Password && !crate::config::broker_default_is_null(name) {
+            synonyms.push(synonym(name, def.default, ConfigSource::Default));
+        }
     }
     synonyms
 }

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::state::{EndStep, InitStep, TxnMetadata, TxnState};
+use super::verify::{ProduceRefusal, ProduceVerifier};
 use super::{records, store, TRANSACTION_STATE_TOPIC};
 use sluice_log::control::Marker;
 
@@ -77,25 +78,6 @@ type PendingOffsets = BTreeMap<String, Vec<((String, i32), CommittedOffset)>>;
 /// One transactional id; None once it expired (or before it exists).
 type TxnSlot = Arc<tokio::sync::Mutex<Option<TxnMetadata>>>;
 
-/// What the produce path may write for a producer id: the partitions of its
-/// ongoing transaction at its current epoch.
-#[derive(Debug)]
-struct Verified {
-    /// The transaction's epoch.
-    epoch: i16,
-    /// Partitions added to the transaction.
-    partitions: BTreeSet<(String, i32)>,
-}
-
-/// Why a transactional produce is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProduceRefusal {
-    /// An epoch older than the transaction's: INVALID_PRODUCER_EPOCH.
-    Fenced,
-    /// No ongoing transaction holds the partition (KIP-890 part 1).
-    NotInTransaction,
-}
-
 /// The transaction coordinator of this broker.
 pub struct TransactionCoordinator {
     /// Settings.
@@ -108,8 +90,8 @@ pub struct TransactionCoordinator {
     producer_ids: Arc<ProducerIdManager>,
     /// Every transactional id this node coordinates.
     txns: Mutex<HashMap<String, TxnSlot>>,
-    /// Produce verification: producer id → its ongoing transaction.
-    verified: Mutex<HashMap<i64, Verified>>,
+    /// Produce verification: each producer id's epoch and ongoing transaction.
+    verified: Mutex<ProduceVerifier>,
     /// TxnOffsetCommit offsets by producer id, published on commit.
     pending_offsets: Mutex<HashMap<i64, PendingOffsets>>,
     /// Set once the first `sync_ownership` ran.
@@ -135,7 +117,7 @@ impl TransactionCoordinator {
             groups,
             producer_ids,
             txns: Mutex::new(HashMap::new()),
-            verified: Mutex::new(HashMap::new()),
+            verified: Mutex::new(ProduceVerifier::default()),
             pending_offsets: Mutex::new(HashMap::new()),
             loaded: AtomicBool::new(false),
             partitions: Mutex::new(CoordinatorPartitions::default()),
@@ -212,13 +194,13 @@ impl TransactionCoordinator {
                         continue;
                     }
                     if txn.state == TxnState::Ongoing {
-                        verified.insert(
+                        verified.set_transaction(
                             txn.producer_id,
-                            Verified {
-                                epoch: txn.producer_epoch,
-                                partitions: txn.partitions.clone(),
-                            },
+                            txn.producer_epoch,
+                            txn.partitions.clone(),
                         );
+                    } else {
+                        verified.set_epoch(txn.producer_id, txn.producer_epoch);
                     }
                     txns.insert(id, Arc::new(tokio::sync::Mutex::new(Some(txn))));
                 }
@@ -255,7 +237,7 @@ impl TransactionCoordinator {
         for slot in removed {
             if let Ok(guard) = slot.try_lock() {
                 if let Some(txn) = guard.as_ref() {
-                    verified.remove(&txn.producer_id);
+                    verified.forget(txn.producer_id);
                 }
             }
         }
@@ -354,6 +336,13 @@ impl TransactionCoordinator {
                 }
                 InitStep::Ready => {
                     self.store(&working).await?;
+                    {
+                        let mut verified = self.verified.lock();
+                        if working.producer_id != txn.producer_id {
+                            verified.forget(txn.producer_id);
+                        }
+                        verified.set_epoch(working.producer_id, working.producer_epoch);
+                    }
                     *txn = working;
                     tracing::info!(
                         transactional_id,
@@ -364,8 +353,10 @@ impl TransactionCoordinator {
                     return Ok((txn.producer_id, txn.producer_epoch));
                 }
                 InitStep::AbortFirst => {
-                    self.verified.lock().remove(&txn.producer_id);
                     self.store(&working).await?;
+                    self.verified
+                        .lock()
+                        .set_epoch(working.producer_id, working.producer_epoch);
                     *txn = working;
                     tracing::info!(
                         transactional_id,
@@ -412,12 +403,10 @@ impl TransactionCoordinator {
             t.add_partitions(producer_id, producer_epoch, partitions, now)
         })
         .await?;
-        self.verified.lock().insert(
+        self.verified.lock().set_transaction(
             txn.producer_id,
-            Verified {
-                epoch: txn.producer_epoch,
-                partitions: txn.partitions.clone(),
-            },
+            txn.producer_epoch,
+            txn.partitions.clone(),
         );
         Ok(())
     }
@@ -445,7 +434,9 @@ impl TransactionCoordinator {
             EndStep::AlreadyComplete => return Ok(()),
             EndStep::Prepared => {}
         }
-        self.verified.lock().remove(&working.producer_id);
+        self.verified
+            .lock()
+            .set_epoch(working.producer_id, working.producer_epoch);
         self.store(&working).await?;
         *txn = working;
         self.complete(txn).await
@@ -747,8 +738,9 @@ impl TransactionCoordinator {
         })
     }
 
-    /// KIP-890 part 1: a transactional batch must belong to an ongoing
-    /// transaction that holds the partition.
+    /// KIP-890 part 1: a transactional batch must carry its producer id's
+    /// current epoch and belong to an ongoing transaction that holds the
+    /// partition (`ProduceVerifier`).
     pub fn verify_produce(
         &self,
         producer_id: i64,
@@ -756,17 +748,9 @@ impl TransactionCoordinator {
         topic: &str,
         partition: i32,
     ) -> Result<(), ProduceRefusal> {
-        let verified = self.verified.lock();
-        match verified.get(&producer_id) {
-            Some(v) if producer_epoch < v.epoch => Err(ProduceRefusal::Fenced),
-            Some(v)
-                if producer_epoch == v.epoch
-                    && v.partitions.contains(&(topic.to_string(), partition)) =>
-            {
-                Ok(())
-            }
-            _ => Err(ProduceRefusal::NotInTransaction),
-        }
+        self.verified
+            .lock()
+            .verify(producer_id, producer_epoch, topic, partition)
     }
 
     /// One transactional id's metadata (None: unknown).
@@ -809,7 +793,9 @@ impl TransactionCoordinator {
                 let mut working = txn.clone();
                 if working.fence(now).is_ok() {
                     working.abort_fenced(now);
-                    self.verified.lock().remove(&working.producer_id);
+                    self.verified
+                        .lock()
+                        .set_epoch(working.producer_id, working.producer_epoch);
                     if self.store(&working).await.is_err() {
                         continue;
                     }
@@ -828,6 +814,7 @@ impl TransactionCoordinator {
                     && self.store(&working).await.is_ok()
                 {
                     tracing::info!(transactional_id = %id, "transactional id expired");
+                    self.verified.lock().forget(txn.producer_id);
                     *guard = None;
                     let mut txns = self.txns.lock();
                     if txns.get(&id).is_some_and(|s| Arc::ptr_eq(s, &slot)) {

@@ -12,13 +12,17 @@
 //!   EndTxn (markers to every partition, `__consumer_offsets` included,
 //!   answered once durable), TxnOffsetCommit, the produce verification and
 //!   the timeout/expiration checks.
+//! - `verify` — the pure produce-verification table the coordinator keeps:
+//!   each producer id's epoch and ongoing transaction.
 
 pub mod coordinator;
 pub mod records;
 pub mod state;
 pub mod store;
+pub mod verify;
 
-pub use coordinator::{ProduceRefusal, TransactionCoordinator, TxnConfig};
+pub use coordinator::{TransactionCoordinator, TxnConfig};
+pub use verify::{ProduceRefusal, ProduceVerifier};
 
 /// The internal topic holding transaction state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
