@@ -78,6 +78,22 @@ impl CoordinatorPartitions {
     }
 }
 
+/// Runs `sync` now and every `interval` until `shutdown` (the
+/// coordinators' ownership loop).
+pub async fn every(
+    interval: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    sync: impl Fn(),
+) {
+    loop {
+        sync();
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

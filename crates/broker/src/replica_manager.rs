@@ -115,6 +115,18 @@ impl ReplicaManager {
         }
     }
 
+    /// The partitions of `topic` (of `count`) this node leads, with their
+    /// leader epochs (what a coordinator of that internal topic serves).
+    pub fn led_partitions(&self, topic: &str, count: i32) -> std::collections::BTreeMap<i32, i32> {
+        (0..count)
+            .filter_map(|index| {
+                self.leader_partition(topic, index)
+                    .ok()
+                    .map(|partition| (index, partition.leader_epoch()))
+            })
+            .collect()
+    }
+
     /// The hosted partition of the topic with id `topic_id`.
     pub fn get_by_id(&self, topic_id: Uuid, partition: i32) -> Option<Arc<Partition>> {
         self.partitions

@@ -9,23 +9,16 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::raw::RawConnection;
-use common::CLIENT_TIMEOUT;
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{describe_quorum_request, DescribeQuorumRequest};
-use kafka_protocol::messages::{
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
+use common::cluster::{
+    brokers, consume_values, create_replicated_topic, eventually, leaders, produce_acked,
+    quorum_leader,
 };
+use common::raw::RawConnection;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice_testkit::TestCluster;
 
 /// Short sessions, so a stopped broker is fenced within seconds.
@@ -35,124 +28,19 @@ const SETTINGS: &[(&str, &str)] = &[
     ("auto.create.topics.enable", "false"),
 ];
 
-fn metadata(address: &str, topic: Option<&str>) -> MetadataResponse {
-    let mut connection = RawConnection::connect(address);
-    let topics = topic.map(|name| {
-        vec![MetadataRequestTopic::default()
-            .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))]
-    });
-    connection.request(12, 1, &MetadataRequest::default().with_topics(topics))
-}
-
-/// Leader of each partition of `topic` as `address` sees it.
-fn leaders(address: &str, topic: &str) -> BTreeMap<i32, i32> {
-    let response = metadata(address, Some(topic));
-    response
-        .topics
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .map(|p| (p.partition_index, p.leader_id.0))
-        .collect()
-}
-
-/// The active controller, from DescribeQuorum.
-fn quorum_leader(address: &str) -> i32 {
-    let mut connection = RawConnection::connect(address);
-    let request = DescribeQuorumRequest::default().with_topics(vec![
-        describe_quorum_request::TopicData::default()
-            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
-            .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
-    ]);
-    let response = connection.request(0, 7, &request);
-    response.topics[0].partitions[0].leader_id.0
-}
-
-fn brokers(address: &str) -> BTreeSet<i32> {
-    metadata(address, Some(""))
-        .brokers
-        .iter()
-        .map(|b| b.node_id.0)
-        .collect()
-}
-
-/// Polls `check` until it holds, at most `timeout`.
-fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn create_topic(address: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", address)
-        .create()
-        .expect("admin client");
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let options = AdminOptions::new().operation_timeout(Some(CLIENT_TIMEOUT));
-    let results = futures_executor(admin.create_topics([&topic], &options)).expect("create topics");
-    for result in results {
-        result.unwrap_or_else(|(topic, code)| panic!("creating {topic}: {code:?}"));
-    }
-}
-
-/// Runs a future to completion on a small runtime of its own.
-fn futures_executor<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(future)
+    create_replicated_topic(address, name, partitions, 1, &[]);
 }
 
 fn produce(bootstrap: &str, topic: &str, count: usize) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("message.timeout.ms", "30000")
-        .create()
-        .expect("producer");
-    futures_executor(async {
-        for i in 0..count {
-            let key = format!("key-{i}");
-            let value = format!("value-{i}");
-            let record = FutureRecord::to(topic).key(&key).payload(&value);
-            producer
-                .send(record, Duration::from_secs(30))
-                .await
-                .unwrap_or_else(|(error, _)| panic!("producing record {i}: {error}"));
-        }
-    });
+    produce_acked(bootstrap, topic, "value", count);
 }
 
-/// Reads every partition of `topic` from the start until `count` records
-/// arrived; returns the values.
+/// The values of `count` records read from every partition's start.
 fn consume(bootstrap: &str, topic: &str, partitions: i32, count: usize) -> BTreeSet<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "cluster-test")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assignment");
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut values = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while values.len() < count && Instant::now() < deadline {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            let value = message
-                .payload()
-                .map(|v| String::from_utf8_lossy(v).to_string());
-            values.insert(value.unwrap_or_default());
-        }
-    }
-    values
+    consume_values(bootstrap, topic, partitions, count, Duration::from_secs(60))
+        .into_iter()
+        .collect()
 }
 
 #[test]

@@ -6,26 +6,22 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::cluster::{block_on, consume_values, eventually, leaders, produce_acked};
 use common::processes::start_cluster;
 use common::raw::RawConnection;
 use common::CLIENT_TIMEOUT;
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{describe_quorum_request, DescribeQuorumRequest, MetadataRequest};
-use kafka_protocol::messages::{MetadataResponse, TopicName};
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::{describe_quorum_request, DescribeQuorumRequest};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use tempfile::TempDir;
 
 fn quorum_leader(address: &str) -> i32 {
@@ -42,44 +38,14 @@ fn quorum_leader(address: &str) -> i32 {
     partition.leader_id.0
 }
 
-fn metadata(address: &str, topic: &str) -> MetadataResponse {
-    let mut connection = RawConnection::connect(address);
-    let topics = vec![MetadataRequestTopic::default()
-        .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))];
-    connection.request(12, 1, &MetadataRequest::default().with_topics(Some(topics)))
-}
-
-fn leaders(address: &str, topic: &str) -> BTreeMap<i32, i32> {
-    metadata(address, topic)
-        .topics
-        .iter()
-        .flat_map(|t| t.partitions.iter())
-        .map(|p| (p.partition_index, p.leader_id.0))
-        .collect()
-}
-
-fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(future)
-}
-
 /// CreateTopics through `address`; the error code's name on failure.
 fn create_topic(address: &str, name: &str, partitions: i32) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", address)
-        .create()
-        .expect("admin client");
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", address);
+    if let Ok(debug) = std::env::var("SLUICE_TEST_RDKAFKA_DEBUG") {
+        config.set("debug", debug);
+    }
+    let admin: AdminClient<DefaultClientContext> = config.create().expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(CLIENT_TIMEOUT));
     let results = block_on(admin.create_topics([&topic], &options)).map_err(|e| e.to_string())?;
@@ -90,49 +56,14 @@ fn create_topic(address: &str, name: &str, partitions: i32) -> Result<(), String
 }
 
 fn produce(bootstrap: &str, topic: &str, count: usize) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("acks", "all")
-        .set("message.timeout.ms", "30000")
-        .create()
-        .expect("producer");
-    block_on(async {
-        for i in 0..count {
-            let value = format!("value-{i}");
-            let key = format!("key-{i}");
-            producer
-                .send(
-                    FutureRecord::to(topic).key(&key).payload(&value),
-                    Duration::from_secs(30),
-                )
-                .await
-                .unwrap_or_else(|(error, _)| panic!("producing record {i}: {error}"));
-        }
-    });
+    produce_acked(bootstrap, topic, "value", count);
 }
 
 fn consume_count(bootstrap: &str, topic: &str, partitions: i32, count: usize) -> usize {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "cluster-processes")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assignment");
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut seen = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while seen.len() < count && Instant::now() < deadline {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            seen.insert(message.payload().map(<[u8]>::to_vec));
-        }
-    }
-    seen.len()
+    consume_values(bootstrap, topic, partitions, count, Duration::from_secs(60))
+        .into_iter()
+        .collect::<std::collections::BTreeSet<String>>()
+        .len()
 }
 
 #[test]
@@ -156,10 +87,17 @@ fn killing_the_active_controller_keeps_the_cluster_its_topics_and_its_data() {
         match create_topic(&survivor, &format!("after-kill-{attempt}"), 1) {
             Ok(()) => break,
             Err(error) => {
-                assert!(
-                    killed_at.elapsed() < Duration::from_secs(60),
-                    "no CreateTopics succeeded within 60 s of the kill: {error}"
-                );
+                if killed_at.elapsed() >= Duration::from_secs(60) {
+                    let logs: Vec<String> = nodes
+                        .iter()
+                        .filter(|n| n.node_id != leader)
+                        .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
+                        .collect();
+                    panic!(
+                        "no CreateTopics succeeded within 60 s of the kill: {error}\nsurvivors' logs:\n{}",
+                        logs.join("\n----\n")
+                    );
+                }
                 std::thread::sleep(Duration::from_millis(200));
             }
         }

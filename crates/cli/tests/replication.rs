@@ -232,41 +232,48 @@ fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
     cluster.shutdown().expect("clean shutdown");
 }
 
+/// Everything a read_committed consumer reads within `timeout`, sorted.
 fn read_committed_values(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
     timeout: Duration,
 ) -> Vec<String> {
-    use rdkafka::Message;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "txn-reader")
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .expect("assignment");
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut values = Vec::new();
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            values.push(String::from_utf8_lossy(message.payload().unwrap_or_default()).to_string());
-        }
-    }
+    let configs = [("isolation.level", "read_committed")];
+    let mut values = common::cluster::consume_values_with(
+        bootstrap,
+        topic,
+        partitions,
+        usize::MAX,
+        timeout,
+        &configs,
+    );
     values.sort();
     values
 }
 
+/// One record `{prefix}-{p}` to each of partitions 0..3 of `topic`.
+fn send_to_each(
+    producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    topic: &str,
+    prefix: &str,
+) {
+    for partition in 0..3 {
+        let value = format!("{prefix}-{partition}");
+        producer
+            .send(
+                rdkafka::producer::BaseRecord::<(), _>::to(topic)
+                    .partition(partition)
+                    .payload(&value),
+            )
+            .map_err(|(error, _)| error)
+            .expect("send");
+    }
+}
+
 #[test]
 fn a_transaction_over_partitions_led_by_every_broker_commits_and_aborts_as_a_whole() {
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
     let cluster = TestCluster::start(3, SETTINGS).expect("three nodes start");
     let first = cluster.node(1).address();
     eventually("every broker is unfenced", WAIT, || {
@@ -290,30 +297,10 @@ fn a_transaction_over_partitions_led_by_every_broker_commits_and_aborts_as_a_who
         .init_transactions(timeout)
         .expect("init_transactions");
     producer.begin_transaction().expect("begin");
-    for partition in 0..3 {
-        let value = format!("committed-{partition}");
-        producer
-            .send(
-                BaseRecord::<(), _>::to("spread-txn")
-                    .partition(partition)
-                    .payload(&value),
-            )
-            .map_err(|(error, _)| error)
-            .expect("send");
-    }
+    send_to_each(&producer, "spread-txn", "committed");
     producer.commit_transaction(timeout).expect("commit");
     producer.begin_transaction().expect("begin");
-    for partition in 0..3 {
-        let value = format!("aborted-{partition}");
-        producer
-            .send(
-                BaseRecord::<(), _>::to("spread-txn")
-                    .partition(partition)
-                    .payload(&value),
-            )
-            .map_err(|(error, _)| error)
-            .expect("send");
-    }
+    send_to_each(&producer, "spread-txn", "aborted");
     producer.flush(timeout).expect("flush");
     producer.abort_transaction(timeout).expect("abort");
     // Every partition's transactions ended (markers on all three leaders):
@@ -327,17 +314,7 @@ fn a_transaction_over_partitions_led_by_every_broker_commits_and_aborts_as_a_who
     );
     assert_eq!(values, vec!["committed-0", "committed-1", "committed-2"]);
     producer.begin_transaction().expect("begin");
-    for partition in 0..3 {
-        let value = format!("later-{partition}");
-        producer
-            .send(
-                BaseRecord::<(), _>::to("spread-txn")
-                    .partition(partition)
-                    .payload(&value),
-            )
-            .map_err(|(error, _)| error)
-            .expect("send");
-    }
+    send_to_each(&producer, "spread-txn", "later");
     producer.commit_transaction(timeout).expect("commit");
     let values = read_committed_values(
         cluster.bootstrap(),

@@ -207,14 +207,9 @@ impl GroupCoordinator {
     /// partition this node has come to lead (its groups are served once it
     /// is loaded) and drops the groups of each it no longer leads.
     pub fn sync_ownership(self: &Arc<Self>) {
-        let led: BTreeMap<i32, i32> = (0..self.config.partitions)
-            .filter_map(|index| {
-                self.replicas
-                    .leader_partition(OFFSETS_TOPIC, index)
-                    .ok()
-                    .map(|partition| (index, partition.leader_epoch()))
-            })
-            .collect();
+        let led = self
+            .replicas
+            .led_partitions(OFFSETS_TOPIC, self.config.partitions);
         let plan = self.partitions.lock().plan(&led);
         for index in &plan.unload {
             self.unload(*index);
@@ -283,15 +278,9 @@ impl GroupCoordinator {
     pub async fn run_ownership(
         self: Arc<Self>,
         interval: Duration,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) {
-        loop {
-            self.sync_ownership();
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
+        crate::coordinator_partitions::every(interval, shutdown, || self.sync_ownership()).await
     }
 
     fn insert(self: &Arc<Self>, group: Group) -> Arc<GroupHandle> {

@@ -165,14 +165,9 @@ impl TransactionCoordinator {
     /// markers are finished by the maintenance task) and drops the
     /// transactional ids of each it no longer leads.
     pub fn sync_ownership(self: &Arc<Self>) {
-        let led: BTreeMap<i32, i32> = (0..self.config.partitions)
-            .filter_map(|index| {
-                self.replicas
-                    .leader_partition(TRANSACTION_STATE_TOPIC, index)
-                    .ok()
-                    .map(|partition| (index, partition.leader_epoch()))
-            })
-            .collect();
+        let led = self
+            .replicas
+            .led_partitions(TRANSACTION_STATE_TOPIC, self.config.partitions);
         let plan = self.partitions.lock().plan(&led);
         for index in &plan.unload {
             self.unload(*index);
@@ -252,15 +247,9 @@ impl TransactionCoordinator {
     pub async fn run_ownership(
         self: Arc<Self>,
         interval: Duration,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) {
-        loop {
-            self.sync_ownership();
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
+        crate::coordinator_partitions::every(interval, shutdown, || self.sync_ownership()).await
     }
 
     /// Stores `txn` and waits until the record is durable.

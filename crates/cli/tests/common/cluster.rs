@@ -167,12 +167,27 @@ pub fn consume_values(
     count: usize,
     timeout: Duration,
 ) -> Vec<String> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    consume_values_with(bootstrap, topic, partitions, count, timeout, &[])
+}
+
+/// `consume_values` with consumer configs (e.g. `isolation.level`).
+pub fn consume_values_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    timeout: Duration,
+    configs: &[(&str, &str)],
+) -> Vec<String> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "cluster-test")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+        .set("enable.auto.commit", "false");
+    for (key, value) in configs {
+        config.set(*key, *value);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
         assignment
