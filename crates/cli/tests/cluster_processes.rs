@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{block_on, consume_values, eventually, leaders, produce_acked};
+use common::cluster::{block_on, brokers, consume_values, eventually, leaders, produce_acked};
 use common::processes::start_cluster;
 use common::raw::RawConnection;
 use common::CLIENT_TIMEOUT;
@@ -47,7 +47,12 @@ fn create_topic(address: &str, name: &str, partitions: i32) -> Result<(), String
     }
     let admin: AdminClient<DefaultClientContext> = config.create().expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let options = AdminOptions::new().operation_timeout(Some(CLIENT_TIMEOUT));
+    // The request may wait for a forward to the active controller, which
+    // retries NOT_CONTROLLER for up to 30 s while leadership moves: the
+    // client waits longer than that for the answer.
+    let options = AdminOptions::new()
+        .operation_timeout(Some(CLIENT_TIMEOUT))
+        .request_timeout(Some(Duration::from_secs(45)));
     let results = block_on(admin.create_topics([&topic], &options)).map_err(|e| e.to_string())?;
     for result in results {
         result.map_err(|(_, code)| format!("{code:?}"))?;
@@ -71,6 +76,12 @@ fn killing_the_active_controller_keeps_the_cluster_its_topics_and_its_data() {
     let dir = TempDir::new().expect("temp dir");
     let mut nodes = start_cluster(dir.path(), &[]);
     let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    // Brokers are fenced until they caught up, and a client whose broker
+    // leaves the Metadata's broker list drops it mid-request: start once
+    // all three are listed.
+    eventually("every broker is unfenced", Duration::from_secs(60), || {
+        brokers(&bootstrap[0]).len() == 3
+    });
     create_topic(&bootstrap[0], "kept", 3).expect("create topic");
     produce(&bootstrap.join(","), "kept", 30);
     let before = leaders(&bootstrap[0], "kept");
