@@ -162,6 +162,24 @@ impl Partition {
         *self.role.read()
     }
 
+    /// Where this leader's epoch began (its log end when it became
+    /// leader); `None` on a follower.
+    pub fn leader_epoch_start_offset(&self) -> Option<i64> {
+        self.leader_isr
+            .lock()
+            .as_ref()
+            .map(LeaderIsr::epoch_start_offset)
+    }
+
+    /// KIP-207: a new leader whose high watermark has not yet reached the
+    /// start of its epoch does not know the latest committed offset (the
+    /// old leader's high watermark may have been higher), so a client's
+    /// ListOffsets for it answers OFFSET_NOT_AVAILABLE until it does.
+    pub fn offsets_pending(&self) -> bool {
+        self.leader_epoch_start_offset()
+            .is_some_and(|start| start > self.high_watermark())
+    }
+
     pub fn is_leader(&self) -> bool {
         self.role.read().is_leader()
     }
@@ -223,6 +241,18 @@ impl Partition {
             before != next
         };
         if changed {
+            // Kafka logs each role change of a partition at INFO: the first
+            // line to read when leadership moved, or did not.
+            match next {
+                PartitionRole::Leader { epoch } => {
+                    tracing::info!(topic = %self.topic, partition = self.index, leader_epoch = epoch,
+                        isr = ?state.isr, log_end = self.log.log_end_offset(), "leads the partition");
+                }
+                PartitionRole::Follower { .. } => {
+                    tracing::info!(topic = %self.topic, partition = self.index, leader = state.leader,
+                        leader_epoch = state.leader_epoch, isr = ?state.isr, "follows the partition's leader");
+                }
+            }
             self.high_watermark.send_modify(|_| {});
             self.log_end.send_modify(|_| {});
         }

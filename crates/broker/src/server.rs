@@ -122,7 +122,14 @@ impl Broker {
                 return Err(error);
             }
         };
-        let (shutdown, tasks) = spawn_tasks(&state, listener, connections_max);
+        let (shutdown, mut tasks) = spawn_tasks(&state);
+        wait_until_unfenced(&state, config.node_id).await;
+        tasks.push(tokio::spawn(net::acceptor::run_acceptor(
+            listener,
+            state.clone(),
+            connections_max,
+            shutdown.subscribe(),
+        )));
         tracing::info!(%local_addr, node_id = config.node_id, cluster_id = %quorum.cluster_id(), "broker started");
         Ok(Broker {
             state,
@@ -314,8 +321,6 @@ fn services(
     })
 }
 
-/// Starts the background tasks and the acceptor; returns the shutdown
-/// signal and their handles.
 /// How long `shutdown` waits for each background task.
 const TASK_STOP_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -334,11 +339,9 @@ const TASK_NAMES: &[&str] = &[
     "acceptor",
 ];
 
-fn spawn_tasks(
-    state: &Arc<BrokerState>,
-    listener: TcpListener,
-    connections_max: usize,
-) -> (watch::Sender<bool>, Vec<JoinHandle<()>>) {
+/// Starts the background tasks (the acceptor comes after them, once the
+/// broker may serve); returns the shutdown signal and their handles.
+fn spawn_tasks(state: &Arc<BrokerState>) -> (watch::Sender<bool>, Vec<JoinHandle<()>>) {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let replicas = &state.replicas;
     let expiration_ms = state
@@ -377,14 +380,47 @@ fn spawn_tasks(
             let shutdown = shutdown_rx.clone();
             async move { controller.run_duties(shutdown).await }
         }),
-        tokio::spawn(net::acceptor::run_acceptor(
-            listener,
-            state.clone(),
-            connections_max,
-            shutdown_rx,
-        )),
     ];
     (shutdown, tasks)
+}
+
+/// How long a broker of a cluster waits to be unfenced before it opens its
+/// client listener anyway (Kafka's `initial.broker.registration.timeout.ms`
+/// default).
+const INITIAL_UNFENCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A broker of a cluster serves clients once the controller has unfenced
+/// it and its own image shows that, as Kafka's BrokerServer enables request
+/// processing only after its initial unfencing: a client's first Metadata
+/// from it then lists it, and no Metadata it answers drops brokers another
+/// one listed a moment before (librdkafka decommissions a broker that
+/// leaves the list, and loses the request in flight to it). The port is
+/// bound (and registered) already; connections wait in the backlog.
+async fn wait_until_unfenced(state: &BrokerState, node_id: i32) {
+    if !state.controller.clustered() {
+        return;
+    }
+    let epoch = state.controller.broker_epoch();
+    let mut images = state.metadata.quorum().subscribe();
+    let unfenced = async {
+        images
+            .wait_for(|image| {
+                image
+                    .brokers
+                    .get(&node_id)
+                    .is_some_and(|broker| broker.broker_epoch == epoch && !broker.fenced)
+            })
+            .await
+            .is_ok()
+    };
+    match tokio::time::timeout(INITIAL_UNFENCE_TIMEOUT, unfenced).await {
+        Ok(true) => {}
+        _ => tracing::warn!(
+            node_id,
+            broker_epoch = epoch,
+            "not unfenced by the controller within {INITIAL_UNFENCE_TIMEOUT:?}; serving clients anyway"
+        ),
+    }
 }
 
 /// Creates (if needed) and locks the data directory; errors name it.

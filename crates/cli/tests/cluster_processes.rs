@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -179,6 +180,56 @@ fn sigterm_moves_a_brokers_leaderships_before_it_exits() {
     for node in &mut nodes[..2] {
         assert_eq!(node.terminate().map(|s| s.code()), Some(Some(0)));
     }
+}
+
+#[test]
+fn pausing_the_active_controller_fences_it_and_no_live_broker() {
+    let dir = TempDir::new().expect("temp dir");
+    // Sessions of 4 s, heartbeats every 500 ms (start_cluster's).
+    let nodes = start_cluster(dir.path(), &[]);
+    let first = nodes[0].address.clone();
+    let all: BTreeSet<i32> = BTreeSet::from([1, 2, 3]);
+    eventually("every broker is unfenced", Duration::from_secs(60), || {
+        brokers(&first) == all
+    });
+    let paused = quorum_leader(&first);
+    let live: BTreeSet<i32> = all.iter().copied().filter(|n| *n != paused).collect();
+    let watcher = nodes[(*live.first().expect("a live node") - 1) as usize]
+        .address
+        .clone();
+    nodes[(paused - 1) as usize].pause();
+    // The brokers' heartbeats in flight to the paused controller must not
+    // outlast the new controller's first session timeout.
+    let mut seen = Vec::new();
+    let mut fenced_at = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = brokers(&watcher);
+        assert!(
+            live.is_subset(&now),
+            "a live broker was fenced: {watcher} lists {now:?} after {seen:?}"
+        );
+        if fenced_at.is_none() && now == live {
+            fenced_at = Some(Instant::now());
+        }
+        if fenced_at.is_some_and(|at| at.elapsed() > Duration::from_secs(8)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the paused controller {paused} is still listed: {seen:?}"
+        );
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nodes[(paused - 1) as usize].resume();
+    eventually(
+        "the resumed node is unfenced again",
+        Duration::from_secs(60),
+        || brokers(&watcher) == all,
+    );
 }
 
 /// Three consecutive free ports starting at a random base.

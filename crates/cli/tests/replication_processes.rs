@@ -3,17 +3,26 @@
 //! and restarted, and every acknowledged record is read back once, in order;
 //! a paused leader (SIGSTOP past the session timeout) is replaced and
 //! acknowledges nothing the new leader lacks; a paused follower leaves the
-//! ISR after `replica.lag.time.max.ms` and rejoins once it catches up.
+//! ISR after `replica.lag.time.max.ms` and rejoins once it catches up; a
+//! new leader whose high watermark is below its epoch's start answers
+//! ListOffsets with OFFSET_NOT_AVAILABLE (KIP-207) until it is not.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    block_on, consume_values, create_replicated_topic, eventually, leader_and_isr, produce_raw,
+    block_on, consume_values, create_replicated_topic, eventually, eventually_seen, leader_and_isr,
+    metadata, produce_raw,
 };
 use common::processes::{start_cluster, Node};
+use common::raw::RawConnection;
+use common::segment::{first_segment_path, parse_batches};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tempfile::TempDir;
@@ -171,9 +180,12 @@ fn a_paused_leader_is_replaced_and_acknowledges_nothing_the_new_leader_lacks() {
     let leader_address = nodes[(leader - 1) as usize].address.clone();
     nodes[(leader - 1) as usize].pause();
     let alive = alive_address(&nodes, leader);
-    eventually("another replica leads", WAIT, || {
-        let (now, _) = leader_and_isr(&alive, "paused", 0);
-        now != -1 && now != leader
+    eventually_seen("another replica leads", WAIT, || {
+        let (now, isr) = leader_and_isr(&alive, "paused", 0);
+        (
+            now != -1 && now != leader,
+            format!("leader {now}, ISR {isr:?} from {alive}"),
+        )
     });
     // A produce that reaches the old leader while it is paused is read once
     // it resumes, while it still believes it leads.
@@ -401,4 +413,99 @@ fn a_leader_with_writes_no_follower_has_truncates_them_when_it_returns() {
         log.contains("diverges from the leader"),
         "the old leader's log shows the truncation"
     );
+}
+
+/// ListOffsets (v`version`) for the latest offset of partition 0 of `topic`
+/// at `address`: (error code, offset).
+fn latest_offset(address: &str, topic: &str, version: i16) -> (i16, i64) {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]);
+    let mut connection = RawConnection::connect(address);
+    let response: ListOffsetsResponse = connection.request(version, 11, &request);
+    let answer = &response.topics[0].partitions[0];
+    (answer.error_code, answer.offset)
+}
+
+/// The last offset in the first segment of partition 0 of `topic` in a
+/// node's data dir (-1 when empty).
+fn stored_last_offset(data_dir: &Path, topic: &str) -> i64 {
+    let bytes = std::fs::read(first_segment_path(data_dir, topic, 0)).unwrap_or_default();
+    let (batches, _) = parse_batches(&bytes);
+    batches.last().map_or(-1, |b| b.last_offset())
+}
+
+#[test]
+fn a_new_leader_answers_offset_not_available_until_its_high_watermark_reaches_its_epoch() {
+    let dir = TempDir::new().expect("temp dir");
+    // A paused follower stays registered and in the ISR (KIP-207's case: the
+    // new leader cannot know the old leader's high watermark).
+    let settings = [
+        ("replica.lag.time.max.ms", "120000"),
+        ("broker.session.timeout.ms", "120000"),
+    ];
+    let mut nodes = start_cluster(dir.path(), &settings);
+    let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    create_replicated_topic(&bootstrap[0], "kip207", 1, 3, &[]);
+    eventually("the ISR is full", WAIT, || {
+        leader_and_isr(&bootstrap[0], "kip207", 0).1 == all()
+    });
+    let metadata = metadata(&bootstrap[0], Some("kip207"));
+    let partition = &metadata.topics[0].partitions[0];
+    let leader = partition.leader_id.0;
+    let followers: Vec<i32> = partition
+        .replica_nodes
+        .iter()
+        .map(|n| n.0)
+        .filter(|n| *n != leader)
+        .collect();
+    // The controller elects the first in-sync replica in assignment order:
+    // `next`; the other follower is paused.
+    let (next, paused) = (followers[0], followers[1]);
+    let node = |id: i32| (id - 1) as usize;
+    let leader_address = nodes[node(leader)].address.clone();
+    let next_address = nodes[node(next)].address.clone();
+    eventually("the leader serves the partition", WAIT, || {
+        produce_raw(&leader_address, "kip207", 0, -1, &["a", "b", "c", "d", "e"]).0 == 0
+    });
+    assert_eq!(latest_offset(&leader_address, "kip207", 9), (0, 5));
+    nodes[node(paused)].pause();
+    // acks=1: the leader and `next` have them; the high watermark stays at
+    // 5 while the paused follower is in the ISR.
+    assert_eq!(
+        produce_raw(&leader_address, "kip207", 0, 1, &["f", "g", "h"]),
+        (0, 5)
+    );
+    let next_dir = dir.path().join(format!("node-{next}"));
+    eventually("the next leader has offsets 5..8", WAIT, || {
+        stored_last_offset(&next_dir, "kip207") == 7
+    });
+    assert_eq!(latest_offset(&leader_address, "kip207", 9), (0, 5));
+    // A controlled shutdown moves leadership to `next` at once.
+    assert_eq!(
+        nodes[node(leader)].terminate().map(|s| s.code()),
+        Some(Some(0))
+    );
+    eventually("the next replica leads", WAIT, || {
+        latest_offset(&next_address, "kip207", 9).0
+            != sluice_broker::error_codes::NOT_LEADER_OR_FOLLOWER
+    });
+    assert_eq!(
+        latest_offset(&next_address, "kip207", 9).0,
+        sluice_broker::error_codes::OFFSET_NOT_AVAILABLE,
+        "its high watermark (5) is below its epoch's start (8)"
+    );
+    assert_eq!(
+        latest_offset(&next_address, "kip207", 4).0,
+        sluice_broker::error_codes::LEADER_NOT_AVAILABLE,
+        "before v5 a client gets LEADER_NOT_AVAILABLE"
+    );
+    nodes[node(paused)].resume();
+    eventually("the high watermark reaches the epoch", WAIT, || {
+        latest_offset(&next_address, "kip207", 9) == (0, 8)
+    });
 }

@@ -394,8 +394,9 @@ impl MetadataQuorum {
 
     /// Sends a request to the active controller's service (this node's own
     /// when it leads) and returns its answer. Fails with `NotLeader` when no
-    /// leader is known, and with `Io` when the leader cannot be reached in
-    /// `timeout`; the caller retries (leadership may be moving).
+    /// leader is known or the leader changes while it waits, and with `Io`
+    /// when the leader cannot be reached in `timeout`; the caller retries
+    /// (leadership may be moving).
     pub async fn call_controller(
         &self,
         request: Vec<u8>,
@@ -418,7 +419,24 @@ impl MetadataQuorum {
             return Ok(service.handle(request).await);
         }
         let mut client = self.controller_client(leader)?;
-        let answer = client.controller_call(request, timeout).await;
+        // A leader that stops answering (paused, cut off) is replaced by an
+        // election: the call ends then, so the caller asks the new one at
+        // once instead of waiting out `timeout` on the old (a broker's
+        // heartbeat stuck there would let the new controller fence it).
+        let mut metrics = self.raft.metrics();
+        let moved = async move {
+            if metrics
+                .wait_for(|m| m.current_leader != Some(leader))
+                .await
+                .is_err()
+            {
+                std::future::pending::<()>().await;
+            }
+        };
+        let answer = tokio::select! {
+            answer = client.controller_call(request, timeout) => answer,
+            () = moved => return Err(MetaError::NotLeader { leader: None }),
+        };
         if answer.is_ok() {
             if let Ok(mut idle) = self.controller_clients.lock() {
                 idle.entry(leader).or_default().push(client);

@@ -27,6 +27,8 @@ use crate::error_codes;
 
 /// How long one exchange with the leader may take.
 const EXCHANGE_TIMEOUT_MS: u64 = 15_000;
+/// The least an exchange is given, even when the deadline is nearer.
+const EXCHANGE_TIMEOUT_MIN_MS: u64 = 200;
 /// How long a forwarded change may take in all, retries included.
 pub(crate) const FORWARD_DEADLINE_MS: u64 = 30_000;
 /// How long the sender waits for its image to catch up with the answer.
@@ -160,7 +162,7 @@ impl Controller {
         let mut delay = Duration::from_millis(RETRY_DELAY_MIN_MS);
         let mut last_error;
         loop {
-            let attempt = self.attempt(&request).await;
+            let attempt = self.attempt(&request, deadline).await;
             match attempt {
                 Err(error) if error.code == error_codes::NOT_CONTROLLER => last_error = error,
                 other => return other,
@@ -173,15 +175,23 @@ impl Controller {
         }
     }
 
-    /// One try: served here when this node leads, else sent to the leader.
-    /// A leader that cannot be reached counts as NOT_CONTROLLER (retried).
-    async fn attempt(&self, request: &ControllerRequest) -> Result<ControllerReply, TopicError> {
+    /// One try: served here when this node leads, else sent to the leader,
+    /// waiting for its answer no longer than `deadline` (a heartbeat's
+    /// deadline is about its interval). A leader that cannot be reached
+    /// counts as NOT_CONTROLLER (retried).
+    async fn attempt(
+        &self,
+        request: &ControllerRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<ControllerReply, TopicError> {
         if self.quorum.is_active_controller() {
             return self.serve(request.clone()).await;
         }
         let bytes = serde_json::to_vec(request)
             .map_err(|e| TopicError::new(error_codes::UNKNOWN_SERVER_ERROR, e.to_string()))?;
-        let timeout = Duration::from_millis(EXCHANGE_TIMEOUT_MS);
+        let timeout = Duration::from_millis(EXCHANGE_TIMEOUT_MS)
+            .min(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .max(Duration::from_millis(EXCHANGE_TIMEOUT_MIN_MS));
         let answer = match self.quorum.call_controller(bytes, timeout).await {
             Ok(answer) => answer,
             Err(MetaError::ShutDown) => {

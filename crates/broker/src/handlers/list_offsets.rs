@@ -14,6 +14,8 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
+/// The replica id of a client's ListOffsets.
+const CONSUMER_REPLICA_ID: i32 = -1;
 
 pub async fn handle(
     replicas: &ReplicaManager,
@@ -69,6 +71,24 @@ pub async fn handle(
             // Never past what a consumer may read: the high watermark (also
             // the last stable offset while there are no transactions).
             let high_watermark = partition.high_watermark();
+            // KIP-207, for clients (replica id -1) as in Kafka's
+            // Partition.fetchOffsetForTimestamp: the latest offset, and a
+            // timestamp found at or past the high watermark, wait until this
+            // leader's high watermark reaches the start of its epoch.
+            // Clients older than v5 do not know the code: LEADER_NOT_AVAILABLE
+            // (retried too), as Kafka answers them.
+            let pending =
+                request.replica_id.0 == CONSUMER_REPLICA_ID && partition.offsets_pending();
+            let not_available = if header.request_api_version >= 5 {
+                error_codes::OFFSET_NOT_AVAILABLE
+            } else {
+                error_codes::LEADER_NOT_AVAILABLE
+            };
+            if pending && p.timestamp == LATEST {
+                response.error_code = not_available;
+                partitions.push(response);
+                continue;
+            }
             let found: Result<Option<(i64, i64)>, sluice_log::LogError> = match p.timestamp {
                 // read_committed (isolation level 1, v2+) answers the last stable offset.
                 LATEST if request_isolation == 1 => Ok(Some((partition.last_stable_offset(), -1))),
@@ -91,6 +111,9 @@ pub async fn handle(
                     if header.request_api_version >= 4 && offset >= 0 {
                         response.leader_epoch = epoch;
                     }
+                }
+                Ok(None) if pending && (p.timestamp == MAX_TIMESTAMP || p.timestamp >= 0) => {
+                    response.error_code = not_available;
                 }
                 Ok(None) => {}
                 Err(error) => response.error_code = error_codes::from_log_error(&error),

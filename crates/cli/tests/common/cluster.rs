@@ -98,6 +98,23 @@ pub fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
     }
 }
 
+/// Polls `check` until it holds, at most `timeout`; `check` also says
+/// what it saw, and the last of that is in the failure.
+pub fn eventually_seen(what: &str, timeout: Duration, mut check: impl FnMut() -> (bool, String)) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (holds, seen) = check();
+        if holds {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {timeout:?}; last seen: {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Runs a future to completion on a small runtime of its own.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()

@@ -121,9 +121,66 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("SLUICE_TEST_STACKS").is_some() {
+            self.dump_stacks();
+        }
         self.kill9();
+        // A failing test shows what each node logged: its temp dir (and
+        // the log with it) is gone once the test ends.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            // openraft repeats each failed append to a stopped peer every
+            // few hundred milliseconds; the rest is what tells a story.
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    !l.contains("openraft::replication") && !l.contains("replication_handler")
+                })
+                .collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            eprintln!(
+                "---- node {} log (last {} lines) ----\n{}",
+                self.node_id,
+                tail.len(),
+                tail.join("\n")
+            );
+        }
     }
 }
+
+impl Node {
+    /// With `SLUICE_TEST_STACKS` set, a failing test writes every thread's
+    /// stack of each node (gdb) under the system temp dir, to find where a
+    /// node hangs.
+    fn dump_stacks(&self) {
+        let Some(child) = &self.child else { return };
+        let out = std::env::temp_dir().join(format!(
+            "sluice-stacks-node{}-{}.txt",
+            self.node_id,
+            child.id()
+        ));
+        let dump = Command::new("gdb")
+            .args([
+                "-p",
+                &child.id().to_string(),
+                "-batch",
+                "-ex",
+                "thread apply all bt",
+            ])
+            .stdin(Stdio::null())
+            .output();
+        match dump {
+            Ok(output) => {
+                let _ = std::fs::write(&out, &output.stdout);
+                eprintln!("node {} stacks: {}", self.node_id, out.display());
+            }
+            Err(error) => eprintln!("node {} stacks: gdb failed: {error}", self.node_id),
+        }
+    }
+}
+
+/// Lines of each node's log a failing test prints.
+const LOG_TAIL_LINES: usize = 300;
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
