@@ -90,8 +90,35 @@ pub enum AppendOrigin {
     /// A coordinator's batch in its internal topic (a transactional
     /// producer's TxnOffsetCommit opens that producer's transaction).
     Coordinator,
-    /// A transaction marker written by the transaction coordinator.
-    Marker(Marker),
+    /// A transaction marker written by the transaction coordinator of
+    /// `coordinator_epoch`.
+    Marker {
+        marker: Marker,
+        coordinator_epoch: i32,
+    },
+}
+
+/// Why `append_marker` wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum MarkerError {
+    /// Refused with a Kafka error code: NOT_LEADER_OR_FOLLOWER, or
+    /// TRANSACTION_COORDINATOR_FENCED when a coordinator of a later epoch
+    /// already wrote a marker for the producer here.
+    #[error("transaction marker refused (error code {0})")]
+    Refused(i16),
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] sluice_log::LogError),
+}
+
+impl MarkerError {
+    /// The Kafka error code of the failure.
+    pub fn code(&self) -> i16 {
+        match self {
+            MarkerError::Refused(code) => *code,
+            MarkerError::Log(error) => error_codes::from_log_error(error),
+        }
+    }
 }
 
 /// The outcome of `append_as_leader`.
@@ -430,7 +457,7 @@ impl Partition {
         marker: producer_state::Marker,
         coordinator_epoch: i32,
         now_ms: i64,
-    ) -> Result<i64, sluice_log::LogError> {
+    ) -> Result<i64, MarkerError> {
         use kafka_protocol::records::{
             Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
         };
@@ -463,10 +490,14 @@ impl Partition {
                 reason: format!("encoding a transaction marker: {e}"),
             }
         })?;
-        let header = sluice_log::batch::parse_header(&buf)?;
-        match self.append_as_leader(&buf.freeze(), &header, AppendOrigin::Marker(marker), None)? {
+        let header = sluice_log::batch::parse_header(&buf).map_err(sluice_log::LogError::from)?;
+        let origin = AppendOrigin::Marker {
+            marker,
+            coordinator_epoch,
+        };
+        match self.append_as_leader(&buf.freeze(), &header, origin, None)? {
             LeaderAppend::Appended(info) => Ok(info.base_offset),
-            LeaderAppend::Rejected(_) => Err(sluice_log::LogError::Closed),
+            LeaderAppend::Rejected(code) => Err(MarkerError::Refused(code)),
             // Only client appends are checked against the producer state.
             LeaderAppend::Duplicate(_) => unreachable!("a marker append is not sequence-checked"),
         }
@@ -510,6 +541,16 @@ impl Partition {
                     }
                 }
             }
+            if let AppendOrigin::Marker {
+                coordinator_epoch, ..
+            } = origin
+            {
+                if !producers.coordinator_current(header.producer_id, coordinator_epoch) {
+                    return Ok(LeaderAppend::Rejected(
+                        error_codes::TRANSACTION_COORDINATOR_FENCED,
+                    ));
+                }
+            }
             // A large batch is written from the request's own buffer.
             let info = self.log.append_shared(records, options)?;
             let recorded = match origin {
@@ -522,8 +563,12 @@ impl Partition {
                     producers.record_transaction(header, info.base_offset, None);
                     true
                 }
-                AppendOrigin::Marker(marker) => {
+                AppendOrigin::Marker {
+                    marker,
+                    coordinator_epoch,
+                } => {
                     producers.record_transaction(header, info.base_offset, Some(marker));
+                    producers.record_coordinator_epoch(header.producer_id, coordinator_epoch);
                     true
                 }
                 AppendOrigin::Client { .. } | AppendOrigin::Coordinator => false,

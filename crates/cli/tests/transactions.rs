@@ -19,9 +19,13 @@ use common::{
 };
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, DescribeTransactionsRequest, EndTxnRequest, InitProducerIdRequest,
     ListTransactionsRequest, ProduceRequest, ProducerId, TopicName, TransactionalId,
+    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
@@ -584,4 +588,47 @@ async fn an_abort_survives_kill_9_before_the_next_snapshot() {
         read_all(broker.bootstrap(), &topic, 1, "read_committed"),
         vec!["committed"]
     );
+}
+
+/// One WriteTxnMarkers v1 for partition 0 of `topic`: the partition's code.
+fn write_marker(address: &str, topic: &str, producer: (i64, i16), coordinator_epoch: i32) -> i16 {
+    let request =
+        WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_transaction_result(false)
+            .with_coordinator_epoch(coordinator_epoch)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(TopicName(str_bytes(topic)))
+                .with_partition_indexes(vec![0])])]);
+    let mut connection = RawConnection::connect(address);
+    let response: WriteTxnMarkersResponse = connection.request(1, 27, &request);
+    response.markers[0].topics[0].partitions[0].error_code
+}
+
+/// Kafka's checkCoordinatorEpoch: once a transaction coordinator of epoch
+/// 5 wrote a producer's marker, one of epoch 4 (a coordinator that lost
+/// its partition and does not know yet) gets TRANSACTION_COORDINATOR_FENCED
+/// and writes nothing; epoch 5 and later still write. It holds after a
+/// restart, from the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marker_from_a_stale_transaction_coordinator_is_refused() {
+    let mut broker = TestBroker::start();
+    let topic = topic_name("txn-stale-coordinator");
+    create_topic(broker.bootstrap(), &topic, 1).await;
+    let producer = (4242, 0);
+    assert_eq!(write_marker(broker.bootstrap(), &topic, producer, 5), 0);
+    assert_eq!(write_marker(broker.bootstrap(), &topic, producer, 4), 52);
+    assert_eq!(write_marker(broker.bootstrap(), &topic, producer, 5), 0);
+    assert_eq!(
+        write_marker(broker.bootstrap(), &topic, (4343, 0), 1),
+        0,
+        "another producer"
+    );
+    let (_, high) = watermarks(broker.bootstrap(), &topic, 0);
+    assert_eq!(high, 3, "the refused marker was not written");
+    broker.kill9();
+    broker.restart();
+    assert_eq!(write_marker(broker.bootstrap(), &topic, producer, 4), 52);
+    assert_eq!(write_marker(broker.bootstrap(), &topic, producer, 6), 0);
 }

@@ -20,7 +20,7 @@ use crate::batch::{
     self, BatchHeader, ATTRIBUTES_AT, BATCH_LENGTH_AT, COMPRESSION_MASK, CRC_AT, HEADER_BYTES,
     MAX_TIMESTAMP_AT, RECORD_COUNT_AT,
 };
-use crate::control::{self, ControlType};
+use crate::control::{self, ControlType, Marker};
 
 /// The xerial snappy stream magic (Java clients' `SnappyOutputStream`).
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
@@ -70,6 +70,8 @@ pub struct RawRecord<'a> {
     pub key: Option<&'a [u8]>,
     /// Null value: a tombstone.
     pub tombstone: bool,
+    /// The value, `None` for a null value.
+    pub value: Option<&'a [u8]>,
 }
 
 /// Reads a zigzag varint (Kafka's varint / varlong) at `*at`.
@@ -128,6 +130,7 @@ pub fn split_records(records: &[u8]) -> Result<Vec<RawRecord<'_>>, String> {
             timestamp_delta,
             key,
             tombstone: value.is_none(),
+            value,
         });
         at = end;
     }
@@ -307,6 +310,29 @@ pub fn for_each_key(
         }
     }
     Ok(())
+}
+
+/// The marker of a control batch and the coordinator epoch its value
+/// carries (see `control`; -1 when the value cannot be read); `None` for a
+/// control batch without records or of another control type.
+pub fn marker(header: &BatchHeader, original: &[u8]) -> Result<Option<(Marker, i32)>, String> {
+    let section = records_section(header, original)?;
+    let records = split_records(&section)?;
+    let Some(record) = records.first() else {
+        return Ok(None);
+    };
+    let Some(marker) = record
+        .key
+        .and_then(control::decode_key)
+        .and_then(ControlType::marker)
+    else {
+        return Ok(None);
+    };
+    let epoch = record
+        .value
+        .and_then(control::decode_marker_value)
+        .unwrap_or(-1);
+    Ok(Some((marker, epoch)))
 }
 
 /// The marker type of a control batch, from its first record's key (see

@@ -69,6 +69,13 @@ pub fn encode_marker_value(coordinator_epoch: i32) -> [u8; 6] {
     value
 }
 
+/// The coordinator epoch in a marker's value (any version: Kafka reads
+/// the epoch after the version); `None` when the value is too short.
+pub fn decode_marker_value(value: &[u8]) -> Option<i32> {
+    let epoch = value.get(2..6)?;
+    Some(i32::from_be_bytes([epoch[0], epoch[1], epoch[2], epoch[3]]))
+}
+
 /// The type in a control record's key; `None` when the key is shorter than
 /// its version and type. The version is not checked (as Kafka, which reads
 /// the type of any version).
@@ -106,5 +113,8 @@ mod tests {
             assert_eq!(decoded, Some(marker));
         }
         assert_eq!(encode_marker_value(7), [0, 0, 0, 0, 0, 7]);
+        assert_eq!(decode_marker_value(&encode_marker_value(7)), Some(7));
+        assert_eq!(decode_marker_value(&[0, 0, 0, 0, 1, 0]), Some(256));
+        assert_eq!(decode_marker_value(&[0, 0, 0, 0, 1]), None);
     }
 }

@@ -55,7 +55,7 @@ pub async fn handle(
                         Err(error) => {
                             tracing::warn!(topic = name, partition = index, %error,
                                 "writing a transaction marker failed");
-                            error_codes::from_log_error(&error)
+                            error.code()
                         }
                     },
                 };

@@ -472,7 +472,7 @@ impl TransactionCoordinator {
                 )
                 .map_err(|error| {
                     tracing::warn!(%topic, partition = index, %error, "writing a transaction marker failed");
-                    KafkaError::from_log_error(&error)
+                    marker_failure(&error)
                 })?;
             written.push((partition, offset));
         }
@@ -585,6 +585,16 @@ impl TransactionCoordinator {
                                     let key = (topic.name.0.to_string(), partition.partition_index);
                                     if partition.error_code == crate::error_codes::NONE {
                                         remaining.remove(&key);
+                                    } else if partition.error_code
+                                        == crate::error_codes::TRANSACTION_COORDINATOR_FENCED
+                                    {
+                                        // A coordinator of a later epoch owns
+                                        // this transaction now: this one is a
+                                        // zombie and stops (Kafka's marker
+                                        // handler aborts sending).
+                                        tracing::warn!(topic = %key.0, partition = key.1, leader,
+                                            "transaction marker refused: a newer coordinator wrote one");
+                                        return Err(KafkaError::NotCoordinator);
                                     } else {
                                         tracing::debug!(topic = %key.0, partition = key.1, leader,
                                             code = partition.error_code, "transaction marker refused; retrying");
@@ -614,15 +624,22 @@ impl TransactionCoordinator {
                     } else {
                         Marker::Abort
                     };
-                    if let Ok(offset) = partition.append_marker(
+                    match partition.append_marker(
                         txn.producer_id,
                         txn.producer_epoch,
                         marker,
                         coordinator_epoch,
                         self.clock.now_ms(),
                     ) {
-                        if self.wait_durable(&partition, offset).await.is_ok() {
-                            remaining.remove(&(topic, index));
+                        Ok(offset) => {
+                            if self.wait_durable(&partition, offset).await.is_ok() {
+                                remaining.remove(&(topic, index));
+                            }
+                        }
+                        Err(error) => {
+                            if let KafkaError::NotCoordinator = marker_failure(&error) {
+                                return Err(KafkaError::NotCoordinator);
+                            }
                         }
                     }
                 }
@@ -833,5 +850,20 @@ impl TransactionCoordinator {
             }
             self.check(expire).await;
         }
+    }
+}
+
+/// What a failed local marker write answers: NOT_COORDINATOR when a
+/// coordinator of a later epoch has written markers for the producer (this
+/// one is stale), else the failure's own error.
+fn marker_failure(error: &crate::partition::MarkerError) -> KafkaError {
+    match error {
+        crate::partition::MarkerError::Refused(code)
+            if *code == crate::error_codes::TRANSACTION_COORDINATOR_FENCED =>
+        {
+            KafkaError::NotCoordinator
+        }
+        crate::partition::MarkerError::Refused(_) => KafkaError::NotLeaderOrFollower,
+        crate::partition::MarkerError::Log(error) => KafkaError::from_log_error(error),
     }
 }

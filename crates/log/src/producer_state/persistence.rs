@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::state::ProducerStateManager;
 use crate::batch::{self, BatchHeader};
 use crate::compact;
-use crate::control::{ControlType, Marker};
+use crate::control::Marker;
 use crate::log_files::TEMPORARY_SUFFIX;
 use crate::Log;
 
@@ -161,22 +161,20 @@ pub fn replay_batch(state: &mut ProducerStateManager, header: &BatchHeader, byte
     // Transactions too: without this, an abort (or an open transaction)
     // after the snapshot would be forgotten by an unclean restart, and
     // read_committed consumers would see aborted or uncommitted records.
-    if let Some(marker) = marker_of(header, bytes) {
+    if let Some((marker, coordinator_epoch)) = marker_of(header, bytes) {
         state.record_transaction(header, header.base_offset, Some(marker));
+        state.record_coordinator_epoch(header.producer_id, coordinator_epoch);
     }
 }
 
 /// The transaction marker a control batch holds; `None` for a batch whose
 /// CRC does not match, whose control record cannot be read, or whose record
 /// is another control type.
-fn marker_of(header: &BatchHeader, bytes: &[u8]) -> Option<Marker> {
+fn marker_of(header: &BatchHeader, bytes: &[u8]) -> Option<(Marker, i32)> {
     if !batch::crc_matches(header, bytes) {
         return None;
     }
-    compact::control_type(header, bytes)
-        .ok()
-        .flatten()
-        .and_then(ControlType::marker)
+    compact::marker(header, bytes).ok().flatten()
 }
 
 #[cfg(test)]
@@ -192,7 +190,8 @@ mod replay_tests {
     /// (`Some(0)` abort, `Some(1)` commit) of `producer_id`.
     fn encoded(producer_id: i64, sequence: i32, control: Option<i16>) -> BytesMut {
         let record = match control {
-            Some(kind) => TestRecord::marker(kind == 1, 0),
+            // Coordinator epoch 5 in every marker.
+            Some(kind) => TestRecord::marker(kind == 1, 5),
             None => TestRecord::keyed("k", "v"),
         };
         let sequence = if control.is_some() { -1 } else { sequence };
@@ -240,5 +239,9 @@ mod replay_tests {
         );
         assert_eq!(state.first_unstable_offset(), Some(4));
         assert_eq!(state.last_batch_offsets().get(&9), Some(&4));
+        // The markers' coordinator epoch: an older coordinator is refused.
+        assert_eq!(state.coordinator_epochs.get(&7), Some(&5));
+        assert_eq!(state.coordinator_epochs.get(&8), Some(&5));
+        assert!(!state.coordinator_current(7, 4));
     }
 }

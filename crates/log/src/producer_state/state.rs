@@ -93,6 +93,11 @@ pub struct ProducerStateManager {
     /// Aborted transactions in marker order (pruned below the log start).
     #[serde(default)]
     pub aborted: Vec<AbortedTransaction>,
+    /// Producer id → the highest transaction coordinator epoch of its
+    /// markers here (Kafka's `ProducerStateEntry.coordinatorEpoch`): a
+    /// marker from an older coordinator is refused.
+    #[serde(default)]
+    pub coordinator_epochs: HashMap<i64, i32>,
 }
 
 /// The sequence of the last record of a batch.
@@ -214,6 +219,28 @@ impl ProducerStateManager {
         }
     }
 
+    /// Whether a marker of `producer_id` from the coordinator of
+    /// `coordinator_epoch` may be written: not when a later coordinator
+    /// (a higher epoch) already wrote one (Kafka's checkCoordinatorEpoch;
+    /// the broker answers TRANSACTION_COORDINATOR_FENCED).
+    pub fn coordinator_current(&self, producer_id: i64, coordinator_epoch: i32) -> bool {
+        self.coordinator_epochs
+            .get(&producer_id)
+            .is_none_or(|known| *known <= coordinator_epoch)
+    }
+
+    /// Records the coordinator epoch of a marker written (or replayed).
+    pub fn record_coordinator_epoch(&mut self, producer_id: i64, coordinator_epoch: i32) {
+        if producer_id < 0 {
+            return;
+        }
+        let known = self
+            .coordinator_epochs
+            .entry(producer_id)
+            .or_insert(coordinator_epoch);
+        *known = (*known).max(coordinator_epoch);
+    }
+
     /// First offset of the oldest open transaction, if any.
     pub fn first_unstable_offset(&self) -> Option<i64> {
         self.ongoing.values().copied().min()
@@ -266,6 +293,11 @@ impl ProducerStateManager {
         self.producers.retain(|id, e| {
             ongoing.contains_key(id) || now_ms.saturating_sub(e.last_write_ms) <= expiration_ms
         });
+        // The coordinator epoch goes with the producer (Kafka keeps it in
+        // the producer's entry).
+        let producers = &self.producers;
+        self.coordinator_epochs
+            .retain(|id, _| producers.contains_key(id) || ongoing.contains_key(id));
         before - self.producers.len()
     }
 

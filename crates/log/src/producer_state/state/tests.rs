@@ -157,3 +157,33 @@ fn silent_producers_expire_and_truncation_forgets_batches() {
     state.truncate_to(1);
     assert!(state.producers.is_empty());
 }
+
+/// Kafka's checkCoordinatorEpoch: a marker from an older coordinator than
+/// one that already wrote for the producer is refused; the same or a later
+/// one is not; the epoch goes when the producer expires.
+#[test]
+fn a_marker_from_an_older_coordinator_is_refused() {
+    let mut state = ProducerStateManager::default();
+    assert!(state.coordinator_current(7, 0), "no marker yet");
+    state.record_coordinator_epoch(7, 3);
+    assert!(!state.coordinator_current(7, 2));
+    assert!(state.coordinator_current(7, 3));
+    assert!(state.coordinator_current(7, 4));
+    assert!(state.coordinator_current(8, 0), "another producer");
+    state.record_coordinator_epoch(7, 1);
+    assert!(!state.coordinator_current(7, 2), "never goes back");
+    state.record_coordinator_epoch(-1, 9);
+    assert!(
+        !state.coordinator_epochs.contains_key(&-1),
+        "not for producer id -1"
+    );
+    // Producer 7 has no batches: it expires, and its coordinator epoch with it.
+    state.record(&batch(8, 0, 0, 1), 0, 1_000);
+    state.record_coordinator_epoch(8, 2);
+    assert_eq!(state.expire(1_000, 100), 0);
+    assert!(!state.coordinator_current(8, 1), "producer 8 is kept");
+    assert!(
+        state.coordinator_current(7, 0),
+        "producer 7's epoch is gone"
+    );
+}
