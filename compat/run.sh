@@ -18,6 +18,16 @@
 # could not run. A missing tool is a failure, never a skip.
 #
 # The consumer-group suites run by default; SLUICE_COMPAT_GROUPS=0 leaves them out (and says so).
+#
+# SLUICE_COMPAT_KEEP_LOGS=1 keeps the temp dir (suite logs, broker/node logs) even when all passed.
+#
+# Cluster mode: SLUICE_COMPAT_BROKERS=N (N > 1; default 1 = one `sluice serve`) runs the shared-broker
+# suites against N real broker processes started by `sluice dev --brokers N` (each node a broker
+# and a metadata-quorum voter, on N consecutive free loopback ports; default.replication.factor =
+# min(3, N)); SLUICE_BOOTSTRAP is then the comma-separated list of every node. librdkafka's own
+# suites start a single broker of their own: in cluster mode they are NOT RUN unless named on the
+# command line (then they run as always, against their own single node). Node logs stay in the
+# printed temp dir (data/node-*.log) when anything failed.
 set -euo pipefail
 
 ORIG_PWD="$PWD"
@@ -27,6 +37,7 @@ VENV="$COMPAT_DIR/.venv"
 VENV_KP2="$COMPAT_DIR/.venv-kp2" # kafka-python >= 2.2 (python/requirements-kp2.txt) for kafka-python-txn
 SUITE_TIMEOUT="${SLUICE_COMPAT_SUITE_TIMEOUT:-900}" # seconds per suite, a backstop over per-test timeouts
 FULL_SUITE_TIMEOUT="${SLUICE_COMPAT_FULL_SUITE_TIMEOUT:-10800}" # librdkafka-full: every test number
+BROKERS="${SLUICE_COMPAT_BROKERS:-1}" # 1: one `sluice serve`; N > 1: `sluice dev --brokers N`
 export PYTHONDONTWRITEBYTECODE=1
 export DEBIAN_FRONTEND=noninteractive
 
@@ -42,25 +53,46 @@ declare -A BROKEN=() # install step -> reason; suites needing it fail instead of
 WORK="$(mktemp -d -t sluice-compat.XXXXXX)"
 BROKER_PID=""
 
+NODE_PIDS=() # cluster mode: the pids of the nodes `sluice dev` started (from its stdout)
+
+# A pid that is running (a zombie — a node that exited and that `sluice dev` has not reaped yet —
+# does not count).
+running() { # pid
+  local state
+  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)"
+  [[ -n "$state" && "$state" != Z && "$state" != X ]]
+}
+
 stop_broker() {
   [[ -n "$BROKER_PID" ]] || return 0
-  local pid="$BROKER_PID"
+  local pid="$BROKER_PID" what=broker bound=150
   BROKER_PID=""
+  # `sluice dev` stops its nodes on SIGTERM (a controlled shutdown each, 30 s bound of its own).
+  [[ "$BROKERS" -gt 1 ]] && what="cluster (sluice dev)" && bound=450
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
     local i
-    for ((i = 0; i < 150; i++)); do
+    for ((i = 0; i < bound; i++)); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
     if kill -0 "$pid" 2>/dev/null; then
-      log "WARNING: broker did not exit within 15 s of SIGTERM; sending SIGKILL"
+      log "WARNING: $what did not exit within $((bound / 10)) s of SIGTERM; sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
     fi
   fi
   local rc=0
   wait "$pid" 2>/dev/null || rc=$?
-  log "broker stopped (exit status $rc)"
+  # A node left behind (sluice dev was killed before it could stop it): SIGKILL it by its pid.
+  local node
+  for node in "${NODE_PIDS[@]}"; do
+    if running "$node"; then
+      log "WARNING: node pid $node still running after sluice dev exited; sending SIGKILL"
+      kill -KILL "$node" 2>/dev/null || true
+    fi
+  done
+  NODE_PIDS=()
+  log "$what stopped (exit status $rc)"
 }
 
 on_exit() {
@@ -254,6 +286,23 @@ if [[ $# -gt 0 ]]; then SUITES=("$@"); else SUITES=("${DEFAULT_SUITES[@]}"); fi
 for s in "${SUITES[@]}"; do
   [[ " ${ALL_SUITES[*]} " == *" $s "* ]] || { log "unknown suite '$s' (known: ${ALL_SUITES[*]})"; exit 2; }
 done
+if ! [[ "$BROKERS" =~ ^[1-9]$ ]]; then
+  log "SLUICE_COMPAT_BROKERS must be 1..9 (sluice dev's range), not '$BROKERS'"
+  exit 2
+fi
+export SLUICE_COMPAT_BROKERS="$BROKERS" # the suites read it (conftest.py, node/helpers.mjs)
+if [[ "$BROKERS" -gt 1 ]]; then
+  log "cluster mode: SLUICE_COMPAT_BROKERS=$BROKERS, the shared-broker suites run against $BROKERS nodes of \`sluice dev\`"
+  if [[ $# -eq 0 ]]; then
+    # librdkafka's suites start one broker of their own; in cluster mode they run only when named.
+    kept=()
+    for s in "${SUITES[@]}"; do [[ "$s" == librdkafka* ]] || kept+=("$s"); done
+    SUITES=("${kept[@]}")
+    log "NOT RUN: librdkafka (its own single broker, not the cluster): cluster mode runs only the shared-broker suites unless librdkafka is named on the command line."
+  elif [[ " ${SUITES[*]} " == *" librdkafka"* ]]; then
+    log "librdkafka suites named: they run against a single broker of their own, not the cluster"
+  fi
+fi
 want() { [[ " ${SUITES[*]} " == *" $1 "* ]]; }
 # The suites that share one broker (all but librdkafka's, which start their own).
 SHARED=0
@@ -284,28 +333,155 @@ else
 fi
 [[ -x "$SLUICE_BIN" ]] || { log "ERROR: broker binary $SLUICE_BIN not found"; exit 1; }
 
-if [[ "$SHARED" == 1 ]]; then
+# One `sluice serve` (BROKERS=1). Sets SLUICE_BOOTSTRAP and BROKER_PID, or returns 1.
+start_single() {
   mkdir -p "$WORK/data"
   log "starting $SLUICE_BIN serve --listen 127.0.0.1:0 --data-dir $WORK/data"
   "$SLUICE_BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/broker.out" 2>"$WORK/broker.err" &
   BROKER_PID=$!
-  PORT=""
+  local port="" i
   for ((i = 0; i < 300; i++)); do # 30 s
-    PORT="$(grep -m1 -oE 'listening on 127\.0\.0\.1:[0-9]+' "$WORK/broker.out" 2>/dev/null | grep -oE '[0-9]+$' || true)"
-    [[ -n "$PORT" ]] && break
+    port="$(grep -m1 -oE 'listening on 127\.0\.0\.1:[0-9]+' "$WORK/broker.out" 2>/dev/null | grep -oE '[0-9]+$' || true)"
+    [[ -n "$port" ]] && break
     if ! kill -0 "$BROKER_PID" 2>/dev/null; then break; fi
     sleep 0.1
   done
-  if [[ -z "$PORT" ]]; then
+  if [[ -z "$port" ]]; then
     log "ERROR: broker did not print 'listening on 127.0.0.1:PORT' within 30 s"
     echo "--- broker stdout"; tail -n 40 "$WORK/broker.out" || true
     echo "--- broker stderr"; tail -n 40 "$WORK/broker.err" || true
+    return 1
+  fi
+  export SLUICE_BOOTSTRAP="127.0.0.1:$port"
+  log "broker pid $BROKER_PID listening on $SLUICE_BOOTSTRAP"
+}
+
+# Two bases P and Q such that P..P+N-1 and Q..Q+N-1 are all free on 127.0.0.1 right now (all 2N
+# bound at once, then released), below the ephemeral range so client connections do not take
+# them meanwhile. Prints "P Q".
+free_port_bases() { # N
+  python3 - "$1" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+for _ in range(200):
+    p = random.randrange(20000, 32000 - 2 * n, 2 * n)
+    held = []
+    try:
+        for port in range(p, p + 2 * n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(s)
+            s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        for s in held:
+            s.close()
+    print(p, p + n)
+    sys.exit(0)
+sys.exit("no 2N consecutive free ports found in 200 tries")
+PY
+}
+
+# `sluice dev --brokers N` (BROKERS>1). Sets SLUICE_BOOTSTRAP, BROKER_PID (the dev process) and
+# NODE_PIDS, or returns 1. Up to 3 attempts on fresh ports (a port taken between the check and
+# the bind makes a node exit while starting).
+start_cluster() {
+  local attempt bases port cport out i line
+  for attempt in 1 2 3; do
+    bases="$(free_port_bases "$BROKERS")" || { log "ERROR: no $BROKERS + $BROKERS free consecutive ports found"; return 1; }
+    read -r port cport <<<"$bases"
+    rm -rf "$WORK/data"
+    mkdir -p "$WORK/data"
+    out="$WORK/cluster.out"
+    log "starting $SLUICE_BIN dev --brokers $BROKERS --port $port --controller-port $cport --data-dir $WORK/data (attempt $attempt)"
+    "$SLUICE_BIN" dev --brokers "$BROKERS" --port "$port" --controller-port "$cport" --data-dir "$WORK/data" \
+      >"$out" 2>"$WORK/cluster.err" &
+    BROKER_PID=$!
+    line=""
+    # sluice dev gives its nodes 60 s to listen, then prints `bootstrap ...` and the node lines
+    # (all at once, ending with the Ctrl-C line).
+    for ((i = 0; i < 900; i++)); do # 90 s
+      if grep -q '^Ctrl-C stops every node' "$out" 2>/dev/null; then
+        line="$(grep -m1 -E '^bootstrap 127\.0\.0\.1:[0-9]+(,127\.0\.0\.1:[0-9]+)*$' "$out" || true)"
+        break
+      fi
+      kill -0 "$BROKER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [[ -n "$line" ]]; then
+      export SLUICE_BOOTSTRAP="${line#bootstrap }"
+      mapfile -t NODE_PIDS < <(grep -E '^node [0-9]+ pid [0-9]+ ' "$out" | awk '{print $4}')
+      if [[ "${#NODE_PIDS[@]}" != "$BROKERS" ]]; then
+        log "ERROR: sluice dev printed ${#NODE_PIDS[@]} node lines, expected $BROKERS"
+        cat "$out"
+        return 1
+      fi
+      log "cluster: sluice dev pid $BROKER_PID, $BROKERS nodes (pids ${NODE_PIDS[*]}), node logs $WORK/data/node-*.log"
+      grep -E '^node [0-9]+ pid ' "$out" | sed 's/^/    /'
+      log "SLUICE_BOOTSTRAP=$SLUICE_BOOTSTRAP"
+      return 0
+    fi
+    if kill -0 "$BROKER_PID" 2>/dev/null; then
+      log "ERROR: sluice dev did not print its bootstrap line within 90 s (attempt $attempt)"
+    else
+      local rc=0
+      wait "$BROKER_PID" 2>/dev/null || rc=$?
+      log "ERROR: sluice dev exited (status $rc) before printing its bootstrap line (attempt $attempt)"
+    fi
+    echo "--- sluice dev stdout"; tail -n 20 "$out" || true
+    echo "--- sluice dev stderr"; tail -n 20 "$WORK/cluster.err" || true
+    for f in "$WORK"/data/node-*.log; do
+      [[ -f "$f" ]] && { echo "--- $f (last lines)"; tail -n 10 "$f"; }
+    done
+    if kill -0 "$BROKER_PID" 2>/dev/null; then
+      stop_broker # alive but not ready within the bound: a retry would not help
+      return 1
+    fi
+    BROKER_PID=""
+    # the nodes' logs of a failed attempt are kept next to the run's
+    mv "$WORK/data" "$WORK/data-attempt-$attempt" 2>/dev/null || true
+  done
+  return 1
+}
+
+# After the suites: did a broker process exit? Prints one line per dead process; returns 1 if any.
+check_alive() {
+  local dead=0 rc i
+  if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+    rc=0
+    wait "$BROKER_PID" 2>/dev/null || rc=$?
+    BROKER_PID=""
+    if [[ "$BROKERS" -gt 1 ]]; then
+      log "ERROR: sluice dev exited during the run (status $rc)"
+      tail -n 40 "$WORK/cluster.err" || true
+      record cluster "CRASHED" 0 1 "sluice dev exited with status $rc during the run"
+    else
+      log "ERROR: the broker exited during the run (status $rc)"
+      tail -n 40 "$WORK/broker.err" || true
+      record broker "CRASHED" 0 1 "broker exited with status $rc during the run"
+    fi
+    dead=1
+  fi
+  for ((i = 0; i < ${#NODE_PIDS[@]}; i++)); do
+    # sluice dev restarts nothing and does not exit when one node does: check each node.
+    if ! running "${NODE_PIDS[$i]}"; then
+      log "ERROR: node $((i + 1)) (pid ${NODE_PIDS[$i]}) exited during the run; last lines of $WORK/data/node-$((i + 1)).log:"
+      tail -n 40 "$WORK/data/node-$((i + 1)).log" 2>/dev/null | sed 's/^/    /' || true
+      record "node-$((i + 1))" "CRASHED" 0 1 "node $((i + 1)) exited during the run"
+      dead=1
+    fi
+  done
+  return "$dead"
+}
+
+if [[ "$SHARED" == 1 ]]; then
+  started=0
+  if [[ "$BROKERS" -gt 1 ]]; then start_cluster && started=1; else start_single && started=1; fi
+  if [[ "$started" == 0 ]]; then
     for s in "${SUITES[@]}"; do [[ "$s" == librdkafka* ]] || cannot_run "$s" "broker did not start"; done
+    [[ "${SLUICE_COMPAT_GROUPS:-1}" == 1 ]] && cannot_run groups "broker did not start"
     stop_broker
   else
-    export SLUICE_BOOTSTRAP="127.0.0.1:$PORT"
-    log "broker pid $BROKER_PID listening on $SLUICE_BOOTSTRAP"
-
     want confluent && run_pytest confluent venv -- python/test_confluent.py python/test_idempotence.py python/test_admin.py python/test_transactions.py
     want kafka-python && run_pytest kafka-python venv -- python/test_kafka_python.py
     want kafka-python-txn && SUITE_VENV="$VENV_KP2" run_pytest kafka-python-txn venv-kp2 -- python/test_kafka_python_txn.py
@@ -323,14 +499,7 @@ if [[ "$SHARED" == 1 ]]; then
       log "NOT RUN: consumer-group suites ($GROUP_FILES): SLUICE_COMPAT_GROUPS=0 was set."
     fi
 
-    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-      rc=0
-      wait "$BROKER_PID" 2>/dev/null || rc=$?
-      BROKER_PID=""
-      log "ERROR: the broker exited during the run (status $rc)"
-      tail -n 40 "$WORK/broker.err" || true
-      record broker "CRASHED" 0 1 "broker exited with status $rc during the run"
-    fi
+    check_alive || true
     stop_broker
   fi
 fi
@@ -345,8 +514,19 @@ printf '%s\n' "${SUMMARY[@]}"
 if [[ "$KNOWN_BUGS" != 0 ]]; then
   log "$KNOWN_BUGS known broker bug(s) pinned by strict xfail tests (not counted below); see compat/FINDINGS.md"
 fi
-if [[ "$TOTAL_FAILED" != 0 ]]; then
-  log "logs (suite output, broker stdout/stderr): $WORK"
+# A panic a node survived (in a task) is not a crash, but it is worth a look: say so.
+for f in "$WORK"/data/node-*.log "$WORK/broker.err"; do
+  [[ -f "$f" ]] || continue
+  panics="$(grep -c 'panicked' "$f" || true)"
+  [[ "$panics" != 0 ]] && log "WARNING: $panics 'panicked' line(s) in $f" && KEEP_WORK=1
+done
+[[ "${SLUICE_COMPAT_KEEP_LOGS:-0}" == 1 ]] && KEEP_WORK=1
+if [[ "$TOTAL_FAILED" != 0 || -n "${KEEP_WORK:-}" ]]; then
+  if [[ "$BROKERS" -gt 1 && "$SHARED" == 1 ]]; then
+    log "logs (suite output, sluice dev stdout/stderr, node logs data/node-*.log): $WORK"
+  else
+    log "logs (suite output, broker stdout/stderr): $WORK"
+  fi
 else
   rm -rf "$WORK"
 fi

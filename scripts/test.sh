@@ -5,7 +5,8 @@
 #      real `sluice` binary and talk to it with rdkafka (librdkafka),
 #   3. the third-party client suite in compat/ (kcat, confluent-kafka,
 #      kafka-python, kafkajs) against a started broker; it installs its own
-#      dependencies (apt, a venv, npm into compat/).
+#      dependencies (apt, a venv, npm into compat/); then the shared-broker
+#      suites again against three nodes started by `sluice dev --brokers 3`.
 # Exits non-zero if anything failed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,3 +39,6 @@ fi
 echo "== compat suite"
 cargo build -p sluice --quiet
 bash compat/run.sh
+
+echo "== compat suite against a 3-node cluster (sluice dev --brokers 3)"
+SLUICE_COMPAT_BROKERS=3 bash compat/run.sh

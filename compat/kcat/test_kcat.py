@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import confluent_create_topic, unique_topic, wait_until
+from conftest import BROKERS, REPLICATION_FACTOR, confluent_create_topic, unique_topic, wait_until
 
 TIMEOUT = 20.0
 KCAT = os.environ.get("KCAT", "kcat")
@@ -65,13 +65,13 @@ def test_list_metadata(bootstrap):
     topic = unique_topic("kcat-md")
     confluent_create_topic(bootstrap, topic, partitions=3)
     res = kcat("-b", bootstrap, "-L")
-    assert "1 brokers:" in res.stdout or "brokers:" in res.stdout, res.stdout
+    assert f" {BROKERS} brokers:" in res.stdout, res.stdout
     assert f'topic "{topic}" with 3 partitions' in res.stdout, res.stdout
 
     md = json.loads(kcat("-b", bootstrap, "-L", "-J", "-t", topic).stdout)
     broker_ids = {b["id"] for b in md["brokers"]}
     assert md["controllerid"] in broker_ids, md
-    assert bootstrap in {b["name"] for b in md["brokers"]}, md
+    assert {b["name"] for b in md["brokers"]} == set(bootstrap.split(",")), md  # every node, nothing else
     [t] = md["topics"]
     assert t["topic"] == topic and "error" not in t
     parts = sorted(t["partitions"], key=lambda p: p["partition"])
@@ -80,6 +80,8 @@ def test_list_metadata(bootstrap):
         assert p["leader"] in broker_ids
         assert p["leader"] in {r["id"] for r in p["replicas"]}
         assert p["leader"] in {r["id"] for r in p["isrs"]}
+        assert len(p["replicas"]) == REPLICATION_FACTOR and {r["id"] for r in p["replicas"]} <= broker_ids, p
+        assert {r["id"] for r in p["isrs"]} == {r["id"] for r in p["replicas"]}, p
 
 
 # --------------------------------------------------------------------------- produce / consume

@@ -1,4 +1,5 @@
-// Shared helpers for the kafkajs suites. Run through compat/run.sh, which sets SLUICE_BOOTSTRAP.
+// Shared helpers for the kafkajs suites. Run through compat/run.sh, which sets SLUICE_BOOTSTRAP
+// (host:port, or host:port,host:port,... in cluster mode) and SLUICE_COMPAT_BROKERS.
 import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -9,6 +10,13 @@ const require = createRequire(import.meta.url)
 export const kafkajs = require('kafkajs')
 
 export const TIMEOUT_MS = 15000
+
+/** The number of broker processes run.sh started (1, or N of `sluice dev --brokers N`). */
+export const BROKERS = Number(process.env.SLUICE_COMPAT_BROKERS || '1')
+if (!Number.isInteger(BROKERS) || BROKERS < 1) throw new Error(`bad SLUICE_COMPAT_BROKERS ${process.env.SLUICE_COMPAT_BROKERS}`)
+/** The replication factor the tests create topics with: `sluice dev`'s default, min(3, BROKERS). */
+export const REPLICATION_FACTOR = Math.min(3, BROKERS)
+export const CLUSTER = BROKERS > 1
 
 export function bootstrap() {
   const b = (process.env.SLUICE_BOOTSTRAP || '').trim()
@@ -23,7 +31,7 @@ export function uniqueTopic(prefix) {
 export function newKafka(clientId = 'compat-kafkajs') {
   return new kafkajs.Kafka({
     clientId,
-    brokers: [bootstrap()],
+    brokers: bootstrap().split(','),
     connectionTimeout: 5000,
     requestTimeout: TIMEOUT_MS,
     logLevel: kafkajs.logLevel.ERROR,

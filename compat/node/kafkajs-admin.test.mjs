@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 
-import { errorTypes, kafkajs, newKafka, uniqueTopic, waitUntil, TIMEOUT_MS } from './helpers.mjs'
+import { errorTypes, kafkajs, newKafka, uniqueTopic, waitUntil, BROKERS, REPLICATION_FACTOR, TIMEOUT_MS } from './helpers.mjs'
 
 const { ConfigResourceTypes, ConfigSource } = kafkajs
 const T = { timeout: 45000 }
@@ -29,7 +29,7 @@ describe('kafkajs admin', () => {
 
   async function createTopic(topic, numPartitions, configEntries = []) {
     const created = await admin.createTopics({
-      topics: [{ topic, numPartitions, replicationFactor: 1, configEntries }],
+      topics: [{ topic, numPartitions, replicationFactor: REPLICATION_FACTOR, configEntries }],
       waitForLeaders: true,
       timeout: TIMEOUT_MS,
     })
@@ -79,10 +79,14 @@ describe('kafkajs admin', () => {
     })
     assert.deepEqual(some.resources[0].configEntries.map((e) => e.configName).sort(), ['cleanup.policy', 'retention.ms'])
 
+    // kafkajs sends a BROKER resource to that broker: every broker answers for itself
     const cluster = await admin.describeCluster()
-    const broker = await describeResource(ConfigResourceTypes.BROKER, String(cluster.brokers[0].nodeId))
-    assert.equal(broker['log.retention.bytes'].configValue, '-1')
-    assert.ok('num.partitions' in broker)
+    assert.equal(cluster.brokers.length, BROKERS, JSON.stringify(cluster))
+    for (const { nodeId } of cluster.brokers) {
+      const broker = await describeResource(ConfigResourceTypes.BROKER, String(nodeId))
+      assert.equal(broker['log.retention.bytes'].configValue, '-1', `broker ${nodeId}`)
+      assert.ok('num.partitions' in broker, `broker ${nodeId}`)
+    }
   })
 
   test('admin.alterConfigs sets the overrides; bad input gets INVALID_CONFIG and changes nothing', T, async () => {

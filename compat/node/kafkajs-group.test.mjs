@@ -10,8 +10,8 @@
 // (LeaveGroup); committed offsets = high watermarks; produce M more and a NEW consumer of the group
 // resumes exactly at the committed offsets and reads exactly the M new records. Admin: listGroups,
 // describeGroups (members, client ids, assignments), deleteGroups.
-// A broker restart between commit and resume is not exercised (compat runs one broker for all
-// suites); the Rust end-to-end tests cover it.
+// A broker restart between commit and resume is not exercised (compat keeps its broker, or its
+// cluster, up for all suites); the Rust end-to-end tests cover it.
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 

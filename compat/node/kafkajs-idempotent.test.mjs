@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 
-import { kafkajs, kcatRead, newKafka, uniqueTopic, TIMEOUT_MS } from './helpers.mjs'
+import { kafkajs, kcatRead, newKafka, uniqueTopic, REPLICATION_FACTOR, TIMEOUT_MS } from './helpers.mjs'
 
 const { CompressionTypes } = kafkajs
 const T = { timeout: 60000 }
@@ -29,7 +29,7 @@ describe('kafkajs idempotent producer', () => {
 
   async function createTopic(topic, numPartitions) {
     const created = await admin.createTopics({
-      topics: [{ topic, numPartitions, replicationFactor: 1 }],
+      topics: [{ topic, numPartitions, replicationFactor: REPLICATION_FACTOR }],
       waitForLeaders: true,
       timeout: TIMEOUT_MS,
     })

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 
-import { errorTypes, kafkajs, kcatRead, newKafka, uniqueTopic, waitUntil, TIMEOUT_MS } from './helpers.mjs'
+import { bootstrap, errorTypes, kafkajs, kcatRead, newKafka, uniqueTopic, waitUntil, BROKERS, REPLICATION_FACTOR, TIMEOUT_MS } from './helpers.mjs'
 
 const { CompressionTypes } = kafkajs
 const T = { timeout: 45000 }
@@ -31,7 +31,7 @@ describe('kafkajs', () => {
 
   async function createTopic(topic, numPartitions) {
     const created = await admin.createTopics({
-      topics: [{ topic, numPartitions, replicationFactor: 1 }],
+      topics: [{ topic, numPartitions, replicationFactor: REPLICATION_FACTOR }],
       waitForLeaders: true,
       timeout: TIMEOUT_MS,
     })
@@ -51,8 +51,12 @@ describe('kafkajs', () => {
       assert.ok(p.leader >= 0, `partition ${p.partitionId} has no leader`)
       assert.ok(p.replicas.includes(p.leader))
       assert.ok(p.isr.includes(p.leader))
+      assert.equal(new Set(p.replicas).size, REPLICATION_FACTOR, JSON.stringify(p))
+      assert.deepEqual([...p.isr].sort(), [...p.replicas].sort(), JSON.stringify(p))
     }
     const cluster = await admin.describeCluster()
+    assert.equal(cluster.brokers.length, BROKERS, JSON.stringify(cluster))
+    assert.deepEqual(cluster.brokers.map((b) => `${b.host}:${b.port}`).sort(), bootstrap().split(',').sort(), JSON.stringify(cluster))
     assert.ok(cluster.brokers.some((b) => b.nodeId === cluster.controller), JSON.stringify(cluster))
     assert.ok(cluster.clusterId, 'clusterId is empty')
     // second create of the same topic: TOPIC_ALREADY_EXISTS, which kafkajs reports as false

@@ -18,7 +18,7 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from conftest import unique_topic, wait_until
+from conftest import BROKERS, CLUSTER, REPLICATION_FACTOR, unique_topic, wait_until
 
 TIMEOUT = 15.0
 
@@ -37,7 +37,7 @@ def cfk_admin(bootstrap):
 def cfk_create(bootstrap, name, partitions=1, config=None):
     admin = cfk_admin(bootstrap)
     admin.create_topics(
-        [NewTopic(name, partitions, 1, config=config or {})], request_timeout=TIMEOUT
+        [NewTopic(name, partitions, REPLICATION_FACTOR, config=config or {})], request_timeout=TIMEOUT
     )[name].result(timeout=TIMEOUT)
     wait_until(
         lambda: len(admin.list_topics(topic=name, timeout=5).topics[name].partitions) == partitions,
@@ -52,6 +52,13 @@ def describe_topic(admin, topic):
         [ConfigResource(ConfigResource.Type.TOPIC, topic)], request_timeout=TIMEOUT
     ).values()
     return fut.result(timeout=TIMEOUT)
+
+
+def broker_ids(admin):
+    """The node ids in metadata (one per broker process run.sh started), as strings."""
+    ids = sorted(admin.list_topics(timeout=10).brokers)
+    assert len(ids) == BROKERS, f"expected {BROKERS} brokers in metadata, got {ids}"
+    return [str(i) for i in ids]
 
 
 def describe_broker(admin, name="1"):
@@ -120,10 +127,24 @@ def test_cfk_describe_configs_sources_synonyms_and_broker(bootstrap):
         assert name in cfg, name
     assert cfg["retention.bytes"].value == "-1"
 
-    broker = describe_broker(admin)
-    assert broker["log.retention.bytes"].value == "-1"
-    assert broker["log.retention.check.interval.ms"].is_read_only
-    assert not broker["log.retention.bytes"].is_read_only
+    for broker_id in broker_ids(admin):
+        broker = describe_broker(admin, broker_id)
+        assert broker["log.retention.bytes"].value == "-1", broker_id
+        assert broker["log.retention.check.interval.ms"].is_read_only, broker_id
+        assert not broker["log.retention.bytes"].is_read_only, broker_id
+
+
+def test_cfk_broker_configs_name_their_own_broker(bootstrap):
+    """DescribeConfigs of BROKER "<id>" (answered by that broker) reports that broker's own id as
+    broker.id and node.id (Kafka: read-only, static, = node.id). Every id in metadata is checked:
+    one node (id 1) with one `sluice serve`, nodes 1..N with `sluice dev --brokers N`."""
+    admin = cfk_admin(bootstrap)
+    got = {}
+    for broker_id in broker_ids(admin):
+        broker = describe_broker(admin, broker_id)
+        got[broker_id] = (broker["broker.id"].value, broker["node.id"].value)
+        assert broker["broker.id"].is_read_only and broker["node.id"].is_read_only, broker_id
+    assert got == {broker_id: (broker_id, broker_id) for broker_id in got}, f"broker id -> (broker.id, node.id): {got}"
 
 
 def test_cfk_incremental_alter_configs_set_append_subtract_delete(bootstrap):
@@ -209,21 +230,27 @@ def test_cfk_legacy_alter_configs_replaces_the_overrides(bootstrap):
 
 
 def test_cfk_dynamic_broker_config_set_and_delete(bootstrap):
+    """A per-broker dynamic config (resource BROKER "<id>"): set, refused bad value, delete. In
+    cluster mode it is set on the first broker only, and the others keep the default."""
     admin = cfk_admin(bootstrap)
     name = "log.cleaner.delete.retention.ms"
-    default = describe_broker(admin)[name]
+    target, *others = broker_ids(admin)
+    default = describe_broker(admin, target)[name]
     assert default.source == ConfigSource.DEFAULT_CONFIG.value, default
     try:
-        incremental(admin, ConfigResource.Type.BROKER, "1", (AlterConfigOpType.SET, name, "86400001"))
-        entry = describe_broker(admin)[name]
+        incremental(admin, ConfigResource.Type.BROKER, target, (AlterConfigOpType.SET, name, "86400001"))
+        entry = describe_broker(admin, target)[name]
         assert entry.value == "86400001" and entry.source == ConfigSource.DYNAMIC_BROKER_CONFIG.value, entry
+        for other in others:
+            entry = describe_broker(admin, other)[name]
+            assert entry.value == default.value and entry.source == ConfigSource.DEFAULT_CONFIG.value, (other, entry)
         with pytest.raises(KafkaException) as raised:
-            incremental(admin, ConfigResource.Type.BROKER, "1", (AlterConfigOpType.SET, name, "not-a-number"))
+            incremental(admin, ConfigResource.Type.BROKER, target, (AlterConfigOpType.SET, name, "not-a-number"))
         assert raised.value.args[0].code() == KafkaError.INVALID_CONFIG
-        assert describe_broker(admin)[name].value == "86400001", "nothing changed"
+        assert describe_broker(admin, target)[name].value == "86400001", "nothing changed"
     finally:
-        incremental(admin, ConfigResource.Type.BROKER, "1", (AlterConfigOpType.DELETE, name, None))
-    entry = describe_broker(admin)[name]
+        incremental(admin, ConfigResource.Type.BROKER, target, (AlterConfigOpType.DELETE, name, None))
+    entry = describe_broker(admin, target)[name]
     assert entry.value == default.value and entry.source == ConfigSource.DEFAULT_CONFIG.value, entry
 
 
@@ -318,10 +345,14 @@ def test_kp_describe_configs(bootstrap):
         assert entries["segment.bytes"][0] == "1073741824"
         assert entries["segment.bytes"][2] == ConfigSource.DEFAULT_CONFIG.value
 
-        [response] = admin.describe_configs([KpConfigResource(ConfigResourceType.BROKER, "1")])
-        entries = kp_entries(response)
-        assert entries["log.retention.bytes"][0] == "-1"
-        assert "num.partitions" in entries
+        # kafka-python sends a BROKER resource to that broker: every broker answers for itself
+        nodes = sorted(b["node_id"] for b in admin.describe_cluster()["brokers"])
+        assert len(nodes) == BROKERS, nodes
+        for node in nodes:
+            [response] = admin.describe_configs([KpConfigResource(ConfigResourceType.BROKER, str(node))])
+            entries = kp_entries(response)
+            assert entries["log.retention.bytes"][0] == "-1", node
+            assert "num.partitions" in entries, node
     finally:
         admin.close()
 

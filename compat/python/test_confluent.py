@@ -21,7 +21,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import confluent_create_topic, unique_topic, wait_until
+from conftest import BROKERS, REPLICATION_FACTOR, bootstrap_addresses, confluent_create_topic, unique_topic, wait_until
 
 TIMEOUT = 15.0
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -292,7 +292,7 @@ def test_topic_configs_log_append_time_and_describe_configs(bootstrap):
     topic = unique_topic("cfk-configs")
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics(
-        [NewTopic(topic, 1, 1, config={"message.timestamp.type": "LogAppendTime", "retention.ms": "123456789"})],
+        [NewTopic(topic, 1, REPLICATION_FACTOR, config={"message.timestamp.type": "LogAppendTime", "retention.ms": "123456789"})],
         request_timeout=TIMEOUT,
     )[topic].result(timeout=TIMEOUT)
     [fut] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)], request_timeout=TIMEOUT).values()
@@ -318,10 +318,14 @@ def test_describe_broker_configs(bootstrap):
     from confluent_kafka.admin import ConfigResource
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    broker_id = next(iter(admin.list_topics(timeout=10).brokers))
-    [fut] = admin.describe_configs([ConfigResource(ConfigResource.Type.BROKER, str(broker_id))], request_timeout=TIMEOUT).values()
-    cfg = fut.result(timeout=TIMEOUT)
-    assert "num.partitions" in cfg and "log.retention.hours" in cfg or "log.retention.ms" in cfg, sorted(cfg)
+    broker_ids = sorted(admin.list_topics(timeout=10).brokers)
+    assert len(broker_ids) == BROKERS, broker_ids
+    # every broker answers for itself (librdkafka sends a BROKER resource to that broker)
+    for broker_id in broker_ids:
+        [fut] = admin.describe_configs([ConfigResource(ConfigResource.Type.BROKER, str(broker_id))], request_timeout=TIMEOUT).values()
+        cfg = fut.result(timeout=TIMEOUT)
+        assert "num.partitions" in cfg and "log.retention.hours" in cfg or "log.retention.ms" in cfg, (broker_id, sorted(cfg))
+        assert cfg["default.replication.factor"].value == str(REPLICATION_FACTOR), (broker_id, cfg["default.replication.factor"])
 
 
 # --------------------------------------------------------------------------- metadata / offsets
@@ -331,21 +335,26 @@ def test_list_topics_metadata(bootstrap):
     topic = unique_topic("cfk-md")
     admin = confluent_create_topic(bootstrap, topic, partitions=3)
     md = admin.list_topics(timeout=10)
-    assert md.brokers, "no brokers in metadata"
+    assert len(md.brokers) == BROKERS, f"expected {BROKERS} brokers in metadata, got {list(md.brokers)}"
     assert md.controller_id in md.brokers, f"controller_id {md.controller_id} not in brokers {list(md.brokers)}"
     assert md.cluster_id, "cluster_id is empty"
-    host, port = bootstrap.rsplit(":", 1)
     advertised = {(b.host, b.port) for b in md.brokers.values()}
-    assert (host, int(port)) in advertised, f"bootstrap {bootstrap} not among advertised brokers {advertised}"
+    # every node of the bootstrap list is advertised, and nothing else
+    assert advertised == set(bootstrap_addresses(bootstrap)), f"bootstrap {bootstrap} != advertised brokers {advertised}"
     assert topic in md.topics
     t = md.topics[topic]
     assert t.error is None
     assert sorted(t.partitions) == [0, 1, 2]
+    # Kafka stripes replicas (first replica = leader) over the brokers: 3 partitions on N brokers
+    # get min(3, N) different leaders, so clients of a cluster talk to several leaders
+    assert len({p.leader for p in t.partitions.values()}) == min(3, BROKERS), {i: p.leader for i, p in t.partitions.items()}
     for p in t.partitions.values():
         assert p.error is None
         assert p.leader in md.brokers
         assert p.leader in p.replicas
         assert p.leader in p.isrs
+        assert len(set(p.replicas)) == REPLICATION_FACTOR and set(p.replicas) <= set(md.brokers), p.replicas
+        assert sorted(p.isrs) == sorted(p.replicas), (p.isrs, p.replicas)
     # single-topic request returns just that topic
     md1 = admin.list_topics(topic=topic, timeout=10)
     assert set(md1.topics) == {topic}
@@ -430,7 +439,9 @@ def test_create_topic_replication_factor_too_large(bootstrap):
     """Replication factor above the broker count is INVALID_REPLICATION_FACTOR (38)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     topic = unique_topic("cfk-rf")
-    fut = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3)], request_timeout=TIMEOUT)[topic]
+    too_many = len(admin.list_topics(timeout=10).brokers) + 1
+    assert too_many == BROKERS + 1
+    fut = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=too_many)], request_timeout=TIMEOUT)[topic]
     with pytest.raises(KafkaException) as exc:
         fut.result(timeout=TIMEOUT)
     assert exc.value.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR, exc.value
@@ -444,6 +455,10 @@ def test_create_topic_broker_defaults(bootstrap):
     fut.result(timeout=TIMEOUT)
     md = wait_until(lambda: admin.list_topics(topic=topic, timeout=5).topics.get(topic), TIMEOUT, what=topic)
     assert md.error is None and len(md.partitions) >= 1
+    # default.replication.factor: 1 for one `sluice serve`, min(3, N) for `sluice dev --brokers N`
+    assert all(len(p.replicas) == REPLICATION_FACTOR for p in md.partitions.values()), {
+        i: p.replicas for i, p in md.partitions.items()
+    }
 
 
 def test_create_topic_validate_only(bootstrap):

@@ -19,8 +19,11 @@ The core scenario per client (`test_*_two_members_split_commit_resume`):
 
 The broker keeps Kafka's `group.initial.rebalance.delay.ms` = 3000: the two members join within
 that window, so the first generation already holds both and no rebalance re-delivers anything.
-A broker restart between commit and resume is not exercised here (compat runs one broker for all
-suites); the Rust end-to-end tests cover it.
+A broker restart between commit and resume is not exercised here (compat keeps its broker, or its
+cluster, up for all suites); the Rust end-to-end tests cover it. In cluster mode
+(SLUICE_COMPAT_BROKERS=N) the group coordinator is whichever node leads the group's
+__consumer_offsets partition, so FindCoordinator routing and the commit path across nodes are
+exercised too.
 
 `test_confluent_admin_groups` covers the AdminClient side: list_consumer_groups (with state
 filters), describe_consumer_groups (members, client id, host, assignment), list_consumer_group_offsets

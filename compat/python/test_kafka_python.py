@@ -20,7 +20,7 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from conftest import unique_topic, wait_until
+from conftest import BROKERS, REPLICATION_FACTOR, bootstrap_addresses, unique_topic, wait_until
 
 TIMEOUT = 15.0
 CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
@@ -41,14 +41,19 @@ def make_admin(bootstrap):
 def create_topic(bootstrap, name, partitions=1):
     admin = make_admin(bootstrap)
     try:
-        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)], timeout_ms=int(TIMEOUT * 1000))
+        admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=REPLICATION_FACTOR)], timeout_ms=int(TIMEOUT * 1000)
+        )
 
         def ready():
             [t] = admin.describe_topics([name])
             return (
                 t["error_code"] == 0
                 and len(t["partitions"]) == partitions
-                and all(p["leader"] >= 0 for p in t["partitions"])
+                and all(
+                    p["leader"] >= 0 and len(p["replicas"]) == REPLICATION_FACTOR and sorted(p["isr"]) == sorted(p["replicas"])
+                    for p in t["partitions"]
+                )
             )
 
         wait_until(ready, TIMEOUT, what=f"{name} to have {partitions} partitions with leaders")
@@ -289,10 +294,10 @@ def test_metadata(bootstrap):
     try:
         cluster = admin.describe_cluster()
         node_ids = {b["node_id"] for b in cluster["brokers"]}
+        assert len(node_ids) == BROKERS, cluster
         assert cluster["controller_id"] in node_ids, cluster
         assert cluster.get("cluster_id"), cluster
-        host, port = bootstrap.rsplit(":", 1)
-        assert (host, int(port)) in {(b["host"], b["port"]) for b in cluster["brokers"]}, cluster
+        assert {(b["host"], b["port"]) for b in cluster["brokers"]} == set(bootstrap_addresses(bootstrap)), cluster
         assert topic in admin.list_topics()
         [t] = admin.describe_topics([topic])
         assert t["error_code"] == 0 and t["topic"] == topic and not t["is_internal"]
@@ -301,6 +306,8 @@ def test_metadata(bootstrap):
         for p in parts:
             assert p["error_code"] == 0
             assert p["leader"] in node_ids and p["leader"] in p["replicas"] and p["leader"] in p["isr"]
+            assert len(set(p["replicas"])) == REPLICATION_FACTOR and set(p["replicas"]) <= node_ids, p
+            assert sorted(p["isr"]) == sorted(p["replicas"]), p
     finally:
         admin.close()
     # consumer-side metadata: all-topics request (v1+ with a null topic list means all topics;
@@ -321,7 +328,10 @@ def test_admin_create_and_delete_topics(bootstrap):
     admin = make_admin(bootstrap)
     try:
         admin.create_topics(
-            [NewTopic(t1, num_partitions=1, replication_factor=1), NewTopic(t2, num_partitions=4, replication_factor=1)],
+            [
+                NewTopic(t1, num_partitions=1, replication_factor=REPLICATION_FACTOR),
+                NewTopic(t2, num_partitions=4, replication_factor=REPLICATION_FACTOR),
+            ],
             timeout_ms=int(TIMEOUT * 1000),
         )
         wait_until(lambda: {t1, t2} <= set(admin.list_topics()), TIMEOUT, what="both topics listed")
@@ -359,34 +369,104 @@ def test_admin_create_zero_partitions(bootstrap):
         admin.close()
 
 
+class RawClient:
+    """kafka-python's KafkaClient: requests built from its protocol classes, sent to one node."""
+
+    def __init__(self, bootstrap):
+        from kafka.client_async import KafkaClient
+
+        self.client = KafkaClient(bootstrap_servers=bootstrap, api_version_auto_timeout_ms=10000)
+
+    def node_ids(self):
+        def brokers():
+            # before the first Metadata response the cluster holds only "bootstrap-N" entries
+            self.client.cluster.request_update()
+            self.client.poll(timeout_ms=100)
+            ids = [b.nodeId for b in self.client.cluster.brokers()]
+            return sorted(ids) if ids and all(isinstance(i, int) for i in ids) else None
+
+        ids = wait_until(brokers, TIMEOUT, what="brokers in metadata")
+        assert len(ids) == BROKERS, ids
+        return ids
+
+    def leader(self, topic, partition):
+        def known():
+            self.client.cluster.request_update()
+            self.client.poll(timeout_ms=100)
+            leader = self.client.cluster.leader_for_partition(TopicPartition(topic, partition))
+            return (leader,) if leader is not None and leader >= 0 else None
+
+        self.client.add_topic(topic)
+        [leader] = wait_until(known, TIMEOUT, what=f"the leader of {topic}-{partition}")
+        return leader
+
+    def send(self, node, request):
+        def ready():
+            self.client.poll(timeout_ms=100)
+            return self.client.ready(node)
+
+        wait_until(ready, TIMEOUT, what=f"a connection to broker {node}")
+        fut = self.client.send(node, request)
+        deadline = time.monotonic() + TIMEOUT
+        while not fut.is_done and time.monotonic() < deadline:
+            self.client.poll(timeout_ms=100)
+        assert fut.succeeded(), (node, fut.exception)
+        return fut.value
+
+    def close(self):
+        self.client.close()
+
+
 def test_list_offsets_duplicate_partition_is_invalid_request(bootstrap):
     """Raw ListOffsets v1 naming one partition twice: Kafka answers INVALID_REQUEST (42) for every
-    duplicated entry (KafkaApis: offsetRequest.duplicatePartitions)."""
-    from kafka.client_async import KafkaClient
+    duplicated entry (KafkaApis: offsetRequest.duplicatePartitions), before it looks at leadership:
+    so every broker answers so, the partition's leader and (in cluster mode) the others."""
     from kafka.protocol.offset import OffsetRequest
 
     topic = unique_topic("kp-dup-lo")
     create_topic(bootstrap, topic, partitions=1)
-    client = KafkaClient(bootstrap_servers=bootstrap, api_version_auto_timeout_ms=10000)
+    client = RawClient(bootstrap)
     try:
-        def first_node():
-            client.poll(timeout_ms=100)
-            ids = [b.nodeId for b in client.cluster.brokers()]
-            return (ids[0],) if ids else None
+        for node in client.node_ids():
+            response = client.send(node, OffsetRequest[1](-1, [(topic, [(0, -1), (0, -2)])]))
+            errors = [p[1] for t in response.topics for p in t[1]]
+            assert errors == [42, 42], (node, response)
+    finally:
+        client.close()
 
-        [node] = wait_until(first_node, TIMEOUT, what="a broker in metadata")
 
-        def ready():
-            client.poll(timeout_ms=100)
-            return client.ready(node)
+def test_only_the_leader_serves_produce_fetch_and_list_offsets(bootstrap):
+    """Produce v7, Fetch v4 and ListOffsets v1 (kafka-python 2.0.2's versions) sent to each broker
+    for one partition: the leader serves them, every other broker (cluster mode) answers
+    NOT_LEADER_OR_FOLLOWER (6) — and appends nothing — as Kafka does; that error is what makes
+    clients refresh their metadata and go to the leader."""
+    from kafka.protocol.fetch import FetchRequest
+    from kafka.protocol.offset import OffsetRequest
+    from kafka.protocol.produce import ProduceRequest
+    from kafka.record.memory_records import MemoryRecordsBuilder
 
-        wait_until(ready, TIMEOUT, what="a connection to the broker")
-        fut = client.send(node, OffsetRequest[1](-1, [(topic, [(0, -1), (0, -2)])]))
-        deadline = time.monotonic() + TIMEOUT
-        while not fut.is_done and time.monotonic() < deadline:
-            client.poll(timeout_ms=100)
-        assert fut.succeeded(), fut.exception
-        errors = [p[1] for t in fut.value.topics for p in t[1]]
-        assert errors == [42, 42], fut.value
+    topic = unique_topic("kp-leader-only")
+    create_topic(bootstrap, topic, partitions=1)
+    builder = MemoryRecordsBuilder(magic=2, compression_type=0, batch_size=1 << 20)
+    builder.append(timestamp=None, key=b"k", value=b"v", headers=[])
+    builder.close()
+    batch = builder.buffer()
+    client = RawClient(bootstrap)
+    try:
+        nodes = client.node_ids()
+        leader = client.leader(topic, 0)
+        assert leader in nodes, (leader, nodes)
+        for node in [n for n in nodes if n != leader] + [leader]:  # the leader last: nothing before it
+            want = 0 if node == leader else 6
+            produced = client.send(node, ProduceRequest[7](transactional_id=None, required_acks=-1, timeout=10000, topics=[(topic, [(0, batch)])]))
+            [(_, [(_, error, offset, *_)])] = produced.topics
+            assert (node, error) == (node, want), produced
+            assert offset == (0 if node == leader else -1), produced
+            listed = client.send(node, OffsetRequest[1](-1, [(topic, [(0, -1)])]))
+            [(_, [(_, error, _, offset)])] = listed.topics
+            assert (node, error, offset) == (node, want, 1 if node == leader else -1), listed
+            fetched = client.send(node, FetchRequest[4](-1, 100, 1, 1 << 20, 0, [(topic, [(0, 0, 1 << 20)])]))
+            [(_, [(_, error, high_watermark, *_)])] = fetched.topics
+            assert (node, error, high_watermark) == (node, want, 1 if node == leader else -1), fetched
     finally:
         client.close()

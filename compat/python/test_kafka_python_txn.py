@@ -14,7 +14,7 @@ import uuid
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from conftest import unique_topic
+from conftest import REPLICATION_FACTOR, unique_topic
 
 PARTITIONS = 2
 N = 10  # committed, 5 per partition
@@ -25,7 +25,7 @@ CLIENT_MS = 15000
 def create_topic(bootstrap, topic, partitions):
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=CLIENT_MS)
     try:
-        admin.create_topics([NewTopic(topic, partitions, 1)], timeout_ms=CLIENT_MS)
+        admin.create_topics([NewTopic(topic, partitions, REPLICATION_FACTOR)], timeout_ms=CLIENT_MS)
     finally:
         admin.close()
 

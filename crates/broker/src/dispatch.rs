@@ -371,7 +371,7 @@ async fn route_transactions(
             ResponseKind::EndTxn(transactions::end_txn(&state.txns, header, r).await)
         }
         RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(
-            handlers::txn_markers::handle(&state.replicas, header, r).await,
+            handlers::txn_markers::handle(&state.replicas, &state.txns, header, r).await,
         ),
         RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(
             transactions::txn_offset_commit(&state.metadata, &state.groups, &state.txns, header, r)

@@ -69,16 +69,18 @@ pub struct Broker {
 
 impl Broker {
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
-        let settings =
-            Arc::new(Settings::new(config.settings.clone()).map_err(BrokerError::Config)?);
-        let connections_max = settings.get_i64("max.connections").clamp(1, 1 << 20) as usize;
-
+        // Validated before anything binds or is written.
+        Settings::new(config.settings.clone()).map_err(BrokerError::Config)?;
         // The listener first: a port in use fails the start before anything
         // is written to the data directory.
         let listener = TcpListener::bind(&config.listen).await.map_err(|error| {
             BrokerError::Config(format!("cannot listen on {}: {error}", config.listen))
         })?;
         let local_addr = listener.local_addr()?;
+        let settings = Arc::new(
+            Settings::new(with_identity(&config, local_addr)).map_err(BrokerError::Config)?,
+        );
+        let connections_max = settings.get_i64("max.connections").clamp(1, 1 << 20) as usize;
         let clustered = config.controller_voters.len() > 1;
         let controller_listener = match clustered {
             true => Some(bind_controller_listener(&config)?),
@@ -382,6 +384,46 @@ fn spawn_tasks(state: &Arc<BrokerState>) -> (watch::Sender<bool>, Vec<JoinHandle
         }),
     ];
     (shutdown, tasks)
+}
+
+/// The settings with this node's identity as static configs, as Kafka's
+/// KafkaConfig has them (DescribeConfigs of BROKER <id> shows each node's
+/// own): `node.id` and its synonym `broker.id`, `log.dirs`, `listeners` (the
+/// bound address, so port 0 shows the port taken; and the controller's
+/// when clustered), `advertised.listeners`, `controller.quorum.voters`.
+fn with_identity(config: &BrokerConfig, local_addr: SocketAddr) -> BTreeMap<String, String> {
+    let mut settings = config.settings.clone();
+    let node_id = config.node_id.to_string();
+    settings.insert("node.id".to_string(), node_id.clone());
+    settings.insert("broker.id".to_string(), node_id);
+    settings.insert(
+        "log.dirs".to_string(),
+        config.data_dir.display().to_string(),
+    );
+    let mut listeners = format!("PLAINTEXT://{local_addr}");
+    if config.controller_voters.len() > 1 {
+        if let Some((_, address)) = config
+            .controller_voters
+            .iter()
+            .find(|(id, _)| *id == config.node_id)
+        {
+            listeners.push_str(&format!(",CONTROLLER://{address}"));
+        }
+        let voters: Vec<String> = config
+            .controller_voters
+            .iter()
+            .map(|(id, address)| format!("{id}@{address}"))
+            .collect();
+        settings.insert("controller.quorum.voters".to_string(), voters.join(","));
+    }
+    settings.insert("listeners".to_string(), listeners);
+    if let Some(advertised) = &config.advertised_listener {
+        settings.insert(
+            "advertised.listeners".to_string(),
+            format!("PLAINTEXT://{advertised}"),
+        );
+    }
+    settings
 }
 
 /// How long a broker of a cluster waits to be unfenced before it opens its

@@ -336,3 +336,104 @@ fn a_transaction_over_partitions_led_by_every_broker_commits_and_aborts_as_a_who
     drop(producer);
     cluster.shutdown().expect("clean shutdown");
 }
+
+/// The committed offset of `group` for partition 0 of `topic` (librdkafka
+/// asks with require_stable, so a pending transactional commit is waited
+/// for), or None.
+fn committed_offset(bootstrap: &str, group: &str, topic: &str) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition(topic, 0);
+    let committed = consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .ok()?;
+    match committed.find_partition(topic, 0)?.offset() {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
+}
+
+/// Consume-transform-produce where the group's coordinator and the
+/// transaction's are different brokers (two in three pairs on three
+/// nodes): TxnOffsetCommit goes to the group's coordinator, the markers
+/// from the transaction's coordinator make the offsets committed there on
+/// commit, and drop them on abort (Kafka's onTransactionCompleted).
+#[test]
+fn transactional_offsets_commit_when_the_group_and_the_transaction_have_different_coordinators() {
+    use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+    let cluster = TestCluster::start(3, SETTINGS).expect("three nodes start");
+    let first = cluster.node(1).address();
+    eventually("every broker is unfenced", WAIT, || {
+        brokers(&first) == all()
+    });
+    create_replicated_topic(&first, "ctp-in", 1, 3, &[]);
+    let coordinator = |key: &str, key_type: i8| {
+        let mut found = -1;
+        eventually("a coordinator", WAIT, || {
+            found = find_coordinator(&first, key, key_type);
+            found != -1
+        });
+        found
+    };
+    let group = "ctp-group";
+    let group_coordinator = coordinator(group, 0);
+    let transactional_id = (0..64)
+        .map(|i| format!("ctp-txn-{i}"))
+        .find(|id| coordinator(id, 1) != group_coordinator)
+        .expect("a transactional id coordinated elsewhere");
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("transactional.id", &transactional_id)
+        .set("message.timeout.ms", "60000")
+        .create()
+        .expect("producer");
+    let group_consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let metadata = group_consumer.group_metadata().expect("group metadata");
+    let timeout = Duration::from_secs(60);
+    producer
+        .init_transactions(timeout)
+        .expect("init_transactions");
+    let offsets_at = |offset: i64| {
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset("ctp-in", 0, Offset::Offset(offset))
+            .expect("offset");
+        offsets
+    };
+    producer.begin_transaction().expect("begin");
+    producer
+        .send_offsets_to_transaction(&offsets_at(7), &metadata, timeout)
+        .expect("offsets to the group's coordinator");
+    producer.commit_transaction(timeout).expect("commit");
+    eventually("the offsets are committed", WAIT, || {
+        committed_offset(cluster.bootstrap(), group, "ctp-in") == Some(7)
+    });
+    producer.begin_transaction().expect("begin");
+    producer
+        .send_offsets_to_transaction(&offsets_at(9), &metadata, timeout)
+        .expect("offsets to the group's coordinator");
+    producer.abort_transaction(timeout).expect("abort");
+    // Still pending would hold require_stable fetches; kept would show 9.
+    eventually("the aborted offsets are dropped", WAIT, || {
+        committed_offset(cluster.bootstrap(), group, "ctp-in") == Some(7)
+    });
+    producer.begin_transaction().expect("begin");
+    producer
+        .send_offsets_to_transaction(&offsets_at(11), &metadata, timeout)
+        .expect("offsets to the group's coordinator");
+    producer.commit_transaction(timeout).expect("commit");
+    eventually("the next commit's offsets are committed", WAIT, || {
+        committed_offset(cluster.bootstrap(), group, "ctp-in") == Some(11)
+    });
+    drop(producer);
+    drop(group_consumer);
+    cluster.shutdown().expect("clean shutdown");
+}

@@ -15,14 +15,17 @@ use sluice_log::control::Marker;
 
 use crate::clock;
 use crate::error_codes;
+use crate::group::OFFSETS_TOPIC;
 use crate::internal_topic::wait_durable;
 use crate::replica_manager::ReplicaManager;
+use crate::txn::TransactionCoordinator;
 
 /// How long a marker may wait for the ISR.
 const MARKER_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn handle(
     replicas: &ReplicaManager,
+    txns: &TransactionCoordinator,
     _header: &RequestHeader,
     request: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
@@ -72,6 +75,7 @@ pub async fn handle(
             );
         }
         // acks=all: each written marker is answered once replicated.
+        let mut offsets_partitions = Vec::new();
         for (topic, slot, partition, offset) in written {
             if let Err(error) = wait_durable(&partition, offset, MARKER_WRITE_TIMEOUT).await {
                 let code = match error {
@@ -79,7 +83,19 @@ pub async fn handle(
                     _ => error_codes::NOT_LEADER_OR_FOLLOWER,
                 };
                 topics[topic].partitions[slot].error_code = code;
+            } else if partition.topic == OFFSETS_TOPIC {
+                offsets_partitions.push(partition.index);
             }
+        }
+        // Kafka's GroupCoordinator.onTransactionCompleted: the producer's
+        // transactional offsets committed here (TxnOffsetCommit reached this
+        // broker, the groups' coordinator) become visible or are dropped.
+        if !offsets_partitions.is_empty() {
+            txns.complete_offsets_here(
+                marker.producer_id.0,
+                kind == Marker::Commit,
+                &offsets_partitions,
+            );
         }
         results.push(
             WritableTxnMarkerResult::default()

@@ -672,6 +672,24 @@ impl TransactionCoordinator {
     ) -> Result<(), KafkaError> {
         let ready = self.groups.check_ready(group_id);
         ready?;
+        if self.check_ready(transactional_id) == Err(KafkaError::NotCoordinator) {
+            // Coordinated by another broker: not checked against the
+            // transaction here (as Kafka without the broker-to-broker
+            // verification of KIP-890); that coordinator's WriteTxnMarkers
+            // for the offsets partition completes them
+            // (`complete_offsets_here`).
+            if let Some((member_id, instance_id, generation_id)) = member {
+                self.groups.validate_transactional_commit(
+                    group_id,
+                    member_id,
+                    instance_id,
+                    generation_id,
+                )?;
+            }
+            return self
+                .write_transactional_offsets(group_id, producer_id, producer_epoch, offsets)
+                .await;
+        }
         let Some(slot) = self.existing(transactional_id) else {
             return Err(KafkaError::InvalidProducerIdMapping);
         };
@@ -701,9 +719,24 @@ impl TransactionCoordinator {
                 generation_id,
             )?;
         }
+        self.write_transactional_offsets(group_id, producer_id, producer_epoch, offsets)
+            .await
+    }
+
+    /// Writes a transaction's offsets for a group as a transactional batch
+    /// of the producer into the group's `__consumer_offsets` partition, and
+    /// keeps them pending until the marker.
+    async fn write_transactional_offsets(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    ) -> Result<(), KafkaError> {
         if offsets.is_empty() {
             return Ok(());
         }
+        let offsets_partition = self.groups.partition_for(group_id);
         let entries: Vec<store::Entry> = offsets
             .iter()
             .map(|((topic, partition), offset)| {
@@ -730,6 +763,43 @@ impl TransactionCoordinator {
             .or_default()
             .extend(offsets);
         Ok(())
+    }
+
+    /// The markers of `producer_id`'s transaction, coordinated by another
+    /// broker, were written to `offsets_partitions` of `__consumer_offsets`
+    /// led here (Kafka's GroupCoordinator.onTransactionCompleted): its
+    /// pending offsets of the groups in those partitions become committed
+    /// (`commit`) or are dropped.
+    pub fn complete_offsets_here(
+        &self,
+        producer_id: i64,
+        commit: bool,
+        offsets_partitions: &[i32],
+    ) {
+        let done: PendingOffsets = {
+            let mut pending = self.pending_offsets.lock();
+            let Some(groups) = pending.get_mut(&producer_id) else {
+                return;
+            };
+            let ended: Vec<String> = groups
+                .keys()
+                .filter(|group| offsets_partitions.contains(&self.groups.partition_for(group)))
+                .cloned()
+                .collect();
+            let done = ended
+                .into_iter()
+                .filter_map(|group| groups.remove(&group).map(|offsets| (group, offsets)))
+                .collect();
+            if groups.is_empty() {
+                pending.remove(&producer_id);
+            }
+            done
+        };
+        if commit {
+            for (group_id, offsets) in done {
+                self.groups.materialize_offsets(&group_id, offsets);
+            }
+        }
     }
 
     /// Whether a transaction has uncommitted offsets of `group_id` for this
