@@ -672,45 +672,39 @@ impl TransactionCoordinator {
     ) -> Result<(), KafkaError> {
         let ready = self.groups.check_ready(group_id);
         ready?;
-        if self.check_ready(transactional_id) == Err(KafkaError::NotCoordinator) {
-            // Coordinated by another broker: not checked against the
-            // transaction here (as Kafka without the broker-to-broker
-            // verification of KIP-890); that coordinator's WriteTxnMarkers
-            // for the offsets partition completes them
-            // (`complete_offsets_here`).
-            if let Some((member_id, instance_id, generation_id)) = member {
-                self.groups.validate_transactional_commit(
-                    group_id,
-                    member_id,
-                    instance_id,
-                    generation_id,
-                )?;
-            }
-            return self
-                .write_transactional_offsets(group_id, producer_id, producer_epoch, offsets)
-                .await;
-        }
-        let Some(slot) = self.existing(transactional_id) else {
-            return Err(KafkaError::InvalidProducerIdMapping);
-        };
-        let guard = slot.lock().await;
-        let Some(txn) = guard.as_ref() else {
-            return Err(KafkaError::InvalidProducerIdMapping);
-        };
-        if txn.producer_id != producer_id {
-            return Err(KafkaError::InvalidProducerIdMapping);
-        }
-        if txn.producer_epoch != producer_epoch {
-            return Err(KafkaError::ProducerFenced);
-        }
-        let offsets_partition = self.groups.partition_for(group_id);
-        if txn.state != TxnState::Ongoing
-            || !txn
-                .partitions
-                .contains(&(OFFSETS_TOPIC.to_string(), offsets_partition))
+        // The transaction's lock, held while its offsets are written, when
+        // this broker coordinates it. Coordinated by another broker: not
+        // checked against the transaction here (as Kafka without the
+        // broker-to-broker verification of KIP-890); that coordinator's
+        // WriteTxnMarkers for the offsets partition completes them
+        // (`complete_offsets_here`).
+        let _transaction = if self.check_ready(transactional_id) == Err(KafkaError::NotCoordinator)
         {
-            return Err(KafkaError::InvalidTxnState);
-        }
+            None
+        } else {
+            let slot = self
+                .existing(transactional_id)
+                .ok_or(KafkaError::InvalidProducerIdMapping)?;
+            let guard = slot.lock_owned().await;
+            let Some(txn) = guard.as_ref() else {
+                return Err(KafkaError::InvalidProducerIdMapping);
+            };
+            if txn.producer_id != producer_id {
+                return Err(KafkaError::InvalidProducerIdMapping);
+            }
+            if txn.producer_epoch != producer_epoch {
+                return Err(KafkaError::ProducerFenced);
+            }
+            let offsets_partition = self.groups.partition_for(group_id);
+            if txn.state != TxnState::Ongoing
+                || !txn
+                    .partitions
+                    .contains(&(OFFSETS_TOPIC.to_string(), offsets_partition))
+            {
+                return Err(KafkaError::InvalidTxnState);
+            }
+            Some(guard)
+        };
         if let Some((member_id, instance_id, generation_id)) = member {
             self.groups.validate_transactional_commit(
                 group_id,
