@@ -3,9 +3,12 @@
 //!
 //! One voter (`open`): the node initializes a one-voter membership on first
 //! start and leads alone; no network is used. Several voters (`open_voter`):
-//! see `cluster.rs` for how they form a cluster and agree on its id.
+//! see `cluster.rs` for how they form a cluster and agree on its id. An
+//! observer (`open_observer`, Kafka's `process.roles=broker`): a learner that
+//! follows the log and never votes; see `observers.rs`.
 
 mod cluster;
+mod observers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -87,6 +90,17 @@ pub struct QuorumConfig {
     pub voters: Vec<(i32, String)>,
 }
 
+/// What this node is in the quorum.
+enum Role {
+    /// One of the configured voters.
+    Voter,
+    /// An observer the leader reaches at `address`.
+    Observer {
+        /// Its Raft listener's address, as the leader connects to it.
+        address: String,
+    },
+}
+
 /// The Raft server task on the controller listener.
 struct RaftServer {
     /// Set to true to stop the server.
@@ -151,7 +165,7 @@ impl MetadataQuorum {
                 config.node_id, config.voters
             )));
         }
-        Self::start(data_dir, config.node_id, voters, None).await
+        Self::start(data_dir, config.node_id, voters, None, Role::Voter).await
     }
 
     /// Opens this node as one voter of `config.voters`, serving the other
@@ -174,7 +188,51 @@ impl MetadataQuorum {
         controller_listener: std::net::TcpListener,
     ) -> Result<MetadataQuorum, MetaError> {
         let voters = voter_nodes(&config)?;
-        Self::start(data_dir, config.node_id, voters, Some(controller_listener)).await
+        Self::start(
+            data_dir,
+            config.node_id,
+            voters,
+            Some(controller_listener),
+            Role::Voter,
+        )
+        .await
+    }
+
+    /// Opens this node as an observer of the quorum of `config.voters` (Kafka's
+    /// `process.roles=broker`): it is not a voter, and follows the metadata
+    /// log as a Raft learner. It asks the voters to add it at `address`, the
+    /// address of `raft_listener` the leader can reach, serves the leader's
+    /// appends there, and returns once it knows the cluster id and has
+    /// applied what the leader had committed. A restarted observer follows
+    /// on from its own log.
+    pub async fn open_observer(
+        data_dir: &Path,
+        config: QuorumConfig,
+        raft_listener: std::net::TcpListener,
+        address: String,
+    ) -> Result<MetadataQuorum, MetaError> {
+        let mut voters = BTreeMap::new();
+        for (voter_id, voter_address) in &config.voters {
+            voters.insert(
+                raft_node_id(*voter_id)?,
+                BasicNode::new(voter_address.clone()),
+            );
+        }
+        let me = raft_node_id(config.node_id)?;
+        if voters.contains_key(&me) {
+            return Err(MetaError::Raft(format!(
+                "node {} is one of the voters {:?}; an observer (process.roles=broker) is not",
+                config.node_id, config.voters
+            )));
+        }
+        if voters.is_empty() {
+            return Err(MetaError::Raft(format!(
+                "node {}: an observer (process.roles=broker) needs controller.quorum.voters",
+                config.node_id
+            )));
+        }
+        let role = Role::Observer { address };
+        Self::start(data_dir, config.node_id, voters, Some(raft_listener), role).await
     }
 
     async fn start(
@@ -182,8 +240,10 @@ impl MetadataQuorum {
         node_id: i32,
         voters: BTreeMap<u64, BasicNode>,
         controller_listener: Option<std::net::TcpListener>,
+        role: Role,
     ) -> Result<MetadataQuorum, MetaError> {
-        let several_voters = voters.len() > 1;
+        let observer = matches!(role, Role::Observer { .. });
+        let several_voters = voters.len() > 1 || observer;
         let dir = data_dir.join(META_DIR);
         let (cluster_id, log_store, state_machine, image_receiver) =
             open_storage(&dir, node_id, several_voters).await?;
@@ -230,7 +290,11 @@ impl MetadataQuorum {
             voter_addresses,
             controller_clients: Mutex::new(BTreeMap::new()),
         };
-        if let Err(error) = quorum.form(pristine, voters).await {
+        let formed = match role {
+            Role::Voter => quorum.form(pristine, voters).await,
+            Role::Observer { address } => quorum.follow(pristine, &voters, &address).await,
+        };
+        if let Err(error) = formed {
             // Stopped, so openraft does not outlive its dropped handle.
             let _ = quorum.shutdown().await;
             return Err(error);
@@ -266,6 +330,25 @@ impl MetadataQuorum {
         } else {
             self.wait_until_caught_up().await
         }
+    }
+
+    /// As an observer: checks a used data dir's voters, then joins and
+    /// catches up.
+    async fn follow(
+        &self,
+        pristine: bool,
+        voters: &BTreeMap<u64, BasicNode>,
+        address: &str,
+    ) -> Result<(), MetaError> {
+        if !pristine {
+            cluster::check_stored_voters(self, voters)?;
+        }
+        observers::join_and_catch_up(self, address, Duration::from_millis(OPEN_TIMEOUT_MS)).await
+    }
+
+    /// Whether this node is an observer (a learner that never votes).
+    pub fn is_observer(&self) -> bool {
+        self.identity.observer
     }
 
     /// Waits until this node leads and its image has applied every entry.

@@ -319,3 +319,88 @@ async fn staggered_start_foreign_node_and_bad_frames() {
         bounded("shutdown", quorum.shutdown()).await.unwrap();
     }
 }
+
+/// Opens node `node_id` as an observer of `voters` on a new ephemeral port.
+async fn open_observer(
+    voters: &[Voter],
+    node_id: i32,
+    dir: &Path,
+) -> Result<MetadataQuorum, MetaError> {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an observer port");
+    let address = listener
+        .local_addr()
+        .expect("the bound address")
+        .to_string();
+    let config = config(voters, node_id);
+    bounded(
+        "open an observer",
+        MetadataQuorum::open_observer(dir, config, listener, address),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_follow_the_log_and_never_vote() {
+    init_tracing();
+    let root = tempfile::tempdir().unwrap();
+    let (voters, listeners) = three_voters(root.path());
+    let voters = Arc::new(voters);
+    let quorums = open_all(&voters, listeners).await;
+    let voting: Vec<&MetadataQuorum> = quorums.iter().map(|q| &**q).collect();
+    let leader = agreed_leader(&voting, None).await;
+    propose(&voting, vec![register(1)]).await;
+
+    tracing::info!("phase: two observers join and catch up");
+    let dir4 = root.path().join("node-4");
+    let dir5 = root.path().join("node-5");
+    let four = open_observer(&voters, 4, &dir4).await.expect("observer 4");
+    let five = open_observer(&voters, 5, &dir5).await.expect("observer 5");
+    assert!(four.is_observer() && five.is_observer());
+    assert_eq!(four.cluster_id(), voting[0].cluster_id());
+    assert!(
+        four.image().brokers.contains_key(&1),
+        "observer 4 caught up"
+    );
+    propose(&voting, vec![register(2)]).await;
+    let everyone = [voting.clone(), vec![&four, &five]].concat();
+    images_agree(&everyone, 2).await;
+    let status = quorums
+        .iter()
+        .find(|q| q.node_id() == leader)
+        .expect("the leader")
+        .quorum_status();
+    let observer_ids: Vec<i32> = status.observers.iter().map(|o| o.replica_id).collect();
+    let voter_ids: Vec<i32> = status.voters.iter().map(|v| v.replica_id).collect();
+    assert_eq!(observer_ids, vec![4, 5], "{status:?}");
+    assert_eq!(voter_ids, vec![1, 2, 3], "{status:?}");
+    match bounded("observer propose", four.propose(vec![register(9)])).await {
+        Err(MetaError::NotLeader { .. }) => {}
+        other => panic!("expected NotLeader from an observer, got {other:?}"),
+    }
+
+    tracing::info!("phase: a voter's id cannot join as an observer");
+    let refused = open_observer(&voters, 2, &root.path().join("impostor")).await;
+    assert!(refused.is_err(), "a voter id joined as an observer");
+
+    tracing::info!("phase: an observer restarts on another port and follows on");
+    bounded("shutdown", four.shutdown()).await.unwrap();
+    drop(four);
+    propose(&voting, vec![register(3)]).await;
+    let four = open_observer(&voters, 4, &dir4)
+        .await
+        .expect("observer 4 again");
+    let everyone = [voting.clone(), vec![&four, &five]].concat();
+    images_agree(&everyone, 3).await;
+
+    tracing::info!("phase: the observers never lead, whatever the voters do");
+    for quorum in &everyone {
+        assert_ne!(quorum.leader_id(), Some(4));
+        assert_ne!(quorum.leader_id(), Some(5));
+    }
+    for quorum in [&four, &five] {
+        bounded("shutdown", quorum.shutdown()).await.unwrap();
+    }
+    for quorum in &voting {
+        bounded("shutdown", quorum.shutdown()).await.unwrap();
+    }
+}

@@ -125,7 +125,7 @@ async fn leader_caught_up(quorum: &MetadataQuorum, deadline: Instant) -> bool {
 
 /// As follower: everything the leader has told this node is committed is
 /// applied.
-async fn follower_caught_up(quorum: &MetadataQuorum) -> Result<bool, MetaError> {
+pub(super) async fn follower_caught_up(quorum: &MetadataQuorum) -> Result<bool, MetaError> {
     let committed = quorum
         .raft
         .with_raft_state(|state| state.committed)
@@ -137,7 +137,7 @@ async fn follower_caught_up(quorum: &MetadataQuorum) -> Result<bool, MetaError> 
 
 /// Fails when the voters whose cluster id differs from ours are so many that
 /// the rest, with this node, are not a majority.
-fn refuse_if_outvoted(quorum: &MetadataQuorum) -> Result<(), MetaError> {
+pub(super) fn refuse_if_outvoted(quorum: &MetadataQuorum) -> Result<(), MetaError> {
     let conflicts = quorum.identity.conflicts();
     let voters = quorum.identity.voters.len();
     let majority = voters / 2 + 1;

@@ -25,7 +25,7 @@ use openraft::BasicNode;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::frame::{self, RaftConnection, RaftRequest, RaftResponse, Refusal};
+use super::frame::{self, JoinRefusal, RaftConnection, RaftRequest, RaftResponse, Refusal};
 use super::Identity;
 use crate::raft::TypeConfig;
 
@@ -37,9 +37,10 @@ const RECONNECT_DELAY_MIN_MS: u64 = 100;
 /// Longest wait before reconnecting.
 const RECONNECT_DELAY_MAX_MS: u64 = 5_000;
 
-/// Makes a [`PeerClient`] per peer. Peer addresses come from the configured
-/// voters (`controller.quorum.voters`), not from the membership in the Raft
-/// log, so a voter that moved is reached at its new address.
+/// Makes a [`PeerClient`] per peer. Voters' addresses come from the
+/// configured voters (`controller.quorum.voters`), not from the membership in
+/// the Raft log, so a voter that moved is reached at its new address; an
+/// observer's from the membership (where its Join put it).
 pub(crate) struct NetworkFactory {
     /// This node, as it presents itself in each Hello.
     identity: Arc<Identity>,
@@ -143,6 +144,44 @@ impl PeerClient {
         }
     }
 
+    /// Asks this peer (a voter) to make this node a learner reached at
+    /// `address`; the outer error is a failed exchange, the inner the
+    /// peer's refusal.
+    pub(crate) async fn join(
+        &mut self,
+        address: &str,
+        ttl: Duration,
+    ) -> io::Result<Result<(), JoinRefusal>> {
+        let request = RaftRequest::Join {
+            address: address.to_string(),
+        };
+        match self.call(request, ttl).await {
+            Ok(RaftResponse::Join(answer)) => Ok(answer),
+            Ok(other) => {
+                self.connection = None;
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("node {}: unexpected answer {other:?}", self.target),
+                ))
+            }
+            Err(CallError::Timeout) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "node {} at {}: no answer within {ttl:?}",
+                    self.target, self.address
+                ),
+            )),
+            Err(CallError::Unreachable(error)) => Err(error),
+            Err(CallError::Refused(refusal)) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "node {} refused node {}: {refusal}",
+                    self.target, self.identity.node_id
+                ),
+            )),
+        }
+    }
+
     /// Sends one request and reads its answer within `ttl`.
     async fn call(
         &mut self,
@@ -164,6 +203,7 @@ impl PeerClient {
             Ok(Ok(response)) => {
                 self.reconnect_delay = Duration::from_millis(RECONNECT_DELAY_MIN_MS);
                 self.reconnect_at = None;
+                self.identity.note_contact(self.target, &self.address);
                 Ok(response)
             }
             Ok(Err(error)) => {

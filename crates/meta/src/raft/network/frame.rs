@@ -73,6 +73,10 @@ pub(crate) struct Hello {
     pub(crate) to_node: NodeId,
     /// The sender's configured voter ids.
     pub(crate) voters: BTreeSet<NodeId>,
+    /// The sender is not a voter but an observer (`process.roles=broker`):
+    /// it follows the metadata log as a Raft learner.
+    #[serde(default)]
+    pub(crate) observer: bool,
 }
 
 /// Why a server refused a Hello. The texts name both sides.
@@ -99,6 +103,22 @@ pub(crate) enum Refusal {
         addressed: NodeId,
         /// The refused node.
         peer: NodeId,
+    },
+    /// The peer is not a voter but did not say it is an observer, or says
+    /// it is one while it is a voter.
+    #[error("node {node} has voters {voters:?}; node {peer} {}", match claims_observer {
+        true => "says it is an observer (process.roles=broker) but is one of them",
+        false => "is not one of them and did not join as an observer (process.roles=broker)",
+    })]
+    Role {
+        /// The refusing node.
+        node: NodeId,
+        /// The configured voters of both.
+        voters: BTreeSet<NodeId>,
+        /// The refused node.
+        peer: NodeId,
+        /// Whether the peer said it is an observer.
+        claims_observer: bool,
     },
     /// The two nodes are configured with different voters.
     #[error("node {node} has voters {ours:?}, node {peer} has voters {theirs:?}")]
@@ -128,6 +148,12 @@ pub(crate) enum RaftRequest {
     /// A request for the active controller (see
     /// [`crate::ControllerService`]): opaque bytes of the broker's encoding.
     Controller(Vec<u8>),
+    /// An observer asks the quorum leader to replicate the metadata log to
+    /// it at `address` (its Raft listener): see `quorum/observers.rs`.
+    Join {
+        /// Where the leader reaches the observer's Raft listener.
+        address: String,
+    },
 }
 
 /// The answer to a [`RaftRequest`], of the same kind.
@@ -148,4 +174,39 @@ pub(crate) enum RaftResponse {
     /// The controller service's answer, or why there is none (this node runs
     /// no controller service yet).
     Controller(Result<Vec<u8>, String>),
+    /// The answer to a Join: the observer is a learner at that address.
+    Join(Result<(), JoinRefusal>),
+}
+
+/// Why the node asked refused to make an observer a learner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub(crate) enum JoinRefusal {
+    /// Only the quorum leader changes the membership.
+    #[error("node {node} is not the quorum leader (leader: {leader:?})")]
+    NotLeader {
+        /// The node asked.
+        node: NodeId,
+        /// The leader it knows of.
+        leader: Option<NodeId>,
+    },
+    /// A voter cannot also join as an observer.
+    #[error("node id {node} is a voter of the metadata quorum; an observer (process.roles=broker) needs an id not in controller.quorum.voters")]
+    Voter {
+        /// The observer's node id.
+        node: NodeId,
+    },
+    /// Another process with this node id is a learner at another address
+    /// and answered recently.
+    #[error("node id {node} is already an observer of this cluster at {address}, which answered {millis_ago} ms ago: another process has this node id")]
+    InUse {
+        /// The observer's node id.
+        node: NodeId,
+        /// The address of the live one.
+        address: String,
+        /// How long ago it last answered the leader.
+        millis_ago: u64,
+    },
+    /// The membership change failed (for example, leadership moved).
+    #[error("changing the membership failed: {0}")]
+    Failed(String),
 }

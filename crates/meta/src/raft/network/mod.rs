@@ -15,12 +15,16 @@
 
 pub(crate) mod client;
 pub(crate) mod frame;
+pub(crate) mod join;
 pub(crate) mod server;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use frame::{Hello, Refusal};
 
@@ -45,12 +49,18 @@ pub(crate) struct Identity {
     pub(crate) node_id: u64,
     /// The configured voter ids; a peer's Hello must carry the same set.
     pub(crate) voters: BTreeSet<u64>,
+    /// This node is not one of the voters: an observer (a Raft learner).
+    pub(crate) observer: bool,
     /// The cluster id, once this node knows it.
     pub(crate) cluster_id: ClusterIdCell,
     /// Peers whose cluster id differs from ours, from either side of a
     /// handshake, with the refusal. `open` fails when too many remain for a
     /// majority of one cluster.
     conflicts: Mutex<BTreeMap<u64, Refusal>>,
+    /// The last successful exchange of this node's clients with each peer,
+    /// and the address it was at (the leader uses it to tell a live
+    /// observer from a dead one).
+    contacts: Mutex<BTreeMap<u64, (String, Instant)>>,
 }
 
 impl Identity {
@@ -58,9 +68,11 @@ impl Identity {
     pub(crate) fn new(node_id: u64, voters: BTreeSet<u64>, cluster_id: ClusterIdCell) -> Self {
         Identity {
             node_id,
+            observer: !voters.contains(&node_id),
             voters,
             cluster_id,
             conflicts: Mutex::new(BTreeMap::new()),
+            contacts: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -71,7 +83,22 @@ impl Identity {
             from_node: self.node_id,
             to_node: target,
             voters: self.voters.clone(),
+            observer: self.observer,
         }
+    }
+
+    /// Records a successful exchange with `peer` at `address`.
+    pub(crate) fn note_contact(&self, peer: u64, address: &str) {
+        if let Ok(mut contacts) = self.contacts.lock() {
+            contacts.insert(peer, (address.to_string(), Instant::now()));
+        }
+    }
+
+    /// The address `peer` last answered at, and how long ago.
+    pub(crate) fn last_contact(&self, peer: u64) -> Option<(String, Duration)> {
+        let contacts = self.contacts.lock().ok()?;
+        let (address, at) = contacts.get(&peer)?;
+        Some((address.clone(), at.elapsed()))
     }
 
     /// Decides whether a peer's Hello is accepted. Pure apart from reading
@@ -120,12 +147,21 @@ fn check_hello(
             peer: hello.from_node,
         });
     }
-    if &hello.voters != voters || !voters.contains(&hello.from_node) {
+    if &hello.voters != voters {
         return Err(Refusal::Voters {
             node: node_id,
             ours: voters.clone(),
             peer: hello.from_node,
             theirs: hello.voters.clone(),
+        });
+    }
+    // A peer is a voter, or an observer that says it is one.
+    if voters.contains(&hello.from_node) == hello.observer {
+        return Err(Refusal::Role {
+            node: node_id,
+            voters: voters.clone(),
+            peer: hello.from_node,
+            claims_observer: hello.observer,
         });
     }
     if let (Some(ours), Some(theirs)) = (cluster_id, hello.cluster_id.as_deref()) {
@@ -151,6 +187,7 @@ mod tests {
             from_node,
             to_node,
             voters: voters.iter().copied().collect(),
+            observer: !voters.contains(&from_node),
         }
     }
 
@@ -166,7 +203,25 @@ mod tests {
             (Some("A"), hello(Some("B"), 2, 1, &[1, 2, 3]), false),
             (Some("A"), hello(Some("A"), 2, 3, &[1, 2, 3]), false),
             (Some("A"), hello(Some("A"), 2, 1, &[1, 2]), false),
-            (Some("A"), hello(Some("A"), 4, 1, &[1, 2, 3]), false),
+            // Node 4 is an observer, and says so.
+            (Some("A"), hello(Some("A"), 4, 1, &[1, 2, 3]), true),
+            (
+                Some("A"),
+                Hello {
+                    observer: false,
+                    ..hello(Some("A"), 4, 1, &[1, 2, 3])
+                },
+                false,
+            ),
+            (
+                Some("A"),
+                Hello {
+                    observer: true,
+                    ..hello(Some("A"), 2, 1, &[1, 2, 3])
+                },
+                false,
+            ),
+            (Some("B"), hello(Some("A"), 4, 1, &[1, 2, 3]), false),
         ];
         for (ours, hello, accepted) in cases {
             let result = check_hello(1, &voters, ours, &hello);

@@ -117,6 +117,9 @@ async fn serve_connection(
                     None => Err(format!("node {node_id} runs no controller service yet")),
                 })
             }
+            RaftRequest::Join { address } => {
+                RaftResponse::Join(super::join::admit(&raft, &identity, peer, address).await)
+            }
             RaftRequest::Hello(_) => {
                 tracing::warn!(node_id, peer, %peer_address, "a second Hello; closing a Raft connection");
                 return;
