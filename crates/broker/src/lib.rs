@@ -29,11 +29,13 @@ pub mod producer_ids;
 pub mod replica_fetch;
 pub mod replica_manager;
 mod replication;
+pub mod roles;
 pub mod server;
 pub mod state;
 mod tasks;
 pub mod txn;
 
+pub use roles::ProcessRoles;
 pub use server::{
     Broker, BrokerConfig, BrokerError, FatalError, EXIT_INTERNAL_FAILURE, EXIT_STORAGE_FAILURE,
 };

@@ -19,6 +19,7 @@ pub use crate::fatal::{FatalError, EXIT_INTERNAL_FAILURE, EXIT_STORAGE_FAILURE};
 use crate::metadata_view::MetadataView;
 use crate::producer_ids::ProducerIdManager;
 use crate::replica_manager::ReplicaManager;
+use crate::roles::ProcessRoles;
 use crate::state::BrokerState;
 use crate::tasks::{
     run_checkpointer, run_image_follower, run_log_maintenance, start_group_coordinator,
@@ -71,24 +72,40 @@ impl Broker {
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
         // Validated before anything binds or is written.
         Settings::new(config.settings.clone()).map_err(BrokerError::Config)?;
-        // The listener first: a port in use fails the start before anything
-        // is written to the data directory.
-        let listener = TcpListener::bind(&config.listen).await.map_err(|error| {
-            BrokerError::Config(format!("cannot listen on {}: {error}", config.listen))
-        })?;
-        let local_addr = listener.local_addr()?;
-        let settings = Arc::new(
-            Settings::new(with_identity(&config, local_addr)).map_err(BrokerError::Config)?,
-        );
-        let connections_max = settings.get_i64("max.connections").clamp(1, 1 << 20) as usize;
-        let clustered = config.controller_voters.len() > 1;
-        let controller_listener = match clustered {
-            true => Some(bind_controller_listener(&config)?),
+        let roles = ProcessRoles::resolve(
+            config.settings.get("process.roles").map(String::as_str),
+            config.node_id,
+            &config.controller_voters,
+        )
+        .map_err(BrokerError::Config)?;
+        // The listeners first: a port in use fails the start before
+        // anything is written to the data directory. A controller alone
+        // has no Kafka listener.
+        let listener = match roles.is_broker() {
+            true => Some(TcpListener::bind(&config.listen).await.map_err(|error| {
+                BrokerError::Config(format!("cannot listen on {}: {error}", config.listen))
+            })?),
             false => None,
         };
+        let raft_listener = match quorum_over_network(&config, roles) {
+            true => Some(bind_controller_listener(&config, roles)?),
+            false => None,
+        };
+        let local_addr = match (&listener, &raft_listener) {
+            (Some(listener), _) => listener.local_addr()?,
+            (None, Some(raft)) => raft.local_addr()?,
+            (None, None) => {
+                unreachable!("a node without the broker role has a controller listener")
+            }
+        };
+        let settings = Arc::new(
+            Settings::new(with_identity(&config, roles, local_addr))
+                .map_err(BrokerError::Config)?,
+        );
+        let connections_max = settings.get_i64("max.connections").clamp(1, 1 << 20) as usize;
         let data_dir = open_data_dir(&config.data_dir)?;
         let clean = data_dir.was_clean_shutdown();
-        tracing::info!(data_dir = %config.data_dir.display(), clean_shutdown = clean, "opening data directory");
+        tracing::info!(data_dir = %config.data_dir.display(), clean_shutdown = clean, process_roles = %roles, "opening data directory");
         let properties = check_data_dir_identity(&data_dir, config.node_id)?;
         size_the_segment_file_cache(&data_dir, connections_max);
 
@@ -96,11 +113,16 @@ impl Broker {
             node_id: config.node_id,
             voters: config.controller_voters.clone(),
         };
-        let quorum = Arc::new(match controller_listener {
-            Some(listener) => {
-                MetadataQuorum::open_voter(&config.data_dir, quorum_config, listener).await?
+        let quorum = Arc::new(match (raft_listener, roles) {
+            (Some(raft), ProcessRoles::Broker) => {
+                let address = observer_address(&config, raft.local_addr()?)?;
+                MetadataQuorum::open_observer(&config.data_dir, quorum_config, raft, address)
+                    .await?
             }
-            None => MetadataQuorum::open(&config.data_dir, quorum_config).await?,
+            (Some(raft), _) => {
+                MetadataQuorum::open_voter(&config.data_dir, quorum_config, raft).await?
+            }
+            (None, _) => MetadataQuorum::open(&config.data_dir, quorum_config).await?,
         });
         // A failure from here on stops the quorum first, so openraft is not
         // left running without its handle (and logging about it).
@@ -112,8 +134,10 @@ impl Broker {
                 })?;
             }
             let replicas = open_partitions(&quorum, data_dir, &settings, config.node_id)?;
-            let state = services(&config, settings.clone(), quorum.clone(), replicas);
-            register(&state, &config, &settings, local_addr).await?;
+            let state = services(&config, roles, settings.clone(), quorum.clone(), replicas);
+            if roles.is_broker() {
+                register(&state, &config, &settings, local_addr).await?;
+            }
             Ok(state)
         }
         .await;
@@ -125,14 +149,16 @@ impl Broker {
             }
         };
         let (shutdown, mut tasks) = spawn_tasks(&state);
-        wait_until_unfenced(&state, config.node_id).await;
-        tasks.push(tokio::spawn(net::acceptor::run_acceptor(
-            listener,
-            state.clone(),
-            connections_max,
-            shutdown.subscribe(),
-        )));
-        tracing::info!(%local_addr, node_id = config.node_id, cluster_id = %quorum.cluster_id(), "broker started");
+        if let Some(listener) = listener {
+            wait_until_unfenced(&state, config.node_id).await;
+            tasks.push(tokio::spawn(net::acceptor::run_acceptor(
+                listener,
+                state.clone(),
+                connections_max,
+                shutdown.subscribe(),
+            )));
+        }
+        tracing::info!(%local_addr, node_id = config.node_id, process_roles = %roles, cluster_id = %quorum.cluster_id(), "node started");
         Ok(Broker {
             state,
             local_addr,
@@ -141,6 +167,8 @@ impl Broker {
         })
     }
 
+    /// The bound Kafka listener, or the controller listener of a node that
+    /// is only a controller (`process.roles=controller`).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -232,10 +260,26 @@ async fn register(
         })
 }
 
+/// Whether this node talks to the quorum over the network: several voters,
+/// a node with one role only, or one voter that serves its controller
+/// listener (`--controller-listen`) for brokers to join. A node alone with
+/// both roles decides in-process.
+fn quorum_over_network(config: &BrokerConfig, roles: ProcessRoles) -> bool {
+    config.controller_voters.len() > 1
+        || roles != ProcessRoles::Combined
+        || (!config.controller_voters.is_empty()
+            && config.settings.contains_key(CONTROLLER_LISTEN_SETTING))
+}
+
 /// Binds the controller listener of a node of a cluster: the address of
-/// `--controller-listen` (`sluice.controller.listen`), else this node's own
-/// entry of `controller.quorum.voters`.
-fn bind_controller_listener(config: &BrokerConfig) -> Result<std::net::TcpListener, BrokerError> {
+/// `--controller-listen` (`sluice.controller.listen`), else a voter's own
+/// entry of `controller.quorum.voters`, else (a broker that is not a voter,
+/// which only the active controller connects to, to replicate the metadata
+/// log to it) any free port on the host of the Kafka listener.
+fn bind_controller_listener(
+    config: &BrokerConfig,
+    roles: ProcessRoles,
+) -> Result<std::net::TcpListener, BrokerError> {
     let own_voter = config
         .controller_voters
         .iter()
@@ -245,11 +289,12 @@ fn bind_controller_listener(config: &BrokerConfig) -> Result<std::net::TcpListen
         (Some(address), _) => address.clone(),
         (None, Some(address)) => address,
         (None, None) => {
-            let voters: Vec<i32> = config.controller_voters.iter().map(|(id, _)| *id).collect();
-            return Err(BrokerError::Config(format!(
-                "node {} is not one of the controller voters {voters:?}; a node that is only a                  broker (process.roles=broker) is not supported yet: list it in                  controller.quorum.voters",
-                config.node_id
-            )));
+            debug_assert_eq!(roles, ProcessRoles::Broker);
+            let (host, _) = parse_host_port(&config.listen)?;
+            match host.contains(':') {
+                true => format!("[{host}]:0"),
+                false => format!("{host}:0"),
+            }
         }
     };
     std::net::TcpListener::bind(&address).map_err(|error| {
@@ -257,6 +302,27 @@ fn bind_controller_listener(config: &BrokerConfig) -> Result<std::net::TcpListen
             "cannot listen on the controller listener {address}: {error}"
         ))
     })
+}
+
+/// The address the voters reach an observer's Raft listener at: the bound
+/// one, with the advertised listener's host when it is bound to every
+/// interface.
+fn observer_address(config: &BrokerConfig, bound: SocketAddr) -> Result<String, BrokerError> {
+    if !bound.ip().is_unspecified() {
+        return Ok(bound.to_string());
+    }
+    match &config.advertised_listener {
+        Some(advertised) => {
+            let (host, _) = parse_host_port(advertised)?;
+            Ok(format!("{host}:{}", bound.port()))
+        }
+        None => Err(BrokerError::Config(format!(
+            "node {}: its controller listener is bound to {bound}, an address the controllers \
+             cannot connect to; give --controller-listen (or --advertised-listener) a host they can \
+             reach",
+            config.node_id
+        ))),
+    }
 }
 
 /// The setting that carries `--controller-listen`.
@@ -286,6 +352,7 @@ fn open_partitions(
 /// coordinators, the metadata view.
 fn services(
     config: &BrokerConfig,
+    roles: ProcessRoles,
     settings: Arc<Settings>,
     quorum: Arc<MetadataQuorum>,
     replicas: Arc<ReplicaManager>,
@@ -297,7 +364,8 @@ fn services(
         settings.clone(),
         quorum.clone(),
         replicas.clone(),
-        config.controller_voters.len() > 1,
+        quorum.is_networked(),
+        roles.is_broker(),
     ));
     quorum.set_controller_service(crate::controller::channel::endpoint(&controller));
     let producer_ids = Arc::new(ProducerIdManager::new(controller.clone()));
@@ -388,26 +456,47 @@ fn spawn_tasks(state: &Arc<BrokerState>) -> (watch::Sender<bool>, Vec<JoinHandle
 
 /// The settings with this node's identity as static configs, as Kafka's
 /// KafkaConfig has them (DescribeConfigs of BROKER <id> shows each node's
-/// own): `node.id` and its synonym `broker.id`, `log.dirs`, `listeners` (the
-/// bound address, so port 0 shows the port taken; and the controller's
-/// when clustered), `advertised.listeners`, `controller.quorum.voters`.
-fn with_identity(config: &BrokerConfig, local_addr: SocketAddr) -> BTreeMap<String, String> {
+/// own): `node.id` and its synonym `broker.id`, `process.roles` (as
+/// resolved), `log.dirs`, `listeners` (the bound address, so port 0 shows
+/// the port taken; and a voter's controller listener when the quorum is
+/// networked), `advertised.listeners`, `controller.quorum.voters`.
+fn with_identity(
+    config: &BrokerConfig,
+    roles: ProcessRoles,
+    local_addr: SocketAddr,
+) -> BTreeMap<String, String> {
     let mut settings = config.settings.clone();
     let node_id = config.node_id.to_string();
     settings.insert("node.id".to_string(), node_id.clone());
     settings.insert("broker.id".to_string(), node_id);
+    settings.insert("process.roles".to_string(), roles.to_string());
     settings.insert(
         "log.dirs".to_string(),
         config.data_dir.display().to_string(),
     );
-    let mut listeners = format!("PLAINTEXT://{local_addr}");
-    if config.controller_voters.len() > 1 {
-        if let Some((_, address)) = config
-            .controller_voters
-            .iter()
-            .find(|(id, _)| *id == config.node_id)
-        {
-            listeners.push_str(&format!(",CONTROLLER://{address}"));
+    let mut listeners = Vec::new();
+    if roles.is_broker() {
+        listeners.push(format!("PLAINTEXT://{local_addr}"));
+    }
+    if !config.controller_voters.is_empty() {
+        if roles.is_controller() && quorum_over_network(config, roles) {
+            let address = match roles.is_broker() {
+                true => config
+                    .settings
+                    .get(CONTROLLER_LISTEN_SETTING)
+                    .cloned()
+                    .or_else(|| {
+                        config
+                            .controller_voters
+                            .iter()
+                            .find(|(id, _)| *id == config.node_id)
+                            .map(|(_, address)| address.clone())
+                    }),
+                false => Some(local_addr.to_string()),
+            };
+            if let Some(address) = address {
+                listeners.push(format!("CONTROLLER://{address}"));
+            }
         }
         let voters: Vec<String> = config
             .controller_voters
@@ -416,8 +505,12 @@ fn with_identity(config: &BrokerConfig, local_addr: SocketAddr) -> BTreeMap<Stri
             .collect();
         settings.insert("controller.quorum.voters".to_string(), voters.join(","));
     }
-    settings.insert("listeners".to_string(), listeners);
-    if let Some(advertised) = &config.advertised_listener {
+    settings.insert("listeners".to_string(), listeners.join(","));
+    if let Some(advertised) = config
+        .advertised_listener
+        .as_ref()
+        .filter(|_| roles.is_broker())
+    {
         settings.insert(
             "advertised.listeners".to_string(),
             format!("PLAINTEXT://{advertised}"),

@@ -47,9 +47,16 @@ pub struct ServeArgs {
     /// Metadata quorum voters, ID@HOST:PORT,… [default: this node alone].
     #[arg(long, value_name = "ID@HOST:PORT,…")]
     pub controller_voters: Option<String>,
-    /// Address the controller (Raft) listener binds.
+    /// Address the controller (Raft) listener binds [default: this node's
+    /// entry of --controller-voters; for a broker that is not a voter, a
+    /// free port on the --listen host].
     #[arg(long, value_name = "HOST:PORT")]
     pub controller_listen: Option<String>,
+    /// Kafka's process.roles: broker,controller | broker | controller
+    /// [default: broker,controller when --controller-voters lists this node
+    /// or is not given, else broker].
+    #[arg(long, value_name = "ROLES")]
+    pub process_roles: Option<String>,
     /// Any broker config by Kafka's name; repeatable; overrides --config.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub set: Vec<(String, String)>,
@@ -217,6 +224,9 @@ pub fn resolve(
         None => Vec::new(),
     };
 
+    if let Some(roles) = &args.process_roles {
+        settings.insert("process.roles".to_string(), roles.clone());
+    }
     if let Some(address) = args.controller_listen.clone().or(controller_listen) {
         check_host_port(&address).context("in --controller-listen")?;
         settings.insert(CONTROLLER_LISTEN_SETTING.to_string(), address);

@@ -4,7 +4,10 @@
 //! spread over the brokers and served through one bootstrap address, a
 //! non-controller broker creates topics, and a broker that stops hands its
 //! partitions over (replication factor 1: they are offline) and takes them
-//! back with its data when it returns.
+//! back with its data when it returns. Kafka's `process.roles`: brokers that
+//! are not voters (observers of the metadata quorum) and controllers that
+//! serve no clients, and the start refused for roles that contradict the
+//! voters.
 
 mod common;
 
@@ -12,13 +15,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::cluster::{
-    brokers, consume_values, create_replicated_topic, eventually, leaders, produce_acked,
-    quorum_leader,
+    block_on, brokers, consume_values, create_replicated_topic, eventually, eventually_seen,
+    leaders, metadata, produce_acked, quorum_leader, quorum_members,
 };
 use common::raw::RawConnection;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use sluice_broker::ProcessRoles::{Broker, Combined, Controller};
 use sluice_testkit::TestCluster;
 
 /// Short sessions, so a stopped broker is fenced within seconds.
@@ -149,4 +156,232 @@ fn a_stopped_broker_is_fenced_its_partitions_go_offline_and_come_back_with_their
     let values = consume(cluster.bootstrap(), "offline", 3, 30);
     assert_eq!(values.len(), 30, "node 2 kept its records");
     cluster.shutdown().expect("clean shutdown");
+}
+
+/// `process.roles` of `node_id` as DescribeConfigs (BROKER) through
+/// `address` reports it.
+fn described_roles(address: &str, node_id: i32) -> Option<String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .create()
+        .expect("admin client");
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let results = block_on(admin.describe_configs([&ResourceSpecifier::Broker(node_id)], &options))
+        .expect("describe configs");
+    let resource = results
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .expect("described");
+    resource
+        .get("process.roles")
+        .and_then(|entry| entry.value.clone())
+}
+
+#[test]
+fn a_broker_that_is_not_a_voter_follows_the_quorum_and_serves_clients() {
+    let mut cluster =
+        TestCluster::start_with_roles(&[Combined, Combined, Combined, Broker], SETTINGS)
+            .expect("four nodes start");
+    let observer = cluster.node(4).address();
+    eventually("every broker is unfenced", Duration::from_secs(30), || {
+        brokers(&observer) == BTreeSet::from([1, 2, 3, 4])
+    });
+    let (leader, voters, observers) = quorum_members(&observer);
+    assert!((1..=3).contains(&leader), "a voter leads: {leader}");
+    assert_eq!(voters, BTreeSet::from([1, 2, 3]));
+    assert_eq!(observers, BTreeSet::from([4]));
+    assert_eq!(described_roles(&observer, 4).as_deref(), Some("broker"));
+    assert_eq!(
+        described_roles(&observer, 1).as_deref(),
+        Some("broker,controller")
+    );
+
+    tracing::info!("phase: a topic created through the observer, served by it alone");
+    create_replicated_topic(&observer, "observed", 4, 3, &[("min.insync.replicas", "2")]);
+    eventually_seen(
+        "the observer leads a partition",
+        Duration::from_secs(30),
+        || {
+            let seen = leaders(&observer, "observed");
+            let holds = seen.len() == 4
+                && seen.values().all(|leader| *leader != -1)
+                && seen.values().any(|leader| *leader == 4);
+            (holds, format!("{seen:?}"))
+        },
+    );
+    produce_acked(&observer, "observed", "before", 40);
+    assert_eq!(
+        consume(&observer, "observed", 4, 40).len(),
+        40,
+        "read back through the observer"
+    );
+
+    tracing::info!("phase: the observer restarts on another port and follows on");
+    cluster.restart_node(4).expect("node 4 restarts");
+    let observer = cluster.node(4).address();
+    let first = cluster.node(1).address();
+    create_replicated_topic(&first, "after-restart", 2, 3, &[]);
+    eventually(
+        "the restarted observer knows the new topic",
+        Duration::from_secs(60),
+        || leaders(&observer, "after-restart").len() == 2,
+    );
+    eventually("it is unfenced again", Duration::from_secs(60), || {
+        brokers(&first).contains(&4)
+    });
+    produce_acked(cluster.bootstrap(), "observed", "after", 20);
+    assert_eq!(consume(&observer, "observed", 4, 60).len(), 60);
+    let (_, voters, observers) = quorum_members(&first);
+    assert_eq!(
+        (voters, observers),
+        (BTreeSet::from([1, 2, 3]), BTreeSet::from([4]))
+    );
+    cluster.shutdown().expect("clean shutdown");
+}
+
+#[test]
+fn controllers_that_serve_no_clients_run_a_cluster_of_brokers() {
+    let roles = [Controller, Controller, Controller, Broker, Broker];
+    let mut cluster = TestCluster::start_with_roles(&roles, SETTINGS).expect("five nodes start");
+    let four = cluster.node(4).address();
+    let five = cluster.node(5).address();
+    assert_eq!(
+        cluster.bootstrap(),
+        format!("{four},{five}"),
+        "brokers only"
+    );
+    eventually("both brokers are unfenced", Duration::from_secs(30), || {
+        brokers(&four) == BTreeSet::from([4, 5]) && brokers(&five) == BTreeSet::from([4, 5])
+    });
+    let controller_id = metadata(&four, Some("")).controller_id.0;
+    assert!(
+        [4, 5].contains(&controller_id),
+        "Metadata names a broker as the controller, as KRaft does: {controller_id}"
+    );
+    let (leader, voters, observers) = quorum_members(&five);
+    assert!((1..=3).contains(&leader), "a controller leads: {leader}");
+    assert_eq!(voters, BTreeSet::from([1, 2, 3]));
+    assert_eq!(observers, BTreeSet::from([4, 5]));
+    assert_eq!(described_roles(&four, 5).as_deref(), Some("broker"));
+
+    create_replicated_topic(&five, "isolated", 4, 2, &[]);
+    eventually_seen(
+        "the brokers lead every partition",
+        Duration::from_secs(30),
+        || {
+            let seen = leaders(&four, "isolated");
+            let holds = seen.len() == 4 && seen.values().all(|leader| [4, 5].contains(leader));
+            (holds, format!("{seen:?}"))
+        },
+    );
+    produce_acked(cluster.bootstrap(), "isolated", "value", 30);
+
+    tracing::info!("phase: the active controller stops; another takes over");
+    cluster
+        .stop_node(leader)
+        .expect("the active controller stops");
+    eventually_seen("another controller leads", Duration::from_secs(30), || {
+        let (now, _, _) = quorum_members(&four);
+        (
+            now != leader && (1..=3).contains(&now),
+            format!("leader {now}"),
+        )
+    });
+    create_replicated_topic(&four, "after-failover", 2, 2, &[]);
+    eventually("the brokers know it", Duration::from_secs(30), || {
+        leaders(&five, "after-failover").len() == 2
+    });
+    assert_eq!(consume(cluster.bootstrap(), "isolated", 4, 30).len(), 30);
+    cluster
+        .restart_node(leader)
+        .expect("the controller restarts");
+    cluster.shutdown().expect("clean shutdown");
+}
+
+/// Runs `sluice serve` with `args` (and a fresh data dir); it must refuse to
+/// start, naming each `needle` on its `error:` line, before it writes
+/// anything.
+fn refused(args: &[&str], needles: &[&str]) {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .env("NO_COLOR", "1")
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice serve");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sluice serve {args:?} kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{args:?}: {stderr}");
+    let error = stderr
+        .lines()
+        .find(|line| line.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{args:?}: no error line in {stderr}"));
+    for needle in needles {
+        assert!(
+            error.contains(needle),
+            "{args:?}: {error:?} lacks {needle:?}"
+        );
+    }
+    assert!(!data_dir.exists(), "{args:?}: nothing is written");
+}
+
+#[test]
+fn process_roles_that_contradict_the_voters_are_refused_before_anything_starts() {
+    let voters = "1@127.0.0.1:1,2@127.0.0.1:2,3@127.0.0.1:3";
+    refused(
+        &["--process-roles", "broker"],
+        &["process.roles=broker needs controller.quorum.voters"],
+    );
+    refused(
+        &["--set", "process.roles=controller"],
+        &["process.roles=controller needs controller.quorum.voters"],
+    );
+    refused(
+        &[
+            "--node-id",
+            "2",
+            "--controller-voters",
+            voters,
+            "--process-roles",
+            "broker",
+        ],
+        &[
+            "just the 'broker' role, the node id 2 must not be included",
+            "[1, 2, 3]",
+        ],
+    );
+    refused(
+        &[
+            "--node-id",
+            "4",
+            "--controller-voters",
+            voters,
+            "--process-roles",
+            "controller",
+        ],
+        &["the 'controller' role, the node id 4 must be included"],
+    );
+    refused(
+        &["--process-roles", "broker,zookeeper"],
+        &["unknown process role \"zookeeper\""],
+    );
+    refused(
+        &["--process-roles", "broker,broker"],
+        &["duplicate role names"],
+    );
 }

@@ -180,8 +180,9 @@ impl MetadataQuorum {
     /// log and snapshot. This returns when a leader is known, the cluster id
     /// is known, and this node's image has applied what the leader had
     /// committed; it fails with `MetaError::ClusterIdMismatch` when this data
-    /// dir belongs to another cluster than a majority of the voters. With one
-    /// voter this is [`MetadataQuorum::open`] plus the listener.
+    /// dir belongs to another cluster than a majority of the voters. One
+    /// voter with a listener forms the same way (alone), so that observers
+    /// can follow it and learn the cluster id from the log.
     pub async fn open_voter(
         data_dir: &Path,
         config: QuorumConfig,
@@ -242,8 +243,10 @@ impl MetadataQuorum {
         controller_listener: Option<std::net::TcpListener>,
         role: Role,
     ) -> Result<MetadataQuorum, MetaError> {
-        let observer = matches!(role, Role::Observer { .. });
-        let several_voters = voters.len() > 1 || observer;
+        // Networked: the cluster's way of forming (the first leader commits
+        // the cluster id) and its Raft timings, even with one voter, whose
+        // observers learn the cluster id from the log.
+        let several_voters = voters.len() > 1 || controller_listener.is_some();
         let dir = data_dir.join(META_DIR);
         let (cluster_id, log_store, state_machine, image_receiver) =
             open_storage(&dir, node_id, several_voters).await?;
@@ -314,7 +317,7 @@ impl MetadataQuorum {
         pristine: bool,
         voters: BTreeMap<u64, BasicNode>,
     ) -> Result<(), MetaError> {
-        let several_voters = voters.len() > 1;
+        let several_voters = voters.len() > 1 || self.server.is_some();
         if pristine {
             tracing::info!(node_id = self.node_id, voters = ?voters.keys(), "initializing the metadata quorum");
             match self.raft.initialize(voters).await {
@@ -344,6 +347,12 @@ impl MetadataQuorum {
             cluster::check_stored_voters(self, voters)?;
         }
         observers::join_and_catch_up(self, address, Duration::from_millis(OPEN_TIMEOUT_MS)).await
+    }
+
+    /// Whether this node talks to other nodes of the quorum (it serves a
+    /// controller listener): several voters, or observers.
+    pub fn is_networked(&self) -> bool {
+        self.server.is_some()
     }
 
     /// Whether this node is an observer (a learner that never votes).

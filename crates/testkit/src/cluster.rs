@@ -14,7 +14,12 @@
 //! `id@host:port`) with controller ports reserved before any node starts,
 //! and its own `sluice.controller.listen`; the nodes start together (every
 //! voter waits for a majority), and each is both voter and broker (Kafka's
-//! `process.roles=broker,controller`).
+//! `process.roles=broker,controller`). [`TestCluster::start_with_roles`]
+//! gives each node its roles instead: voters are the nodes with the
+//! controller role, a `broker` node follows the quorum as an observer on a
+//! Raft listener of its own (port 0), and a `controller` node serves no
+//! clients (its [`TestNode::address`] is its controller listener, and it is
+//! not in [`TestCluster::bootstrap`]).
 //!
 //! What only a separate process can show (kill -9, signals, the CLI, the
 //! process's stderr) stays with the spawned-binary harness of crates/cli.
@@ -26,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use sluice_broker::{Broker, BrokerConfig, BrokerError};
+use sluice_broker::{Broker, BrokerConfig, BrokerError, ProcessRoles};
 use tempfile::TempDir;
 
 /// How long one node may take to start.
@@ -82,8 +87,11 @@ pub struct TestNode {
     config: BrokerConfig,
     /// The running broker; `None` while stopped.
     broker: Option<Broker>,
-    /// The Kafka listener of the running broker.
+    /// The Kafka listener of the running broker (a controller's own
+    /// listener when it is only a controller).
     address: Option<SocketAddr>,
+    /// What the node runs (Kafka's `process.roles`).
+    roles: ProcessRoles,
     /// Owns the data directory; removed when the cluster is dropped.
     _data_dir: TempDir,
 }
@@ -94,7 +102,13 @@ impl TestNode {
         self.config.node_id
     }
 
-    /// `host:port` of the Kafka listener; panics when the node is stopped.
+    /// What the node runs.
+    pub fn roles(&self) -> ProcessRoles {
+        self.roles
+    }
+
+    /// `host:port` of the Kafka listener (of the controller listener for a
+    /// node that is only a controller); panics when the node is stopped.
     pub fn address(&self) -> String {
         self.address
             .unwrap_or_else(|| panic!("node {} is stopped", self.node_id()))
@@ -134,21 +148,47 @@ impl TestCluster {
     /// error after stopping the nodes that did start.
     pub fn start(nodes: usize, settings: &[(&str, &str)]) -> Result<TestCluster, ClusterError> {
         assert!(nodes >= 1, "a cluster has at least one node");
+        let roles = vec![ProcessRoles::Combined; nodes];
+        Self::start_roles(&roles, nodes == 1, settings)
+    }
+
+    /// Starts nodes `1..=roles.len()`, node `i + 1` with `roles[i]` (Kafka's
+    /// `process.roles`): the nodes with the controller role are the voters
+    /// of the metadata quorum (at least one), the others follow it as
+    /// observers. Otherwise as [`start`](Self::start).
+    pub fn start_with_roles(
+        roles: &[ProcessRoles],
+        settings: &[(&str, &str)],
+    ) -> Result<TestCluster, ClusterError> {
+        assert!(
+            roles.iter().any(|roles| roles.is_controller()),
+            "a cluster has at least one voter"
+        );
+        Self::start_roles(roles, false, settings)
+    }
+
+    fn start_roles(
+        roles: &[ProcessRoles],
+        alone: bool,
+        settings: &[(&str, &str)],
+    ) -> Result<TestCluster, ClusterError> {
         init_tracing();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(RUNTIME_WORKER_THREADS)
             .thread_name("test-cluster")
             .enable_all()
             .build()?;
-        let configs = node_configs(nodes, settings)?;
+        let configs = node_configs(roles, alone, settings)?;
         let mut cluster = TestCluster {
             runtime: Some(runtime),
             nodes: configs
                 .into_iter()
-                .map(|(config, data_dir)| TestNode {
+                .zip(roles)
+                .map(|((config, data_dir), roles)| TestNode {
                     config,
                     broker: None,
                     address: None,
+                    roles: *roles,
                     _data_dir: data_dir,
                 })
                 .collect(),
@@ -159,7 +199,8 @@ impl TestCluster {
         Ok(cluster)
     }
 
-    /// `bootstrap.servers` for clients: every running node.
+    /// `bootstrap.servers` for clients: every running node that serves
+    /// clients.
     pub fn bootstrap(&self) -> &str {
         assert!(!self.bootstrap.is_empty(), "no node is running");
         &self.bootstrap
@@ -303,6 +344,7 @@ impl TestCluster {
         let addresses: Vec<String> = self
             .nodes
             .iter()
+            .filter(|node| node.roles.is_broker())
             .filter_map(|node| node.address.map(|address| address.to_string()))
             .collect();
         self.bootstrap = addresses.join(",");
@@ -321,19 +363,22 @@ impl Drop for TestCluster {
 
 /// Each node's configuration and its data directory. Controller ports are
 /// reserved (bound, read, released) before any node starts, because every
-/// voter list names them all.
+/// voter list names them all. `alone`: one node that is its own quorum.
 fn node_configs(
-    nodes: usize,
+    roles: &[ProcessRoles],
+    alone: bool,
     settings: &[(&str, &str)],
 ) -> Result<Vec<(BrokerConfig, TempDir)>, ClusterError> {
-    let ids: Vec<i32> = (1..=nodes)
+    let ids: Vec<i32> = (1..=roles.len())
         .map(|id| i32::try_from(id).expect("node count fits in i32"))
         .collect();
-    let voters: Vec<(i32, String)> = if nodes == 1 {
+    let voters: Vec<(i32, String)> = if alone {
         Vec::new()
     } else {
         ids.iter()
-            .map(|&id| Ok((id, reserve_local_port()?.to_string())))
+            .zip(roles)
+            .filter(|(_, roles)| roles.is_controller())
+            .map(|(&id, _)| Ok((id, reserve_local_port()?.to_string())))
             .collect::<Result<_, std::io::Error>>()?
     };
     let settings: BTreeMap<String, String> = settings
@@ -341,11 +386,15 @@ fn node_configs(
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect();
     ids.iter()
-        .map(|&node_id| {
+        .zip(roles)
+        .map(|(&node_id, roles)| {
             let data_dir = tempfile::Builder::new()
                 .prefix(&format!("sluice-node-{node_id}-"))
                 .tempdir()?;
             let mut node_settings = settings.clone();
+            if !alone {
+                node_settings.insert("process.roles".to_string(), roles.to_string());
+            }
             if let Some((_, address)) = voters.iter().find(|(id, _)| *id == node_id) {
                 node_settings.insert(CONTROLLER_LISTEN_SETTING.to_string(), address.clone());
             }

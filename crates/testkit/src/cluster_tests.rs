@@ -91,7 +91,7 @@ async fn a_cluster_starts_and_drops_inside_a_test_runtime() {
 
 #[test]
 fn several_nodes_get_ids_and_voters_and_form_one_cluster() {
-    let configs = node_configs(3, &[]).unwrap();
+    let configs = node_configs(&[ProcessRoles::Combined; 3], false, &[]).unwrap();
     let ids: Vec<i32> = configs.iter().map(|(config, _)| config.node_id).collect();
     assert_eq!(ids, vec![1, 2, 3]);
     let voters = &configs[0].0.controller_voters;
@@ -105,6 +105,29 @@ fn several_nodes_get_ids_and_voters_and_form_one_cluster() {
         assert_eq!(config.settings.get(CONTROLLER_LISTEN_SETTING), Some(&own.1));
     }
     assert!(format_voters(voters).starts_with("1@127.0.0.1:"));
+    let roles = [
+        ProcessRoles::Controller,
+        ProcessRoles::Combined,
+        ProcessRoles::Broker,
+    ];
+    let configs = node_configs(&roles, false, &[]).unwrap();
+    let voter_ids: Vec<i32> = configs[2]
+        .0
+        .controller_voters
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(
+        voter_ids,
+        vec![1, 2],
+        "the nodes with the controller role vote"
+    );
+    let written: Vec<&str> = configs
+        .iter()
+        .map(|(config, _)| config.settings["process.roles"].as_str())
+        .collect();
+    assert_eq!(written, vec!["controller", "broker,controller", "broker"]);
+    assert_eq!(configs[2].0.settings.get(CONTROLLER_LISTEN_SETTING), None);
 
     let cluster = TestCluster::start(3, &[]).expect("a three-voter cluster starts");
     for node in cluster.nodes() {

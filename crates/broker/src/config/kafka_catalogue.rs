@@ -184,7 +184,6 @@ pub const KAFKA_ONLY_BROKER_CONFIGS: &[KafkaOnlyConfig] = &[
     fixed("offsets.topic.compression.codec", ConfigType::Int, "0"),
     fixed("offsets.topic.segment.bytes", ConfigType::Int, "104857600"),
     dynamic("principal.builder.class", ConfigType::Class, "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder"),
-    fixed("process.roles", ConfigType::List, ""),
     fixed("producer.purgatory.purge.interval.requests", ConfigType::Int, "1000"),
     fixed("queued.max.request.bytes", ConfigType::Long, "-1"),
     fixed("queued.max.requests", ConfigType::Int, "500"),

@@ -120,7 +120,7 @@ impl Controller {
 
     /// Heartbeats every `broker.heartbeat.interval.ms` until `shutdown`.
     pub async fn run_heartbeats(&self, mut shutdown: watch::Receiver<bool>) {
-        if !self.clustered {
+        if !self.clustered || !self.serves_broker {
             return;
         }
         let interval = self.settings.get_i64("broker.heartbeat.interval.ms").max(1) as u64;
@@ -188,7 +188,7 @@ impl Controller {
     }
 
     async fn controlled_shutdown_within(&self, bound: Duration) -> bool {
-        if !self.clustered {
+        if !self.clustered || !self.serves_broker {
             return true;
         }
         let deadline = tokio::time::Instant::now() + bound;

@@ -125,6 +125,10 @@ pub struct Controller {
     /// brokers register, heartbeat and can be fenced. A single node decides
     /// alone and is never fenced.
     clustered: bool,
+    /// This node serves clients (Kafka's `process.roles` has `broker`): it
+    /// registers, heartbeats and shuts down under control. A node that is
+    /// only a controller does none of that.
+    serves_broker: bool,
     /// This node's broker: its process's incarnation and registration.
     broker: brokers::OwnBroker,
     /// Broker sessions, kept while this node is the active controller.
@@ -146,6 +150,7 @@ impl Controller {
         quorum: Arc<MetadataQuorum>,
         replicas: Arc<ReplicaManager>,
         clustered: bool,
+        serves_broker: bool,
     ) -> Controller {
         let session_timeout_ms = settings.get_i64("broker.session.timeout.ms").max(1) as u64;
         Controller {
@@ -155,6 +160,7 @@ impl Controller {
             replicas,
             lock: tokio::sync::Mutex::new(()),
             clustered,
+            serves_broker,
             broker: brokers::OwnBroker::new(),
             sessions: std::sync::Mutex::new(sessions::BrokerSessions::new(session_timeout_ms)),
             clock: crate::clock::Clock::new(),
@@ -163,9 +169,14 @@ impl Controller {
         }
     }
 
-    /// Whether this node is one of a cluster of several voters.
+    /// Whether this node is one of a cluster (its quorum is networked).
     pub fn clustered(&self) -> bool {
         self.clustered
+    }
+
+    /// Whether this node serves clients as a broker of the cluster.
+    pub fn serves_broker(&self) -> bool {
+        self.serves_broker
     }
 
     /// The current metadata image.

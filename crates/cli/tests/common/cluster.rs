@@ -89,6 +89,30 @@ pub fn quorum_leader(address: &str) -> i32 {
     response.topics[0].partitions[0].leader_id.0
 }
 
+/// DescribeQuorum as `address` answers it: (leader, voters, observers).
+pub fn quorum_members(address: &str) -> (i32, BTreeSet<i32>, BTreeSet<i32>) {
+    let mut connection = RawConnection::connect(address);
+    let request = DescribeQuorumRequest::default().with_topics(vec![
+        describe_quorum_request::TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+    ]);
+    let response: kafka_protocol::messages::DescribeQuorumResponse =
+        connection.request(0, 7, &request);
+    let partition = &response.topics[0].partitions[0];
+    let ids = |replicas: &[kafka_protocol::messages::describe_quorum_response::ReplicaState]| {
+        replicas
+            .iter()
+            .map(|r| r.replica_id.0)
+            .collect::<BTreeSet<i32>>()
+    };
+    (
+        partition.leader_id.0,
+        ids(&partition.current_voters),
+        ids(&partition.observers),
+    )
+}
+
 /// Polls `check` until it holds, at most `timeout`.
 pub fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
