@@ -90,7 +90,7 @@ async fn info(connection: &ConnectionArgs) -> anyhow::Result<()> {
         &rows,
     ));
     if let Some(quorum) = &quorum {
-        out.push_str("\nVOTERS\n");
+        out.push_str("\nQUORUM MEMBERS\n");
         let leader_end = quorum
             .current_voters
             .iter()

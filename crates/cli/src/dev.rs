@@ -1,7 +1,9 @@
 //! `sluice dev --brokers N`: a local cluster in one command, for development
 //! and for exercises. Starts N `sluice serve` child processes (this same
 //! binary) on consecutive ports of 127.0.0.1, each a voter of the metadata
-//! quorum and a broker, with their data under one directory; prints the
+//! quorum and a broker (with `--voters V`, nodes 1..=V are; the others are
+//! brokers only, `process.roles=broker`, observers of the quorum), with
+//! their data under one directory; prints the
 //! bootstrap string and each node's pid, ports and log file, and the command
 //! that restarts it; restarts nothing by itself; stops every node (SIGTERM,
 //! a controlled shutdown) on Ctrl-C or SIGTERM.
@@ -25,6 +27,10 @@ pub struct DevArgs {
     /// Number of nodes (each a broker and a voter of the metadata quorum).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
     pub brokers: u16,
+    /// How many of the nodes (1..=V) are voters of the metadata quorum; the
+    /// others run process.roles=broker [default: all].
+    #[arg(long, value_name = "V", value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub voters: Option<u16>,
     /// Kafka port of node 1; node N listens on PORT+N-1.
     #[arg(long, default_value_t = 9092)]
     pub port: u16,
@@ -42,6 +48,8 @@ pub struct DevArgs {
 /// One node's command line and ports.
 struct NodePlan {
     node_id: u16,
+    /// Kafka's process.roles of the node.
+    roles: &'static str,
     port: u16,
     controller_port: u16,
     data_dir: PathBuf,
@@ -65,7 +73,11 @@ fn plan(args: &DevArgs) -> anyhow::Result<Vec<NodePlan>> {
     if kafka.iter().any(|p| controller.contains(p)) {
         bail!("the Kafka ports {kafka:?} and the controller ports {controller:?} overlap");
     }
-    let voters: Vec<String> = (0..count)
+    let voter_count = args.voters.unwrap_or(count);
+    if voter_count > count {
+        bail!("--voters {voter_count} is more than the {count} nodes (--brokers)");
+    }
+    let voters: Vec<String> = (0..voter_count)
         .map(|i| format!("{}@127.0.0.1:{}", i + 1, controller[i as usize]))
         .collect();
     let voters = voters.join(",");
@@ -90,6 +102,9 @@ fn plan(args: &DevArgs) -> anyhow::Result<Vec<NodePlan>> {
                 "--controller-listen".to_string(),
                 format!("127.0.0.1:{}", controller[i as usize]),
             ]);
+            if node_id > voter_count {
+                node_args.extend(["--process-roles".to_string(), "broker".to_string()]);
+            }
         }
         // A local cluster replicates by default: topics get min(3, nodes)
         // replicas (a --set of default.replication.factor wins).
@@ -110,6 +125,10 @@ fn plan(args: &DevArgs) -> anyhow::Result<Vec<NodePlan>> {
         }
         plans.push(NodePlan {
             node_id,
+            roles: match node_id > voter_count {
+                true => "broker",
+                false => "broker,controller",
+            },
             port: kafka[i as usize],
             controller_port: controller[i as usize],
             data_dir,
@@ -245,13 +264,14 @@ fn print_summary(binary: &Path, nodes: &[Running]) -> anyhow::Result<()> {
     for node in nodes {
         writeln!(
             out,
-            "node {} pid {} kafka 127.0.0.1:{} controller 127.0.0.1:{} data {} log {}",
+            "node {} pid {} kafka 127.0.0.1:{} controller 127.0.0.1:{} data {} log {} roles {}",
             node.plan.node_id,
             node.child.id(),
             node.plan.port,
             node.plan.controller_port,
             node.plan.data_dir.display(),
-            node.plan.log.display()
+            node.plan.log.display(),
+            node.plan.roles
         )?;
     }
     for node in nodes {
@@ -309,6 +329,7 @@ mod tests {
     fn args(brokers: u16) -> DevArgs {
         DevArgs {
             brokers,
+            voters: None,
             port: 9092,
             controller_port: 19092,
             data_dir: PathBuf::from("/tmp/d"),
@@ -333,6 +354,29 @@ mod tests {
             assert!(plan.args.contains(&"num.partitions=3".to_string()));
         }
         assert_eq!(plans[1].data_dir, PathBuf::from("/tmp/d/node-2"));
+    }
+
+    #[test]
+    fn nodes_beyond_the_voters_are_brokers_only() {
+        let plans = plan(&DevArgs {
+            voters: Some(3),
+            ..args(5)
+        })
+        .unwrap();
+        let voters = "1@127.0.0.1:19092,2@127.0.0.1:19093,3@127.0.0.1:19094";
+        for plan in &plans {
+            assert!(plan.args.contains(&voters.to_string()), "{:?}", plan.args);
+            let broker_only = plan
+                .args
+                .windows(2)
+                .any(|w| w == ["--process-roles", "broker"]);
+            assert_eq!(broker_only, plan.node_id > 3, "{:?}", plan.args);
+        }
+        assert!(plan(&DevArgs {
+            voters: Some(4),
+            ..args(3)
+        })
+        .is_err());
     }
 
     #[test]
