@@ -27,6 +27,10 @@ INVALID_PARTITIONS = 37
 INVALID_CONFIG = 40
 
 
+UNKNOWN_TOPIC_OR_PARTITION = 3
+ELECTION_NOT_NEEDED = 84
+
+
 # --------------------------------------------------------------------------- confluent helpers
 
 
@@ -269,6 +273,38 @@ def test_cfk_create_partitions(bootstrap):
             admin.create_partitions([NewPartitions(topic, count)], request_timeout=TIMEOUT)[topic].result(timeout=TIMEOUT)
         assert raised.value.args[0].code() == KafkaError.INVALID_PARTITIONS, raised.value
     assert len(admin.list_topics(topic=topic, timeout=5).topics[topic].partitions) == 3
+
+
+def test_cfk_elect_leaders(bootstrap):
+    """ElectLeaders (key 43) through librdkafka's rd_kafka_ElectLeaders: a partition led by its
+    preferred replica needs no election, nor does an unclean election of a partition with a
+    leader; an unknown partition is UNKNOWN_TOPIC_OR_PARTITION. (The cluster tests in
+    crates/cli/tests/cluster.rs move a leadership away and back.)"""
+    from confluent_kafka import ElectionType
+
+    topic = unique_topic("adm-elect")
+    admin = cfk_create(bootstrap, topic, partitions=2)
+    wait_until(
+        lambda: all(p.leader >= 0 for p in admin.list_topics(topic=topic, timeout=5).topics[topic].partitions.values()),
+        TIMEOUT,
+        what=f"leaders of {topic}",
+    )
+
+    def codes(election, partitions):
+        # No request_timeout: confluent-kafka 2.16.1's binding fails on any keyword argument here
+        # (SystemError "more argument specifiers than keyword list entries").
+        result = admin.elect_leaders(election, partitions).result(timeout=TIMEOUT)
+        return {(tp.topic, tp.partition): (e.code() if e is not None else 0) for tp, e in result.items()}
+
+    asked = [TopicPartition(topic, 0), TopicPartition(topic, 1), TopicPartition(topic, 9)]
+    assert codes(ElectionType.PREFERRED, asked) == {
+        (topic, 0): ELECTION_NOT_NEEDED,
+        (topic, 1): ELECTION_NOT_NEEDED,
+        (topic, 9): UNKNOWN_TOPIC_OR_PARTITION,
+    }
+    assert codes(ElectionType.UNCLEAN, [TopicPartition(topic, 1)]) == {(topic, 1): ELECTION_NOT_NEEDED}
+    # Every partition: those already led by their preferred replica are not answered.
+    assert all(t != topic for (t, _) in codes(ElectionType.PREFERRED, None))
 
 
 def test_cfk_delete_records(bootstrap):

@@ -291,6 +291,9 @@ async fn route_admin(
         RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(
             admin::create_partitions(&state.controller, header, r).await,
         ),
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(admin::elect_leaders(&state.controller, header, r).await)
+        }
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(
             handlers::producer_ids::init_producer_id(&state.producer_ids, &state.txns, header, r)
                 .await,

@@ -47,6 +47,10 @@ pub const OFFSET_NOT_AVAILABLE: i16 = 78;
 pub const INVALID_UPDATE_VERSION: i16 = 95;
 pub const INELIGIBLE_REPLICA: i16 = 107;
 pub const NEW_LEADER_ELECTED: i16 = 108;
+// ElectLeaders.
+pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+pub const ELECTION_NOT_NEEDED: i16 = 84;
 // Group coordinator.
 pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
 pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;

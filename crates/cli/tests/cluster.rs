@@ -385,3 +385,136 @@ fn process_roles_that_contradict_the_voters_are_refused_before_anything_starts()
         &["duplicate role names"],
     );
 }
+
+/// ElectLeaders through `address` (Kafka's wire format, kafka-protocol's
+/// codec, v2): per (topic, partition) the error code; `partitions: None`
+/// asks for every partition.
+fn elect_leaders(
+    address: &str,
+    election_type: i8,
+    partitions: Option<&[(&str, i32)]>,
+) -> (i16, BTreeMap<(String, i32), i16>) {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
+    let topic_partitions = partitions.map(|partitions| {
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (topic, partition) in partitions {
+            by_topic.entry(topic).or_default().push(*partition);
+        }
+        by_topic
+            .into_iter()
+            .map(|(topic, partitions)| {
+                TopicPartitions::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partitions(partitions)
+            })
+            .collect()
+    });
+    let request = ElectLeadersRequest::default()
+        .with_election_type(election_type)
+        .with_topic_partitions(topic_partitions)
+        .with_timeout_ms(30_000);
+    let response: ElectLeadersResponse = RawConnection::connect(address).request(2, 1, &request);
+    let mut codes = BTreeMap::new();
+    for topic in &response.replica_election_results {
+        for partition in &topic.partition_result {
+            codes.insert(
+                (topic.topic.as_str().to_string(), partition.partition_id),
+                partition.error_code,
+            );
+        }
+    }
+    (response.error_code, codes)
+}
+
+#[test]
+fn elect_leaders_moves_leadership_back_to_preferred_replicas() {
+    const NONE: i16 = 0;
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const INVALID_REQUEST: i16 = 42;
+    const ELECTION_NOT_NEEDED: i16 = 84;
+    let settings = [SETTINGS, &[("auto.leader.rebalance.enable", "false")]].concat();
+    let mut cluster = TestCluster::start(3, &settings).expect("three nodes start");
+    let first = cluster.node(1).address();
+    eventually("every broker is unfenced", Duration::from_secs(30), || {
+        brokers(&first) == BTreeSet::from([1, 2, 3])
+    });
+    create_replicated_topic(&first, "elect", 3, 3, &[]);
+    eventually("leaders everywhere", Duration::from_secs(30), || {
+        leaders(&first, "elect")
+            .values()
+            .all(|leader| *leader != -1)
+    });
+    let preferred = leaders(&first, "elect");
+    let (on_two, _) = preferred
+        .iter()
+        .find(|(_, leader)| **leader == 2)
+        .expect("2 leads one");
+    let on_two = *on_two;
+    let (code, results) = elect_leaders(&first, 0, None);
+    assert_eq!(code, NONE);
+    assert!(
+        results.keys().all(|(topic, _)| topic != "elect"),
+        "every leader of the topic is preferred: nothing to answer for it: {results:?}"
+    );
+
+    tracing::info!("phase: node 2 restarts; its leadership stays with another replica");
+    cluster.restart_node(2).expect("node 2 restarts");
+    let first = cluster.node(1).address();
+    eventually_seen(
+        "node 2 is back in every ISR",
+        Duration::from_secs(60),
+        || {
+            let (leader, isr) = common::cluster::leader_and_isr(&first, "elect", on_two);
+            (
+                isr.len() == 3 && leader != 2,
+                format!("leader {leader} isr {isr:?}"),
+            )
+        },
+    );
+    let moved = leaders(&first, "elect")[&on_two];
+
+    // Through a broker that is not the active controller.
+    let controller = quorum_leader(&first);
+    let other = cluster.node(if controller == 1 { 2 } else { 1 }).address();
+    let (code, results) = elect_leaders(&other, 0, None);
+    assert_eq!(code, NONE);
+    // The internal topics' partitions are answered too; only "elect" is
+    // checked here.
+    let results: BTreeMap<(String, i32), i16> = results
+        .into_iter()
+        .filter(|((topic, _), _)| topic == "elect")
+        .collect();
+    assert_eq!(
+        results,
+        BTreeMap::from([(("elect".to_string(), on_two), NONE)]),
+        "the one partition away from its preferred leader (it was on {moved}) is elected"
+    );
+    eventually("node 2 leads it again", Duration::from_secs(30), || {
+        leaders(&first, "elect") == preferred
+    });
+
+    let asked = [("elect", 0), ("elect", 7), ("missing", 0)];
+    let (_, results) = elect_leaders(&other, 0, Some(&asked));
+    assert_eq!(
+        results,
+        BTreeMap::from([
+            (("elect".to_string(), 0), ELECTION_NOT_NEEDED),
+            (("elect".to_string(), 7), UNKNOWN_TOPIC_OR_PARTITION),
+            (("missing".to_string(), 0), UNKNOWN_TOPIC_OR_PARTITION),
+        ])
+    );
+    let (_, results) = elect_leaders(&other, 1, Some(&[("elect", 1)]));
+    assert_eq!(
+        results,
+        BTreeMap::from([(("elect".to_string(), 1), ELECTION_NOT_NEEDED)]),
+        "unclean election of a partition that has a leader"
+    );
+    let (_, results) = elect_leaders(&other, 5, Some(&[("elect", 1)]));
+    assert_eq!(
+        results,
+        BTreeMap::from([(("elect".to_string(), 1), INVALID_REQUEST)]),
+        "an unknown election type"
+    );
+    cluster.shutdown().expect("clean shutdown");
+}

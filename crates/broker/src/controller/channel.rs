@@ -61,6 +61,11 @@ pub enum ControllerRequest {
         assignments: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     },
+    /// ElectLeaders: the partitions (every one when `None`).
+    ElectLeaders {
+        election: super::election::ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// AllocateProducerIds.
     AllocateProducerIds { node_id: i32, count: i64 },
     /// BrokerRegistration.
@@ -101,6 +106,8 @@ pub enum ControllerReply {
     Quorum(sluice_meta::QuorumStatus),
     /// AlterPartition: the partition epoch of the committed change.
     PartitionEpoch(i32),
+    /// ElectLeaders: the outcome of each partition.
+    Elections(Vec<super::election::PartitionElection>),
 }
 
 /// What travels back: the reply, and the metadata offset the controller
@@ -253,6 +260,13 @@ impl Controller {
                 .serve_create_partitions(&name, count, assignments, validate_only)
                 .await
                 .map(|()| ControllerReply::Done),
+            ControllerRequest::ElectLeaders {
+                election,
+                partitions,
+            } => self
+                .serve_elect_leaders(election, partitions)
+                .await
+                .map(ControllerReply::Elections),
             ControllerRequest::AllocateProducerIds { node_id, count } => self
                 .serve_allocate_producer_ids(node_id, count)
                 .await

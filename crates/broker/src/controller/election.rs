@@ -18,7 +18,11 @@
 
 use std::collections::BTreeSet;
 
+use serde::{Deserialize, Serialize};
 use sluice_meta::{ClusterImage, MetadataRecord, PartitionState, TopicImage};
+
+use super::TopicError;
+use crate::error_codes;
 
 /// Brokers that may lead: registered and unfenced, without `leaving`.
 fn eligible_brokers(image: &ClusterImage, leaving: Option<i32>) -> BTreeSet<i32> {
@@ -190,6 +194,176 @@ pub fn preferred_leaders(
     records
 }
 
+/// ElectLeaders' election type (Kafka's `ElectionType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionType {
+    /// 0: move leadership to the first replica of the assignment.
+    Preferred,
+    /// 1: give a partition without a leader one, out of sync if need be.
+    Unclean,
+}
+
+impl ElectionType {
+    /// The wire value's type, or `None` for an unknown one.
+    pub fn from_wire(value: i8) -> Option<ElectionType> {
+        match value {
+            0 => Some(ElectionType::Preferred),
+            1 => Some(ElectionType::Unclean),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of ElectLeaders for one partition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartitionElection {
+    pub topic: String,
+    pub partition: i32,
+    /// `None`: a leader was elected.
+    pub error: Option<TopicError>,
+}
+
+/// ElectLeaders, as Kafka's ReplicationControlManager.electLeaders decides
+/// it: for each of `targets` (every partition when `None`) the change that
+/// elects its leader, or why none is made. With `targets: None` the
+/// partitions that need no election are left out of the outcomes, as Kafka
+/// does.
+///
+/// - Unknown topic or partition: UNKNOWN_TOPIC_OR_PARTITION.
+/// - PREFERRED: ELECTION_NOT_NEEDED when the first replica leads; else it
+///   becomes leader when in the ISR and unfenced. When it cannot, a leader
+///   that is itself eligible stays (PREFERRED_LEADER_NOT_AVAILABLE), and a
+///   partition without an eligible leader gets the next eligible replica
+///   (PartitionChangeBuilder's electPreferredLeader).
+/// - UNCLEAN: ELECTION_NOT_NEEDED when the partition has a leader; else the
+///   first eligible in-sync replica, else (unclean whatever the topic says,
+///   as the operator asked for it) the first unfenced replica with the ISR
+///   that replica alone; none: ELIGIBLE_LEADERS_NOT_AVAILABLE.
+pub fn elect_leaders(
+    image: &ClusterImage,
+    election: ElectionType,
+    targets: Option<&[(String, i32)]>,
+) -> (Vec<MetadataRecord>, Vec<PartitionElection>) {
+    let eligible = eligible_brokers(image, None);
+    let every_partition = targets.is_none();
+    let all: Vec<(String, i32)>;
+    let targets = match targets {
+        Some(targets) => targets,
+        None => {
+            all = image
+                .topics
+                .values()
+                .flat_map(|topic| {
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|partition| (topic.name.clone(), partition.partition))
+                })
+                .collect();
+            &all
+        }
+    };
+    let mut records = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (name, index) in targets {
+        if !seen.insert((name.clone(), *index)) {
+            continue;
+        }
+        let decided = elect_one(image, &eligible, election, name, *index);
+        let error = match decided {
+            Ok((topic_id, state)) => {
+                records.push(MetadataRecord::ChangePartition { topic_id, state });
+                None
+            }
+            Err(error) if every_partition && error.code == error_codes::ELECTION_NOT_NEEDED => {
+                continue
+            }
+            Err(error) => Some(error),
+        };
+        outcomes.push(PartitionElection {
+            topic: name.clone(),
+            partition: *index,
+            error,
+        });
+    }
+    (records, outcomes)
+}
+
+/// The election of one partition: its topic id and new state, or the error.
+fn elect_one(
+    image: &ClusterImage,
+    eligible: &BTreeSet<i32>,
+    election: ElectionType,
+    name: &str,
+    index: i32,
+) -> Result<(uuid::Uuid, PartitionState), TopicError> {
+    let topic = image
+        .topics
+        .values()
+        .find(|topic| topic.name == name)
+        .ok_or_else(|| {
+            TopicError::new(
+                error_codes::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("No such topic as {name}"),
+            )
+        })?;
+    let partition = topic
+        .partitions
+        .iter()
+        .find(|partition| partition.partition == index)
+        .ok_or_else(|| {
+            TopicError::new(
+                error_codes::UNKNOWN_TOPIC_OR_PARTITION,
+                format!("No such partition as {name}-{index}"),
+            )
+        })?;
+    let not_needed = || {
+        TopicError::new(
+            error_codes::ELECTION_NOT_NEEDED,
+            "Leader election not needed for topic partition.",
+        )
+    };
+    let can_lead = |replica: i32| eligible.contains(&replica) && partition.isr.contains(&replica);
+    let state = match election {
+        ElectionType::Preferred => {
+            let preferred = partition.replicas.first().copied().unwrap_or(-1);
+            if partition.leader == preferred {
+                return Err(not_needed());
+            }
+            let leader = if can_lead(preferred) {
+                Some(preferred)
+            } else if can_lead(partition.leader) {
+                None
+            } else {
+                partition.replicas.iter().copied().find(|r| can_lead(*r))
+            };
+            leader.map(|leader| PartitionState {
+                leader,
+                leader_epoch: partition.leader_epoch.saturating_add(1),
+                ..partition.clone()
+            })
+        }
+        ElectionType::Unclean => {
+            if partition.leader != -1 {
+                return Err(not_needed());
+            }
+            rechoose(partition, None, eligible, true, false)
+        }
+    };
+    match (state, election) {
+        (Some(state), _) => Ok((topic.topic_id, state)),
+        (None, ElectionType::Preferred) => Err(TopicError::new(
+            error_codes::PREFERRED_LEADER_NOT_AVAILABLE,
+            "The preferred leader was not available.",
+        )),
+        (None, ElectionType::Unclean) => Err(TopicError::new(
+            error_codes::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+            "Eligible topic partition leaders are not available.",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -318,5 +492,96 @@ mod tests {
             states(&preferred_leaders(&image, None)),
             vec![(0, 1, vec![1, 2], 6)]
         );
+    }
+
+    /// ElectLeaders over one topic "t": per partition (replicas, ISR,
+    /// leader), the targets, and per target the new (leader, ISR) or the
+    /// error code.
+    #[test]
+    fn elect_leaders_decisions() {
+        use ElectionType::{Preferred, Unclean};
+        const NOT_NEEDED: i16 = error_codes::ELECTION_NOT_NEEDED;
+        const NO_PREFERRED: i16 = error_codes::PREFERRED_LEADER_NOT_AVAILABLE;
+        const NO_ELIGIBLE: i16 = error_codes::ELIGIBLE_LEADERS_NOT_AVAILABLE;
+        const UNKNOWN: i16 = error_codes::UNKNOWN_TOPIC_OR_PARTITION;
+        type Expected = Result<(i32, Vec<i32>), i16>;
+        let brokers = [(1, false), (2, false), (3, false), (4, true)];
+        let partitions: &[(&[i32], &[i32], i32)] = &[
+            (&[1, 2, 3], &[1, 2, 3], 2), // 0: preferred 1 in sync, 2 leads
+            (&[1, 2, 3], &[1, 2, 3], 1), // 1: preferred leads
+            (&[4, 2, 3], &[2, 3, 4], 2), // 2: preferred fenced, 2 leads
+            (&[1, 2, 3], &[2, 3], 2),    // 3: preferred out of sync
+            (&[4, 2, 3], &[4, 3], -1),   // 4: offline, 3 in sync and unfenced
+            (&[4, 2, 1], &[4], -1),      // 5: offline, only fenced 4 in sync
+            (&[4], &[4], -1),            // 6: offline, no live replica
+        ];
+        let image = image(&brokers, partitions);
+        let cases: &[(ElectionType, &[i32], &[Expected])] = &[
+            (
+                Preferred,
+                &[0, 1, 2, 3, 4, 5, 9],
+                &[
+                    Ok((1, vec![1, 2, 3])),
+                    Err(NOT_NEEDED),
+                    Err(NO_PREFERRED),
+                    Err(NO_PREFERRED),
+                    // No eligible leader: the next eligible replica leads.
+                    Ok((3, vec![4, 3])),
+                    Err(NO_PREFERRED),
+                    Err(UNKNOWN),
+                ],
+            ),
+            (
+                Unclean,
+                &[0, 4, 5, 6],
+                &[
+                    Err(NOT_NEEDED),
+                    Ok((3, vec![4, 3])),
+                    // Out of sync, asked for: it leads alone.
+                    Ok((2, vec![2])),
+                    Err(NO_ELIGIBLE),
+                ],
+            ),
+        ];
+        for (election, targets, expected) in cases {
+            let targets: Vec<(String, i32)> =
+                targets.iter().map(|p| ("t".to_string(), *p)).collect();
+            let (records, outcomes) = elect_leaders(&image, *election, Some(&targets));
+            let mut changed = states(&records).into_iter();
+            let got: Vec<Expected> = outcomes
+                .iter()
+                .map(|outcome| match &outcome.error {
+                    None => {
+                        let (partition, leader, isr, epoch) = changed.next().expect("a record");
+                        assert_eq!(partition, outcome.partition);
+                        assert_eq!(epoch, 6, "the leader epoch is bumped");
+                        Ok((leader, isr))
+                    }
+                    Some(error) => Err(error.code),
+                })
+                .collect();
+            assert_eq!(&got, expected, "{election:?}");
+        }
+        // An unknown topic; duplicates answered once.
+        let targets = vec![
+            ("nope".to_string(), 0),
+            ("t".to_string(), 1),
+            ("t".to_string(), 1),
+        ];
+        let (_, outcomes) = elect_leaders(&image, Preferred, Some(&targets));
+        let codes: Vec<Option<i16>> = outcomes
+            .iter()
+            .map(|o| o.error.as_ref().map(|e| e.code))
+            .collect();
+        assert_eq!(codes, vec![Some(UNKNOWN), Some(NOT_NEEDED)]);
+        assert_eq!(
+            outcomes[0].error.as_ref().unwrap().message,
+            "No such topic as nope"
+        );
+        // Every partition: those that needed no election are left out.
+        let (records, outcomes) = elect_leaders(&image, Preferred, None);
+        let answered: Vec<i32> = outcomes.iter().map(|o| o.partition).collect();
+        assert_eq!(answered, vec![0, 2, 3, 4, 5, 6]);
+        assert_eq!(records.len(), 2);
     }
 }

@@ -313,6 +313,24 @@ impl Controller {
         }
     }
 
+    /// ElectLeaders: preferred or unclean leader election of `partitions`
+    /// (every partition when `None`), at the active controller; the outcome
+    /// of each partition.
+    pub async fn elect_leaders(
+        &self,
+        election: election::ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<election::PartitionElection>, TopicError> {
+        let request = channel::ControllerRequest::ElectLeaders {
+            election,
+            partitions,
+        };
+        match self.request(request, channel::FORWARD_DEADLINE_MS).await? {
+            channel::ControllerReply::Elections(outcomes) => Ok(outcomes),
+            other => Err(channel::unexpected(other)),
+        }
+    }
+
     /// Reserves a block of `count` producer ids for this broker; returns its
     /// first id, as the state machine assigned it.
     pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, TopicError> {
@@ -411,6 +429,28 @@ impl Controller {
             tracing::info!(topic = name, count, "partitions created");
         }
         Ok(())
+    }
+
+    async fn serve_elect_leaders(
+        &self,
+        election: election::ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<election::PartitionElection>, TopicError> {
+        let outcomes = self
+            .decide_and_commit(|context| {
+                let (records, outcomes) =
+                    election::elect_leaders(context.image, election, partitions.as_deref());
+                Ok(ControllerResult {
+                    records,
+                    response: outcomes,
+                })
+            })
+            .await?;
+        let elected = outcomes.iter().filter(|o| o.error.is_none()).count();
+        if elected > 0 {
+            tracing::info!(?election, elected, "leaders elected (ElectLeaders)");
+        }
+        Ok(outcomes)
     }
 
     async fn serve_allocate_producer_ids(

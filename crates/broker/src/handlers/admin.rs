@@ -1,16 +1,19 @@
-//! AlterConfigs (key 33), IncrementalAlterConfigs (key 44) and
-//! CreatePartitions (key 37).
+//! AlterConfigs (key 33), IncrementalAlterConfigs (key 44),
+//! CreatePartitions (key 37) and ElectLeaders (key 43).
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResourceResponse;
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestHeader,
+    ElectLeadersRequest, ElectLeadersResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::str_bytes;
+use crate::controller::election::{ElectionType, PartitionElection};
 use crate::controller::{ConfigOp, ConfigResource, Controller, TopicError};
 use crate::error_codes;
 use crate::metadata_view::MetadataView;
@@ -179,4 +182,93 @@ pub async fn create_partitions(
         );
     }
     CreatePartitionsResponse::default().with_results(results)
+}
+
+/// ElectLeaders (key 43): preferred or unclean leader election, decided by
+/// the active controller (forwarded there). `TopicPartitions` null means
+/// every partition; then only the partitions that needed an election are
+/// answered, as Kafka does.
+pub async fn elect_leaders(
+    controller: &Controller,
+    header: &RequestHeader,
+    request: ElectLeadersRequest,
+) -> ElectLeadersResponse {
+    let targets: Option<Vec<(String, i32)>> = request.topic_partitions.as_ref().map(|topics| {
+        topics
+            .iter()
+            .flat_map(|topic| {
+                let name = topic.topic.as_str().to_string();
+                topic
+                    .partitions
+                    .iter()
+                    .map(move |partition| (name.clone(), *partition))
+            })
+            .collect()
+    });
+    // v0 has no ElectionType: it is preferred election.
+    let election_type = match header.request_api_version {
+        0 => 0,
+        _ => request.election_type,
+    };
+    let outcomes = match ElectionType::from_wire(election_type) {
+        None => Err(TopicError::new(
+            error_codes::INVALID_REQUEST,
+            format!("Unknown election type {election_type}"),
+        )),
+        Some(election) => match &targets {
+            Some(targets) if targets.is_empty() => Ok(Vec::new()),
+            _ => controller.elect_leaders(election, targets.clone()).await,
+        },
+    };
+    let (top_error, outcomes) = match outcomes {
+        Ok(outcomes) => (error_codes::NONE, outcomes),
+        // Every requested partition gets the error; a request for every
+        // partition has only the top-level code to carry it.
+        Err(error) => {
+            let code = match targets {
+                None => error.code,
+                Some(_) => error_codes::NONE,
+            };
+            let failed = targets
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(topic, partition)| PartitionElection {
+                    topic,
+                    partition,
+                    error: Some(error.clone()),
+                })
+                .collect();
+            (code, failed)
+        }
+    };
+    let mut results: Vec<ReplicaElectionResult> = Vec::new();
+    for outcome in outcomes {
+        let (code, message) = outcome_of(outcome.error);
+        let partition = PartitionResult::default()
+            .with_partition_id(outcome.partition)
+            .with_error_code(code)
+            .with_error_message(message);
+        match results
+            .iter_mut()
+            .find(|result| result.topic.as_str() == outcome.topic)
+        {
+            Some(result) => result.partition_result.push(partition),
+            None => results.push(
+                ReplicaElectionResult::default()
+                    .with_topic(TopicName(str_bytes(&outcome.topic)))
+                    .with_partition_result(vec![partition]),
+            ),
+        }
+    }
+    ElectLeadersResponse::default()
+        .with_error_code(top_error)
+        .with_replica_election_results(results)
+}
+
+/// Code and message of one partition's election.
+fn outcome_of(error: Option<TopicError>) -> (i16, Option<StrBytes>) {
+    match error {
+        None => (error_codes::NONE, None),
+        Some(error) => (error.code, Some(str_bytes(&error.message))),
+    }
 }

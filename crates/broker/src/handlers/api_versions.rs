@@ -34,6 +34,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::DeleteRecords, 0, 2),
     // Transactions (transaction version 1: no KIP-890 part 2, so EndTxn v5
     // and TxnOffsetCommit v5 stay unadvertised; AddPartitionsToTxn v4+ is
