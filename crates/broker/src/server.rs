@@ -221,7 +221,12 @@ impl Broker {
 }
 
 /// Registers this broker (its advertised listener, `broker.rack`): see
-/// `Controller::register_broker`.
+/// `Controller::register_broker`. A registration refused because this node
+/// id's previous process still has a live session (a restart right after
+/// kill -9) is retried, as Kafka's BrokerLifecycleManager does, until
+/// `initial.broker.registration.timeout.ms`: the old session expires within
+/// `broker.session.timeout.ms`, while a second live process keeps its own
+/// alive and this one gives up.
 async fn register(
     state: &BrokerState,
     config: &BrokerConfig,
@@ -248,17 +253,40 @@ async fn register(
         listeners,
         ..BrokerRegistration::default()
     };
-    state
-        .controller
-        .register_broker(registration)
-        .await
-        .map_err(|error| {
-            BrokerError::Config(format!(
+    let bound = std::time::Duration::from_millis(
+        settings
+            .get_i64("initial.broker.registration.timeout.ms")
+            .max(0) as u64,
+    );
+    let deadline = tokio::time::Instant::now() + bound;
+    let mut waiting_logged = false;
+    loop {
+        let error = match state.controller.register_broker(registration.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        let retry = error.code == crate::error_codes::DUPLICATE_BROKER_REGISTRATION
+            && tokio::time::Instant::now() + REGISTRATION_RETRY < deadline;
+        if !retry {
+            return Err(BrokerError::Config(format!(
                 "node {} could not register with the active controller: {} (error code {})",
                 config.node_id, error.message, error.code
-            ))
-        })
+            )));
+        }
+        if !std::mem::replace(&mut waiting_logged, true) {
+            tracing::warn!(
+                node_id = config.node_id,
+                "the controller still has a live session of this node id (its previous process); \
+                 retrying the registration until it expires (initial.broker.registration.timeout.ms={}ms)",
+                bound.as_millis()
+            );
+        }
+        tokio::time::sleep(REGISTRATION_RETRY).await;
+    }
 }
+
+/// How often a refused registration is retried.
+const REGISTRATION_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Whether this node talks to the quorum over the network: several voters,
 /// a node with one role only, or one voter that serves its controller
@@ -519,11 +547,6 @@ fn with_identity(
     settings
 }
 
-/// How long a broker of a cluster waits to be unfenced before it opens its
-/// client listener anyway (Kafka's `initial.broker.registration.timeout.ms`
-/// default).
-const INITIAL_UNFENCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// A broker of a cluster serves clients once the controller has unfenced
 /// it and its own image shows that, as Kafka's BrokerServer enables request
 /// processing only after its initial unfencing: a client's first Metadata
@@ -548,12 +571,20 @@ async fn wait_until_unfenced(state: &BrokerState, node_id: i32) {
             .await
             .is_ok()
     };
-    match tokio::time::timeout(INITIAL_UNFENCE_TIMEOUT, unfenced).await {
+    let bound = std::time::Duration::from_millis(
+        state
+            .metadata
+            .settings()
+            .get_i64("initial.broker.registration.timeout.ms")
+            .max(0) as u64,
+    );
+    match tokio::time::timeout(bound, unfenced).await {
         Ok(true) => {}
         _ => tracing::warn!(
             node_id,
             broker_epoch = epoch,
-            "not unfenced by the controller within {INITIAL_UNFENCE_TIMEOUT:?}; serving clients anyway"
+            "not unfenced by the controller within {bound:?} (initial.broker.registration.timeout.ms); \
+             serving clients anyway"
         ),
     }
 }

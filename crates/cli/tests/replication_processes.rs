@@ -5,7 +5,9 @@
 //! acknowledges nothing the new leader lacks; a paused follower leaves the
 //! ISR after `replica.lag.time.max.ms` and rejoins once it catches up; a
 //! new leader whose high watermark is below its epoch's start answers
-//! ListOffsets with OFFSET_NOT_AVAILABLE (KIP-207) until it is not.
+//! ListOffsets with OFFSET_NOT_AVAILABLE (KIP-207) until it is not; a
+//! leader killed and restarted at once rejoins the ISRs of its empty
+//! partitions.
 
 mod common;
 
@@ -152,6 +154,36 @@ fn an_idempotent_producer_loses_nothing_when_a_leader_is_killed_and_restarted() 
     let read = consume_values(&alive, "course", 3, acked.len(), WAIT);
     check_read_back(&read, &acked);
     assert_eq!(read.len(), acked.len(), "nothing unacknowledged either");
+}
+
+/// A leader killed and restarted at once: its registration waits for its
+/// old session to expire (DUPLICATE_BROKER_REGISTRATION is retried, as
+/// Kafka's broker does), and it rejoins the ISR of the empty partitions it
+/// led. Its epoch history ends with the epoch it led (0, from offset 0),
+/// which the new leader's empty log does not have; Kafka's endOffsetFor
+/// answers (0, 0) for an epoch older than every one it has, so the fetch
+/// has not diverged.
+#[test]
+fn a_leader_killed_and_restarted_at_once_rejoins_the_isr_of_its_empty_partitions() {
+    let dir = TempDir::new().expect("temp dir");
+    let mut nodes = start_cluster(dir.path(), SETTINGS);
+    let first = nodes[0].address.clone();
+    create_replicated_topic(&first, "empty", 3, 3, &[]);
+    eventually("every partition's ISR is full", WAIT, || {
+        (0..3).all(|p| leader_and_isr(&first, "empty", p).1 == all())
+    });
+    let (leader, _) = leader_and_isr(&first, "empty", 0);
+    nodes[(leader - 1) as usize].kill9();
+    nodes[(leader - 1) as usize].restart();
+    let alive = alive_address(&nodes, leader);
+    eventually_seen("the restarted broker rejoins every ISR", WAIT, || {
+        let seen: Vec<(i32, BTreeSet<i32>)> =
+            (0..3).map(|p| leader_and_isr(&alive, "empty", p)).collect();
+        (
+            seen.iter().all(|(_, isr)| *isr == all()),
+            format!("{seen:?}"),
+        )
+    });
 }
 
 #[test]

@@ -105,16 +105,28 @@ impl LeaderEpochCache {
         checkpoint::write_atomically(&self.path, checkpoint::render(&lines).as_bytes())
     }
 
-    /// See `Log::end_offset_for_epoch`.
+    /// See `Log::end_offset_for_epoch`: Kafka's
+    /// `LeaderEpochFileCache.endOffsetFor`, case by case.
     pub fn end_offset_for_epoch(&self, epoch: i32, log_end_offset: i64) -> (i32, i64) {
-        let upper = self.entries.partition_point(|entry| entry.epoch <= epoch);
-        if upper == 0 {
-            return (-1, -1);
+        const UNDEFINED: (i32, i64) = (-1, -1);
+        if epoch < 0 {
+            return UNDEFINED;
         }
-        let found = self.entries[upper - 1];
-        match self.entries.get(upper) {
-            Some(next) => (found.epoch, next.start_offset),
-            None => (found.epoch, log_end_offset),
+        if self.latest_epoch() == Some(epoch) {
+            return (epoch, log_end_offset);
+        }
+        let upper = self.entries.partition_point(|entry| entry.epoch <= epoch);
+        let Some(next) = self.entries.get(upper) else {
+            // Newer than every epoch here (or no epoch at all).
+            return UNDEFINED;
+        };
+        match upper.checked_sub(1) {
+            // Older than every epoch here: it ends where the first known one
+            // begins (its records are gone from this log, or were never
+            // here, as for a new leader's empty log), so a replica that still
+            // has it keeps what precedes that offset.
+            None => (epoch, next.start_offset),
+            Some(found) => (self.entries[found].epoch, next.start_offset),
         }
     }
 }
@@ -128,19 +140,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cache = LeaderEpochCache::load(dir.path());
         assert_eq!(cache.end_offset_for_epoch(0, 10), (-1, -1));
-        assert!(cache.assign(1, 0));
+        assert!(cache.assign(1, 2));
         assert!(cache.assign(3, 5));
         assert!(!cache.assign(2, 7));
         assert!(cache.assign(6, 9));
-        // (requested epoch, expected)
+        // (requested epoch, expected), as Kafka's endOffsetFor answers
         let cases = [
-            (0, (-1, -1)),
+            (-1, (-1, -1)),
+            // Older than the first epoch: it ends where that one begins.
+            (0, (0, 2)),
             (1, (1, 5)),
             (2, (1, 5)),
             (3, (3, 9)),
             (5, (3, 9)),
             (6, (6, 20)),
-            (99, (6, 20)),
+            // Newer than the latest: undefined.
+            (99, (-1, -1)),
         ];
         for (epoch, expected) in cases {
             assert_eq!(
@@ -151,7 +166,7 @@ mod tests {
         }
         cache.persist().unwrap();
         let text = std::fs::read_to_string(dir.path().join(LEADER_EPOCH_CHECKPOINT)).unwrap();
-        assert_eq!(text, "0\n3\n1 0\n3 5\n6 9\n");
+        assert_eq!(text, "0\n3\n1 2\n3 5\n6 9\n");
         let mut reloaded = LeaderEpochCache::load(dir.path());
         assert_eq!(reloaded.entries(), cache.entries());
         assert!(reloaded.truncate_from(5));

@@ -513,10 +513,14 @@ impl Log {
         Ok(())
     }
 
-    /// OffsetForLeaderEpoch: for the requested epoch, the largest epoch <= it
-    /// that the log has, and the start offset of the next larger epoch (or the
-    /// log end offset if it is the latest). `(-1, -1)` when the log has no epoch
-    /// <= the requested one.
+    /// OffsetForLeaderEpoch and the leader's divergence check, as Kafka's
+    /// `LeaderEpochFileCache.endOffsetFor`: for the requested epoch, the
+    /// largest epoch <= it that the log has, and the start offset of the next
+    /// larger epoch (the log end offset for the latest). An epoch older than
+    /// every one here gives itself and the first epoch's start offset (a new
+    /// leader's empty log: the old leader's empty epoch 0 ends at 0 and has
+    /// not diverged). `(-1, -1)` for an epoch newer than the latest, -1, or an
+    /// empty history.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
         let state = self.state.lock();
         state

@@ -381,13 +381,15 @@ fn leader_epochs_follow_appends_truncation_and_recovery() {
     append_all(&log, &[2], 5); // 8..=9 epoch 5
                                // (requested epoch, expected)
     let cases = [
-        (0, (-1, -1)),
+        // Older than the first epoch (1, from offset 0): ends at 0.
+        (0, (0, 0)),
         (1, (1, 4)),
         (2, (1, 4)),
         (3, (3, 8)),
         (4, (3, 8)),
         (5, (5, 10)),
-        (7, (5, 10)),
+        // Newer than the latest: undefined, as in Kafka.
+        (7, (-1, -1)),
     ];
     for (epoch, expected) in cases {
         assert_eq!(log.end_offset_for_epoch(epoch), expected, "epoch {epoch}");
@@ -396,7 +398,8 @@ fn leader_epochs_follow_appends_truncation_and_recovery() {
     assert_eq!(text, "0\n3\n1 0\n3 4\n5 8\n");
     log.truncate_to(8).unwrap();
     assert_eq!(log.latest_epoch(), Some(3));
-    assert_eq!(log.end_offset_for_epoch(5), (3, 8));
+    assert_eq!(log.end_offset_for_epoch(3), (3, 8));
+    assert_eq!(log.end_offset_for_epoch(5), (-1, -1));
     // Lose the checkpoint: recovery rebuilds it from the batches.
     drop(log);
     std::fs::remove_file(dir.path().join("leader-epoch-checkpoint")).unwrap();

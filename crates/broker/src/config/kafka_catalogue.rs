@@ -140,7 +140,6 @@ pub const KAFKA_ONLY_BROKER_CONFIGS: &[KafkaOnlyConfig] = &[
     fixed("group.share.partition.max.record.locks", ConfigType::Int, "200"),
     fixed("group.share.record.lock.duration.ms", ConfigType::Int, "30000"),
     fixed("group.share.session.timeout.ms", ConfigType::Int, "45000"),
-    fixed("initial.broker.registration.timeout.ms", ConfigType::Int, "60000"),
     fixed_null("inter.broker.listener.name", ConfigType::String),
     fixed("kafka.metrics.polling.interval.secs", ConfigType::Int, "10"),
     fixed("kafka.metrics.reporters", ConfigType::List, ""),
