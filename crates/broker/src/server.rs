@@ -44,6 +44,9 @@ pub enum BrokerError {
 pub struct BrokerConfig {
     /// Address the Kafka listener binds (port 0: any free port).
     pub listen: String,
+    /// The Kafka listener's name (`PLAINTEXT` unless `listeners` names it
+    /// otherwise), as it is registered and shown in `listeners`.
+    pub listener_name: String,
     /// host:port clients are told to connect to; defaults to the bound address.
     pub advertised_listener: Option<String>,
     /// Where logs, checkpoints and the metadata quorum live.
@@ -237,10 +240,11 @@ async fn register(
         Some(advertised) => parse_host_port(advertised)?,
         None => (local_addr.ip().to_string(), local_addr.port()),
     };
-    // One listener today, the client listener, named as Kafka's default
-    // `listeners=PLAINTEXT://…`.
+    // One listener, the client listener (also the inter-broker one), by
+    // its configured name; its security protocol is PLAINTEXT (`sluice
+    // serve` refuses others).
     let listeners = vec![BrokerListener {
-        name: "PLAINTEXT".to_string(),
+        name: config.listener_name.clone(),
         host: host.clone(),
         port,
         security_protocol: "PLAINTEXT".to_string(),
@@ -504,7 +508,7 @@ fn with_identity(
     );
     let mut listeners = Vec::new();
     if roles.is_broker() {
-        listeners.push(format!("PLAINTEXT://{local_addr}"));
+        listeners.push(format!("{}://{local_addr}", config.listener_name));
     }
     if !config.controller_voters.is_empty() {
         if roles.is_controller() && quorum_over_network(config, roles) {
@@ -541,7 +545,7 @@ fn with_identity(
     {
         settings.insert(
             "advertised.listeners".to_string(),
-            format!("PLAINTEXT://{advertised}"),
+            format!("{}://{advertised}", config.listener_name),
         );
     }
     settings
@@ -699,7 +703,7 @@ fn check_data_dir_identity(
 }
 
 fn parse_host_port(text: &str) -> Result<(String, u16), BrokerError> {
-    let text = text.strip_prefix("PLAINTEXT://").unwrap_or(text);
+    let text = text.split_once("://").map_or(text, |(_, address)| address);
     let (host, port) = text.rsplit_once(':').ok_or_else(|| {
         BrokerError::Config(format!("advertised listener {text} is not HOST:PORT"))
     })?;

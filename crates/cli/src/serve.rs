@@ -178,24 +178,15 @@ pub fn resolve(
     let mut settings = file_settings;
     settings.extend(args.set.iter().cloned());
 
-    let mut listen = None;
-    let mut controller_listen = None;
-    if let Some(listeners) = settings.remove("listeners") {
-        let controller_names = settings
-            .get("controller.listener.names")
-            .map(String::as_str)
-            .unwrap_or("CONTROLLER");
-        let (kafka, controller) =
-            parse_listeners(&listeners, controller_names).context("in setting listeners")?;
-        listen = kafka;
-        controller_listen = controller;
-    }
-    let mut advertised_listener = None;
-    if let Some(advertised) = settings.remove("advertised.listeners") {
-        let (kafka, _) =
-            parse_listeners(&advertised, "").context("in setting advertised.listeners")?;
-        advertised_listener = kafka;
-    }
+    let listeners = settings.remove("listeners");
+    let advertised = settings.remove("advertised.listeners");
+    let resolved = resolve_listeners(listeners.as_deref(), advertised.as_deref(), &settings)?;
+    let listen = resolved.kafka.as_ref().map(|l| l.address.clone());
+    let controller_listen = resolved.controller;
+    let advertised_listener = resolved.advertised;
+    let listener_name = resolved
+        .kafka
+        .map_or_else(|| DEFAULT_LISTENER_NAME.to_string(), |l| l.name);
     let mut data_dir = None;
     for name in ["log.dirs", "log.dir"] {
         if let Some(dirs) = settings.remove(name) {
@@ -243,6 +234,7 @@ pub fn resolve(
     }
     Ok(BrokerConfig {
         listen,
+        listener_name,
         advertised_listener,
         data_dir: args
             .data_dir
@@ -255,38 +247,195 @@ pub fn resolve(
     })
 }
 
-/// Splits Kafka's `listeners` value (`PLAINTEXT://host:port,CONTROLLER://…`,
-/// or a bare `host:port`) into the one Kafka listener and the controller
-/// listener. An empty host (`PLAINTEXT://:9092`) binds every interface.
-fn parse_listeners(
-    text: &str,
-    controller_names: &str,
-) -> anyhow::Result<(Option<String>, Option<String>)> {
-    let controller_names: Vec<&str> = controller_names
+/// The name of the Kafka listener when `listeners` does not name one.
+const DEFAULT_LISTENER_NAME: &str = "PLAINTEXT";
+/// `controller.listener.names` when unset.
+const DEFAULT_CONTROLLER_LISTENER_NAMES: &str = "CONTROLLER";
+/// Kafka's `listener.security.protocol.map` default.
+const DEFAULT_PROTOCOL_MAP: &str =
+    "SASL_SSL:SASL_SSL,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT";
+/// Kafka's security protocols.
+const SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+
+/// One entry of `listeners` or `advertised.listeners`.
+#[derive(Clone, Debug, PartialEq)]
+struct Listener {
+    /// Its name (`PLAINTEXT` for a bare `host:port`).
+    name: String,
+    /// `host:port`; an empty host (`PLAINTEXT://:9092`) is every interface.
+    address: String,
+}
+
+/// What `listeners`, `advertised.listeners` and the names around them
+/// resolve to: Sluice serves one Kafka listener and one controller listener.
+#[derive(Debug, PartialEq)]
+struct ResolvedListeners {
+    /// The Kafka listener, when `listeners` has one.
+    kafka: Option<Listener>,
+    /// The controller listener's address, when `listeners` has one.
+    controller: Option<String>,
+    /// The advertised address of the Kafka listener.
+    advertised: Option<String>,
+}
+
+/// Resolves the listener configs the Kafka way: every listener's name has a
+/// security protocol in `listener.security.protocol.map` (Kafka's default
+/// when unset, with the `controller.listener.names` mapped to PLAINTEXT),
+/// that protocol is PLAINTEXT (TLS and SASL are not built yet), there is at
+/// most one listener besides the controller's, `advertised.listeners` names
+/// only it, and `inter.broker.listener.name` (or
+/// `security.inter.broker.protocol`) names it too: brokers replicate over
+/// the one Kafka listener.
+fn resolve_listeners(
+    listeners: Option<&str>,
+    advertised: Option<&str>,
+    settings: &BTreeMap<String, String>,
+) -> anyhow::Result<ResolvedListeners> {
+    let controller_names: Vec<&str> = settings
+        .get("controller.listener.names")
+        .map_or(DEFAULT_CONTROLLER_LISTENER_NAMES, String::as_str)
         .split(',')
         .map(str::trim)
-        .filter(|n| !n.is_empty())
+        .filter(|name| !name.is_empty())
         .collect();
+    let protocols = protocol_map(
+        settings
+            .get("listener.security.protocol.map")
+            .map(String::as_str),
+        &controller_names,
+    )
+    .context("in setting listener.security.protocol.map")?;
     let mut kafka = None;
     let mut controller = None;
+    if let Some(text) = listeners {
+        for listener in parse_listener_list(text).context("in setting listeners")? {
+            let protocol = protocols.get(&listener.name).with_context(|| {
+                format!(
+                    "No security protocol defined for listener {}",
+                    listener.name
+                )
+            })?;
+            if protocol != "PLAINTEXT" {
+                bail!(
+                    "listener {} uses security protocol {protocol}: Sluice serves PLAINTEXT \
+                     listeners only (TLS and SASL are not built yet)",
+                    listener.name
+                );
+            }
+            if controller_names.contains(&listener.name.as_str()) {
+                controller = Some(listener.address);
+            } else if let Some(first) = kafka.replace(listener.clone()) {
+                bail!(
+                    "in setting listeners: sluice serves one Kafka listener, got {} and {}",
+                    first.name,
+                    listener.name
+                );
+            }
+        }
+    }
+    let kafka_name = kafka
+        .as_ref()
+        .map_or(DEFAULT_LISTENER_NAME, |l: &Listener| l.name.as_str())
+        .to_string();
+    let mut advertised_address = None;
+    if let Some(text) = advertised {
+        for listener in parse_listener_list(text).context("in setting advertised.listeners")? {
+            if listener.name != kafka_name {
+                bail!(
+                    "advertised.listeners listener names must be equal to or a subset of the ones \
+                     defined in listeners. Found {}. The valid options based on the current \
+                     configuration are {kafka_name}",
+                    listener.name
+                );
+            }
+            advertised_address = Some(listener.address);
+        }
+    }
+    let inter_broker = settings.get("inter.broker.listener.name").map(|s| s.trim());
+    let inter_protocol = settings
+        .get("security.inter.broker.protocol")
+        .map(|s| s.trim());
+    match (inter_broker, inter_protocol) {
+        (Some(_), Some(_)) => bail!(
+            "Only one of inter.broker.listener.name and security.inter.broker.protocol should be set."
+        ),
+        (Some(name), None) if name != kafka_name => bail!(
+            "inter.broker.listener.name must be a listener name defined in advertised.listeners. \
+             The valid options based on currently configured listeners are {kafka_name}"
+        ),
+        (None, Some(protocol)) if protocol != "PLAINTEXT" => bail!(
+            "security.inter.broker.protocol={protocol}: Sluice's brokers replicate over PLAINTEXT \
+             only (TLS and SASL are not built yet)"
+        ),
+        _ => {}
+    }
+    Ok(ResolvedListeners {
+        kafka,
+        controller,
+        advertised: advertised_address,
+    })
+}
+
+/// Parses `listener.security.protocol.map` (`NAME:PROTOCOL,…`), Kafka's
+/// default when unset, where the controller listener names map to
+/// PLAINTEXT.
+fn protocol_map(
+    text: Option<&str>,
+    controller_names: &[&str],
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for entry in text
+        .unwrap_or(DEFAULT_PROTOCOL_MAP)
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let Some((name, protocol)) = entry.split_once(':') else {
+            bail!("expected LISTENER_NAME:SECURITY_PROTOCOL, got {entry:?}");
+        };
+        let (name, protocol) = (
+            name.trim().to_ascii_uppercase(),
+            protocol.trim().to_ascii_uppercase(),
+        );
+        if !SECURITY_PROTOCOLS.contains(&protocol.as_str()) {
+            bail!("Invalid security protocol {protocol:?} for listener {name} (valid: {SECURITY_PROTOCOLS:?})");
+        }
+        map.insert(name, protocol);
+    }
+    if text.is_none() {
+        for name in controller_names {
+            map.entry(name.to_string())
+                .or_insert_with(|| "PLAINTEXT".to_string());
+        }
+    }
+    Ok(map)
+}
+
+/// Parses a `listeners` value: `NAME://host:port,…` or a bare `host:port`
+/// (PLAINTEXT). Names are unique, as Kafka requires; an empty host binds
+/// every interface.
+fn parse_listener_list(text: &str) -> anyhow::Result<Vec<Listener>> {
+    let mut listeners: Vec<Listener> = Vec::new();
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (name, address) = match entry.split_once("://") {
-            Some((name, address)) => (name, address),
-            None => ("PLAINTEXT", entry),
+            Some((name, address)) => (name.trim().to_ascii_uppercase(), address),
+            None => (DEFAULT_LISTENER_NAME.to_string(), entry),
         };
+        if name.is_empty() {
+            bail!("a listener without a name: {entry:?}");
+        }
         let address = if address.starts_with(':') {
             format!("0.0.0.0{address}")
         } else {
             address.to_string()
         };
         check_host_port(&address)?;
-        if controller_names.contains(&name) {
-            controller = Some(address);
-        } else if kafka.replace(address).is_some() {
-            bail!("sluice serves one Kafka listener, got {text:?}");
+        if listeners.iter().any(|l| l.name == name) {
+            bail!("Each listener must have a different name, {name} is listed twice in {text:?}");
         }
+        listeners.push(Listener { name, address });
     }
-    Ok((kafka, controller))
+    Ok(listeners)
 }
 
 /// Parses `controller.quorum.voters`: `ID@HOST:PORT,…`.
@@ -433,13 +582,172 @@ mod tests {
             ),
         ];
         for (text, kafka, controller) in cases {
-            let (k, c) = parse_listeners(text, "CONTROLLER").unwrap();
-            assert_eq!(k.as_deref(), *kafka, "{text}");
-            assert_eq!(c.as_deref(), *controller, "{text}");
+            let resolved = resolve_listeners(Some(text), None, &BTreeMap::new()).unwrap();
+            assert_eq!(
+                resolved.kafka.map(|l| l.address).as_deref(),
+                *kafka,
+                "{text}"
+            );
+            assert_eq!(resolved.controller.as_deref(), *controller, "{text}");
         }
-        for bad in ["PLAINTEXT://h:1,SSL://h:2", "PLAINTEXT://h", "h:notaport"] {
-            assert!(parse_listeners(bad, "CONTROLLER").is_err(), "{bad}");
+        for bad in [
+            "PLAINTEXT://h",
+            "h:notaport",
+            "://h:1",
+            "PLAINTEXT://h:1,PLAINTEXT://h:2",
+        ] {
+            assert!(
+                resolve_listeners(Some(bad), None, &BTreeMap::new()).is_err(),
+                "{bad}"
+            );
         }
+    }
+
+    /// Named listeners, the protocol map and the inter-broker listener, as
+    /// Kafka validates them: (settings, listeners, advertised) and the
+    /// Kafka listener's (name, address, advertised) or a fragment of the
+    /// error.
+    #[test]
+    fn named_listeners_and_the_protocol_map() {
+        type Case<'a> = (
+            &'a [(&'a str, &'a str)],
+            &'a str,
+            Option<&'a str>,
+            Result<(&'a str, &'a str, Option<&'a str>), &'a str>,
+        );
+        let map_internal = (
+            "listener.security.protocol.map",
+            "INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        );
+        let cases: &[Case] = &[
+            (
+                &[],
+                "PLAINTEXT://h:1",
+                Some("PLAINTEXT://a:1"),
+                Ok(("PLAINTEXT", "h:1", Some("a:1"))),
+            ),
+            (
+                &[map_internal],
+                "INTERNAL://h:1,CONTROLLER://h:2",
+                None,
+                Ok(("INTERNAL", "h:1", None)),
+            ),
+            (
+                &[map_internal, ("inter.broker.listener.name", "INTERNAL")],
+                "INTERNAL://h:1",
+                Some("INTERNAL://a:1"),
+                Ok(("INTERNAL", "h:1", Some("a:1"))),
+            ),
+            (
+                &[("controller.listener.names", "RAFT")],
+                "PLAINTEXT://h:1,RAFT://h:2",
+                None,
+                Ok(("PLAINTEXT", "h:1", None)),
+            ),
+            (
+                &[("security.inter.broker.protocol", "PLAINTEXT")],
+                "h:1",
+                None,
+                Ok(("PLAINTEXT", "h:1", None)),
+            ),
+            (
+                &[],
+                "INTERNAL://h:1",
+                None,
+                Err("No security protocol defined for listener INTERNAL"),
+            ),
+            (&[], "SSL://h:1", None, Err("uses security protocol SSL")),
+            (
+                &[("listener.security.protocol.map", "X:TLS")],
+                "X://h:1",
+                None,
+                Err("Invalid security protocol"),
+            ),
+            (
+                &[("listener.security.protocol.map", "X")],
+                "X://h:1",
+                None,
+                Err("LISTENER_NAME:SECURITY_PROTOCOL"),
+            ),
+            (
+                &[map_internal],
+                "PLAINTEXT://h:1",
+                None,
+                Err("No security protocol defined for listener PLAINTEXT"),
+            ),
+            (
+                &[],
+                "PLAINTEXT://h:1,SASL_PLAINTEXT://h:2",
+                None,
+                Err("uses security protocol SASL_PLAINTEXT"),
+            ),
+            (
+                &[("listener.security.protocol.map", "A:PLAINTEXT,B:PLAINTEXT")],
+                "A://h:1,B://h:2",
+                None,
+                Err("sluice serves one Kafka listener, got A and B"),
+            ),
+            (
+                &[],
+                "PLAINTEXT://h:1",
+                Some("OTHER://a:1"),
+                Err("must be equal to or a subset"),
+            ),
+            (
+                &[("inter.broker.listener.name", "INTERNAL")],
+                "PLAINTEXT://h:1",
+                None,
+                Err("valid options based on currently configured listeners are PLAINTEXT"),
+            ),
+            (
+                &[
+                    ("inter.broker.listener.name", "PLAINTEXT"),
+                    ("security.inter.broker.protocol", "PLAINTEXT"),
+                ],
+                "h:1",
+                None,
+                Err("Only one of"),
+            ),
+            (
+                &[("security.inter.broker.protocol", "SSL")],
+                "h:1",
+                None,
+                Err("PLAINTEXT only"),
+            ),
+        ];
+        for (settings, listeners, advertised, expected) in cases {
+            let got = resolve_listeners(Some(listeners), *advertised, &map(settings));
+            match (expected, got) {
+                (Ok((name, address, advertised_address)), Ok(resolved)) => {
+                    let kafka = resolved.kafka.expect("a Kafka listener");
+                    assert_eq!(
+                        (kafka.name.as_str(), kafka.address.as_str()),
+                        (*name, *address),
+                        "{listeners}"
+                    );
+                    assert_eq!(
+                        resolved.advertised.as_deref(),
+                        *advertised_address,
+                        "{listeners}"
+                    );
+                }
+                (Err(fragment), Err(error)) => {
+                    let message = format!("{error:#}");
+                    assert!(
+                        message.contains(fragment),
+                        "{listeners} {settings:?}: {message:?} lacks {fragment:?}"
+                    );
+                }
+                (expected, got) => {
+                    panic!("{listeners} {settings:?}: expected {expected:?}, got {got:?}")
+                }
+            }
+        }
+        // The name reaches the broker's config.
+        let file = map(&[map_internal, ("listeners", "INTERNAL://127.0.0.1:0")]);
+        let config = resolve(&ServeArgs::default(), file).unwrap();
+        assert_eq!(config.listener_name, "INTERNAL");
+        assert_eq!(config.listen, "127.0.0.1:0");
     }
 
     #[test]

@@ -784,3 +784,38 @@ async fn configs_and_log_start_survive_restarts() {
         );
     }
 }
+
+/// A Kafka listener with a name of its own (Kafka's named listeners, with
+/// `listener.security.protocol.map` and `inter.broker.listener.name`)
+/// serves clients, and DescribeConfigs reports it by that name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_listener_serves_clients_and_is_described_by_its_name() {
+    let broker = TestBroker::start_with(&[
+        ("listeners", "INTERNAL://127.0.0.1:0"),
+        ("listener.security.protocol.map", "INTERNAL:PLAINTEXT"),
+        ("inter.broker.listener.name", "INTERNAL"),
+    ]);
+    let topic = "named-listener";
+    create_topic_with(broker.bootstrap(), topic, 1, &[]).await;
+    let records: Vec<Outgoing> = (0..5)
+        .map(|i| Outgoing {
+            key: None,
+            value: Some(format!("v{i}")),
+            timestamp: None,
+        })
+        .collect();
+    let offsets = produce_all(&producer(broker.bootstrap(), &[]), topic, 0, &records).await;
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
+    let bootstrap = broker.bootstrap().to_string();
+    let (low, high) =
+        tokio::task::spawn_blocking(move || watermarks(&bootstrap, "named-listener", 0))
+            .await
+            .unwrap();
+    assert_eq!((low, high), (0, 5));
+    let configs = describe(broker.bootstrap(), ResourceSpecifier::Broker(1)).await;
+    assert_eq!(
+        value_of(&configs, "listeners"),
+        format!("INTERNAL://{}", broker.bootstrap())
+    );
+    assert_eq!(value_of(&configs, "inter.broker.listener.name"), "INTERNAL");
+}

@@ -179,18 +179,17 @@ fn described_roles(address: &str, node_id: i32) -> Option<String> {
 }
 
 #[test]
-fn a_broker_that_is_not_a_voter_follows_the_quorum_and_serves_clients() {
-    let mut cluster =
-        TestCluster::start_with_roles(&[Combined, Combined, Combined, Broker], SETTINGS)
-            .expect("four nodes start");
+fn brokers_that_are_not_voters_follow_the_quorum_and_serve_clients() {
+    let roles = [Combined, Combined, Combined, Broker, Broker];
+    let mut cluster = TestCluster::start_with_roles(&roles, SETTINGS).expect("five nodes start");
     let observer = cluster.node(4).address();
     eventually("every broker is unfenced", Duration::from_secs(30), || {
-        brokers(&observer) == BTreeSet::from([1, 2, 3, 4])
+        brokers(&observer) == BTreeSet::from([1, 2, 3, 4, 5])
     });
     let (leader, voters, observers) = quorum_members(&observer);
     assert!((1..=3).contains(&leader), "a voter leads: {leader}");
     assert_eq!(voters, BTreeSet::from([1, 2, 3]));
-    assert_eq!(observers, BTreeSet::from([4]));
+    assert_eq!(observers, BTreeSet::from([4, 5]));
     assert_eq!(described_roles(&observer, 4).as_deref(), Some("broker"));
     assert_eq!(
         described_roles(&observer, 1).as_deref(),
@@ -198,21 +197,19 @@ fn a_broker_that_is_not_a_voter_follows_the_quorum_and_serves_clients() {
     );
 
     tracing::info!("phase: a topic created through the observer, served by it alone");
-    create_replicated_topic(&observer, "observed", 4, 3, &[("min.insync.replicas", "2")]);
+    create_replicated_topic(&observer, "observed", 5, 3, &[("min.insync.replicas", "2")]);
     eventually_seen(
-        "the observer leads a partition",
+        "each broker leads a partition",
         Duration::from_secs(30),
         || {
             let seen = leaders(&observer, "observed");
-            let holds = seen.len() == 4
-                && seen.values().all(|leader| *leader != -1)
-                && seen.values().any(|leader| *leader == 4);
-            (holds, format!("{seen:?}"))
+            let led: BTreeSet<i32> = seen.values().copied().collect();
+            (led == BTreeSet::from([1, 2, 3, 4, 5]), format!("{seen:?}"))
         },
     );
     produce_acked(&observer, "observed", "before", 40);
     assert_eq!(
-        consume(&observer, "observed", 4, 40).len(),
+        consume(&observer, "observed", 5, 40).len(),
         40,
         "read back through the observer"
     );
@@ -231,11 +228,11 @@ fn a_broker_that_is_not_a_voter_follows_the_quorum_and_serves_clients() {
         brokers(&first).contains(&4)
     });
     produce_acked(cluster.bootstrap(), "observed", "after", 20);
-    assert_eq!(consume(&observer, "observed", 4, 60).len(), 60);
+    assert_eq!(consume(&observer, "observed", 5, 60).len(), 60);
     let (_, voters, observers) = quorum_members(&first);
     assert_eq!(
         (voters, observers),
-        (BTreeSet::from([1, 2, 3]), BTreeSet::from([4]))
+        (BTreeSet::from([1, 2, 3]), BTreeSet::from([4, 5]))
     );
     cluster.shutdown().expect("clean shutdown");
 }
@@ -383,6 +380,32 @@ fn process_roles_that_contradict_the_voters_are_refused_before_anything_starts()
     refused(
         &["--process-roles", "broker,broker"],
         &["duplicate role names"],
+    );
+}
+
+#[test]
+fn listeners_sluice_cannot_serve_are_refused_before_anything_starts() {
+    refused(
+        &["--set", "listeners=SSL://127.0.0.1:0"],
+        &[
+            "listener SSL uses security protocol SSL",
+            "PLAINTEXT listeners only",
+        ],
+    );
+    refused(
+        &["--set", "listeners=INTERNAL://127.0.0.1:0"],
+        &["No security protocol defined for listener INTERNAL"],
+    );
+    refused(
+        &["--set", "inter.broker.listener.name=REPLICATION"],
+        &[
+            "inter.broker.listener.name must be a listener name",
+            "PLAINTEXT",
+        ],
+    );
+    refused(
+        &["--set", "listener.security.protocol.map=PLAINTEXT:TLS"],
+        &["Invalid security protocol"],
     );
 }
 

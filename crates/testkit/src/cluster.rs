@@ -400,6 +400,7 @@ fn node_configs(
             }
             let config = BrokerConfig {
                 listen: "127.0.0.1:0".to_string(),
+                listener_name: "PLAINTEXT".to_string(),
                 advertised_listener: None,
                 data_dir: PathBuf::from(data_dir.path()),
                 node_id,

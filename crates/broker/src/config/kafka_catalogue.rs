@@ -4,7 +4,11 @@
 //! ("Broker Configs": Type, Default, Update Mode).
 //!
 //! Sluice accepts these, type-checks them, stores dynamic changes in the metadata log and
-//! reports them in DescribeConfigs, but nothing reads them: listeners, SASL, SSL, quotas,
+//! reports them in DescribeConfigs, but the broker does not read them (the listener and
+//! quorum names — `listeners`, `advertised.listeners`, `controller.listener.names`,
+//! `controller.quorum.voters`, `listener.security.protocol.map`,
+//! `inter.broker.listener.name`, `security.inter.broker.protocol` — are resolved and
+//! checked by `sluice serve` before the broker starts; the rest have no effect): listeners, SASL, SSL, quotas,
 //! tiered storage, KRaft tuning and thread pools are configured differently here or are
 //! not built. Clients and tools write them all the same (librdkafka's 0081_admin sets
 //! `sasl.kerberos.min.time.before.relogin` on a broker), and Kafka knows every name, so
