@@ -423,13 +423,22 @@ impl Log {
 
     /// Removes every batch with offsets >= `offset` (replication divergence).
     ///
-    /// Truncation at or above the log end offset
-    /// does nothing; at or below the first segment's base offset empties the
-    /// log and restarts it at `offset`.
+    /// Truncation at or above the log end offset keeps every record but
+    /// drops leader-epoch entries that start at the log end, as Kafka's
+    /// `UnifiedLog.truncateTo` does: a replica that became leader (writing
+    /// its epoch's entry) and lost leadership before it appended anything
+    /// would otherwise send that epoch in every fetch, which the new leader
+    /// never had, and truncate to its own end forever. At or below the
+    /// first segment's base offset it empties the log and restarts it at
+    /// `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         self.check_open()?;
         let mut state = self.state.lock();
         if offset >= state.log_end_offset {
+            let end = state.log_end_offset;
+            if state.epochs.truncate_from(end) {
+                state.epochs.persist()?;
+            }
             return Ok(());
         }
         let segments = state.segments.clone();

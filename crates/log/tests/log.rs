@@ -400,6 +400,17 @@ fn leader_epochs_follow_appends_truncation_and_recovery() {
     assert_eq!(log.latest_epoch(), Some(3));
     assert_eq!(log.end_offset_for_epoch(3), (3, 8));
     assert_eq!(log.end_offset_for_epoch(5), (-1, -1));
+    // A leader that assigned its epoch at the log end and appended nothing
+    // before it lost leadership: truncating to the end drops that entry
+    // (Kafka's truncateTo), and only that one.
+    log.assign_leader_epoch(7).unwrap();
+    assert_eq!(log.latest_epoch(), Some(7));
+    log.truncate_to(8).unwrap();
+    assert_eq!(log.latest_epoch(), Some(3));
+    log.truncate_to(20).unwrap();
+    assert_eq!(log.latest_epoch(), Some(3), "an entry below the end stays");
+    let text = std::fs::read_to_string(dir.path().join("leader-epoch-checkpoint")).unwrap();
+    assert_eq!(text, "0\n2\n1 0\n3 4\n", "persisted");
     // Lose the checkpoint: recovery rebuilds it from the batches.
     drop(log);
     std::fs::remove_file(dir.path().join("leader-epoch-checkpoint")).unwrap();
