@@ -179,7 +179,20 @@ impl Broker {
     /// Completes when the broker hit a fatal error (a failed fsync); the
     /// owner then stops the process with its exit code, without `shutdown`.
     pub async fn fatal_error(&self) -> FatalError {
-        self.state.replicas.fatal_error().await
+        let quorum = self.state.metadata.quorum();
+        tokio::select! {
+            error = self.state.replicas.fatal_error() => error,
+            message = quorum.core_failure() => {
+                tracing::error!(%message, "the metadata quorum stopped; stopping the broker");
+                FatalError {
+                    exit_code: EXIT_STORAGE_FAILURE,
+                    message: format!(
+                        "the metadata log can no longer be written or replicated ({message}); \
+                         stopping rather than serve stale metadata"
+                    ),
+                }
+            }
+        }
     }
 
     /// Stops accepting, lets connections finish their current request, flushes

@@ -3,7 +3,8 @@
 //! belongs to another cluster is refused; a partition the metadata does not
 //! know is set aside as stray, not deleted; only topics the metadata log
 //! deleted lose their data; a topic whose partitions could not be created
-//! (disk full) becomes usable once space returns, without a restart.
+//! (disk full) becomes usable once space returns, without a restart; a
+//! metadata log that cannot be written (disk full) stops the broker.
 
 mod common;
 
@@ -441,5 +442,76 @@ async fn a_topic_created_on_a_full_disk_becomes_usable_once_space_returns() {
         );
         assert_eq!(records.len(), 1);
     }
+    drop(broker);
+}
+
+/// A metadata log that cannot be written (a full disk) stops the broker:
+/// openraft's core quits on the storage error, and a node that went on
+/// would serve a stale image (the fault suite's finding 2, docs/FAULTS.md).
+/// It exits with the storage-failure status (74) and says why, as Kafka
+/// stops a node whose metadata log write fails; restarted once space
+/// returns, it has every topic it acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_log_that_cannot_be_written_stops_the_broker() {
+    let tmpfs = Tmpfs::mount("size=64m");
+    let data_dir = tmpfs.path.join("data");
+    std::fs::create_dir(&data_dir).expect("data dir");
+    let mut broker = TestBroker::start_in(&data_dir, &[]);
+    create_topic(broker.bootstrap(), "before-full", 1).await;
+
+    eprintln!("phase: fill every byte");
+    let filler = tmpfs.path.join("filler");
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 1 << 20];
+        loop {
+            if let Err(error) = file.write_all(&block) {
+                assert_eq!(error.raw_os_error(), Some(28), "expected ENOSPC: {error}");
+                break;
+            }
+        }
+    }
+
+    eprintln!("phase: metadata changes until the metadata log append fails");
+    let mut status = None;
+    for attempt in 0..20 {
+        let _ =
+            common::create_topics_raw(broker.bootstrap(), &[(&format!("full-{attempt}"), 1, 1)])
+                .await;
+        status = broker.wait_exit(Duration::from_secs(2));
+        if status.is_some() {
+            break;
+        }
+    }
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "the broker kept running with an unwritable metadata log; stderr:\n{}",
+            broker.log_tail()
+        )
+    });
+    assert_eq!(
+        status.code(),
+        Some(74),
+        "exit status; stderr:\n{}",
+        broker.log_tail()
+    );
+    let log = broker.log_text();
+    assert!(
+        log.lines()
+            .any(|line| line.starts_with("error:") && line.contains("metadata log")),
+        "an error line names the metadata log; stderr:\n{}",
+        broker.log_tail()
+    );
+
+    eprintln!("phase: space returns; the broker starts again with its topics");
+    std::fs::remove_file(&filler).expect("remove filler");
+    broker.restart();
+    let admin = common::admin(broker.bootstrap());
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some("before-full"), Duration::from_secs(10))
+        .expect("metadata");
+    assert_eq!(metadata.topics()[0].partitions().len(), 1);
     drop(broker);
 }

@@ -585,6 +585,28 @@ impl MetadataQuorum {
         Ok(())
     }
 
+    /// Completes when openraft's core stopped by itself (a storage error:
+    /// the metadata log could not be written, or a panic), not through
+    /// [`shutdown`](Self::shutdown); returns what it said. The node's
+    /// metadata can no longer advance, so its owner must stop it, as Kafka
+    /// stops a node whose metadata log cannot be written: a node that went
+    /// on would serve a stale image (leaderships the others moved, reads of
+    /// a log they no longer replicate).
+    pub async fn core_failure(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                if !self.shut_down.load(Ordering::Acquire) {
+                    return fatal.to_string();
+                }
+            }
+            if metrics.changed().await.is_err() {
+                // Raft is gone (shut down): nothing more to report.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Stops the Raft server (closing the controller listener and every
     /// peer connection), then Raft, and flushes its storage.
     pub async fn shutdown(&self) -> Result<(), MetaError> {

@@ -282,6 +282,23 @@ impl TestBroker {
         }
     }
 
+    /// Waits up to `timeout` for the broker to exit by itself; its status,
+    /// or `None` while it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("broker is not running");
+            if let Some(status) = child.try_wait().expect("try_wait broker") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Starts the broker again on the same data directory (stopping it cleanly first
     /// if it is still running). The port changes: build new clients afterwards.
     pub fn restart(&mut self) {
