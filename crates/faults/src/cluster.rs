@@ -4,7 +4,8 @@
 //!
 //! Why each piece:
 //! - **Addresses.** Node `i` listens on `127.0.1.i` (Kafka and controller
-//!   listener). Not `127.0.0.i`: every outgoing connection in the namespace
+//!   listener); `lo`'s `127.0.0.0/8` route is local, so no address has to
+//!   be added. Not `127.0.0.i`: every outgoing connection in the namespace
 //!   leaves from `127.0.0.1` whoever makes it, so a node on `127.0.0.1`
 //!   would have every reply it sends match a cut "to node 1" — `127.0.0.1`
 //!   stays the address of the harness and of connection sources only.
@@ -26,6 +27,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -95,20 +97,19 @@ impl NodeSpec {
 /// fencing, ISR shrinks and elections happen within a short run, with
 /// margins for a loaded 2-core machine.
 pub const NODE_SETTINGS: &[(&str, &str)] = &[
-    ("broker.session.timeout.ms", "6000"),
-    ("broker.heartbeat.interval.ms", "1000"),
-    ("replica.lag.time.max.ms", "6000"),
+    ("broker.session.timeout.ms", "4000"),
+    ("broker.heartbeat.interval.ms", "500"),
+    ("replica.lag.time.max.ms", "4000"),
     ("offsets.topic.num.partitions", "3"),
     ("transaction.state.log.num.partitions", "3"),
-    ("transaction.abort.timed.out.transaction.cleanup.interval.ms", "2000"),
-    ("group.initial.rebalance.delay.ms", "500"),
     ("default.replication.factor", "3"),
     ("min.insync.replicas", "2"),
     ("auto.create.topics.enable", "false"),
+    ("unclean.leader.election.enable", "false"),
 ];
 
 /// The broker's session timeout in [`NODE_SETTINGS`]; a pause must outlast it.
-pub const SESSION_TIMEOUT: Duration = Duration::from_millis(6000);
+pub const SESSION_TIMEOUT: Duration = Duration::from_millis(4000);
 
 /// A running (or stopped) node process.
 pub struct Node {
@@ -149,6 +150,8 @@ impl Cluster {
         specs: Vec<NodeSpec>,
         clock_faults: bool,
     ) -> anyhow::Result<Cluster> {
+        // The nodes' uids must reach their data directories below it.
+        std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o755))?;
         let voters: Vec<String> = specs
             .iter()
             .filter(|s| s.roles == Roles::Combined)
@@ -157,7 +160,6 @@ impl Cluster {
         let voters = voters.join(",");
         let mut nodes = Vec::new();
         for spec in specs {
-            run("ip", &["addr", "add", &format!("{}/8", spec.address), "dev", "lo"])?;
             let data_dir = run_dir.join(format!("node-{}", spec.id));
             std::fs::create_dir_all(&data_dir)?;
             run(
@@ -194,14 +196,15 @@ impl Cluster {
                 "--controller-voters".into(),
                 voters.clone(),
             ];
-            match spec.roles {
-                Roles::Combined => args.extend([
-                    "--controller-listen".into(),
-                    format!("{}:{CONTROLLER_PORT}", spec.address),
-                ]),
-                Roles::Broker => {
-                    args.extend(["--set".into(), "process.roles=broker".into()]);
-                }
+            // An observer (broker-only) node needs a Raft listener of its
+            // own too, which the quorum leader connects to; a fixed port on
+            // its own address keeps the iptables rules uniform.
+            args.extend([
+                "--controller-listen".into(),
+                format!("{}:{CONTROLLER_PORT}", spec.address),
+            ]);
+            if spec.roles == Roles::Broker {
+                args.extend(["--process-roles".into(), "broker".into()]);
             }
             for (key, value) in NODE_SETTINGS {
                 args.extend(["--set".into(), format!("{key}={value}")]);
@@ -257,7 +260,11 @@ impl Cluster {
             .open(&node.log)
             .with_context(|| format!("opening {}", node.log.display()))?;
         let mut marker = log.try_clone()?;
-        writeln!(marker, "==== sluice-faults: start #{} ====", node.starts + 1)?;
+        writeln!(
+            marker,
+            "==== sluice-faults: start #{} ====",
+            node.starts + 1
+        )?;
         let mut command = Command::new("setpriv");
         command
             .arg(format!("--reuid={}", node.spec.uid))
@@ -296,6 +303,27 @@ impl Cluster {
         node.paused = false;
     }
 
+    /// SIGTERM (a controlled shutdown), waiting at most `timeout` for the
+    /// process to end before a SIGKILL. Returns whether it ended by itself.
+    pub fn terminate(&mut self, id: u32, timeout: Duration) -> bool {
+        self.pause(id, false);
+        let node = self.node_mut(id);
+        let Some(mut child) = node.child.take() else {
+            return true;
+        };
+        let _ = run("kill", &["-TERM", &child.id().to_string()]);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
     /// Starts a killed (or exited) node again; does not wait for it to
     /// listen (it may be cut off and unable to register).
     pub fn restart(&mut self, id: u32) -> anyhow::Result<()> {
@@ -329,7 +357,10 @@ impl Cluster {
     /// our kill); the node is then marked stopped.
     pub fn exited(&mut self, id: u32) -> Option<std::process::ExitStatus> {
         let node = self.node_mut(id);
-        let status = node.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        let status = node
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
         if status.is_some() {
             node.child = None;
         }

@@ -37,34 +37,8 @@ pub struct Sent {
 /// The end of one produce.
 #[derive(Clone, Debug)]
 pub struct Outcome {
-    /// When the delivery report arrived.
-    pub at: f64,
     /// The offset it was acknowledged at, or the error.
     pub result: Result<i64, String>,
-}
-
-/// One committed offset the group workload or the observer saw.
-#[derive(Clone, Debug)]
-pub struct CommitSeen {
-    /// When the request was sent (observer) or the commit returned (member).
-    pub at: f64,
-    /// The partition of the data topic.
-    pub partition: i32,
-    /// The committed offset (next offset to read).
-    pub offset: i64,
-    /// `true` for a member's successful commit, `false` for an OffsetFetch.
-    pub by_member: bool,
-}
-
-/// The outcome of one transaction of the exactly-once job.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TxnOutcome {
-    /// commit_transaction returned Ok.
-    Committed,
-    /// abort_transaction returned Ok (on purpose or after an error).
-    Aborted,
-    /// Neither is known (a commit or abort that failed).
-    Unknown,
 }
 
 /// Everything the run recorded.
@@ -72,16 +46,6 @@ pub enum TxnOutcome {
 pub struct History {
     /// Every produced record by its sequence number (unique in the run).
     pub sent: BTreeMap<u64, Sent>,
-    /// Records the group consumers read: (partition, offset) → value. The
-    /// first read of each offset is kept; a later different read is a
-    /// divergence noted in `consumer_divergences`.
-    pub consumed: BTreeMap<(i32, i64), String>,
-    /// Offsets read twice with different values: (partition, offset, first, second).
-    pub consumer_divergences: Vec<(i32, i64, String, String)>,
-    /// Committed offsets, in the order they were recorded.
-    pub commits: Vec<CommitSeen>,
-    /// Transactions of the exactly-once job by their id.
-    pub transactions: BTreeMap<String, TxnOutcome>,
     /// Things a workload wants in the report (fatal errors, restarts).
     pub notes: Vec<String>,
 }
@@ -93,7 +57,9 @@ pub struct Shared(Arc<Mutex<History>>);
 impl Shared {
     /// Locks the history (a poisoned lock still holds a usable history).
     pub fn lock(&self) -> MutexGuard<'_, History> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds a note with its time.

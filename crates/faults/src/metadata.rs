@@ -65,14 +65,6 @@ impl MetadataClient {
         Ok(states)
     }
 
-    /// The brokers Metadata lists (unfenced ones).
-    pub fn brokers(&self) -> anyhow::Result<Vec<i32>> {
-        let metadata = self.consumer.fetch_metadata(None, Duration::from_secs(5))?;
-        let mut brokers: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
-        brokers.sort_unstable();
-        Ok(brokers)
-    }
-
     /// The leader of `topic`/`partition`, if Metadata names one.
     pub fn leader(&self, topic: &str, partition: i32) -> Option<u32> {
         let states = self.partitions(topic).ok()?;
@@ -158,4 +150,33 @@ fn block_on_admin<F: std::future::Future>(future: F) -> F::Output {
             Poll::Pending => std::thread::park_timeout(Duration::from_millis(100)),
         }
     }
+}
+
+/// Waits until every partition of `topic` has a leader and `replicas`
+/// in-sync replicas, at most `timeout`. Returns the last states seen as the
+/// error when the deadline passes.
+pub fn wait_healthy(
+    client: &MetadataClient,
+    topic: &str,
+    replicas: usize,
+    timeout: Duration,
+) -> anyhow::Result<BTreeMap<i32, PartitionState>> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no metadata");
+    while Instant::now() < deadline {
+        match client.partitions(topic) {
+            Ok(states)
+                if !states.is_empty()
+                    && states
+                        .values()
+                        .all(|s| s.leader > 0 && s.isr.len() >= replicas) =>
+            {
+                return Ok(states);
+            }
+            Ok(states) => last = format!("{states:?}"),
+            Err(error) => last = format!("{error:#}"),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bail!("{topic} not healthy (leader and {replicas} in sync) within {timeout:?}: {last}")
 }

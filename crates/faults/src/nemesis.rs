@@ -265,7 +265,6 @@ impl<'a> Nemesis<'a> {
             }
         }
         let description = done.join("; ");
-        tracing::info!(at = format!("{:.2}", now()), "fault: {description}");
         self.windows.push(Window {
             kinds: kinds.to_vec(),
             start: now(),
@@ -351,7 +350,10 @@ impl<'a> Nemesis<'a> {
                 self.undo.push(Undo::FreeDisk(node));
                 (
                     vec![node],
-                    format!("{kind}: node {node}'s data dir filled ({} MiB)", written >> 20),
+                    format!(
+                        "{kind}: node {node}'s data dir filled ({} MiB)",
+                        written >> 20
+                    ),
                 )
             }
             FaultKind::ClockJump => {
@@ -368,7 +370,10 @@ impl<'a> Nemesis<'a> {
                     anyhow::bail!("clock faults are off (no libfaketime)");
                 }
                 self.undo.push(Undo::ResetClock(node));
-                (vec![node], format!("{kind}: node {node} clock {seconds:+} s"))
+                (
+                    vec![node],
+                    format!("{kind}: node {node} clock {seconds:+} s"),
+                )
             }
         })
     }
@@ -402,7 +407,6 @@ impl<'a> Nemesis<'a> {
                 window.end = now();
             }
         }
-        tracing::info!(at = format!("{:.2}", now()), "healed");
         notes
     }
 

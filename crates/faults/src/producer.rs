@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
-};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message};
 
 use crate::history::{now, value_of, Outcome, Sent, Shared};
@@ -48,7 +46,7 @@ impl ProducerContext for Recorder {
             Ok(message) => Ok(message.offset()),
             Err((error, _)) => Err(error.to_string()),
         };
-        let outcome = Outcome { at: now(), result };
+        let outcome = Outcome { result };
         if let Some(sent) = self.history.lock().sent.get_mut(&seq) {
             sent.outcome = Some(outcome);
         }
