@@ -37,6 +37,8 @@ pub struct Sent {
 /// The end of one produce.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// When the delivery report arrived.
+    pub at: f64,
     /// The offset it was acknowledged at, or the error.
     pub result: Result<i64, String>,
 }

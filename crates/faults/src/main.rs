@@ -51,6 +51,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Produce while the cluster is healthy, before the first fault and after
 /// the last (availability must come back).
 const CALM: Duration = Duration::from_secs(5);
+/// An acknowledgement within this many seconds of the send counts as
+/// "available" in the summary (librdkafka retries hide outages otherwise).
+const PROMPT_SECONDS: f64 = 1.0;
 /// The fault kinds of the short mode.
 const SHORT_MODE: [FaultKind; 7] = [
     FaultKind::Kill,
@@ -432,8 +435,12 @@ fn print_summary(
             window.start, window.end, window.description
         ));
     }
-    out.push_str("availability (records sent in the window that were acknowledged)\n");
-    let mut by_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    out.push_str(&format!(
+        "availability by fault kind (of the records sent while it held: acknowledged at all, \
+         acknowledged within {PROMPT_SECONDS} s, slowest acknowledgement)\n"
+    ));
+    // (sent, acknowledged, acknowledged promptly, slowest) per kind.
+    let mut by_kind: BTreeMap<String, (usize, usize, usize, f64)> = BTreeMap::new();
     for window in windows {
         let name = window
             .kinds
@@ -447,19 +454,32 @@ fn print_summary(
             .values()
             .filter(|s| s.sent_at >= window.start && s.sent_at < window.end)
         {
-            entry.1 += 1;
-            if matches!(sent.outcome.as_ref().map(|o| &o.result), Some(Ok(_))) {
-                entry.0 += 1;
+            entry.0 += 1;
+            if let Some(outcome) = &sent.outcome {
+                if outcome.result.is_ok() {
+                    let latency = outcome.at - sent.sent_at;
+                    entry.1 += 1;
+                    if latency <= PROMPT_SECONDS {
+                        entry.2 += 1;
+                    }
+                    entry.3 = entry.3.max(latency);
+                }
             }
         }
     }
-    for (kind, (ok, total)) in &by_kind {
-        let percent = if *total == 0 {
-            0.0
-        } else {
-            100.0 * *ok as f64 / *total as f64
+    for (kind, (total, ok, prompt, slowest)) in &by_kind {
+        let percent = |n: usize| {
+            if *total == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / *total as f64
+            }
         };
-        out.push_str(&format!("  {kind:<16} {ok:>6}/{total:<6} {percent:5.1}%\n"));
+        out.push_str(&format!(
+            "  {kind:<16} sent {total:>6}  acked {:5.1}%  within {PROMPT_SECONDS} s {:5.1}%  slowest {slowest:5.1} s\n",
+            percent(*ok),
+            percent(*prompt)
+        ));
     }
     out.push_str(&format!("records sent        {}\n", history.sent.len()));
     out.push_str(&format!("  acknowledged      {}\n", acked.len()));

@@ -46,7 +46,7 @@ impl ProducerContext for Recorder {
             Ok(message) => Ok(message.offset()),
             Err((error, _)) => Err(error.to_string()),
         };
-        let outcome = Outcome { result };
+        let outcome = Outcome { at: now(), result };
         if let Some(sent) = self.history.lock().sent.get_mut(&seq) {
             sent.outcome = Some(outcome);
         }
