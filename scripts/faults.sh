@@ -5,26 +5,28 @@
 # iptables partitions), a healing phase and a checker. See the section
 # "Fault-injection suite" in docs/ARCHITECTURE.md.
 #
-#   scripts/faults.sh [--duration SECS] [--seed N] [--nodes 3|5] [harness options]
+#   scripts/faults.sh [--duration SECS] [--seed N] [--nodes 3|5] [--keep] [harness options]
 #
 # Other options go to the harness (`sluice-faults --help`): --partitions,
 # --rate, --faults kill,pause,…, --combine. Needs root (namespaces, iptables,
 # setpriv). Exit status: 0 pass, 1 a violation, 2 the harness could not run.
 # The namespace takes the nodes, the iptables rules and the tmpfs mounts
 # with it on every exit path; the run directory (logs) is removed after a
-# pass and kept, with its path printed, otherwise.
+# pass (unless --keep) and kept, with its path printed, otherwise.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 duration=75
 seed=""
 nodes=3
+keep=0
 passthrough=()
 while (($#)); do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
     --nodes) nodes="$2"; shift 2 ;;
+    --keep) keep=1; shift ;;
     -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) passthrough+=("$1"); shift ;;
   esac
@@ -56,7 +58,7 @@ harness=$(realpath "$target/debug/sluice-faults")
 run_dir=$(mktemp -d /tmp/sluice-faults.XXXXXX)
 status=2
 cleanup() {
-  if [[ $status -eq 0 ]]; then
+  if [[ $status -eq 0 && $keep -eq 0 ]]; then
     rm -rf "$run_dir"
   else
     echo "faults.sh: exit $status; node logs and the harness log kept in $run_dir"

@@ -336,7 +336,8 @@ mod tests {
     #[test]
     fn every_kind_of_violation_is_caught() {
         type Breaker = fn(&mut Vec<Acked>, &mut BTreeMap<i32, Vec<PartitionRead>>);
-        let cases: &[(&str, Breaker, fn(&Report) -> u64)] = &[
+        type Counter = fn(&Report) -> u64;
+        let cases: &[(&str, Breaker, Counter)] = &[
             (
                 "lost: an acknowledged record missing from the log (the tail)",
                 |_, reads| {

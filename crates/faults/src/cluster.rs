@@ -44,6 +44,8 @@ pub const CONTROLLER_PORT: u16 = 9093;
 pub const DATA_DIR_BYTES: u64 = 256 * 1024 * 1024;
 /// How long a node may take to open its client listener.
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
+/// The line the harness writes into a node's log before each start.
+const START_MARKER: &str = "==== sluice-faults: start #";
 /// The libfaketime build that handles threads.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
@@ -398,6 +400,44 @@ impl Cluster {
         let _ = std::fs::remove_file(self.node(id).data_dir.join("sluice-faults-filler"));
     }
 
+    /// What node `id` logged since its last start (empty if unreadable).
+    pub fn last_run_log(&self, id: u32) -> String {
+        let text = std::fs::read_to_string(&self.node(id).log).unwrap_or_default();
+        match text.rfind(START_MARKER) {
+            Some(index) => text[index..].to_string(),
+            None => text,
+        }
+    }
+
+    /// Restarts every node whose process ended by itself; one entry each.
+    pub fn restart_exited(&mut self) -> Vec<Exit> {
+        let mut exits = Vec::new();
+        let ids: Vec<u32> = self.nodes.iter().map(|n| n.spec.id).collect();
+        for id in ids {
+            if let Some(status) = self.exited(id) {
+                let last_run = self.last_run_log(id);
+                // A node restarted while the controller still holds its old
+                // session refuses to start (Kafka's broker would retry the
+                // registration; ours exits): a supervisor starts it again.
+                let refused_registration = last_run.contains(REGISTRATION_REFUSED);
+                let mut note = format!(
+                    "node {id} exited by itself ({status}); restarted (log {}): {}",
+                    self.log_path(id).display(),
+                    last_run.lines().last().unwrap_or("").trim()
+                );
+                if let Err(error) = self.restart(id) {
+                    note.push_str(&format!("; restart failed: {error:#}"));
+                }
+                exits.push(Exit {
+                    node: id,
+                    refused_registration,
+                    note,
+                });
+            }
+        }
+        exits
+    }
+
     /// Node `id`'s log file.
     pub fn log_path(&self, id: u32) -> &Path {
         &self.node(id).log
@@ -420,6 +460,22 @@ impl Drop for Cluster {
             let _ = run("umount", &["-l", &node.data_dir.display().to_string()]);
         }
     }
+}
+
+/// What a node prints when it exits because the controller still holds
+/// the session of its previous incarnation.
+const REGISTRATION_REFUSED: &str = "could not register with the active controller";
+
+/// A node process that ended by itself.
+#[derive(Debug)]
+pub struct Exit {
+    /// The node.
+    pub node: u32,
+    /// It exited at startup because its previous session was still alive
+    /// (expected after a quick restart; not a crash).
+    pub refused_registration: bool,
+    /// What happened, for the report.
+    pub note: String,
 }
 
 /// Waits until node's Kafka listener accepts a connection (it opens once

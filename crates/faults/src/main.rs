@@ -22,6 +22,7 @@ mod producer;
 mod reader;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,7 +46,7 @@ const TOPIC: &str = "faults-data";
 /// Its replication factor (and the in-sync count healing waits for).
 const REPLICATION_FACTOR: usize = 3;
 /// How long the cluster may take to form, or to heal after the faults.
-const HEAL_TIMEOUT: Duration = Duration::from_secs(120);
+const HEAL_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long one partition's final read may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Produce while the cluster is healthy, before the first fault and after
@@ -100,6 +101,7 @@ struct Args {
 fn main() {
     tracing_subscriber::fmt()
         .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -180,7 +182,7 @@ fn run(args: Args) -> anyhow::Result<u64> {
         HEAL_TIMEOUT,
     )?;
     let metadata = MetadataClient::new(&bootstrap)?;
-    wait_healthy(&metadata, TOPIC, REPLICATION_FACTOR, HEAL_TIMEOUT)
+    wait_healthy(&metadata, TOPIC, REPLICATION_FACTOR, HEAL_TIMEOUT, || {})
         .context("the new topic never became healthy")?;
 
     tracing::info!("phase: produce (rate {}/s)", args.rate);
@@ -200,7 +202,7 @@ fn run(args: Args) -> anyhow::Result<u64> {
     std::thread::sleep(CALM);
 
     tracing::info!("phase: faults");
-    let mut crashes = Vec::new();
+    let mut findings = Findings::default();
     let windows = {
         let mut nemesis = Nemesis::new(
             &mut cluster,
@@ -219,25 +221,27 @@ fn run(args: Args) -> anyhow::Result<u64> {
                 now(),
                 round.hold.as_secs_f64()
             );
-            crashes.extend(watch(&mut nemesis, round.hold));
+            watch(nemesis.cluster, &history, &mut findings, round.hold);
             for note in nemesis.heal() {
                 history.note(note);
             }
             tracing::info!("healed at {:.2}s", now());
-            crashes.extend(watch(&mut nemesis, round.gap));
+            watch(nemesis.cluster, &history, &mut findings, round.gap);
         }
         tracing::info!("phase: heal");
         for note in nemesis.heal() {
             history.note(note);
         }
-        crashes.extend(nemesis.restart_exited());
         std::mem::take(&mut nemesis.windows)
     };
     let metadata = MetadataClient::new(&bootstrap)?;
-    let healed = wait_healthy(&metadata, TOPIC, REPLICATION_FACTOR, HEAL_TIMEOUT);
-    let mut harness_problems = Vec::new();
+    let healed = wait_healthy(&metadata, TOPIC, REPLICATION_FACTOR, HEAL_TIMEOUT, || {
+        supervise(&mut cluster, &history, &mut findings)
+    });
     if let Err(error) = &healed {
-        harness_problems.push(format!("not healed: {error:#}"));
+        findings
+            .problems
+            .push(format!("not healed after the faults: {error:#}"));
     }
     tracing::info!(
         "healed: every partition has a leader and {REPLICATION_FACTOR} in sync: {}",
@@ -247,13 +251,24 @@ fn run(args: Args) -> anyhow::Result<u64> {
     stop.store(true, Ordering::Relaxed);
     match producer.join() {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => harness_problems.push(format!("producer failed: {error:#}")),
-        Err(_) => harness_problems.push("producer thread panicked".to_string()),
+        Ok(Err(error)) => findings
+            .problems
+            .push(format!("producer failed: {error:#}")),
+        Err(_) => findings
+            .problems
+            .push("producer thread panicked".to_string()),
     }
 
     tracing::info!("phase: read back");
     let mut reads = read_all(&bootstrap, &metadata, args.partitions)?;
-    reads_from_other_leaders(&mut cluster, &metadata, &bootstrap, &mut reads)?;
+    reads_from_other_leaders(
+        &mut cluster,
+        &metadata,
+        &bootstrap,
+        &history,
+        &mut findings,
+        &mut reads,
+    );
 
     tracing::info!("phase: check");
     let (acked, failed, unknown) = outcomes(&history);
@@ -261,11 +276,12 @@ fn run(args: Args) -> anyhow::Result<u64> {
     let panics = find_panics(&cluster);
     print_summary(&history, &windows, &acked, failed.len(), unknown, &report);
     let mut violations = report.violations();
-    for crash in crashes.iter().chain(&panics) {
-        tracing::error!("violation: {crash}");
-        violations += 1;
-    }
-    for problem in &harness_problems {
+    for problem in findings
+        .crashes
+        .iter()
+        .chain(&panics)
+        .chain(&findings.problems)
+    {
         tracing::error!("violation: {problem}");
         violations += 1;
     }
@@ -276,19 +292,40 @@ fn run(args: Args) -> anyhow::Result<u64> {
     Ok(violations)
 }
 
-/// Sleeps `duration` in steps, noting any node whose process ended by
-/// itself (a crash: the nemesis only kills what it restarts).
-fn watch(nemesis: &mut Nemesis<'_>, duration: Duration) -> Vec<String> {
+/// What the run found besides the checker's report; each entry is a
+/// violation.
+#[derive(Default)]
+struct Findings {
+    /// Node processes that ended by themselves (not a refused restart).
+    crashes: Vec<String>,
+    /// The cluster did not heal, a read could not be made, the producer died.
+    problems: Vec<String>,
+}
+
+/// Sleeps `duration` in steps, restarting any node whose process ended by
+/// itself.
+fn watch(cluster: &mut Cluster, history: &Shared, findings: &mut Findings, duration: Duration) {
     let deadline = Instant::now() + duration;
-    let mut crashes = Vec::new();
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200).min(deadline - Instant::now()));
-        for note in nemesis.restart_exited() {
-            tracing::error!("{note}");
-            crashes.push(format!("{:.2}s {note}", now()));
+        supervise(cluster, history, findings);
+    }
+}
+
+/// Restarts nodes that exited by themselves, as a supervisor would. An
+/// exit at startup because the previous session is still alive is a note;
+/// any other exit is a crash (the nemesis only kills what it restarts).
+fn supervise(cluster: &mut Cluster, history: &Shared, findings: &mut Findings) {
+    for exit in cluster.restart_exited() {
+        if exit.refused_registration {
+            history.note(exit.note);
+        } else {
+            tracing::error!("node {} crashed: {}", exit.node, exit.note);
+            findings
+                .crashes
+                .push(format!("{:.2}s {}", now(), exit.note));
         }
     }
-    crashes
 }
 
 /// One read of every partition, from its current leader.
@@ -316,13 +353,16 @@ fn read_all(
 /// shutdown (SIGTERM) moves its leaderships to followers; each of its
 /// partitions is read again from the new leader; the node is restarted
 /// and the cluster waited for. Every partition is thus read from two
-/// different replicas.
+/// different replicas. What cannot be done is a finding, and the rest
+/// goes on.
 fn reads_from_other_leaders(
     cluster: &mut Cluster,
     metadata: &MetadataClient,
     bootstrap: &str,
+    history: &Shared,
+    findings: &mut Findings,
     reads: &mut BTreeMap<i32, Vec<PartitionRead>>,
-) -> anyhow::Result<()> {
+) {
     let leaders: BTreeSet<i32> = reads.values().map(|r| r[0].leader).collect();
     for leader in leaders {
         let Ok(node) = u32::try_from(leader) else {
@@ -346,29 +386,49 @@ fn reads_from_other_leaders(
                     .is_some_and(|s| s.leader > 0 && s.leader != leader)
             });
             if moved {
-                break states;
+                break Some(states);
             }
             if Instant::now() > deadline {
-                bail!("partitions {led:?} got no new leader within {HEAL_TIMEOUT:?} after node {node} stopped: {states:?}");
+                findings.problems.push(format!(
+                    "partitions {led:?} got no new leader within {HEAL_TIMEOUT:?} after node {node} stopped: {states:?}"
+                ));
+                break None;
             }
             std::thread::sleep(Duration::from_millis(500));
         };
-        for partition in &led {
-            let new_leader = states.get(partition).map_or(-1, |s| s.leader);
-            let read =
-                reader::read_partition(bootstrap, TOPIC, *partition, new_leader, READ_TIMEOUT)?;
-            tracing::info!(
-                "read partition {partition} again from leader {new_leader}: {} records, high watermark {}",
-                read.records.len(),
-                read.high_watermark
-            );
-            reads.entry(*partition).or_default().push(read);
+        // No new leader (a finding already): nothing to read; restart.
+        for partition in led.iter().filter(|_| states.is_some()) {
+            let new_leader = states
+                .as_ref()
+                .and_then(|s| s.get(partition))
+                .map_or(-1, |s| s.leader);
+            match reader::read_partition(bootstrap, TOPIC, *partition, new_leader, READ_TIMEOUT) {
+                Ok(read) => {
+                    tracing::info!(
+                        "read partition {partition} again from leader {new_leader}: {} records, high watermark {}",
+                        read.records.len(),
+                        read.high_watermark
+                    );
+                    reads.entry(*partition).or_default().push(read);
+                }
+                Err(error) => findings
+                    .problems
+                    .push(format!("second read of partition {partition}: {error:#}")),
+            }
         }
-        cluster.restart(node)?;
-        wait_healthy(metadata, TOPIC, REPLICATION_FACTOR, HEAL_TIMEOUT)
-            .with_context(|| format!("after restarting node {node}"))?;
+        if let Err(error) = cluster.restart(node) {
+            findings
+                .problems
+                .push(format!("restarting node {node}: {error:#}"));
+        }
+        if let Err(error) = wait_healthy(metadata, TOPIC, REPLICATION_FACTOR, HEAL_TIMEOUT, || {
+            supervise(cluster, history, findings)
+        }) {
+            findings.problems.push(format!(
+                "not healed after restarting node {node}: {error:#}"
+            ));
+        }
     }
-    Ok(())
 }
 
 /// The producer's history as the checker's input: acknowledged records,

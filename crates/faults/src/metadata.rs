@@ -153,17 +153,20 @@ fn block_on_admin<F: std::future::Future>(future: F) -> F::Output {
 }
 
 /// Waits until every partition of `topic` has a leader and `replicas`
-/// in-sync replicas, at most `timeout`. Returns the last states seen as the
+/// in-sync replicas, at most `timeout`, calling `between` before each look
+/// (to restart nodes that exited). Returns the last states seen as the
 /// error when the deadline passes.
 pub fn wait_healthy(
     client: &MetadataClient,
     topic: &str,
     replicas: usize,
     timeout: Duration,
+    mut between: impl FnMut(),
 ) -> anyhow::Result<BTreeMap<i32, PartitionState>> {
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no metadata");
     while Instant::now() < deadline {
+        between();
         match client.partitions(topic) {
             Ok(states)
                 if !states.is_empty()

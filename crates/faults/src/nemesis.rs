@@ -401,27 +401,9 @@ impl<'a> Nemesis<'a> {
                 }
             }
         }
-        notes.extend(self.restart_exited());
         if let Some(window) = self.windows.last_mut() {
             if window.end.is_nan() {
                 window.end = now();
-            }
-        }
-        notes
-    }
-
-    /// Restarts every node whose process ended by itself; one note each.
-    pub fn restart_exited(&mut self) -> Vec<String> {
-        let mut notes = Vec::new();
-        for id in self.node_ids() {
-            if let Some(status) = self.cluster.exited(id) {
-                notes.push(format!(
-                    "node {id} exited by itself ({status}); restarted (log {})",
-                    self.cluster.log_path(id).display()
-                ));
-                if let Err(error) = self.cluster.restart(id) {
-                    notes.push(format!("restart of node {id} failed: {error:#}"));
-                }
             }
         }
         notes
