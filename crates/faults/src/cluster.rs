@@ -416,10 +416,10 @@ impl Cluster {
         for id in ids {
             if let Some(status) = self.exited(id) {
                 let last_run = self.last_run_log(id);
-                // A node restarted while the controller still holds its old
-                // session refuses to start (Kafka's broker would retry the
-                // registration; ours exits): a supervisor starts it again.
-                let refused_registration = last_run.contains(REGISTRATION_REFUSED);
+                let expected = EXPECTED_EXITS
+                    .iter()
+                    .find(|(marker, _)| last_run.contains(marker))
+                    .map(|(_, why)| *why);
                 let mut note = format!(
                     "node {id} exited by itself ({status}); restarted (log {}): {}",
                     self.log_path(id).display(),
@@ -430,7 +430,7 @@ impl Cluster {
                 }
                 exits.push(Exit {
                     node: id,
-                    refused_registration,
+                    expected,
                     note,
                 });
             }
@@ -462,18 +462,26 @@ impl Drop for Cluster {
     }
 }
 
-/// What a node prints when it exits because the controller still holds
-/// the session of its previous incarnation.
-const REGISTRATION_REFUSED: &str = "could not register with the active controller";
+/// Exits that are not crashes, by what the node's log says: (marker, why).
+/// A node restarted while the controller still holds its previous session
+/// refuses to start (Kafka's broker retries the registration; ours exits,
+/// and a supervisor starts it again). A node whose disk is full may stop,
+/// as Kafka stops a broker whose only log directory failed.
+const EXPECTED_EXITS: &[(&str, &str)] = &[
+    (
+        "could not register with the active controller",
+        "registration refused: the previous session is still alive",
+    ),
+    ("No space left on device", "stopped on a full disk"),
+];
 
 /// A node process that ended by itself.
 #[derive(Debug)]
 pub struct Exit {
     /// The node.
     pub node: u32,
-    /// It exited at startup because its previous session was still alive
-    /// (expected after a quick restart; not a crash).
-    pub refused_registration: bool,
+    /// Why the exit is not a crash, if it is not (see [`EXPECTED_EXITS`]).
+    pub expected: Option<&'static str>,
     /// What happened, for the report.
     pub note: String,
 }

@@ -313,12 +313,12 @@ fn watch(cluster: &mut Cluster, history: &Shared, findings: &mut Findings, durat
 }
 
 /// Restarts nodes that exited by themselves, as a supervisor would. An
-/// exit at startup because the previous session is still alive is a note;
-/// any other exit is a crash (the nemesis only kills what it restarts).
+/// expected exit (a refused registration, a full disk) is a note; any other
+/// exit is a crash (the nemesis only kills what it restarts).
 fn supervise(cluster: &mut Cluster, history: &Shared, findings: &mut Findings) {
     for exit in cluster.restart_exited() {
-        if exit.refused_registration {
-            history.note(exit.note);
+        if let Some(why) = exit.expected {
+            history.note(format!("{why}: {}", exit.note));
         } else {
             tracing::error!("node {} crashed: {}", exit.node, exit.note);
             findings
