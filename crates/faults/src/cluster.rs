@@ -229,8 +229,9 @@ impl Cluster {
         for index in 0..cluster.nodes.len() {
             cluster.spawn(index)?;
         }
-        for node in &cluster.nodes {
-            wait_listening(node, START_TIMEOUT)?;
+        let ids: Vec<u32> = cluster.nodes.iter().map(|n| n.spec.id).collect();
+        for id in ids {
+            cluster.wait_listening(id, START_TIMEOUT)?;
         }
         Ok(cluster)
     }
@@ -272,7 +273,15 @@ impl Cluster {
             .arg(format!("--reuid={}", node.spec.uid))
             .arg(format!("--regid={}", node.spec.uid))
             .arg("--clear-groups")
-            .arg("--")
+            .arg("--");
+        if node.clock_file.is_some() {
+            // libfaketime is preloaded by `env` after the uid change, so it
+            // loads in the node alone: loaded into setpriv (root) it would
+            // create a shared-memory semaphore the node's uid cannot open.
+            // `env` and `setpriv` exec, so the pid stays the node's.
+            command.arg("env").arg(format!("LD_PRELOAD={LIBFAKETIME}"));
+        }
+        command
             .arg(&self.sluice)
             .args(&node.args)
             .env("NO_COLOR", "1")
@@ -281,10 +290,10 @@ impl Cluster {
             .stderr(Stdio::from(log));
         if let Some(clock_file) = &node.clock_file {
             command
-                .env("LD_PRELOAD", LIBFAKETIME)
                 .env("FAKETIME_TIMESTAMP_FILE", clock_file)
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-                .env("FAKETIME_CACHE_DURATION", "1");
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_DISABLE_SHM", "1");
         }
         let child = command
             .spawn()
@@ -438,6 +447,30 @@ impl Cluster {
         exits
     }
 
+    /// Waits until node `id`'s Kafka listener accepts a connection (it
+    /// opens once the broker is registered and unfenced); fails at once if
+    /// the process ends.
+    pub fn wait_listening(&mut self, id: u32, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let address = self.node(id).spec.kafka_address().into();
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok() {
+                return Ok(());
+            }
+            if !self.is_running(id) {
+                bail!(
+                    "node {id} exited before it listened: {}",
+                    self.last_run_log(id).trim()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        bail!(
+            "node {id} did not open {address} within {timeout:?}; see {}",
+            self.log_path(id).display()
+        )
+    }
+
     /// Node `id`'s log file.
     pub fn log_path(&self, id: u32) -> &Path {
         &self.node(id).log
@@ -484,25 +517,6 @@ pub struct Exit {
     pub expected: Option<&'static str>,
     /// What happened, for the report.
     pub note: String,
-}
-
-/// Waits until node's Kafka listener accepts a connection (it opens once
-/// the broker is registered and unfenced).
-pub fn wait_listening(node: &Node, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let address = node.spec.kafka_address().into();
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    bail!(
-        "node {} did not open {} within {timeout:?}; see {}",
-        node.spec.id,
-        node.spec.kafka_address(),
-        node.log.display()
-    )
 }
 
 /// Runs a command to completion; an error names the command and its stderr.

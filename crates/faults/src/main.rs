@@ -149,6 +149,7 @@ fn run(args: Args) -> anyhow::Result<u64> {
             .collect::<anyhow::Result<_>>()?
     };
     let clock_faults = kinds.contains(&FaultKind::ClockJump);
+    let kinds_list = kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",");
     let mut rng = StdRng::seed_from_u64(seed);
     let rounds = nemesis::schedule(
         &mut rng,
@@ -157,13 +158,13 @@ fn run(args: Args) -> anyhow::Result<u64> {
         args.combine,
     );
     tracing::info!(
-        "seed {seed}; {} nodes; {} s of faults in {} rounds; kinds {}; replay: scripts/faults.sh --seed {seed} --nodes {} --duration {}",
+        "seed {seed}; {} nodes; {} s of faults in {} rounds; kinds {kinds_list}; replay: scripts/faults.sh --seed {seed} --nodes {} --duration {} --faults {kinds_list}{}",
         args.nodes,
         args.duration,
         rounds.len(),
-        kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
         args.nodes,
         args.duration,
+        if args.combine { " --combine" } else { "" },
     );
 
     tracing::info!("phase: start {} nodes", args.nodes);
