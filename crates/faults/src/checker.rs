@@ -34,7 +34,9 @@ use crate::history::parse_value;
 pub struct Acked {
     /// The partition it was sent to.
     pub partition: i32,
-    /// The offset of the acknowledgement.
+    /// The offset of the acknowledgement; negative when librdkafka
+    /// reported success without an offset (-1001: it knows the record was
+    /// written, not where, e.g. a retry answered DUPLICATE_SEQUENCE_NUMBER).
     pub offset: i64,
     /// The record's value.
     pub value: String,
@@ -74,6 +76,9 @@ pub struct Report {
     pub failed_but_present: u64,
     /// Records in the log (first read of each partition).
     pub stored: u64,
+    /// Acknowledgements without an offset: checked for presence in their
+    /// partition, not for position.
+    pub acked_without_offset: u64,
     /// Examples of every violation, for the report.
     pub examples: Vec<String>,
     /// How many examples each kind has contributed (for the bound).
@@ -162,6 +167,22 @@ pub fn check(
                         record.value, record.partition, record.offset
                     ),
                 );
+            }
+            Some(places) if record.offset < 0 => {
+                report.acked_without_offset += 1;
+                if !places
+                    .iter()
+                    .any(|(partition, _)| *partition == record.partition)
+                {
+                    report.misplaced += 1;
+                    report.example(
+                        "misplaced",
+                        format!(
+                            "{:?} acknowledged (without an offset) to partition {} is stored at {places:?}",
+                            record.value, record.partition
+                        ),
+                    );
+                }
             }
             Some(places) if !places.contains(&(record.partition, record.offset)) => {
                 report.misplaced += 1;
@@ -451,6 +472,23 @@ mod tests {
             .examples
             .iter()
             .any(|e| e.contains(&value_of(0, 1, 4))));
+    }
+
+    #[test]
+    fn an_acknowledgement_without_an_offset_is_checked_for_presence_only() {
+        let (mut acked, reads) = clean(2, 10);
+        acked[3].offset = -1001;
+        let report = check(&acked, &[], &reads);
+        assert_eq!(report.violations(), 0, "{:?}", report.examples);
+        assert_eq!(report.acked_without_offset, 1);
+        let (mut acked, mut reads) = clean(2, 10);
+        acked[3].offset = -1001;
+        let value = acked[3].value.clone();
+        for read in reads.values_mut() {
+            read[0].records.retain(|(_, v)| *v != value);
+        }
+        let report = check(&acked, &[], &reads);
+        assert_eq!(report.lost, 1, "absent everywhere: lost, offset or not");
     }
 
     #[test]

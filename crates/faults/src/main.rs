@@ -544,6 +544,10 @@ fn print_summary(
     }
     out.push_str(&format!("records sent        {}\n", history.sent.len()));
     out.push_str(&format!("  acknowledged      {}\n", acked.len()));
+    out.push_str(&format!(
+        "    of which without an offset {} (checked for presence only)\n",
+        report.acked_without_offset
+    ));
     out.push_str(&format!("  failed            {failed}\n"));
     for (error, count) in &errors {
         out.push_str(&format!("    {count:>6}  {error}\n"));

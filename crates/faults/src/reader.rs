@@ -23,8 +23,9 @@ pub fn read_partition(
 ) -> anyhow::Result<PartitionRead> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", "sluice-faults-checker")
-        .set("enable.auto.commit", "false")
+        // No group.id: a group makes librdkafka look up a coordinator,
+        // and its FindCoordinator holds back ListOffsets while
+        // __consumer_offsets is unavailable.
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_uncommitted")
         .set("socket.connection.setup.timeout.ms", "5000")
