@@ -68,7 +68,10 @@ trap cleanup EXIT
 
 # --pid --fork --kill-child: the harness is pid 1 of its own pid namespace,
 # so when it ends, however it ends, the kernel kills every node with it.
+# Every wait inside is bounded; `timeout` bounds the whole run as well
+# (--foreground: Ctrl-C still reaches the run).
 set +e
+timeout --foreground --kill-after=10 $((duration + 1500)) \
 unshare --net --mount --propagation private --pid --fork --mount-proc --kill-child \
   env SLUICE_FAULTS_PRIVATE_NAMESPACE=1 bash -c '
     set -e
