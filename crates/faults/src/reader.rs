@@ -23,9 +23,12 @@ pub fn read_partition(
 ) -> anyhow::Result<PartitionRead> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        // No group.id: a group makes librdkafka look up a coordinator,
-        // and its FindCoordinator holds back ListOffsets while
-        // __consumer_offsets is unavailable.
+        // librdkafka's assign() needs a group.id (it answers "Unknown
+        // group" without one), although nothing is committed. Its
+        // FindCoordinator can hold back ListOffsets on a broker that does
+        // not answer it: READ_TIMEOUT bounds that.
+        .set("group.id", "sluice-faults-checker")
+        .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_uncommitted")
         .set("socket.connection.setup.timeout.ms", "5000")
