@@ -261,7 +261,7 @@ fn run(args: Args) -> anyhow::Result<u64> {
     }
 
     tracing::info!("phase: read back");
-    let mut reads = read_all(&bootstrap, &metadata, args.partitions)?;
+    let mut reads = read_all(&bootstrap, &metadata, args.partitions, &mut findings);
     reads_from_other_leaders(
         &mut cluster,
         &metadata,
@@ -329,25 +329,37 @@ fn supervise(cluster: &mut Cluster, history: &Shared, findings: &mut Findings) {
     }
 }
 
-/// One read of every partition, from its current leader.
+/// One read of every partition, from its current leader. A partition that
+/// cannot be read is a finding and stays without a read (the checker
+/// reports it).
 fn read_all(
     bootstrap: &str,
     metadata: &MetadataClient,
     partitions: i32,
-) -> anyhow::Result<BTreeMap<i32, Vec<PartitionRead>>> {
-    let states = metadata.partitions(TOPIC)?;
+    findings: &mut Findings,
+) -> BTreeMap<i32, Vec<PartitionRead>> {
+    let states = metadata.partitions(TOPIC).unwrap_or_default();
     let mut reads = BTreeMap::new();
     for partition in 0..partitions {
         let leader = states.get(&partition).map_or(-1, |s| s.leader);
-        let read = reader::read_partition(bootstrap, TOPIC, partition, leader, READ_TIMEOUT)?;
-        tracing::info!(
-            "read partition {partition} from leader {leader}: {} records, high watermark {}",
-            read.records.len(),
-            read.high_watermark
-        );
-        reads.insert(partition, vec![read]);
+        match reader::read_partition(bootstrap, TOPIC, partition, leader, READ_TIMEOUT) {
+            Ok(read) => {
+                tracing::info!(
+                    "read partition {partition} from leader {leader}: {} records, high watermark {}",
+                    read.records.len(),
+                    read.high_watermark
+                );
+                reads.insert(partition, vec![read]);
+            }
+            Err(error) => {
+                findings
+                    .problems
+                    .push(format!("first read of partition {partition}: {error:#}"));
+                reads.insert(partition, Vec::new());
+            }
+        }
     }
-    Ok(reads)
+    reads
 }
 
 /// For each node that led a partition in the first read: a controlled
@@ -364,14 +376,18 @@ fn reads_from_other_leaders(
     findings: &mut Findings,
     reads: &mut BTreeMap<i32, Vec<PartitionRead>>,
 ) {
-    let leaders: BTreeSet<i32> = reads.values().map(|r| r[0].leader).collect();
+    let leaders: BTreeSet<i32> = reads
+        .values()
+        .filter_map(|r| r.first())
+        .map(|r| r.leader)
+        .collect();
     for leader in leaders {
         let Ok(node) = u32::try_from(leader) else {
             continue;
         };
         let led: Vec<i32> = reads
             .iter()
-            .filter(|(_, r)| r[0].leader == leader)
+            .filter(|(_, r)| r.first().is_some_and(|r| r.leader == leader))
             .map(|(p, _)| *p)
             .collect();
         tracing::info!("SIGTERM node {node} to move the leadership of partitions {led:?}");
