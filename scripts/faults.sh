@@ -68,18 +68,31 @@ trap cleanup EXIT
 
 # --pid --fork --kill-child: the harness is pid 1 of its own pid namespace,
 # so when it ends, however it ends, the kernel kills every node with it.
-# Every wait inside is bounded; `timeout` bounds the whole run as well
-# (--foreground: Ctrl-C still reaches the run).
-set +e
-timeout --foreground --kill-after=10 $((duration + 1500)) \
-unshare --net --mount --propagation private --pid --fork --mount-proc --kill-child \
+# Every wait inside is bounded; `timeout` bounds the whole run as well. The
+# run is a background job so that Ctrl-C or a SIGTERM to this script can be
+# passed on to it and the cleanup above still runs: the harness (pid 1 of
+# its namespace) and unshare ignore SIGTERM, so timeout's SIGKILL 3 s later
+# ends unshare, and --kill-child and the namespace take the rest.
+timeout --foreground --kill-after=3 $((duration + 1500)) \
+  unshare --net --mount --propagation private --pid --fork --mount-proc --kill-child \
   env SLUICE_FAULTS_PRIVATE_NAMESPACE=1 bash -c '
     set -e
     ip link set lo up
     exec "$@"
   ' faults "$harness" --sluice "$sluice" --run-dir "$run_dir" \
     --seed "$seed" --nodes "$nodes" --duration "$duration" "${passthrough[@]}" \
-  2>&1 | tee "$run_dir/harness.log"
-status=${PIPESTATUS[0]}
+  > >(tee "$run_dir/harness.log") 2>&1 &
+run=$!
+trap 'echo "faults.sh: interrupted; stopping the run"; kill -TERM "$run" 2>/dev/null' INT TERM
+set +e
+wait "$run"
+status=$?
+# A trap interrupts `wait`; wait again until the run has really ended.
+while kill -0 "$run" 2>/dev/null; do
+  wait "$run"
+  status=$?
+done
 set -e
+# tee may still be writing the last lines.
+sleep 0.5
 exit "$status"
