@@ -9,7 +9,7 @@
 //! so a seed replays the same sequence of decisions (not the same timing).
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -19,6 +19,9 @@ use crate::cluster::{Cluster, NodeSpec, SESSION_TIMEOUT};
 use crate::history::now;
 use crate::metadata::{active_controller, MetadataClient};
 use crate::net::Partitions;
+
+/// How long `pause-new-leader` looks for the killed leader's successor.
+const NEW_LEADER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One kind of fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,6 +34,10 @@ pub enum FaultKind {
     KillController,
     /// SIGSTOP a random node for longer than the session timeout.
     Pause,
+    /// SIGKILL a partition's leader, then SIGSTOP its successor as soon
+    /// as Metadata names it: a leader that won an epoch and lost it before
+    /// it appended anything (docs/FAULTS.md, finding 1).
+    PauseNewLeader,
     /// Cut the leader of a random partition off from every other node.
     IsolateLeader,
     /// A majority | minority split of the nodes (2|1, 3|2).
@@ -47,11 +54,12 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, in the order the report lists them.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Kill,
         FaultKind::KillLeader,
         FaultKind::KillController,
         FaultKind::Pause,
+        FaultKind::PauseNewLeader,
         FaultKind::IsolateLeader,
         FaultKind::Split,
         FaultKind::OneWayLeader,
@@ -67,6 +75,7 @@ impl FaultKind {
             FaultKind::KillLeader => "kill-leader",
             FaultKind::KillController => "kill-controller",
             FaultKind::Pause => "pause",
+            FaultKind::PauseNewLeader => "pause-new-leader",
             FaultKind::IsolateLeader => "isolate-leader",
             FaultKind::Split => "split",
             FaultKind::OneWayLeader => "one-way-leader",
@@ -85,6 +94,9 @@ impl FaultKind {
     /// a partition must outlast the session timeout to fence anyone.
     fn hold_min(self) -> Duration {
         match self {
+            // The successor is fenced one session timeout after it was
+            // stopped, which is one session timeout after the kill.
+            FaultKind::PauseNewLeader => SESSION_TIMEOUT * 2 + Duration::from_secs(4),
             FaultKind::Pause
             | FaultKind::IsolateLeader
             | FaultKind::Split
@@ -292,6 +304,41 @@ impl<'a> Nemesis<'a> {
                 self.cluster.kill(node);
                 self.undo.push(Undo::Restart(node));
                 (vec![node], format!("{kind}: SIGKILL node {node} ({why})"))
+            }
+            FaultKind::PauseNewLeader => {
+                let (partition, old) = self.leader_of_random_partition(hit);
+                self.cluster.kill(old);
+                self.undo.push(Undo::Restart(old));
+                let deadline = Instant::now() + NEW_LEADER_TIMEOUT;
+                let mut successor = None;
+                while successor.is_none() && Instant::now() < deadline {
+                    successor = self
+                        .metadata
+                        .leader(&self.topic, partition)
+                        .filter(|leader| *leader != old);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                match successor {
+                    Some(new) => {
+                        self.cluster.pause(new, true);
+                        self.undo.push(Undo::Resume(new));
+                        (
+                            vec![old, new],
+                            format!(
+                                "{kind}: SIGKILL node {old} (leader of partition {partition}), \
+                                 then SIGSTOP node {new} (its successor) at {:.2}s",
+                                now()
+                            ),
+                        )
+                    }
+                    None => (
+                        vec![old],
+                        format!(
+                            "{kind}: SIGKILL node {old} (leader of partition {partition}); \
+                             no successor within {NEW_LEADER_TIMEOUT:?}, nothing paused"
+                        ),
+                    ),
+                }
             }
             FaultKind::Pause => {
                 let node = self.random_node(hit);
