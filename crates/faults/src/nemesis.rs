@@ -34,9 +34,10 @@ pub enum FaultKind {
     KillController,
     /// SIGSTOP a random node for longer than the session timeout.
     Pause,
-    /// SIGKILL a partition's leader, then SIGSTOP its successor as soon
-    /// as Metadata names it: a leader that won an epoch and lost it before
-    /// it appended anything (docs/FAULTS.md, finding 1).
+    /// SIGKILL a partition's leader, SIGSTOP its successor as soon as
+    /// Metadata names it, restart the killed node: a leader that won an
+    /// epoch and lost it before it appended anything (docs/FAULTS.md,
+    /// finding 1).
     PauseNewLeader,
     /// Cut the leader of a random partition off from every other node.
     IsolateLeader,
@@ -322,11 +323,15 @@ impl<'a> Nemesis<'a> {
                     Some(new) => {
                         self.cluster.pause(new, true);
                         self.undo.push(Undo::Resume(new));
+                        // Start the killed node again at once: with one
+                        // voter dead and one stopped, a 3-voter quorum could
+                        // not fence the successor and nothing would move.
+                        self.cluster.restart(old)?;
                         (
                             vec![old, new],
                             format!(
                                 "{kind}: SIGKILL node {old} (leader of partition {partition}), \
-                                 then SIGSTOP node {new} (its successor) at {:.2}s",
+                                 SIGSTOP node {new} (its successor) at {:.2}s, node {old} restarted",
                                 now()
                             ),
                         )
