@@ -47,6 +47,9 @@ const TOPIC: &str = "faults-data";
 const REPLICATION_FACTOR: usize = 3;
 /// How long the cluster may take to form, or to heal after the faults.
 const HEAL_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the nodes may take to agree on the active controller after
+/// healing.
+const QUORUM_AGREEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one partition's final read may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Produce while the cluster is healthy, before the first fault and after
@@ -248,6 +251,19 @@ fn run(args: Args) -> anyhow::Result<u64> {
         "healed: every partition has a leader and {REPLICATION_FACTOR} in sync: {}",
         healed.is_ok()
     );
+    let addresses: Vec<(u32, String)> = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.spec.id, n.spec.kafka_address().to_string()))
+        .collect();
+    match metadata::wait_quorum_agreement(&args.sluice, &addresses, QUORUM_AGREEMENT_TIMEOUT) {
+        Ok(controller) => {
+            tracing::info!("every node names node {controller} as the active controller")
+        }
+        Err(error) => findings
+            .problems
+            .push(format!("not healed after the faults: {error:#}")),
+    }
     std::thread::sleep(CALM);
     stop.store(true, Ordering::Relaxed);
     match producer.join() {

@@ -73,9 +73,13 @@ impl MetadataClient {
     }
 }
 
-/// The active controller, from `sluice cluster info` (DescribeQuorum).
+/// The active controller, from `sluice cluster info` (DescribeQuorum,
+/// answered by the first of `bootstrap` that answers), at most
+/// [`CLUSTER_INFO_TIMEOUT`].
 pub fn active_controller(sluice: &Path, bootstrap: &str) -> Option<u32> {
-    let output = Command::new(sluice)
+    let output = Command::new("timeout")
+        .arg(CLUSTER_INFO_TIMEOUT.as_secs().to_string())
+        .arg(sluice)
         .args(["cluster", "info", "--brokers", bootstrap])
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -87,6 +91,46 @@ pub fn active_controller(sluice: &Path, bootstrap: &str) -> Option<u32> {
         .lines()
         .find_map(|line| line.strip_prefix("CONTROLLER"))
         .and_then(|rest| rest.trim().parse().ok())
+}
+
+/// How long one `sluice cluster info` may take.
+const CLUSTER_INFO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Waits (at most `timeout`) until every node, asked alone, names the same
+/// active controller. Returns each node's last answer as the error
+/// otherwise: a node that is cut off from the quorum's decisions (a stopped
+/// Raft core, stale metadata) answers differently or not at all.
+pub fn wait_quorum_agreement(
+    sluice: &Path,
+    addresses: &[(u32, String)],
+    timeout: Duration,
+) -> anyhow::Result<u32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let views: Vec<(u32, Option<u32>)> = addresses
+            .iter()
+            .map(|(id, address)| (*id, active_controller(sluice, address)))
+            .collect();
+        if let Some((_, Some(first))) = views.first() {
+            if views.iter().all(|(_, view)| *view == Some(*first)) {
+                return Ok(*first);
+            }
+        }
+        if Instant::now() > deadline {
+            let described: Vec<String> = views
+                .iter()
+                .map(|(id, view)| match view {
+                    Some(controller) => format!("node {id} says {controller}"),
+                    None => format!("node {id} does not say"),
+                })
+                .collect();
+            bail!(
+                "the nodes do not agree on the active controller within {timeout:?}: {}",
+                described.join(", ")
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// Creates `name` with `partitions`, replication factor `replicas` and
