@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The fault-injection suite (issue 14): a cluster of real `sluice serve`
 # processes inside a private network + mount + pid namespace created for
-# this run, idempotent acks=all producers, a seeded nemesis (kills, pauses,
-# iptables partitions), a healing phase and a checker. See the section
-# "Fault-injection suite" in docs/ARCHITECTURE.md.
+# this run, an idempotent acks=all producer, a seeded nemesis (kills,
+# pauses, iptables partitions), a healing phase and a checker. See "The
+# fault-injection suite" in docs/ARCHITECTURE.md; findings in docs/FAULTS.md.
 #
 #   scripts/faults.sh [--duration SECS] [--seed N] [--nodes 3|5] [--keep] [harness options]
 #
 # Other options go to the harness (`sluice-faults --help`): --partitions,
-# --rate, --faults kill,pause,…, --combine. Needs root (namespaces, iptables,
+# --rate, --faults kill,pause,… (also pause-new-leader, bridge, disk-full,
+# clock-jump), --combine. Needs root (namespaces, iptables,
 # setpriv). Exit status: 0 pass, 1 a violation, 2 the harness could not run.
 # The namespace takes the nodes, the iptables rules and the tmpfs mounts
 # with it on every exit path; the run directory (logs) is removed after a
