@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 
-import { errorTypes, kafkajs, newKafka, uniqueTopic, waitUntil, BROKERS, REPLICATION_FACTOR, TIMEOUT_MS } from './helpers.mjs'
+import { errorTypes, kafkajs, newKafka, uniqueTopic, waitUntil, BROKERS, CLUSTER, REPLICATION_FACTOR, TIMEOUT_MS } from './helpers.mjs'
 
 const { ConfigResourceTypes, ConfigSource } = kafkajs
 const T = { timeout: 45000 }
@@ -46,6 +46,27 @@ describe('kafkajs admin', () => {
   }
 
   const describeTopic = (topic, includeSynonyms) => describeResource(ConfigResourceTypes.TOPIC, topic, includeSynonyms)
+  /**
+   * The topic's configs once `check(configs)` holds on several reads in a row. As in Kafka, a
+   * config change reaches each broker when that broker applies the metadata record, and kafkajs
+   * sends DescribeConfigs to the broker Metadata names as controller (a random one, as KRaft
+   * does), so in a cluster the read right after a change may be answered by a broker a few
+   * milliseconds behind. Single node: the first read must show it.
+   */
+  async function describeTopicChanged(topic, check) {
+    if (!CLUSTER) {
+      const cfg = await describeTopic(topic)
+      assert.ok(check(cfg), JSON.stringify(valuesOf(cfg)))
+      return cfg
+    }
+    let inARow = 0
+    return waitUntil(async () => {
+      const cfg = await describeTopic(topic)
+      inARow = check(cfg) ? inARow + 1 : 0
+      return inARow >= 2 * BROKERS ? cfg : undefined
+    }, TIMEOUT_MS, `the change to ${topic}'s configs`)
+  }
+
   const valuesOf = (entries) => Object.fromEntries(Object.entries(entries).map(([k, e]) => [k, e.configValue]))
 
   async function partitionCount(topic) {
@@ -105,8 +126,7 @@ describe('kafkajs admin', () => {
         },
       ],
     })
-    let cfg = await describeTopic(topic)
-    assert.equal(cfg['retention.ms'].configValue, '7200000')
+    const cfg = await describeTopicChanged(topic, (c) => c['retention.ms'].configValue === '7200000')
     assert.equal(cfg['retention.ms'].configSource, ConfigSource.TOPIC_CONFIG)
     assert.equal(cfg['cleanup.policy'].configValue, 'compact,delete')
     // AlterConfigs replaces the whole set of overrides: segment.bytes is back to its default.

@@ -6,6 +6,8 @@ that changes a broker config (a cleaner default no other test depends on) remove
 """
 
 
+import time
+
 import pytest
 from confluent_kafka import OFFSET_END, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
@@ -56,6 +58,32 @@ def describe_topic(admin, topic):
         [ConfigResource(ConfigResource.Type.TOPIC, topic)], request_timeout=TIMEOUT
     ).values()
     return fut.result(timeout=TIMEOUT)
+
+
+# Reads in a row that must show a change before a test goes on (see describe_topic_changed).
+CONFIRMING_READS = 2 * BROKERS if CLUSTER else 1
+
+
+def describe_topic_changed(admin, topic, check):
+    """The topic's configs once `check(configs)` holds on CONFIRMING_READS reads in a row.
+
+    As in Kafka, a config change reaches each broker when that broker applies the metadata record,
+    and a client may send DescribeConfigs to another broker than the one that took the change, so
+    in a cluster the read right after a change may be answered by a broker a few milliseconds
+    behind. Single node: the first read must show it."""
+    if not CLUSTER:
+        cfg = describe_topic(admin, topic)
+        assert check(cfg), values(cfg)
+        return cfg
+    deadline = time.monotonic() + TIMEOUT
+    in_a_row = 0
+    while True:
+        cfg = describe_topic(admin, topic)
+        in_a_row = in_a_row + 1 if check(cfg) else 0
+        if in_a_row >= CONFIRMING_READS:
+            return cfg
+        assert time.monotonic() < deadline, f"{topic}: the change did not show in {TIMEOUT}s: {values(cfg)}"
+        time.sleep(0.05)
 
 
 def broker_ids(admin):
@@ -158,27 +186,27 @@ def test_cfk_incremental_alter_configs_set_append_subtract_delete(bootstrap):
     incremental(admin, ConfigResource.Type.TOPIC, topic,
                 (AlterConfigOpType.SET, "retention.ms", "7200000"),
                 (AlterConfigOpType.SET, "retention.bytes", "5000000"))
-    cfg = describe_topic(admin, topic)
+    cfg = describe_topic_changed(admin, topic, lambda c: c["retention.ms"].value == "7200000")
     assert cfg["retention.ms"].value == "7200000"
     assert cfg["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
     assert cfg["retention.bytes"].value == "5000000"
     assert cfg["segment.bytes"].value == "1048576", "SET keeps the other overrides"
 
     incremental(admin, ConfigResource.Type.TOPIC, topic, (AlterConfigOpType.APPEND, "cleanup.policy", "compact"))
-    assert describe_topic(admin, topic)["cleanup.policy"].value == "delete,compact"
+    describe_topic_changed(admin, topic, lambda c: c["cleanup.policy"].value == "delete,compact")
     # Appending a value already there changes nothing.
     incremental(admin, ConfigResource.Type.TOPIC, topic, (AlterConfigOpType.APPEND, "cleanup.policy", "compact"))
     assert describe_topic(admin, topic)["cleanup.policy"].value == "delete,compact"
 
     incremental(admin, ConfigResource.Type.TOPIC, topic, (AlterConfigOpType.SUBTRACT, "cleanup.policy", "delete"))
-    cfg = describe_topic(admin, topic)
+    cfg = describe_topic_changed(admin, topic, lambda c: c["cleanup.policy"].value == "compact")
     assert cfg["cleanup.policy"].value == "compact"
     assert cfg["cleanup.policy"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
 
     incremental(admin, ConfigResource.Type.TOPIC, topic,
                 (AlterConfigOpType.DELETE, "retention.ms", None),
                 (AlterConfigOpType.DELETE, "cleanup.policy", None))
-    cfg = describe_topic(admin, topic)
+    cfg = describe_topic_changed(admin, topic, lambda c: c["retention.ms"].value == "604800000")
     assert cfg["retention.ms"].value == "604800000"
     assert cfg["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
     assert cfg["cleanup.policy"].value == "delete"
@@ -217,8 +245,7 @@ def test_cfk_legacy_alter_configs_replaces_the_overrides(bootstrap):
         request_timeout=TIMEOUT,
     ).values()
     fut.result(timeout=TIMEOUT)
-    cfg = describe_topic(admin, topic)
-    assert cfg["retention.bytes"].value == "123456789"
+    cfg = describe_topic_changed(admin, topic, lambda c: c["retention.bytes"].value == "123456789")
     # AlterConfigs (non-incremental) sets the whole override set: the others return to defaults.
     assert cfg["retention.ms"].value == "604800000"
     assert cfg["segment.bytes"].value == "1073741824"
@@ -405,7 +432,7 @@ def test_kp_alter_configs(bootstrap):
         )
         [resource] = response.resources
         assert resource[0] == 0, resource
-        assert describe_topic(cfk, topic)["retention.ms"].value == "7200000"
+        describe_topic_changed(cfk, topic, lambda c: c["retention.ms"].value == "7200000")
 
         before = values(describe_topic(cfk, topic))
         for bad in ({"no.such.config": "1"}, {"retention.bytes": "-2"}, {"cleanup.policy": "bogus"}):
