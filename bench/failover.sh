@@ -5,13 +5,20 @@
 # surviving broker (which forwards it, retrying until a new controller
 # answers); and (b) SIGTERM of the leader of a partition: from the signal
 # to the moment a surviving broker's Metadata shows new leaders for every
-# partition it led (its controlled shutdown). RUNS of each, the killed node
+# partition it led (its controlled shutdown); and (c) kill -9 of the leader
+# of a 1-partition topic (replication factor 3, min.insync.replicas=2)
+# while `sluice bench produce --acks all --rate ACK_RATE` writes to it: the
+# longest ack latency of the run, which is the time from the kill to the
+# next acknowledged acks=all record (the records sent just before and after
+# the kill wait for the new leader), within one send interval plus one
+# normal ack latency; the run must also lose nothing (no failed record).
+# RUNS of each, the killed node
 # restarted and caught up (full ISRs) between runs; prints every run and
 # the medians. Polling resolution: one `sluice` CLI call (tens of ms). A
 # benchmark, not a test.
 #
 # Environment: SLUICE_BIN (default target/release/sluice), RUNS (default
-# 5), PARTITIONS (default 6), WORK_DIR, PORT (default 39292; node N
+# 5), PARTITIONS (default 6), ACK_RATE (default 500 records/s), WORK_DIR, PORT (default 39292; node N
 # listens on PORT+N-1) and CONTROLLER_PORT (default 39392).
 set -euo pipefail
 
@@ -22,7 +29,9 @@ PARTITIONS=${PARTITIONS:-6}
 PORT=${PORT:-39292}
 CONTROLLER_PORT=${CONTROLLER_PORT:-39392}
 WORK_DIR=${WORK_DIR:-$(mktemp -d /tmp/sluice-failover.XXXXXX)}
+ACK_RATE=${ACK_RATE:-500}
 TOPIC=failover
+ACK_TOPIC=failover-acks
 
 DEV=
 declare -A PID # node id -> pid of the running node
@@ -64,8 +73,8 @@ controller() { # the active controller, as a surviving broker sees it
         awk '$1 == "CONTROLLER" {print $2}'
 }
 # "partition leader isr" rows of the topic, as node $1 sees it
-partitions() {
-    "$SLUICE" topic describe "$TOPIC" -b "127.0.0.1:$(port_of "$1")" 2>/dev/null |
+partitions() { # node, [topic]
+    "$SLUICE" topic describe "${2:-$TOPIC}" -b "127.0.0.1:$(port_of "$1")" 2>/dev/null |
         awk '$1 == "PARTITION" {rows = 1; next} rows && NF == 0 {exit} rows {print $1, $2, $5}'
 }
 wait_until() { # what, bound in seconds, command...
@@ -80,11 +89,12 @@ wait_until() { # what, bound in seconds, command...
         sleep 0.2
     done
 }
-fully_replicated() { # every partition led, every ISR of three, as node $1 sees it
-    local rows
+fully_replicated() { # every partition of both topics led, every ISR of three, as node $1 sees it
+    local rows acks
     rows=$(partitions "$1")
-    [ "$(echo "$rows" | grep -c .)" = "$PARTITIONS" ] &&
-        ! echo "$rows" | awk '$2 == -1 || split($3, isr, ",") != 3 {bad = 1} END {exit !bad}'
+    acks=$(partitions "$1" "$ACK_TOPIC")
+    [ "$(echo "$rows" | grep -c .)" = "$PARTITIONS" ] && [ "$(echo "$acks" | grep -c .)" = 1 ] &&
+        ! printf '%s\n%s\n' "$rows" "$acks" | awk '$2 == -1 || split($3, isr, ",") != 3 {bad = 1} END {exit !bad}'
 }
 restart() { # node id
     local command
@@ -108,17 +118,21 @@ stopped() {
 }
 
 "$SLUICE" topic create "$TOPIC" -p "$PARTITIONS" -b "127.0.0.1:$PORT" >/dev/null
+"$SLUICE" topic create "$ACK_TOPIC" -p 1 -r 3 --config min.insync.replicas=2 -b "127.0.0.1:$PORT" >/dev/null
 wait_until "the topic is fully replicated" 60 fully_replicated 1
 
 kill_times=()
 term_times=()
+ack_times=()
 for run in $(seq "$RUNS"); do
     # (a) kill -9 of the active controller -> next successful CreateTopics
     victim=$(controller 1)
     survivor=$(other_than "$victim")
     start=$(now_ms)
     kill -KILL "${PID[$victim]}"
-    until "$SLUICE" topic create "after-kill-$run" -p 1 -b "127.0.0.1:$(port_of "$survivor")" >/dev/null 2>&1; do
+    # Replication factor 1: the killed node counts as a broker only until
+    # its session expires, and RF 3 cannot be placed on two.
+    until "$SLUICE" topic create "after-kill-$run" -p 1 -r 1 -b "127.0.0.1:$(port_of "$survivor")" >/dev/null 2>&1; do
         [ $(( $(now_ms) - start )) -lt 120000 ] || { echo "failover: no CreateTopics within 120 s" >&2; exit 1; }
     done
     elapsed=$(( $(now_ms) - start ))
@@ -147,8 +161,30 @@ for run in $(seq "$RUNS"); do
     wait_until "node $victim stopped" 60 stopped "$victim"
     restart "$victim"
     wait_until "node $victim is back" 120 back "$victim" "$survivor"
+
+    # (c) kill -9 of a leader under acks=all load -> next acknowledged record
+    victim=$(partitions 1 "$ACK_TOPIC" | awk 'NR == 1 {print $2}')
+    survivor=$(other_than "$victim")
+    "$SLUICE" bench produce -b "127.0.0.1:$(port_of "$survivor")" --topic "$ACK_TOPIC" \
+        --acks all --rate "$ACK_RATE" --record-size 1KiB --duration 30s --json \
+        >"$WORK_DIR/acks-$run.json" 2>"$WORK_DIR/acks-$run.err" &
+    bench=$!
+    sleep 5
+    kill -KILL "${PID[$victim]}"
+    wait "$bench" || { cat "$WORK_DIR/acks-$run.err" >&2; exit 1; }
+    read -r elapsed failed < <(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["ack_latency"]["max_us"] // 1000, r["failed"])' "$WORK_DIR/acks-$run.json")
+    [ "$failed" = 0 ] || { echo "failover: $failed records failed in run $run" >&2; cat "$WORK_DIR/acks-$run.json" >&2; exit 1; }
+    ack_times+=("$elapsed")
+    echo "run $run: kill -9 of node $victim, leader of $ACK_TOPIC under acks=all -> next ack after $elapsed ms (longest ack latency; no record failed)"
+    wait_until "node $victim is dead" 30 stopped "$victim"
+    restart "$victim"
+    wait_until "node $victim is back" 120 back "$victim" "$survivor"
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : int((a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
 echo "median over $RUNS runs: kill -9 of the active controller -> CreateTopics: $(median "${kill_times[@]}") ms"
 echo "median over $RUNS runs: SIGTERM of a leader -> new leaders: $(median "${term_times[@]}") ms"
+echo "median over $RUNS runs: kill -9 of a leader under acks=all -> next ack: $(median "${ack_times[@]}") ms"

@@ -14,7 +14,14 @@
 //!   (Kafka's `lastCaughtUpTimeMs`); one that has not been caught up for
 //!   `replica.lag.time.max.ms` leaves the ISR.
 //! - A follower outside the ISR joins it once it has reached both the high
-//!   watermark and the offset where this leader's epoch began.
+//!   watermark and the offset where this leader's epoch began, and only
+//!   while the image shows its broker registered, unfenced and of the
+//!   broker epoch its fetches carry (Kafka's `isReplicaIsrEligible`): a
+//!   follower that stopped (controlled shutdown fences it) is never
+//!   proposed, however caught up it was.
+//! - A refused change is dropped at once (the high watermark no longer
+//!   waits for a member it proposed: Kafka resets to the committed state on
+//!   INELIGIBLE_REPLICA and the like), and the next one waits a moment.
 //! - The ISR changes only through an AlterPartition the controller commits:
 //!   until the image shows it, the committed ISR stays in force, and one
 //!   change at a time is pending. While an expansion is pending the high
@@ -85,6 +92,8 @@ pub struct LeaderIsr {
     followers: BTreeMap<i32, FollowerProgress>,
     /// The log end offset when this leader's epoch began.
     epoch_start_offset: i64,
+    /// After a refused change: no proposal before this time (ms).
+    retry_at_ms: i64,
 }
 
 impl LeaderIsr {
@@ -112,6 +121,7 @@ impl LeaderIsr {
             pending: None,
             followers,
             epoch_start_offset,
+            retry_at_ms: 0,
         }
     }
 
@@ -150,10 +160,35 @@ impl LeaderIsr {
         self.committed = committed;
     }
 
-    /// The controller refused or did not answer the pending change: the
-    /// next check may propose again.
+    /// The controller answered the pending change (the image has the
+    /// outcome): the next check may propose again.
     pub fn clear_pending(&mut self) {
         self.pending = None;
+    }
+
+    /// The controller refused the pending change, or did not answer: it is
+    /// dropped (the maximal ISR is the committed one again), and nothing is
+    /// proposed before `retry_at_ms`.
+    pub fn refused(&mut self, retry_at_ms: i64) {
+        self.pending = None;
+        self.retry_at_ms = retry_at_ms;
+    }
+
+    /// The ISR change to ask for now, expansion first (`expansion`,
+    /// `shrink`); `None` while one is pending or a refusal's pause lasts.
+    pub fn next_change(
+        &self,
+        high_watermark: i64,
+        leader_end: i64,
+        now_ms: i64,
+        lag_ms: i64,
+        eligible: impl Fn(i32, i64) -> bool,
+    ) -> Option<IsrProposal> {
+        if now_ms < self.retry_at_ms {
+            return None;
+        }
+        self.expansion(high_watermark, eligible)
+            .or_else(|| self.shrink(leader_end, now_ms, lag_ms))
     }
 
     /// A follower's fetch at `fetch_offset`, when the leader's end offset is
@@ -222,13 +257,20 @@ impl LeaderIsr {
     }
 
     /// A follower that may join the ISR: caught up to the high watermark and
-    /// to this epoch's start. `None` while a change is pending.
-    pub fn expansion(&self, high_watermark: i64) -> Option<IsrProposal> {
+    /// to this epoch's start, and `eligible(replica, broker epoch of its
+    /// fetches)` (registered, unfenced, that broker epoch, in the image).
+    /// `None` while a change is pending.
+    pub fn expansion(
+        &self,
+        high_watermark: i64,
+        eligible: impl Fn(i32, i64) -> bool,
+    ) -> Option<IsrProposal> {
         if self.pending.is_some() {
             return None;
         }
         let joining = self.followers.iter().find(|(replica, follower)| {
             !self.committed.isr.contains(replica)
+                && eligible(**replica, follower.broker_epoch)
                 && follower.log_end_offset >= 0
                 && follower.log_end_offset >= high_watermark
                 && follower.log_end_offset >= self.epoch_start_offset
@@ -289,6 +331,9 @@ mod tests {
     use super::{CommittedState, LeaderIsr};
 
     const LAG: i64 = 30_000;
+
+    /// Every follower eligible (registered, unfenced, its broker epoch).
+    const ANY: fn(i32, i64) -> bool = |_, _| true;
 
     fn three(isr: &[i32]) -> LeaderIsr {
         LeaderIsr::new(
@@ -367,9 +412,9 @@ mod tests {
         isr.on_fetch(2, 150, 5, 150, 2_000);
         // Below the epoch start (100): not yet.
         isr.on_fetch(3, 95, 6, 150, 2_000);
-        assert_eq!(isr.expansion(95), None);
+        assert_eq!(isr.expansion(95, ANY), None);
         isr.on_fetch(3, 140, 6, 150, 2_100);
-        let proposal = isr.expansion(140).expect("3 caught up");
+        let proposal = isr.expansion(140, ANY).expect("3 caught up");
         assert_eq!(members(&proposal), vec![1, 2, 3]);
         assert_eq!(proposal.isr[2], (3, 6));
         assert_eq!(proposal.partition_epoch, 7);
@@ -377,7 +422,7 @@ mod tests {
         assert_eq!(isr.maximal_isr(), vec![1, 2, 3]);
         // The joining follower bounds the high watermark already.
         assert_eq!(isr.high_watermark(140, 150, 1), 140);
-        assert_eq!(isr.expansion(140), None, "one change at a time");
+        assert_eq!(isr.expansion(140, ANY), None, "one change at a time");
         // Committed: the image's new partition epoch settles it.
         isr.update_committed(CommittedState {
             replicas: vec![1, 2, 3],
@@ -392,7 +437,7 @@ mod tests {
     fn a_follower_behind_the_high_watermark_does_not_join() {
         let mut isr = three(&[1, 2]);
         isr.on_fetch(3, 120, 6, 150, 2_000);
-        assert_eq!(isr.expansion(130), None);
+        assert_eq!(isr.expansion(130, ANY), None);
     }
 
     #[test]
@@ -440,5 +485,47 @@ mod tests {
         let mut isr = three(&[1, 2, 3]);
         assert!(!isr.on_fetch(9, 100, 1, 100, 1_000));
         assert!(!isr.on_fetch(1, 100, 1, 100, 1_000), "the leader itself");
+    }
+
+    #[test]
+    fn a_caught_up_follower_the_image_shows_fenced_is_never_proposed() {
+        let mut isr = three(&[1, 2]);
+        isr.on_fetch(3, 150, 6, 150, 2_000);
+        let fenced_3 = |replica: i32, _epoch: i64| replica != 3;
+        assert_eq!(isr.expansion(150, fenced_3), None);
+        assert_eq!(isr.next_change(150, 150, 2_000, LAG, fenced_3), None);
+        let other_epoch = |_replica: i32, epoch: i64| epoch == 7;
+        assert_eq!(
+            isr.expansion(150, other_epoch),
+            None,
+            "a stale broker epoch"
+        );
+        assert!(isr.next_change(150, 150, 2_000, LAG, ANY).is_some());
+    }
+
+    #[test]
+    fn a_refused_change_stops_holding_the_high_watermark_and_pauses_proposals() {
+        let mut isr = three(&[1, 2]);
+        isr.on_fetch(2, 150, 5, 150, 2_000);
+        isr.on_fetch(3, 140, 6, 150, 2_000);
+        let proposal = isr.next_change(140, 150, 2_000, LAG, ANY).expect("3 joins");
+        isr.set_pending(&proposal);
+        // 3 stops fetching at 140; the leader appends up to 200 and 2 follows.
+        isr.on_fetch(2, 200, 5, 200, 2_100);
+        assert_eq!(
+            isr.high_watermark(140, 200, 1),
+            140,
+            "waits for 3 while pending"
+        );
+        isr.refused(2_600);
+        assert_eq!(isr.maximal_isr(), vec![1, 2]);
+        assert_eq!(
+            isr.high_watermark(140, 200, 1),
+            200,
+            "no longer waits for 3"
+        );
+        assert_eq!(isr.next_change(200, 200, 2_500, LAG, ANY), None, "paused");
+        isr.on_fetch(3, 200, 6, 200, 2_550);
+        assert!(isr.next_change(200, 200, 2_600, LAG, ANY).is_some());
     }
 }

@@ -176,6 +176,13 @@ impl Broker {
         self.local_addr
     }
 
+    /// The metadata image this node has applied (what the metadata shell
+    /// of Kafka shows: state no client API carries, such as a partition's
+    /// leader recovery state).
+    pub fn metadata_image(&self) -> Arc<sluice_meta::ClusterImage> {
+        self.state.metadata.image()
+    }
+
     /// Completes when the broker hit a fatal error (a failed fsync); the
     /// owner then stops the process with its exit code, without `shutdown`.
     pub async fn fatal_error(&self) -> FatalError {

@@ -437,3 +437,84 @@ fn transactional_offsets_commit_when_the_group_and_the_transaction_have_differen
     drop(group_consumer);
     cluster.shutdown().expect("clean shutdown");
 }
+
+/// Partition 0 of `topic` as node `node_id`'s metadata image has it.
+fn partition_state(
+    cluster: &TestCluster,
+    node_id: i32,
+    topic: &str,
+) -> Option<sluice_meta::PartitionState> {
+    let image = cluster.node(node_id).broker()?.metadata_image();
+    let topic = image.topics.values().find(|t| t.name == topic)?;
+    topic.partitions.first().cloned()
+}
+
+/// Unclean leader election and leader recovery (KIP-704), with the lesson
+/// of it: a topic that allows unclean election gets a leader back from an
+/// out-of-sync replica when its only in-sync one is gone, RECOVERING with
+/// the ISR that replica alone, and loses what only the old leader had; the
+/// old leader returns, truncates to the new one's log, joins the ISR, and
+/// the partition is RECOVERED. Three controllers keep the quorum while the
+/// two brokers of the topic stop and start.
+#[test]
+fn an_unclean_leader_recovers_and_the_old_leader_truncates_to_it() {
+    use sluice_broker::ProcessRoles::{Broker, Combined};
+    use sluice_meta::LeaderRecoveryState::{Recovered, Recovering};
+    let roles = [Combined, Combined, Combined, Broker, Broker];
+    let mut cluster = TestCluster::start_with_roles(&roles, SETTINGS).expect("five nodes start");
+    let first = cluster.node(1).address();
+    eventually("every broker is unfenced", WAIT, || {
+        brokers(&first) == BTreeSet::from([1, 2, 3, 4, 5])
+    });
+    let topic = "unclean";
+    common::cluster::create_assigned_topic(
+        &first,
+        topic,
+        &[4, 5],
+        &[("unclean.leader.election.enable", "true")],
+    );
+    eventually("4 leads, 5 in sync", WAIT, || {
+        leader_and_isr(&first, topic, 0) == (4, BTreeSet::from([4, 5]))
+    });
+    produce_acked(cluster.bootstrap(), topic, "before", 10);
+
+    tracing::info!("phase: the follower stops; the leader alone takes more writes");
+    cluster.stop_node(5).expect("node 5 stops");
+    eventually("5 left the ISR", WAIT, || {
+        leader_and_isr(&first, topic, 0) == (4, BTreeSet::from([4]))
+    });
+    produce_acked(cluster.bootstrap(), topic, "only-on-4", 5);
+
+    tracing::info!("phase: the leader stops too; 5 returns and leads uncleanly");
+    cluster.stop_node(4).expect("node 4 stops");
+    eventually("the partition is offline", WAIT, || {
+        leader_and_isr(&first, topic, 0).0 == -1
+    });
+    cluster.restart_node(5).expect("node 5 restarts");
+    eventually("5 leads, recovering, the ISR itself alone", WAIT, || {
+        partition_state(&cluster, 1, topic)
+            .is_some_and(|p| p.leader == 5 && p.isr == [5] && p.leader_recovery_state == Recovering)
+    });
+    produce_acked(cluster.bootstrap(), topic, "after", 5);
+
+    tracing::info!("phase: the old leader returns, truncates, and rejoins");
+    cluster.restart_node(4).expect("node 4 restarts");
+    eventually("4 rejoined the ISR and 5 has recovered", WAIT, || {
+        partition_state(&cluster, 1, topic).is_some_and(|p| {
+            p.leader == 5 && p.isr == [5, 4] && p.leader_recovery_state == Recovered
+        })
+    });
+    let mut expected = values("before", 10);
+    expected.extend(values("after", 5));
+    // Read from the old leader itself once it leads again.
+    cluster.stop_node(5).expect("node 5 stops");
+    eventually("4 leads again", WAIT, || {
+        leader_and_isr(&first, topic, 0).0 == 4
+    });
+    let read = consume_values(cluster.bootstrap(), topic, 1, 15, Duration::from_secs(30));
+    assert_eq!(
+        read, expected,
+        "the writes only 4 had are gone; 4 has 5's log"
+    );
+    cluster.shutdown().expect("clean shutdown");
+}

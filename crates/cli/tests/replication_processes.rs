@@ -16,8 +16,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    block_on, consume_values, create_replicated_topic, eventually, eventually_seen, leader_and_isr,
-    metadata, produce_raw,
+    block_on, consume_values, create_assigned_topic, create_replicated_topic, eventually,
+    eventually_seen, leader_and_isr, metadata, produce_raw,
 };
 use common::processes::{start_cluster, Node};
 use common::raw::RawConnection;
@@ -330,24 +330,6 @@ fn offsets_and_values(address: &str, topic: &str, count: usize) -> Vec<(i64, Str
     read
 }
 
-/// Creates `topic` with one partition on `replicas` (the first leads).
-fn create_assigned_topic(address: &str, topic: &str, replicas: &[i32]) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", address)
-        .create()
-        .expect("admin client");
-    let assignment = [replicas];
-    let new = NewTopic::new(topic, 1, TopicReplication::Variable(&assignment))
-        .set("min.insync.replicas", "1");
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
-    let results = block_on(admin.create_topics([&new], &options)).expect("create topics");
-    for result in results {
-        result.unwrap_or_else(|(topic, code)| panic!("creating {topic}: {code:?}"));
-    }
-}
-
 #[test]
 fn a_leader_with_writes_no_follower_has_truncates_them_when_it_returns() {
     let dir = TempDir::new().expect("temp dir");
@@ -364,7 +346,12 @@ fn a_leader_with_writes_no_follower_has_truncates_them_when_it_returns() {
     // Replicas 1 (leader) and 2; node 3 keeps the metadata quorum's
     // majority when node 1 dies.
     let (leader, follower) = (1, 2);
-    create_assigned_topic(&bootstrap[0], "diverge", &[leader, follower]);
+    create_assigned_topic(
+        &bootstrap[0],
+        "diverge",
+        &[leader, follower],
+        &[("min.insync.replicas", "1")],
+    );
     let both = BTreeSet::from([leader, follower]);
     eventually("the ISR is full", WAIT, || {
         leader_and_isr(&bootstrap[0], "diverge", 0) == (leader, both.clone())

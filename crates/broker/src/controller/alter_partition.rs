@@ -14,9 +14,15 @@
 //! - the partition epoch is the current one (INVALID_UPDATE_VERSION);
 //! - the new ISR holds the leader, only assigned replicas, each on a
 //!   registered unfenced broker whose epoch (when given) is the current one
-//!   (INELIGIBLE_REPLICA).
+//!   (INELIGIBLE_REPLICA);
+//! - the leader recovery state (KIP-704): a leader still RECOVERING from an
+//!   unclean election may not grow the ISR beyond itself, and a RECOVERED
+//!   partition never goes back to RECOVERING (INVALID_REQUEST). A leader
+//!   sends RECOVERED (it has nothing to rebuild once it leads: Kafka's
+//!   Partition.makeLeader), so the partition is RECOVERED again with its
+//!   first ISR expansion after the unclean election.
 
-use sluice_meta::{ClusterImage, MetadataRecord, PartitionState};
+use sluice_meta::{ClusterImage, LeaderRecoveryState, MetadataRecord, PartitionState};
 use uuid::Uuid;
 
 use super::{Controller, ControllerResult, TopicError};
@@ -32,6 +38,10 @@ pub struct AlterPartition {
     pub partition_epoch: i32,
     /// The new ISR: (broker id, broker epoch or -1).
     pub new_isr: Vec<(i32, i64)>,
+    /// The leader's recovery state (AlterPartition v1+'s
+    /// LeaderRecoveryState); RECOVERED when absent.
+    #[serde(default)]
+    pub leader_recovery_state: LeaderRecoveryState,
 }
 
 /// Decides an AlterPartition against `image`: the partition's new state, or
@@ -117,8 +127,26 @@ pub fn decide(
             format!("{name}: the new ISR {isr:?} does not hold the leader."),
         ));
     }
+    let recovery = request.leader_recovery_state;
+    if recovery == LeaderRecoveryState::Recovering && isr.len() > 1 {
+        return Err(TopicError::new(
+            error_codes::INVALID_REQUEST,
+            format!("{name}: the ISR {isr:?} has more than one replica while the leader is still recovering from an unclean leader election."),
+        ));
+    }
+    if current.leader_recovery_state == LeaderRecoveryState::Recovered
+        && recovery == LeaderRecoveryState::Recovering
+    {
+        return Err(TopicError::new(
+            error_codes::INVALID_REQUEST,
+            format!(
+                "{name}: the leader recovery state cannot change from RECOVERED to RECOVERING."
+            ),
+        ));
+    }
     Ok(PartitionState {
         isr,
+        leader_recovery_state: recovery,
         ..current.clone()
     })
 }
@@ -147,7 +175,10 @@ impl Controller {
                 .image
                 .topic_by_id(&request.topic_id)
                 .and_then(|topic| topic.partitions.get(state.partition as usize))
-                .is_some_and(|current| current.isr == state.isr);
+                .is_some_and(|current| {
+                    current.isr == state.isr
+                        && current.leader_recovery_state == state.leader_recovery_state
+                });
             let epoch = if unchanged {
                 state.partition_epoch
             } else {
@@ -174,7 +205,9 @@ impl Controller {
 mod tests {
     use std::collections::BTreeMap;
 
-    use sluice_meta::{BrokerRegistration, ClusterImage, MetadataRecord, PartitionState};
+    use sluice_meta::{
+        BrokerRegistration, ClusterImage, LeaderRecoveryState, MetadataRecord, PartitionState,
+    };
     use uuid::Uuid;
 
     use super::{decide, AlterPartition};
@@ -224,6 +257,7 @@ mod tests {
                 .iter()
                 .map(|r| (*r, image.brokers[r].broker_epoch))
                 .collect(),
+            leader_recovery_state: LeaderRecoveryState::Recovered,
         }
     }
 
@@ -296,6 +330,43 @@ mod tests {
         assert_eq!(
             decide(&image, &stranger).unwrap_err().code,
             error_codes::INELIGIBLE_REPLICA
+        );
+    }
+
+    #[test]
+    fn a_recovering_leader_keeps_the_isr_to_itself_and_never_goes_back() {
+        let (mut image, topic_id) = image();
+        let recovering = PartitionState {
+            isr: vec![1],
+            leader_recovery_state: LeaderRecoveryState::Recovering,
+            ..image.topic_by_id(&topic_id).unwrap().partitions[0].clone()
+        };
+        image.apply(&MetadataRecord::ChangePartition {
+            topic_id,
+            state: recovering,
+        });
+        let mut grow = request(&image, topic_id, &[1, 2]);
+        grow.leader_recovery_state = LeaderRecoveryState::Recovering;
+        assert_eq!(
+            decide(&image, &grow).unwrap_err().code,
+            error_codes::INVALID_REQUEST,
+            "recovering with an ISR of two"
+        );
+        let mut alone = request(&image, topic_id, &[1]);
+        alone.leader_recovery_state = LeaderRecoveryState::Recovering;
+        let state = decide(&image, &alone).unwrap();
+        assert_eq!(state.leader_recovery_state, LeaderRecoveryState::Recovering);
+        // What a leader sends: RECOVERED with the expansion.
+        let state = decide(&image, &request(&image, topic_id, &[1, 2])).unwrap();
+        assert_eq!(state.isr, vec![1, 2]);
+        assert_eq!(state.leader_recovery_state, LeaderRecoveryState::Recovered);
+        image.apply(&MetadataRecord::ChangePartition { topic_id, state });
+        let mut back = request(&image, topic_id, &[1]);
+        back.leader_recovery_state = LeaderRecoveryState::Recovering;
+        assert_eq!(
+            decide(&image, &back).unwrap_err().code,
+            error_codes::INVALID_REQUEST,
+            "RECOVERED to RECOVERING"
         );
     }
 }

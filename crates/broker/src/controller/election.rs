@@ -12,14 +12,16 @@
 //!   partition has no leader (-1).
 //! - Without an eligible replica the partition is offline (leader -1) until
 //!   one returns. Only with `unclean.leader.election.enable` may a replica
-//!   outside the ISR become leader, and the ISR is then that replica alone.
+//!   outside the ISR become leader, and the ISR is then that replica alone,
+//!   its leader recovery state RECOVERING (KIP-704) until its first ISR
+//!   expansion (`alter_partition`).
 //! - Every leader change bumps the leader epoch; the state machine bumps the
 //!   partition epoch on every change. Epochs never go back.
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use sluice_meta::{ClusterImage, MetadataRecord, PartitionState, TopicImage};
+use sluice_meta::{ClusterImage, LeaderRecoveryState, MetadataRecord, PartitionState, TopicImage};
 
 use super::TopicError;
 use crate::error_codes;
@@ -74,6 +76,7 @@ fn rechoose(
             .find(|replica| isr.contains(replica) && eligible.contains(replica))
             .unwrap_or(-1)
     };
+    let mut leader_recovery_state = partition.leader_recovery_state;
     if leader == -1 && unclean {
         if let Some(replica) = partition
             .replicas
@@ -83,6 +86,7 @@ fn rechoose(
         {
             leader = replica;
             isr = vec![replica];
+            leader_recovery_state = LeaderRecoveryState::Recovering;
         }
     }
     if leader == partition.leader && isr == partition.isr {
@@ -97,6 +101,7 @@ fn rechoose(
         leader,
         leader_epoch,
         isr,
+        leader_recovery_state,
         ..partition.clone()
     })
 }
@@ -459,11 +464,20 @@ mod tests {
 
     #[test]
     fn unclean_election_takes_an_out_of_sync_replica_only_when_enabled() {
-        let image = image(&[(1, true), (2, false)], &[(&[1, 2], &[1], 1)]);
-        assert_eq!(
-            states(&on_broker_leaving(&image, 1, true)),
-            vec![(0, 2, vec![2], 6)]
-        );
+        let unclean = image(&[(1, true), (2, false)], &[(&[1, 2], &[1], 1)]);
+        let changes = on_broker_leaving(&unclean, 1, true);
+        assert_eq!(states(&changes), vec![(0, 2, vec![2], 6)]);
+        // KIP-704: the unclean leader is RECOVERING; a clean one is not.
+        let MetadataRecord::ChangePartition { state, .. } = &changes[0] else {
+            panic!("{changes:?}")
+        };
+        assert_eq!(state.leader_recovery_state, LeaderRecoveryState::Recovering);
+        let clean = image(&[(1, true), (2, false)], &[(&[1, 2], &[1, 2], 1)]);
+        let MetadataRecord::ChangePartition { state, .. } = &on_broker_leaving(&clean, 1, true)[0]
+        else {
+            panic!("a clean election")
+        };
+        assert_eq!(state.leader_recovery_state, LeaderRecoveryState::Recovered);
     }
 
     #[test]

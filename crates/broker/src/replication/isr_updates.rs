@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_meta::{ClusterImage, LeaderRecoveryState};
 use tokio::sync::watch;
 
 use crate::clock;
@@ -34,8 +35,11 @@ pub(crate) async fn run_isr_updates(state: Arc<BrokerState>, mut shutdown: watch
             _ = shutdown.changed() => return,
         }
         let now = clock::now_ms();
+        let image = state.metadata.image();
         for partition in state.replicas.all() {
-            if let Some(request) = proposal(&partition, state.metadata.node_id(), now, lag_ms) {
+            if let Some(request) =
+                proposal(&partition, &image, state.metadata.node_id(), now, lag_ms)
+            {
                 let state = state.clone();
                 tokio::spawn(async move { send(&state, &partition, request).await });
             }
@@ -44,20 +48,25 @@ pub(crate) async fn run_isr_updates(state: Arc<BrokerState>, mut shutdown: watch
 }
 
 /// The ISR change a led partition needs now (expansion first), marked
-/// pending.
+/// pending. A follower may join only while `image` shows its broker
+/// registered, unfenced and of the broker epoch its fetches carry.
 fn proposal(
     partition: &Partition,
+    image: &ClusterImage,
     node_id: i32,
     now_ms: i64,
     lag_ms: i64,
 ) -> Option<AlterPartition> {
     let high_watermark = partition.high_watermark();
     let leader_end = partition.log.log_end_offset();
+    let eligible = |replica: i32, broker_epoch: i64| {
+        image.brokers.get(&replica).is_some_and(|broker| {
+            !broker.fenced && (broker_epoch < 0 || broker.broker_epoch == broker_epoch)
+        })
+    };
     let mut leader_isr = partition.leader_isr.lock();
     let isr = leader_isr.as_mut()?;
-    let proposal = isr
-        .expansion(high_watermark)
-        .or_else(|| isr.shrink(leader_end, now_ms, lag_ms))?;
+    let proposal = isr.next_change(high_watermark, leader_end, now_ms, lag_ms, eligible)?;
     isr.set_pending(&proposal);
     Some(AlterPartition {
         leader_id: node_id,
@@ -66,6 +75,10 @@ fn proposal(
         leader_epoch: proposal.leader_epoch,
         partition_epoch: proposal.partition_epoch,
         new_isr: proposal.isr,
+        // Leading, it has nothing left to recover (Kafka's makeLeader
+        // marks the partition RECOVERED): the controller's RECOVERING
+        // after an unclean election ends with this change.
+        leader_recovery_state: LeaderRecoveryState::Recovered,
     })
 }
 
@@ -83,13 +96,18 @@ async fn send(state: &BrokerState, partition: &Partition, request: AlterPartitio
         Err(error) => {
             tracing::info!(topic = %partition.topic, partition = partition.index, isr = ?new_isr,
                 code = error.code, message = %error.message, "ISR change refused");
-            // A refused member (still fenced, say) is not proposed again at
-            // once on its every fetch.
-            tokio::time::sleep(REFUSED_RETRY_DELAY).await;
+            // Dropped at once, so the high watermark stops waiting for a
+            // member that will not join; a refused member (still fenced,
+            // say) is not proposed again at once on its every fetch.
+            let retry_at = clock::now_ms() + REFUSED_RETRY_DELAY.as_millis() as i64;
+            if let Some(isr) = partition.leader_isr.lock().as_mut() {
+                isr.refused(retry_at);
+            }
+            partition.maybe_advance_high_watermark();
+            return;
         }
     }
-    // Settled either way: the image has the outcome (or the next check
-    // proposes again, on the state it then has).
+    // Committed: the image has the outcome.
     if let Some(isr) = partition.leader_isr.lock().as_mut() {
         isr.clear_pending();
     }

@@ -176,6 +176,30 @@ pub fn create_replicated_topic(
     }
 }
 
+/// Creates `topic` with one partition on `replicas` (the first is the
+/// preferred leader) and topic configs.
+pub fn create_assigned_topic(
+    address: &str,
+    topic: &str,
+    replicas: &[i32],
+    configs: &[(&str, &str)],
+) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .create()
+        .expect("admin client");
+    let assignment = [replicas];
+    let mut new = NewTopic::new(topic, 1, TopicReplication::Variable(&assignment));
+    for (key, value) in configs {
+        new = new.set(key, value);
+    }
+    let options = AdminOptions::new().operation_timeout(Some(CLIENT_TIMEOUT));
+    let results = block_on(admin.create_topics([&new], &options)).expect("create topics");
+    for result in results {
+        result.unwrap_or_else(|(topic, code)| panic!("creating {topic}: {code:?}"));
+    }
+}
+
 /// Produces `count` records `{prefix}-{i}` with acks=all (idempotent),
 /// each acknowledged before the next; panics on a failed delivery.
 pub fn produce_acked(bootstrap: &str, topic: &str, prefix: &str, count: usize) {
