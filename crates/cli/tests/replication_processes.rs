@@ -10,6 +10,8 @@
 //! partitions.
 
 mod common;
+#[path = "common/group.rs"]
+mod group;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{
     block_on, consume_values, create_assigned_topic, create_replicated_topic, eventually,
-    eventually_seen, leader_and_isr, metadata, produce_raw,
+    eventually_seen, find_coordinator, leader_and_isr, metadata, produce_raw,
 };
 use common::processes::{start_cluster, Node};
 use common::raw::RawConnection;
@@ -527,4 +529,218 @@ fn a_new_leader_answers_offset_not_available_until_its_high_watermark_reaches_it
     eventually("the high watermark reaches the epoch", WAIT, || {
         latest_offset(&next_address, "kip207", 9) == (0, 8)
     });
+}
+
+/// Everything a read_committed consumer reads from `topic` within
+/// `timeout`, sorted.
+fn read_committed(address: &str, topic: &str, partitions: i32, timeout: Duration) -> Vec<String> {
+    let configs = [("isolation.level", "read_committed")];
+    let mut values = common::cluster::consume_values_with(
+        address,
+        topic,
+        partitions,
+        usize::MAX,
+        timeout,
+        &configs,
+    );
+    values.sort();
+    values
+}
+
+/// Commits the producer's transaction, calling again while librdkafka
+/// says the error is retriable (its documented contract for
+/// commit_transaction).
+fn commit(
+    producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+) {
+    use rdkafka::error::{KafkaError, RDKafkaError};
+    use rdkafka::producer::Producer;
+    for attempt in 1..=5 {
+        match producer.commit_transaction(Duration::from_secs(90)) {
+            Ok(()) => return,
+            Err(KafkaError::Transaction(error)) if RDKafkaError::is_retriable(&error) => {
+                println!("commit attempt {attempt}: retriable {error}");
+            }
+            Err(error) => panic!("commit_transaction: {error}"),
+        }
+    }
+    panic!("commit_transaction: still retriable after 5 attempts");
+}
+
+/// A transaction over partitions led by all three brokers stays atomic
+/// when a broker is killed (SIGKILL) between the sends and the commit:
+/// first a partition leader that is not the transaction coordinator (the
+/// coordinator's markers reach the partition's new leader), then the
+/// coordinator itself (the new coordinator loads the ongoing transaction
+/// from `__transaction_state` and completes the commit). A read_committed
+/// consumer sees every record of both, once.
+#[test]
+fn a_transaction_commits_whole_when_a_leader_or_its_coordinator_is_killed_before_the_commit() {
+    use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+    let dir = TempDir::new().expect("temp dir");
+    let mut nodes = start_cluster(dir.path(), SETTINGS);
+    let first = nodes[0].address.clone();
+    let topic = "txn-kill";
+    create_replicated_topic(&first, topic, 3, 3, &[("min.insync.replicas", "2")]);
+    eventually("three leaders, full ISRs", WAIT, || {
+        let states: Vec<(i32, BTreeSet<i32>)> =
+            (0..3).map(|p| leader_and_isr(&first, topic, p)).collect();
+        states
+            .iter()
+            .map(|(leader, _)| *leader)
+            .collect::<BTreeSet<i32>>()
+            == all()
+            && states.iter().all(|(_, isr)| *isr == all())
+    });
+    let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    let id = "killed-before-commit";
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap.join(","))
+        .set("transactional.id", id)
+        .set("message.timeout.ms", "90000")
+        .set("transaction.timeout.ms", "120000")
+        .set("retry.backoff.ms", "100")
+        .create()
+        .expect("producer");
+    producer
+        .init_transactions(Duration::from_secs(60))
+        .expect("init_transactions");
+    let send = |prefix: &str| {
+        for partition in 0..3 {
+            let value = format!("{prefix}-{partition}");
+            producer
+                .send(
+                    rdkafka::producer::BaseRecord::<(), _>::to(topic)
+                        .partition(partition)
+                        .payload(&value),
+                )
+                .map_err(|(error, _)| error)
+                .expect("send");
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush");
+    };
+
+    // A partition leader other than the coordinator.
+    let coordinator = find_coordinator(&first, id, 1);
+    assert!(all().contains(&coordinator), "coordinator {coordinator}");
+    let victim = (0..3)
+        .map(|p| leader_and_isr(&first, topic, p).0)
+        .find(|leader| *leader != coordinator)
+        .expect("a leader that does not coordinate");
+    producer.begin_transaction().expect("begin");
+    send("leader-killed");
+    nodes[(victim - 1) as usize].kill9();
+    commit(&producer);
+    let alive = alive_address(&nodes, victim);
+    assert_eq!(
+        read_committed(&alive, topic, 3, Duration::from_secs(15)),
+        vec!["leader-killed-0", "leader-killed-1", "leader-killed-2"]
+    );
+    nodes[(victim - 1) as usize].restart();
+    eventually("the killed leader rejoins every ISR", WAIT, || {
+        (0..3).all(|p| leader_and_isr(&alive, topic, p).1 == all())
+    });
+
+    // The coordinator itself.
+    let coordinator = find_coordinator(&alive, id, 1);
+    assert!(all().contains(&coordinator), "coordinator {coordinator}");
+    producer.begin_transaction().expect("begin");
+    send("coordinator-killed");
+    nodes[(coordinator - 1) as usize].kill9();
+    commit(&producer);
+    let alive = alive_address(&nodes, coordinator);
+    assert_eq!(
+        read_committed(&alive, topic, 3, Duration::from_secs(15)),
+        vec![
+            "coordinator-killed-0",
+            "coordinator-killed-1",
+            "coordinator-killed-2",
+            "leader-killed-0",
+            "leader-killed-1",
+            "leader-killed-2"
+        ]
+    );
+    drop(producer);
+}
+
+/// A classic consumer group keeps its generation and keeps consuming when
+/// the broker of its group coordinator is killed (SIGKILL): the new leader
+/// of its `__consumer_offsets` partition loads the group with its members
+/// (persisted, as Kafka's GroupMetadata record), so the member's next
+/// heartbeat and commit are accepted without a rebalance.
+#[test]
+fn a_consumer_group_stays_stable_and_keeps_consuming_when_its_coordinator_is_killed() {
+    use group::{group_consumer, poll_count, poll_until, RebalanceEvent};
+    use rdkafka::consumer::{CommitMode, Consumer as _};
+    let dir = TempDir::new().expect("temp dir");
+    let mut settings = SETTINGS.to_vec();
+    settings.push(("group.initial.rebalance.delay.ms", "0"));
+    let mut nodes = start_cluster(dir.path(), &settings);
+    let first = nodes[0].address.clone();
+    let topic = "group-kill";
+    create_replicated_topic(&first, topic, 3, 3, &[("min.insync.replicas", "2")]);
+    eventually("full ISRs", WAIT, || {
+        (0..3).all(|p| leader_and_isr(&first, topic, p).1 == all())
+    });
+    let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    let bootstrap = bootstrap.join(",");
+    let producer = producer(&bootstrap);
+    let (mut acked, _) = produce_range(&producer, topic, 3, 0..30);
+
+    let (consumer, context) = group_consumer(&bootstrap, "steady", topic, &[]);
+    poll_until(&[&consumer], WAIT, "the whole topic assigned", |a| {
+        a[0].len() == 3
+    });
+    let mut read: Vec<String> = Vec::new();
+    let mut collect = |messages: Vec<Vec<rdkafka::message::OwnedMessage>>| {
+        use rdkafka::Message as _;
+        for message in messages.into_iter().flatten() {
+            let value = message
+                .payload()
+                .map(|p| String::from_utf8_lossy(p).into_owned());
+            read.push(value.unwrap_or_default());
+        }
+    };
+    collect(poll_count(&[&consumer], 30, WAIT));
+    consumer
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("commit before the kill");
+
+    let coordinator = find_coordinator(&first, "steady", 0);
+    assert!(all().contains(&coordinator), "coordinator {coordinator}");
+    nodes[(coordinator - 1) as usize].kill9();
+    let (more, _) = produce_range(&producer, topic, 3, 30..60);
+    acked.extend(more);
+    collect(poll_count(&[&consumer], 30, WAIT));
+    let alive = alive_address(&nodes, coordinator);
+    eventually("another broker coordinates the group", WAIT, || {
+        let now = find_coordinator(&alive, "steady", 0);
+        now > 0 && now != coordinator
+    });
+    // The member's commit after the failover: accepted by the new
+    // coordinator in the same generation.
+    let mut committed = false;
+    for _ in 0..20 {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {
+                committed = true;
+                break;
+            }
+            Err(error) => {
+                println!("commit after the failover: {error} (again)");
+                let _ = consumer.poll(Duration::from_millis(500));
+            }
+        }
+    }
+    assert!(committed, "the new coordinator accepts the member's commit");
+    read.sort();
+    read.dedup();
+    let mut expected = acked.clone();
+    expected.sort();
+    assert_eq!(read, expected, "every record, through the failover");
+    assert_eq!(
+        context.events(),
+        vec![RebalanceEvent::Assign([0, 1, 2].into())],
+        "one assignment, no rebalance across the failover"
+    );
 }
