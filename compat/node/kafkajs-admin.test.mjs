@@ -49,9 +49,10 @@ describe('kafkajs admin', () => {
   /**
    * The topic's configs once `check(configs)` holds on several reads in a row. As in Kafka, a
    * config change reaches each broker when that broker applies the metadata record, and kafkajs
-   * sends DescribeConfigs to the broker Metadata names as controller (a random one, as KRaft
-   * does), so in a cluster the read right after a change may be answered by a broker a few
-   * milliseconds behind. Single node: the first read must show it.
+   * sends DescribeConfigs to the broker Metadata names as controller (in KRaft a random broker;
+   * in Sluice the one kafkajs asked for Metadata, itself any connected broker), so in a cluster
+   * the read right after a change may be answered by a broker a few milliseconds behind.
+   * Single node: the first read must show it.
    */
   async function describeTopicChanged(topic, check) {
     if (!CLUSTER) {

@@ -46,14 +46,27 @@ impl MetadataView {
     }
 
     /// The controller id Metadata and DescribeCluster give clients. A single
-    /// node names itself. In a cluster, as Kafka in KRaft mode does, a random
-    /// unfenced broker (which forwards admin requests to the active
-    /// controller), or -1 when none is unfenced; `sluice cluster info` learns
-    /// the active controller from DescribeQuorum.
+    /// node names itself. In a cluster, as Kafka in KRaft mode does, a
+    /// broker that forwards admin requests to the active controller (clients
+    /// cannot reach the controllers): this broker when it is unfenced, else
+    /// a random unfenced one, or -1 when none is. Kafka picks a random alive
+    /// broker every time; naming the broker that answers is the one choice
+    /// known to be reachable (a broker killed a moment ago stays unfenced
+    /// until its session expires, and a client sent there waits it out), and
+    /// it keeps an admin client's write and its next read on one broker.
+    /// `sluice cluster info` learns the active controller from
+    /// DescribeQuorum.
     pub fn controller_id(&self) -> i32 {
         let image = self.quorum.image();
         if image.brokers.len() <= 1 {
             return self.quorum.leader_id().unwrap_or(self.node_id);
+        }
+        if image
+            .brokers
+            .get(&self.node_id)
+            .is_some_and(|broker| !broker.fenced)
+        {
+            return self.node_id;
         }
         let unfenced: Vec<i32> = image
             .brokers
