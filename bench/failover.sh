@@ -18,16 +18,16 @@
 # benchmark, not a test.
 #
 # Environment: SLUICE_BIN (default target/release/sluice), RUNS (default
-# 5), PARTITIONS (default 6), ACK_RATE (default 500 records/s), WORK_DIR, PORT (default 39292; node N
-# listens on PORT+N-1) and CONTROLLER_PORT (default 39392).
+# 5), PARTITIONS (default 6), ACK_RATE (default 500 records/s), WORK_DIR, PORT (default 19292, below the ephemeral range; node N
+# listens on PORT+N-1) and CONTROLLER_PORT (default 19392).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SLUICE=${SLUICE_BIN:-$REPO/target/release/sluice}
 RUNS=${RUNS:-5}
 PARTITIONS=${PARTITIONS:-6}
-PORT=${PORT:-39292}
-CONTROLLER_PORT=${CONTROLLER_PORT:-39392}
+PORT=${PORT:-19292}
+CONTROLLER_PORT=${CONTROLLER_PORT:-19392}
 WORK_DIR=${WORK_DIR:-$(mktemp -d /tmp/sluice-failover.XXXXXX)}
 ACK_RATE=${ACK_RATE:-500}
 TOPIC=failover
