@@ -34,7 +34,8 @@ export function newKafka(clientId = 'compat-kafkajs') {
     brokers: bootstrap().split(','),
     connectionTimeout: 5000,
     requestTimeout: TIMEOUT_MS,
-    logLevel: kafkajs.logLevel.ERROR,
+    // SLUICE_COMPAT_KAFKAJS_LOG=info (or debug) to see kafkajs's own log when chasing a failure.
+    logLevel: kafkajs.logLevel[(process.env.SLUICE_COMPAT_KAFKAJS_LOG || 'error').toUpperCase()] ?? kafkajs.logLevel.ERROR,
     retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },
   })
 }
