@@ -115,32 +115,10 @@ impl PeerClient {
         request: Vec<u8>,
         ttl: Duration,
     ) -> io::Result<Vec<u8>> {
-        let response = self.call(RaftRequest::Controller(request), ttl).await;
-        match response {
+        match self.call(RaftRequest::Controller(request), ttl).await {
             Ok(RaftResponse::Controller(Ok(bytes))) => Ok(bytes),
             Ok(RaftResponse::Controller(Err(reason))) => Err(io::Error::other(reason)),
-            Ok(other) => {
-                self.connection = None;
-                Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("node {}: unexpected answer {other:?}", self.target),
-                ))
-            }
-            Err(CallError::Timeout) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "node {} at {}: no answer within {ttl:?}",
-                    self.target, self.address
-                ),
-            )),
-            Err(CallError::Unreachable(error)) => Err(error),
-            Err(CallError::Refused(refusal)) => Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "node {} refused node {}: {refusal}",
-                    self.target, self.identity.node_id
-                ),
-            )),
+            other => Err(self.failed_call(other, ttl)),
         }
     }
 
@@ -157,28 +135,41 @@ impl PeerClient {
         };
         match self.call(request, ttl).await {
             Ok(RaftResponse::Join(answer)) => Ok(answer),
+            other => Err(self.failed_call(other, ttl)),
+        }
+    }
+
+    /// The I/O error for a call that failed, or was answered with another
+    /// kind of response than its request's (the connection is then dropped:
+    /// its exchanges are out of step).
+    fn failed_call(
+        &mut self,
+        outcome: Result<RaftResponse, CallError>,
+        ttl: Duration,
+    ) -> io::Error {
+        match outcome {
             Ok(other) => {
                 self.connection = None;
-                Err(io::Error::new(
+                io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("node {}: unexpected answer {other:?}", self.target),
-                ))
+                )
             }
-            Err(CallError::Timeout) => Err(io::Error::new(
+            Err(CallError::Timeout) => io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
                     "node {} at {}: no answer within {ttl:?}",
                     self.target, self.address
                 ),
-            )),
-            Err(CallError::Unreachable(error)) => Err(error),
-            Err(CallError::Refused(refusal)) => Err(io::Error::new(
+            ),
+            Err(CallError::Unreachable(error)) => error,
+            Err(CallError::Refused(refusal)) => io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!(
                     "node {} refused node {}: {refusal}",
                     self.target, self.identity.node_id
                 ),
-            )),
+            ),
         }
     }
 
