@@ -299,40 +299,10 @@ fn controllers_that_serve_no_clients_run_a_cluster_of_brokers() {
 /// start, naming each `needle` on its `error:` line, before it writes
 /// anything.
 fn refused(args: &[&str], needles: &[&str]) {
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .env("NO_COLOR", "1")
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data_dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice serve");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("try_wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sluice serve {args:?} kept running");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{args:?}: {stderr}");
-    let error = stderr
-        .lines()
-        .find(|line| line.starts_with("error:"))
-        .unwrap_or_else(|| panic!("{args:?}: no error line in {stderr}"));
-    for needle in needles {
-        assert!(
-            error.contains(needle),
-            "{args:?}: {error:?} lacks {needle:?}"
-        );
-    }
+    let output = common::serve_expecting_refusal(&data_dir, args);
+    common::assert_refused(&output, needles);
     assert!(!data_dir.exists(), "{args:?}: nothing is written");
 }
 

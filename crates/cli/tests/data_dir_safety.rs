@@ -12,70 +12,16 @@ mod common;
 mod lifecycle;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{admin, admin_options, create_topic, describe_dir, producer, TestBroker};
+use common::{
+    admin, admin_options, assert_refused, create_topic, describe_dir, producer,
+    serve_expecting_refusal, TestBroker,
+};
 use lifecycle::{produce_all, read_until, wait_until, Outgoing};
 use rdkafka::producer::FutureRecord;
 use rdkafka::Offset;
-
-/// How long a refused start may take before the test calls it hung.
-const REFUSAL_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Runs `sluice serve` on `data_dir` and waits for it to exit (it is expected
-/// to refuse to start); panics if it is still running after `REFUSAL_TIMEOUT`.
-fn serve_expecting_refusal(data_dir: &Path) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .env("NO_COLOR", "1")
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice serve");
-    let deadline = Instant::now() + REFUSAL_TIMEOUT;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("wait");
-            panic!(
-                "sluice serve kept running on {}; stdout: {}\nstderr: {}",
-                data_dir.display(),
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().expect("collect output")
-}
-
-/// Asserts the start was refused with a message containing every `needle`.
-fn assert_refused(output: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        !output.status.success(),
-        "expected a refusal, got {}; stderr:\n{stderr}",
-        output.status
-    );
-    assert!(
-        !stdout.contains("listening on"),
-        "a refused broker must not listen; stdout: {stdout}"
-    );
-    let error_line = stderr
-        .lines()
-        .find(|line| line.starts_with("error:"))
-        .unwrap_or_else(|| panic!("no `error:` line; stderr:\n{stderr}"));
-    for needle in needles {
-        assert!(
-            error_line.contains(needle),
-            "error line {error_line:?} lacks {needle:?}"
-        );
-    }
-}
 
 /// Sum of the sizes of the `.log` files directly inside `dir`.
 fn log_bytes(dir: &Path) -> u64 {
@@ -122,7 +68,7 @@ async fn a_second_broker_on_a_data_dir_in_use_is_refused() {
     produce_values(broker.bootstrap(), "locked", 10).await;
 
     eprintln!("phase: a second broker on the same directory");
-    let output = serve_expecting_refusal(broker.data_dir());
+    let output = serve_expecting_refusal(broker.data_dir(), &[]);
     assert_refused(
         &output,
         &[
@@ -165,7 +111,7 @@ async fn missing_or_foreign_metadata_is_refused_and_no_partition_is_deleted() {
 
     eprintln!("phase: meta/ removed");
     std::fs::rename(&meta, &meta_aside).expect("move meta aside");
-    let output = serve_expecting_refusal(&data_dir);
+    let output = serve_expecting_refusal(&data_dir, &[]);
     assert_refused(&output, &[&data_dir.display().to_string(), "meta"]);
     assert_eq!(
         log_bytes(&partition_dir),
@@ -178,7 +124,7 @@ async fn missing_or_foreign_metadata_is_refused_and_no_partition_is_deleted() {
     let properties = data_dir.join("meta.properties");
     let properties_text = std::fs::read_to_string(&properties).expect("meta.properties written");
     std::fs::remove_file(&properties).expect("remove meta.properties");
-    let output = serve_expecting_refusal(&data_dir);
+    let output = serve_expecting_refusal(&data_dir, &[]);
     assert_refused(&output, &["partition directories", "no metadata"]);
     assert_eq!(
         log_bytes(&partition_dir),
@@ -191,7 +137,7 @@ async fn missing_or_foreign_metadata_is_refused_and_no_partition_is_deleted() {
     eprintln!("phase: another cluster's meta/");
     let other = TempDirBroker::new_cluster_meta();
     copy_dir(&other.join("meta"), &meta);
-    let output = serve_expecting_refusal(&data_dir);
+    let output = serve_expecting_refusal(&data_dir, &[]);
     assert_refused(&output, &["belongs to cluster", "refusing to start"]);
     assert_eq!(
         log_bytes(&partition_dir),

@@ -567,3 +567,63 @@ pub async fn produce_one(bootstrap: &str, topic: &str, key: &str, value: &str) -
         Err((error, _)) => panic!("produce to {topic} failed: {error}"),
     }
 }
+
+/// How long a refused start may take before a test calls it hung.
+pub const REFUSAL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs `sluice serve --listen 127.0.0.1:0 --data-dir <data_dir> <args>` and
+/// waits for it to exit (it is expected to refuse to start); panics if it is
+/// still running after `REFUSAL_TIMEOUT`.
+pub fn serve_expecting_refusal(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .env("NO_COLOR", "1")
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice serve");
+    let deadline = Instant::now() + REFUSAL_TIMEOUT;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("wait");
+            panic!(
+                "sluice serve {args:?} kept running on {}; stdout: {}\nstderr: {}",
+                data_dir.display(),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+/// Asserts the start was refused (a failure exit, never `listening on`)
+/// with an `error:` line containing every `needle`.
+pub fn assert_refused(output: &std::process::Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !output.status.success(),
+        "expected a refusal, got {}; stderr:\n{stderr}",
+        output.status
+    );
+    assert!(
+        !stdout.contains("listening on"),
+        "a refused broker must not listen; stdout: {stdout}"
+    );
+    let error_line = stderr
+        .lines()
+        .find(|line| line.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no `error:` line; stderr:\n{stderr}"));
+    for needle in needles {
+        assert!(
+            error_line.contains(needle),
+            "error line {error_line:?} lacks {needle:?}"
+        );
+    }
+}
