@@ -6,8 +6,10 @@
 # with acks=all (`sluice bench produce`), node 3 is started again, and the
 # time from its start to the moment it is back in every ISR of the topic is
 # measured, as seen through node 1's Metadata (polled with `sluice topic
-# describe`, tens of ms). The rate is the bytes node 3's copies of the
-# topic grew by over that time (`du -sb` of its partition directories).
+# describe`, tens of ms). The rate is the record bytes written while it was
+# down (what it must fetch) over that time; the time includes the node's
+# own start (opening its logs, joining the metadata quorum, registering),
+# which the log line `metadata quorum open` separates.
 # ROUNDS rounds on the same cluster. A benchmark, not a test.
 #
 # Environment: SLUICE_BIN (default target/release/sluice), RECORDS (default
@@ -67,7 +69,7 @@ in_every_isr() { # node id
     local rows
     rows=$(partitions)
     [ "$(echo "$rows" | grep -c .)" = "$PARTITIONS" ] &&
-        ! echo "$rows" | awk -v n="$1" '{split($3, isr, ","); found = 0; for (i in isr) if (isr[i] == n) found = 1; if (!found) bad = 1} END {exit !bad}'
+        ! echo "$rows" | awk -v n="$1" '{gsub(/[][]/, "", $3); split($3, isr, ","); found = 0; for (i in isr) if (isr[i] == n) found = 1; if (!found) bad = 1} END {exit !bad}'
 }
 stopped() {
     local state
@@ -86,9 +88,6 @@ wait_until() { # what, bound in seconds, command...
         sleep 0.05
     done
 }
-topic_bytes() { # bytes of node 3's partition directories of the topic
-    du -sb "$WORK_DIR"/data/node-3/"$TOPIC"-* 2>/dev/null | awk '{s += $1} END {print s + 0}'
-}
 
 "$SLUICE" topic create "$TOPIC" -p "$PARTITIONS" -r 3 -c min.insync.replicas=2 -b "$B1" >/dev/null
 wait_until "full ISRs" 60 in_every_isr 3
@@ -102,19 +101,27 @@ for round in $(seq "$ROUNDS"); do
     "$SLUICE" bench produce -b "$B1" --topic "$TOPIC" --acks all --record-size 1KiB \
         --count "$RECORDS" --json >"$WORK_DIR/produce-$round.json" 2>"$WORK_DIR/produce-$round.err" ||
         { cat "$WORK_DIR/produce-$round.err" >&2; exit 1; }
-    before=$(topic_bytes)
     start=$(now_ms)
     # shellcheck disable=SC2086
     setsid $restart_command >>"$WORK_DIR/data/node-3.log" 2>&1 &
     NODE3=$!
     wait_until "node 3 back in every ISR" 600 in_every_isr 3
     elapsed=$(( $(now_ms) - start ))
-    grown=$(( $(topic_bytes) - before ))
-    rate=$(awk -v b="$grown" -v ms="$elapsed" 'BEGIN {printf "%.1f", b / 1048576 / (ms / 1000)}')
-    produced=$(python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["megabytes_per_second"])' "$WORK_DIR/produce-$round.json")
+    read -r produced bytes < <(python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["megabytes_per_second"], r["bytes"])' "$WORK_DIR/produce-$round.json")
+    rate=$(awk -v b="$bytes" -v ms="$elapsed" 'BEGIN {printf "%.1f", b / 1048576 / (ms / 1000)}')
+    # From its log: the node's own start (to `node started`: logs opened,
+    # quorum joined, registered), the rest is fetching.
+    up=$(python3 -c '
+import datetime, sys
+def at(line):
+    return datetime.datetime.fromisoformat(line.split()[0].rstrip("Z"))
+lines = open(sys.argv[1]).read().splitlines()
+start = [l for l in lines if "starting broker" in l][-1]
+up = [l for l in lines if "node started" in l][-1]
+print(int((at(up) - at(start)).total_seconds() * 1000))' "$WORK_DIR/data/node-3.log")
     times+=("$elapsed")
     rates+=("$rate")
-    echo "round $round: $RECORDS records of 1 KiB written while node 3 was down (acks=all at $produced MB/s); node 3 started -> in every ISR after $elapsed ms, $((grown / 1048576)) MiB fetched: $rate MiB/s"
+    echo "round $round: $RECORDS records of 1 KiB written while node 3 was down (acks=all at $produced MB/s); node 3 started -> in every ISR after $elapsed ms (its own start $up ms): $rate MiB/s of what was written"
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
