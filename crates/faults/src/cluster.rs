@@ -425,10 +425,7 @@ impl Cluster {
         for id in ids {
             if let Some(status) = self.exited(id) {
                 let last_run = self.last_run_log(id);
-                let expected = EXPECTED_EXITS
-                    .iter()
-                    .find(|(marker, _)| last_run.contains(marker))
-                    .map(|(_, why)| *why);
+                let expected = expected_exit(&last_run);
                 let mut note = format!(
                     "node {id} exited by itself ({status}); restarted (log {}): {}",
                     self.log_path(id).display(),
@@ -495,18 +492,29 @@ impl Drop for Cluster {
     }
 }
 
-/// Exits that are not crashes, by what the node's log says: (marker, why).
-/// A node restarted while the controller still holds its previous session
-/// refuses to start (Kafka's broker retries the registration; ours exits,
-/// and a supervisor starts it again). A node whose disk is full may stop,
-/// as Kafka stops a broker whose only log directory failed.
+/// Exits that are not crashes, by what the node's log says: (marker, why),
+/// the first that matches wins. A node whose disk is full may stop, as
+/// Kafka stops a broker whose only log directory failed; that also explains
+/// a registration it could not complete, so it comes first. A node that
+/// could not register within `initial.broker.registration.timeout.ms`
+/// (its previous session still alive past it, or no controller reachable)
+/// exits, and a supervisor starts it again.
 const EXPECTED_EXITS: &[(&str, &str)] = &[
+    ("No space left on device", "stopped on a full disk"),
     (
         "could not register with the active controller",
-        "registration refused: the previous session is still alive",
+        "registration not completed in time (previous session alive, or no controller)",
     ),
-    ("No space left on device", "stopped on a full disk"),
 ];
+
+/// Why an exit whose last run logged `last_run` is not a crash, if it is
+/// not (see [`EXPECTED_EXITS`]).
+fn expected_exit(last_run: &str) -> Option<&'static str> {
+    EXPECTED_EXITS
+        .iter()
+        .find(|(marker, _)| last_run.contains(marker))
+        .map(|(_, why)| *why)
+}
 
 /// A node process that ended by itself.
 #[derive(Debug)]
@@ -535,4 +543,22 @@ pub fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expected_exit;
+
+    #[test]
+    fn a_full_disk_explains_a_failed_registration_and_crashes_stay_crashes() {
+        let full = "ERROR writing: No space left on device (os error 28)\n\
+                    error: could not register with the active controller";
+        assert_eq!(expected_exit(full), Some("stopped on a full disk"));
+        let late = "error: could not register with the active controller: timed out";
+        assert!(expected_exit(late).is_some_and(|why| why.starts_with("registration")));
+        assert_eq!(
+            expected_exit("thread 'main' panicked at src/x.rs:1:1"),
+            None
+        );
+    }
 }
