@@ -2,8 +2,14 @@
 # Sluice third-party client compatibility suites: the single entry point.
 #
 #   compat/run.sh [SUITE...]        SUITE: confluent kafka-python kafka-python-txn kcat kafkajs
-#                                          librdkafka librdkafka-full
+#                                          course librdkafka librdkafka-full
 #                                   (default: all but librdkafka-full)
+#
+# course is the course's replication scenario (course/test_course.py: leader SIGKILL under an
+# idempotent acks=all producer, min.insync.replicas=3 with a follower down, replication factor 1
+# against 3) with confluent-kafka, kafka-python, kcat and kafkajs against a 3-node `sluice dev`
+# cluster of its own, since it kills its nodes (about 3 minutes). NOT in the default run yet: its
+# kafkajs read-back and its replication-factor-1 test do not pass (see the issue 13 note).
 #
 # librdkafka and librdkafka-full are librdkafka's own integration suite (librdkafka/run.sh
 # quick|full: the tests marked in librdkafka/tests.txt) against a broker of their own; the
@@ -281,7 +287,9 @@ run_librdkafka() { # suite quick|full
 # ----------------------------------------------------------------------------- main
 
 DEFAULT_SUITES=(confluent kafka-python kafka-python-txn kcat kafkajs librdkafka)
-ALL_SUITES=("${DEFAULT_SUITES[@]}" librdkafka-full)
+# Suites that start a broker or cluster of their own instead of the shared one.
+own_broker() { [[ "$1" == librdkafka* || "$1" == course ]]; }
+ALL_SUITES=("${DEFAULT_SUITES[@]}" course librdkafka-full)
 if [[ $# -gt 0 ]]; then SUITES=("$@"); else SUITES=("${DEFAULT_SUITES[@]}"); fi
 for s in "${SUITES[@]}"; do
   [[ " ${ALL_SUITES[*]} " == *" $s "* ]] || { log "unknown suite '$s' (known: ${ALL_SUITES[*]})"; exit 2; }
@@ -294,11 +302,12 @@ export SLUICE_COMPAT_BROKERS="$BROKERS" # the suites read it (conftest.py, node/
 if [[ "$BROKERS" -gt 1 ]]; then
   log "cluster mode: SLUICE_COMPAT_BROKERS=$BROKERS, the shared-broker suites run against $BROKERS nodes of \`sluice dev\`"
   if [[ $# -eq 0 ]]; then
-    # librdkafka's suites start one broker of their own; in cluster mode they run only when named.
+    # The suites with a broker of their own (librdkafka's single one, the course's cluster) do
+    # not use the shared cluster; in cluster mode they run only when named.
     kept=()
-    for s in "${SUITES[@]}"; do [[ "$s" == librdkafka* ]] || kept+=("$s"); done
+    for s in "${SUITES[@]}"; do own_broker "$s" || kept+=("$s"); done
     SUITES=("${kept[@]}")
-    log "NOT RUN: librdkafka (its own single broker, not the cluster): cluster mode runs only the shared-broker suites unless librdkafka is named on the command line."
+    log "NOT RUN: librdkafka (its own single broker) and course (its own cluster): cluster mode runs only the shared-broker suites unless they are named on the command line."
   elif [[ " ${SUITES[*]} " == *" librdkafka"* ]]; then
     log "librdkafka suites named: they run against a single broker of their own, not the cluster"
   fi
@@ -306,16 +315,16 @@ fi
 want() { [[ " ${SUITES[*]} " == *" $1 "* ]]; }
 # The suites that share one broker (all but librdkafka's, which start their own).
 SHARED=0
-for s in "${SUITES[@]}"; do [[ "$s" == librdkafka* ]] || SHARED=1; done
+for s in "${SUITES[@]}"; do own_broker "$s" || SHARED=1; done
 # The consumer-group suites come with the shared-broker suites.
 [[ "$SHARED" == 1 ]] || SLUICE_COMPAT_GROUPS=0
 
-if [[ "$SHARED" == 1 ]]; then
+if [[ "$SHARED" == 1 ]] || want course; then
   install_step kcat install_kcat
   install_step venv install_venv
 fi
 want kafka-python-txn && install_step venv-kp2 install_venv_kp2
-if want kafkajs || [[ "${SLUICE_COMPAT_GROUPS:-1}" == 1 ]]; then install_step node install_node; fi
+if want kafkajs || want course || [[ "${SLUICE_COMPAT_GROUPS:-1}" == 1 ]]; then install_step node install_node; fi
 [[ "$SHARED" == 1 && -z "${BROKEN[venv]:-}" ]] && log "clients: $("$VENV/bin/python" -c 'import confluent_kafka, kafka; print(f"confluent-kafka {confluent_kafka.__version__} (librdkafka {confluent_kafka.libversion()[0]}), kafka-python {kafka.__version__}")' 2>&1)"
 want kafka-python-txn && [[ -z "${BROKEN[venv-kp2]:-}" ]] && log "clients: kafka-python $("$VENV_KP2/bin/python" -c 'import kafka; print(kafka.__version__)' 2>&1) (kafka-python-txn)"
 [[ "$SHARED" == 1 ]] && command -v kcat >/dev/null 2>&1 && log "clients: $(kcat -V 2>&1 | grep -m1 Version || true)"
@@ -504,6 +513,9 @@ if [[ "$SHARED" == 1 ]]; then
   fi
 fi
 
+# The course's scenario: a 3-node cluster of its own, whose nodes it kills and restarts.
+want course && SLUICE_BIN="$SLUICE_BIN" SLUICE_COMPAT_WORK="$WORK" run_pytest course venv kcat node -- course/test_course.py
+
 # librdkafka's own suite: a broker of its own (auto.create.topics.enable, num.partitions=4).
 want librdkafka && run_librdkafka librdkafka quick
 want librdkafka-full && run_librdkafka librdkafka-full full
@@ -515,7 +527,7 @@ if [[ "$KNOWN_BUGS" != 0 ]]; then
   log "$KNOWN_BUGS known broker bug(s) pinned by strict xfail tests (not counted below); see compat/FINDINGS.md"
 fi
 # A panic a node survived (in a task) is not a crash, but it is worth a look: say so.
-for f in "$WORK"/data/node-*.log "$WORK/broker.err"; do
+for f in "$WORK"/data/node-*.log "$WORK"/course-*/data-*/node-*.log "$WORK/broker.err"; do
   [[ -f "$f" ]] || continue
   panics="$(grep -c 'panicked' "$f" || true)"
   [[ "$panics" != 0 ]] && log "WARNING: $panics 'panicked' line(s) in $f" && KEEP_WORK=1
@@ -525,7 +537,7 @@ if [[ "$TOTAL_FAILED" != 0 || -n "${KEEP_WORK:-}" ]]; then
   if [[ "$BROKERS" -gt 1 && "$SHARED" == 1 ]]; then
     log "logs (suite output, sluice dev stdout/stderr, node logs data/node-*.log): $WORK"
   else
-    log "logs (suite output, broker stdout/stderr): $WORK"
+    log "logs (suite output, broker stdout/stderr; the course's node logs under course-*/): $WORK"
   fi
 else
   rm -rf "$WORK"
