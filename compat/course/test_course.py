@@ -74,7 +74,7 @@ def create_topic(cluster, topic, partitions=1, replicas=3, configs=None, assignm
     every partition with a leader and a full ISR."""
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     if assignment is not None:
-        new = NewTopic(topic, num_partitions=-1, replication_factor=-1, replica_assignment=assignment, config=configs or {})
+        new = NewTopic(topic, num_partitions=len(assignment), replica_assignment=assignment, config=configs or {})
     else:
         new = NewTopic(topic, num_partitions=partitions, replication_factor=replicas, config=configs or {})
     admin.create_topics([new], operation_timeout=30, request_timeout=30)[topic].result(timeout=30)
