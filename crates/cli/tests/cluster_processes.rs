@@ -232,17 +232,10 @@ fn pausing_the_active_controller_fences_it_and_no_live_broker() {
     );
 }
 
-/// Three consecutive free ports starting at a random base.
+/// Consecutive free ports below the ephemeral range (see
+/// `sluice_testkit::ports`); the first.
 fn consecutive_free_ports(count: u16) -> u16 {
-    for _ in 0..100 {
-        let base: u16 = 20_000 + (rand::random::<u16>() % 30_000);
-        let all_free =
-            (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no {count} consecutive free ports found");
+    sluice_testkit::ports::reserve_local_ports(count).expect("free ports")
 }
 
 #[test]

@@ -34,6 +34,8 @@ use std::time::Duration;
 use sluice_broker::{Broker, BrokerConfig, BrokerError, ProcessRoles};
 use tempfile::TempDir;
 
+use crate::ports::reserve_local_port;
+
 /// How long one node may take to start.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one node may take to shut down cleanly.
@@ -378,7 +380,7 @@ fn node_configs(
         ids.iter()
             .zip(roles)
             .filter(|(_, roles)| roles.is_controller())
-            .map(|(&id, _)| Ok((id, reserve_local_port()?.to_string())))
+            .map(|(&id, _)| Ok((id, format!("127.0.0.1:{}", reserve_local_port()?))))
             .collect::<Result<_, std::io::Error>>()?
     };
     let settings: BTreeMap<String, String> = settings
@@ -410,11 +412,6 @@ fn node_configs(
             Ok((config, data_dir))
         })
         .collect()
-}
-
-/// A free port on 127.0.0.1 at the time of the call (bound and released).
-fn reserve_local_port() -> std::io::Result<SocketAddr> {
-    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
 /// `controller.quorum.voters` text: `id@host:port,…`.

@@ -5,6 +5,8 @@
 //!   producer id/epoch/sequence, transactional and control batches, every
 //!   codec) and the patches tests apply to a built batch (CRC, record count,
 //!   codec, records section).
+//! - [`ports`]: ports reserved for listeners whose address must be known
+//!   before they open (voter lists), from below the ephemeral range.
 //! - `cluster` (feature `cluster`): [`TestCluster`], brokers started inside
 //!   the test process on ephemeral ports with temporary data directories.
 //!
@@ -16,6 +18,7 @@
 pub mod batch;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+pub mod ports;
 
 pub use batch::{Compression, RecordBatchBuilder, TestRecord};
 #[cfg(feature = "cluster")]

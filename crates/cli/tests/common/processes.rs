@@ -50,18 +50,22 @@ impl Node {
     }
 
     pub fn wait_listening(&mut self, receiver: &mpsc::Receiver<String>) {
-        let line = receiver.recv_timeout(START_TIMEOUT).unwrap_or_else(|_| {
-            panic!(
-                "node {} did not start; log:\n{}",
-                self.node_id,
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            )
-        });
+        if let Err(log) = self.try_wait_listening(receiver) {
+            panic!("node {} did not start; log:\n{log}", self.node_id)
+        }
+    }
+
+    /// Waits for the "listening on" line; the node's log if it never came.
+    pub fn try_wait_listening(&mut self, receiver: &mpsc::Receiver<String>) -> Result<(), String> {
+        let Ok(line) = receiver.recv_timeout(START_TIMEOUT) else {
+            return Err(std::fs::read_to_string(&self.log).unwrap_or_default());
+        };
         self.address = line
             .trim()
             .strip_prefix("listening on ")
             .expect("listening line")
             .to_string();
+        Ok(())
     }
 
     pub fn kill9(&mut self) {
@@ -182,15 +186,46 @@ impl Node {
 /// Lines of each node's log a failing test prints.
 const LOG_TAIL_LINES: usize = 300;
 
+/// A free port below the ephemeral range (see `sluice_testkit::ports`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    sluice_testkit::ports::reserve_local_port().expect("free port")
 }
 
-/// Three nodes, started together, with extra `--set` settings.
+/// Attempts at starting a cluster whose reserved controller port another
+/// process took before the node bound it.
+const START_ATTEMPTS: usize = 3;
+
+/// Three nodes, started together, with extra `--set` settings. A start that
+/// lost a reserved port to another process is retried from scratch on new
+/// ports (the ports are free when reserved, but a moment passes before the
+/// node binds them).
 pub fn start_cluster(dir: &Path, settings: &[(&str, &str)]) -> Vec<Node> {
+    for attempt in 1..=START_ATTEMPTS {
+        match try_start_cluster(dir, settings) {
+            Ok(nodes) => return nodes,
+            Err((mut nodes, node_id, log)) => {
+                let port_taken = log.contains("Address already in use");
+                if !port_taken || attempt == START_ATTEMPTS {
+                    panic!("node {node_id} did not start; log:\n{log}");
+                }
+                eprintln!("node {node_id} lost its reserved port; starting the cluster again");
+                for node in &mut nodes {
+                    node.kill9();
+                    let _ = std::fs::remove_dir_all(dir.join(format!("node-{}", node.node_id)));
+                    let _ = std::fs::remove_file(&node.log);
+                }
+            }
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
+/// One attempt: the nodes, or the nodes with the id and log of the first
+/// that did not start.
+fn try_start_cluster(
+    dir: &Path,
+    settings: &[(&str, &str)],
+) -> Result<Vec<Node>, (Vec<Node>, i32, String)> {
     let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let voters: Vec<String> = controller_ports
         .iter()
@@ -242,8 +277,15 @@ pub fn start_cluster(dir: &Path, settings: &[(&str, &str)]) -> Vec<Node> {
         })
         .collect();
     let receivers: Vec<_> = nodes.iter_mut().map(Node::spawn).collect();
+    let mut failed = None;
     for (node, receiver) in nodes.iter_mut().zip(&receivers) {
-        node.wait_listening(receiver);
+        if let Err(log) = node.try_wait_listening(receiver) {
+            failed = Some((node.node_id, log));
+            break;
+        }
     }
-    nodes
+    match failed {
+        None => Ok(nodes),
+        Some((node_id, log)) => Err((nodes, node_id, log)),
+    }
 }
