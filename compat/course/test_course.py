@@ -156,7 +156,10 @@ def kafkajs(bootstrap, *args, timeout=120):
         cwd=COMPAT_DIR,
     )
     assert res.returncode == 0, f"kafkajs-course.mjs {args[:3]} exited {res.returncode}: {res.stderr}"
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    # kafkajs logs (SLUICE_COMPAT_KAFKAJS_LOG) on the lines before, for a failing assertion.
+    out["log"] = "\n".join(res.stdout.strip().splitlines()[:-1])[-20000:] + res.stderr[-5000:]
+    return out
 
 
 # ----------------------------------------------------------------------------- leader failover
@@ -256,8 +259,9 @@ def test_idempotent_acks_all_producer_loses_nothing_when_the_leader_is_sigkilled
     # kcat browses the same topic from the command line and sees the same records at the same
     # offsets; kafkajs, as a group member, consumes the same values.
     assert sorted(kcat_read(cluster.bootstrap, topic)) == sorted((p, o, v) for v, (p, o) in seen.items())
-    consumed = kafkajs(cluster.bootstrap, "consume", topic, str(len(seen)), "90000")["records"]
-    assert sorted(v for _, _, v in consumed) == sorted(seen), "kafkajs consumed other values"
+    out = kafkajs(cluster.bootstrap, "consume", topic, str(len(seen)), "90000")
+    consumed = out["records"]
+    assert sorted(v for _, _, v in consumed) == sorted(seen), f"kafkajs consumed other values; its log:\n{out['log']}"
 
 
 # ----------------------------------------------------------------------------- min.insync.replicas

@@ -30,6 +30,27 @@ pub async fn ensure_offsets_topic(
     .await
 }
 
+/// Creates the internal topic `name` with its own settings (partitions,
+/// replication factor, compaction) when a client asks for it by name before
+/// any coordinator did: `None` when `name` is not an internal topic. Kafka
+/// does the same on a Metadata request (`AutoTopicCreationManager`): created
+/// as an ordinary topic, `__consumer_offsets` would get `num.partitions`
+/// partitions while every coordinator hashes groups over
+/// `offsets.topic.num.partitions`, and groups of the missing partitions
+/// would find no coordinator for good.
+pub async fn ensure_by_name(
+    controller: &Controller,
+    groups: &GroupCoordinator,
+    txns: &TransactionCoordinator,
+    name: &str,
+) -> Option<Result<(), String>> {
+    match name {
+        OFFSETS_TOPIC => Some(ensure_offsets_topic(controller, groups).await),
+        TRANSACTION_STATE_TOPIC => Some(ensure_transaction_topic(controller, txns).await),
+        _ => None,
+    }
+}
+
 /// Creates `__transaction_state` if it does not exist (compacted; with
 /// `transaction.state.log.replication.factor` and
 /// `transaction.state.log.min.isr`, see [`internal_replication_factor`]).
@@ -69,7 +90,9 @@ pub fn internal_replication_factor(
     let configured = configured.max(1);
     if registered_brokers < configured as usize {
         return Err(format!(
-            "the configured replication factor {configured} is more than the {registered_brokers}              registered brokers; the topic is created once enough brokers have registered"
+            "the configured replication factor {configured} is more than the \
+             {registered_brokers} registered brokers; the topic is created once enough \
+             brokers have registered"
         ));
     }
     Ok(configured)

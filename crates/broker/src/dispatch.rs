@@ -265,7 +265,17 @@ async fn route_admin(
             ResponseKind::ApiVersions(handlers::api_versions::handle(header.request_api_version))
         }
         RequestKind::Metadata(r) => ResponseKind::Metadata(
-            handlers::metadata::handle(&state.metadata, &state.controller, header, r).await,
+            handlers::metadata::handle(
+                &state.metadata,
+                &state.controller,
+                handlers::metadata::Coordinators {
+                    groups: &state.groups,
+                    txns: &state.txns,
+                },
+                header,
+                r,
+            )
+            .await,
         ),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(
             handlers::topics::create(&state.metadata, &state.controller, header, r).await,

@@ -25,6 +25,9 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::Message;
 use sluice_broker::ProcessRoles::{Broker, Combined, Controller};
 use sluice_testkit::TestCluster;
 
@@ -586,4 +589,80 @@ fn a_leader_that_appended_nothing_in_its_epoch_keeps_following_after_it() {
     );
     assert_eq!(consume(cluster.bootstrap(), "empty-epoch", 1, 20).len(), 20);
     cluster.shutdown().expect("clean shutdown");
+}
+
+/// A client that names `__consumer_offsets` or `__transaction_state` in a
+/// Metadata request before any group or transaction used them (the course's
+/// tooling lists them to check the ISR) gets them created as their
+/// coordinators need them: `offsets.topic.num.partitions` and
+/// `transaction.state.log.num.partitions` partitions, compacted, not
+/// auto-created as ordinary topics with `num.partitions` (then every group
+/// hashed to a missing partition found no coordinator, for good).
+#[test]
+fn internal_topics_named_in_metadata_first_are_created_as_their_coordinators_need() {
+    let settings = [
+        ("broker.heartbeat.interval.ms", "500"),
+        ("broker.session.timeout.ms", "4000"),
+        ("offsets.topic.num.partitions", "3"),
+        ("transaction.state.log.num.partitions", "2"),
+    ];
+    let cluster = TestCluster::start(3, &settings).expect("three nodes start");
+    let bootstrap = cluster.bootstrap().to_string();
+    let address = cluster.nodes()[0].address();
+    eventually("every broker is unfenced", Duration::from_secs(30), || {
+        brokers(&address) == BTreeSet::from([1, 2, 3])
+    });
+    // A producer's Metadata request allows auto-creation.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    for (topic, partitions) in [("__consumer_offsets", 3), ("__transaction_state", 2)] {
+        eventually_seen(
+            &format!("{topic} is created with {partitions} partitions"),
+            Duration::from_secs(60),
+            || {
+                let seen = producer
+                    .client()
+                    .fetch_metadata(Some(topic), Duration::from_secs(10))
+                    .ok()
+                    .and_then(|m| {
+                        let entry = m.topics().iter().find(|t| t.name() == topic)?;
+                        Some((entry.error(), entry.partitions().len()))
+                    });
+                (seen == Some((None, partitions)), format!("{seen:?}"))
+            },
+        );
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("admin");
+        let configs = block_on(admin.describe_configs(
+            [&ResourceSpecifier::Topic(topic)],
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+        ))
+        .expect("describe configs");
+        let resource = configs[0].as_ref().expect("topic configs");
+        let policy = resource.get("cleanup.policy").and_then(|e| e.value.clone());
+        assert_eq!(policy.as_deref(), Some("compact"), "{topic}");
+    }
+
+    // A group finds its coordinator and consumes.
+    create_topic(&address, "after-metadata", 1);
+    produce(&bootstrap, "after-metadata", 5);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "after-metadata-group")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["after-metadata"]).expect("subscribe");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut values = BTreeSet::new();
+    while values.len() < 5 && std::time::Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            values.insert(message.payload().map(|p| p.to_vec()));
+        }
+    }
+    assert_eq!(values.len(), 5, "the group consumed {values:?}");
 }

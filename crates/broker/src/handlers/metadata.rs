@@ -14,12 +14,22 @@ use super::{
     TOPIC_OPERATIONS_ALL,
 };
 use crate::controller::{self, Controller, TopicSpec};
+use crate::coordinator_topics;
 use crate::error_codes;
+use crate::group::GroupCoordinator;
 use crate::metadata_view::MetadataView;
+use crate::txn::TransactionCoordinator;
+
+/// The coordinators, for a request naming one of their internal topics.
+pub struct Coordinators<'a> {
+    pub groups: &'a GroupCoordinator,
+    pub txns: &'a TransactionCoordinator,
+}
 
 pub async fn handle(
     metadata: &MetadataView,
     controller: &Controller,
+    coordinators: Coordinators<'_>,
     header: &RequestHeader,
     request: MetadataRequest,
 ) -> MetadataResponse {
@@ -47,6 +57,7 @@ pub async fn handle(
                     by_name(
                         metadata,
                         controller,
+                        &coordinators,
                         name.0.as_str(),
                         allow_auto_create,
                         include_topic_operations,
@@ -86,6 +97,7 @@ pub async fn handle(
 async fn by_name(
     metadata: &MetadataView,
     controller: &Controller,
+    coordinators: &Coordinators<'_>,
     name: &str,
     allow_auto_create: bool,
     include_operations: bool,
@@ -104,6 +116,25 @@ async fn by_name(
     }
     if !allow_auto_create {
         return error(error_codes::UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    let internal = coordinator_topics::ensure_by_name(
+        controller,
+        coordinators.groups,
+        coordinators.txns,
+        name,
+    )
+    .await;
+    if let Some(created) = internal {
+        // As Kafka: an internal topic that cannot be created yet (too few
+        // brokers for its replication factor) is COORDINATOR_NOT_AVAILABLE.
+        if let Err(message) = created {
+            tracing::warn!(topic = name, %message, "creating an internal topic failed");
+            return error(error_codes::COORDINATOR_NOT_AVAILABLE);
+        }
+        return match metadata.image().topic(name) {
+            Some(topic) => describe_topic(topic, include_operations),
+            None => error(error_codes::LEADER_NOT_AVAILABLE),
+        };
     }
     let spec = TopicSpec {
         name: name.to_string(),
