@@ -5,7 +5,8 @@
 #      real `sluice` binary and talk to it with rdkafka (librdkafka),
 #   3. the third-party client suite in compat/ (kcat, confluent-kafka,
 #      kafka-python, kafkajs) against a started broker; it installs its own
-#      dependencies (apt, a venv, npm into compat/),
+#      dependencies (apt, a venv, npm into compat/), with the course's
+#      replication scenario on a 3-node cluster of its own (compat/course/),
 #   4. the same shared-broker suites against a 3-node `sluice dev` cluster.
 # Exits non-zero if anything failed.
 set -euo pipefail
