@@ -1,8 +1,12 @@
 //! `sluice-faults`: starts a cluster of real `sluice serve` processes,
-//! produces into it with idempotent acks=all producers while a seeded
-//! nemesis kills, pauses and partitions nodes, heals everything, reads
-//! every partition back (twice, from different leaders) and checks that
-//! nothing acknowledged was lost, duplicated, moved or diverged.
+//! produces into it with idempotent acks=all producers, consumes it with a
+//! consumer group that commits offsets and with an exactly-once
+//! consume-transform-produce job, while a seeded nemesis kills, pauses and
+//! partitions nodes; heals everything, reads every partition back (twice,
+//! from different leaders) and checks that nothing acknowledged was lost,
+//! duplicated, moved or diverged, that committed offsets never went back,
+//! and that the job's output holds every committed input exactly once and
+//! nothing aborted.
 //!
 //! It must run inside a private network and mount namespace (it flushes
 //! the namespace's iptables OUTPUT chain and mounts tmpfs data dirs):
@@ -14,6 +18,9 @@
 
 mod checker;
 mod cluster;
+mod consumption;
+mod eos;
+mod group;
 mod history;
 mod metadata;
 mod nemesis;
@@ -43,6 +50,9 @@ use crate::nemesis::{FaultKind, Nemesis, Window};
 const NAMESPACE_MARKER: &str = "SLUICE_FAULTS_PRIVATE_NAMESPACE";
 /// The data topic.
 const TOPIC: &str = "faults-data";
+/// The exactly-once job's output topic (as many partitions as the data
+/// topic).
+const OUT_TOPIC: &str = "faults-out";
 /// Its replication factor (and the in-sync count healing waits for).
 const REPLICATION_FACTOR: usize = 3;
 /// How long the cluster may take to form, or to heal after the faults.
@@ -185,9 +195,18 @@ fn run(args: Args) -> anyhow::Result<u64> {
         REPLICATION_FACTOR as i32,
         HEAL_TIMEOUT,
     )?;
+    metadata::create_topic(
+        &bootstrap,
+        OUT_TOPIC,
+        args.partitions,
+        REPLICATION_FACTOR as i32,
+        HEAL_TIMEOUT,
+    )?;
     let metadata = MetadataClient::new(&bootstrap)?;
-    wait_healthy(&metadata, TOPIC, REPLICATION_FACTOR, HEAL_TIMEOUT, || {})
-        .context("the new topic never became healthy")?;
+    for topic in [TOPIC, OUT_TOPIC] {
+        wait_healthy(&metadata, topic, REPLICATION_FACTOR, HEAL_TIMEOUT, || {})
+            .with_context(|| format!("the new topic {topic} never became healthy"))?;
+    }
 
     tracing::info!("phase: produce (rate {}/s)", args.rate);
     let history = Shared::default();
@@ -203,6 +222,7 @@ fn run(args: Args) -> anyhow::Result<u64> {
         let stop = stop.clone();
         std::thread::spawn(move || producer::run(config, history, stop))
     };
+    let consumers = start_consumers(&bootstrap, args.partitions, &history, &stop);
     std::thread::sleep(CALM);
 
     tracing::info!("phase: faults");
@@ -239,13 +259,16 @@ fn run(args: Args) -> anyhow::Result<u64> {
         std::mem::take(&mut nemesis.windows)
     };
     let metadata = MetadataClient::new(&bootstrap)?;
-    let healed = wait_healthy(&metadata, TOPIC, REPLICATION_FACTOR, HEAL_TIMEOUT, || {
-        supervise(&mut cluster, &history, &mut findings)
-    });
-    if let Err(error) = &healed {
-        findings
-            .problems
-            .push(format!("not healed after the faults: {error:#}"));
+    let mut healed = Ok(());
+    for topic in [TOPIC, OUT_TOPIC] {
+        if let Err(error) = wait_healthy(&metadata, topic, REPLICATION_FACTOR, HEAL_TIMEOUT, || {
+            supervise(&mut cluster, &history, &mut findings)
+        }) {
+            findings
+                .problems
+                .push(format!("not healed after the faults: {error:#}"));
+            healed = Err(());
+        }
     }
     tracing::info!(
         "healed: every partition has a leader and {REPLICATION_FACTOR} in sync: {}",
@@ -275,9 +298,12 @@ fn run(args: Args) -> anyhow::Result<u64> {
             .problems
             .push("producer thread panicked".to_string()),
     }
+    let consumed = consumers.join(&mut findings);
 
     tracing::info!("phase: read back");
     let mut reads = read_all(&bootstrap, &metadata, args.partitions, &mut findings);
+    let (commit_report, eos_report) =
+        check_consumers(&bootstrap, args.partitions, &reads, &consumed, &mut findings);
     reads_from_other_leaders(
         &mut cluster,
         &metadata,
@@ -292,7 +318,8 @@ fn run(args: Args) -> anyhow::Result<u64> {
     let report = checker::check(&acked, &failed, &reads);
     let panics = find_panics(&cluster);
     print_summary(&history, &windows, &acked, failed.len(), unknown, &report);
-    let mut violations = report.violations();
+    print_consumers(&consumed, &commit_report, &eos_report);
+    let mut violations = report.violations() + commit_report.violations() + eos_report.violations();
     for problem in findings
         .crashes
         .iter()
@@ -603,6 +630,228 @@ fn print_summary(
     out.push_str("notes\n");
     for note in &history.notes {
         out.push_str(&format!("  {note}\n"));
+    }
+    tracing::info!("{out}");
+}
+
+/// The consuming workloads' threads and what they record.
+struct Consumers {
+    /// The group members, the offset observer and the exactly-once job.
+    threads: Vec<(String, std::thread::JoinHandle<anyhow::Result<()>>)>,
+    /// The group's history.
+    group: group::SharedGroup,
+    /// The job's statistics.
+    eos: eos::SharedEos,
+}
+
+/// What the consuming workloads did, once they stopped.
+struct Consumed {
+    group: group::GroupHistory,
+    eos: eos::EosStats,
+}
+
+/// Starts the group members, the observer of their offsets and the
+/// exactly-once job; they run until `stop`.
+fn start_consumers(
+    bootstrap: &str,
+    partitions: i32,
+    history: &Shared,
+    stop: &Arc<AtomicBool>,
+) -> Consumers {
+    let group = group::SharedGroup::default();
+    let eos_stats = eos::SharedEos::default();
+    let mut threads = Vec::new();
+    for member in 0..group::MEMBERS {
+        let (bootstrap, group, history, stop) = (
+            bootstrap.to_string(),
+            group.clone(),
+            history.clone(),
+            stop.clone(),
+        );
+        threads.push((
+            format!("group member {member}"),
+            std::thread::spawn(move || {
+                group::run_member(bootstrap, TOPIC.to_string(), member, group, history, stop)
+            }),
+        ));
+    }
+    {
+        let (bootstrap, group, stop) = (bootstrap.to_string(), group.clone(), stop.clone());
+        threads.push((
+            "group offset observer".to_string(),
+            std::thread::spawn(move || {
+                group::run_observer(bootstrap, TOPIC.to_string(), partitions, group, stop)
+            }),
+        ));
+    }
+    {
+        let config = eos::EosConfig {
+            bootstrap: bootstrap.to_string(),
+            input: TOPIC.to_string(),
+            output: OUT_TOPIC.to_string(),
+        };
+        let (stats, history, stop) = (eos_stats.clone(), history.clone(), stop.clone());
+        threads.push((
+            "exactly-once job".to_string(),
+            std::thread::spawn(move || eos::run(config, stats, history, stop)),
+        ));
+    }
+    Consumers {
+        threads,
+        group,
+        eos: eos_stats,
+    }
+}
+
+impl Consumers {
+    /// Waits for every thread (they stop with the producer); a thread
+    /// that failed is a finding.
+    fn join(self, findings: &mut Findings) -> Consumed {
+        for (name, thread) in self.threads {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => findings.problems.push(format!("{name} failed: {error:#}")),
+                Err(_) => findings.problems.push(format!("{name} panicked")),
+            }
+        }
+        Consumed {
+            group: std::mem::take(&mut *self.group.lock()),
+            eos: std::mem::take(&mut *self.eos.lock()),
+        }
+    }
+}
+
+/// A group's committed offsets at the end, retried until [`READ_TIMEOUT`].
+/// `read_committed` asks for stable offsets (KIP-447: none pending in an
+/// open transaction).
+fn final_committed(
+    bootstrap: &str,
+    group_id: &str,
+    partitions: i32,
+    read_committed: bool,
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let mut client = rdkafka::config::ClientConfig::new();
+    client
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("socket.connection.setup.timeout.ms", "5000");
+    if read_committed {
+        client.set("isolation.level", "read_committed");
+    }
+    let consumer: rdkafka::consumer::BaseConsumer = client.create()?;
+    let deadline = Instant::now() + READ_TIMEOUT;
+    loop {
+        match group::committed(&consumer, TOPIC, partitions, Duration::from_secs(10)) {
+            Ok(offsets) => return Ok(offsets),
+            Err(error) if Instant::now() < deadline => {
+                tracing::info!(group_id, "committed offsets unavailable ({error:#}); retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// The checks of the consuming workloads, after the data topic's first
+/// read: the group's offsets, and the job's output (read under
+/// read_committed) against that read and the job's committed offsets.
+fn check_consumers(
+    bootstrap: &str,
+    partitions: i32,
+    reads: &BTreeMap<i32, Vec<PartitionRead>>,
+    consumed: &Consumed,
+    findings: &mut Findings,
+) -> (consumption::CommitReport, consumption::EosReport) {
+    let group_end = final_committed(bootstrap, group::GROUP, partitions, false)
+        .unwrap_or_else(|error| {
+            findings
+                .problems
+                .push(format!("the group's final committed offsets: {error:#}"));
+            BTreeMap::new()
+        });
+    let commits =
+        consumption::check_commits(&consumed.group.observed, &consumed.group.acked, &group_end);
+    if consumed.group.acked.is_empty() {
+        findings
+            .problems
+            .push("the consumer group committed nothing; its check checked nothing".to_string());
+    }
+    let eos_end = final_committed(bootstrap, eos::GROUP, partitions, true).unwrap_or_else(|error| {
+        findings
+            .problems
+            .push(format!("the exactly-once job's final committed offsets: {error:#}"));
+        BTreeMap::new()
+    });
+    let inputs: BTreeMap<i32, Vec<(i64, String)>> = reads
+        .iter()
+        .filter_map(|(p, r)| Some((*p, r.first()?.records.clone())))
+        .collect();
+    let mut outputs = BTreeMap::new();
+    for partition in 0..partitions {
+        match reader::read_partition_as(
+            bootstrap,
+            OUT_TOPIC,
+            partition,
+            -1,
+            READ_TIMEOUT,
+            reader::Isolation::ReadCommitted,
+        ) {
+            Ok(read) => {
+                outputs.insert(partition, read.records);
+            }
+            Err(error) => findings
+                .problems
+                .push(format!("read_committed read of {OUT_TOPIC}/{partition}: {error:#}")),
+        }
+    }
+    let eos = consumption::check_eos(&inputs, &eos_end, &outputs);
+    if eos.covered == 0 {
+        findings.problems.push(
+            "the exactly-once job committed nothing; its check checked nothing".to_string(),
+        );
+    }
+    (commits, eos)
+}
+
+fn print_consumers(
+    consumed: &Consumed,
+    commits: &consumption::CommitReport,
+    eos: &consumption::EosReport,
+) {
+    let mut out = String::from("\n==== consumers ====\n");
+    let group = &consumed.group;
+    out.push_str(&format!(
+        "group: {} members consumed {} records; commits acknowledged {}, failed {}\n",
+        group::MEMBERS,
+        group.consumed,
+        commits.acked,
+        group.failed.values().sum::<u64>()
+    ));
+    for (error, count) in &group.failed {
+        out.push_str(&format!("    {count:>6}  {error}\n"));
+    }
+    out.push_str(&format!(
+        "  committed offsets observed {}: backwards {}, lost commits {}\n",
+        commits.observations, commits.backwards, commits.lost
+    ));
+    for example in &commits.examples {
+        out.push_str(&format!("  {example}\n"));
+    }
+    let stats = &consumed.eos;
+    out.push_str(&format!(
+        "exactly-once job: {} starts, transactions committed {}, aborted on purpose {}, aborted after an error {}\n",
+        stats.starts, stats.committed, stats.aborted_on_purpose, stats.aborted_after_error
+    ));
+    for (error, count) in &stats.errors {
+        out.push_str(&format!("    {count:>6}  {error}\n"));
+    }
+    out.push_str(&format!(
+        "  inputs below the committed offsets {}, outputs visible {}: missing {}, duplicated {}, beyond committed {}, aborted read {}, foreign {}\n",
+        eos.covered, eos.outputs, eos.missing, eos.duplicated, eos.beyond_committed, eos.aborted_read, eos.foreign
+    ));
+    for example in &eos.examples {
+        out.push_str(&format!("  {example}\n"));
     }
     tracing::info!("{out}");
 }
