@@ -91,10 +91,7 @@ pub fn check_commits(
             }
             Some(&(offset, _)) if observation.offset == offset => {}
             _ => {
-                highest.insert(
-                    observation.partition,
-                    (observation.offset, observation.at),
-                );
+                highest.insert(observation.partition, (observation.offset, observation.at));
             }
         }
     }
@@ -222,7 +219,9 @@ pub fn check_eos(
                     report.missing += 1;
                     report.example(
                         "eos missing",
-                        format!("input {partition}@{offset} (committed {covered_to}) has no output"),
+                        format!(
+                            "input {partition}@{offset} (committed {covered_to}) has no output"
+                        ),
                     );
                 }
                 1 => {}
@@ -254,7 +253,12 @@ mod tests {
 
     #[test]
     fn commits_that_only_grow_and_survive_pass() {
-        let observed = [look(1.0, 0, 5), look(2.0, 0, 5), look(3.0, 0, 9), look(1.5, 1, 2)];
+        let observed = [
+            look(1.0, 0, 5),
+            look(2.0, 0, 5),
+            look(3.0, 0, 9),
+            look(1.5, 1, 2),
+        ];
         let acked = [(0, 5, 0.5), (0, 9, 2.5), (1, 2, 1.0)];
         let end = BTreeMap::from([(0, 9), (1, 2)]);
         let report = check_commits(&observed, &acked, &end);
@@ -299,7 +303,7 @@ mod tests {
 
     #[test]
     fn an_exact_output_passes() {
-        let inputs = inputs(&[(0, &["a", "b", "c"]), (1, &["d"])]);
+        let inputs = inputs(&[(0, &["a", "b", "c"][..]), (1, &["d"][..])]);
         let committed = BTreeMap::from([(0, 2), (1, 1)]);
         let outputs = BTreeMap::from([
             (0, out(&[(false, 0, 0, "a"), (false, 0, 1, "b")])),
@@ -312,7 +316,7 @@ mod tests {
 
     #[test]
     fn every_kind_of_exactly_once_violation_is_caught() {
-        let inputs = inputs(&[(0, &["a", "b", "c", "d"])]);
+        let inputs = inputs(&[(0, &["a", "b", "c", "d"][..])]);
         let committed = BTreeMap::from([(0, 3)]);
         let outputs = BTreeMap::from([(
             0,
@@ -320,7 +324,7 @@ mod tests {
                 (false, 0, 0, "a"),
                 (false, 0, 0, "a"), // duplicated
                 // offset 1 ("b") missing
-                (true, 0, 2, "c"),  // aborted, visible
+                (true, 0, 2, "c"), // aborted, visible
                 (false, 0, 2, "c"),
                 (false, 0, 3, "d"), // beyond the committed offset 3
                 (false, 0, 2, "x"), // foreign: the input holds "c"

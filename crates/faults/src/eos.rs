@@ -306,7 +306,9 @@ pub fn run(
         let job = match start(&config, instance) {
             Ok(job) => job,
             Err(error) => {
-                history.note(format!("exactly-once job instance {instance} did not start: {error:#}"));
+                history.note(format!(
+                    "exactly-once job instance {instance} did not start: {error:#}"
+                ));
                 std::thread::sleep(RESTART_BACKOFF);
                 continue;
             }
@@ -318,7 +320,7 @@ pub fn run(
                 continue;
             }
             transactions += 1;
-            let on_purpose = transactions % ABORT_EVERY == 0;
+            let on_purpose = transactions.is_multiple_of(ABORT_EVERY);
             match transaction(&config, &job, &batch, on_purpose, &stats) {
                 Ok(Ended::Committed) => stats.lock().committed += 1,
                 Ok(Ended::AbortedOnPurpose) => {
@@ -345,7 +347,9 @@ pub fn run(
     // init_transactions, so the final read does not wait for the
     // coordinator's transaction timeout.
     if let Err(error) = new_producer(&config, instance + 1) {
-        history.note(format!("exactly-once job: the closing init_transactions failed: {error:#}"));
+        history.note(format!(
+            "exactly-once job: the closing init_transactions failed: {error:#}"
+        ));
     }
     history.note(format!(
         "exactly-once job stopped after {transactions} transactions in {instance} instances"

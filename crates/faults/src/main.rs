@@ -259,7 +259,7 @@ fn run(args: Args) -> anyhow::Result<u64> {
         std::mem::take(&mut nemesis.windows)
     };
     let metadata = MetadataClient::new(&bootstrap)?;
-    let mut healed = Ok(());
+    let mut healed = true;
     for topic in [TOPIC, OUT_TOPIC] {
         if let Err(error) = wait_healthy(&metadata, topic, REPLICATION_FACTOR, HEAL_TIMEOUT, || {
             supervise(&mut cluster, &history, &mut findings)
@@ -267,12 +267,12 @@ fn run(args: Args) -> anyhow::Result<u64> {
             findings
                 .problems
                 .push(format!("not healed after the faults: {error:#}"));
-            healed = Err(());
+            healed = false;
         }
     }
     tracing::info!(
         "healed: every partition has a leader and {REPLICATION_FACTOR} in sync: {}",
-        healed.is_ok()
+        healed
     );
     let addresses: Vec<(u32, String)> = cluster
         .nodes
@@ -302,8 +302,13 @@ fn run(args: Args) -> anyhow::Result<u64> {
 
     tracing::info!("phase: read back");
     let mut reads = read_all(&bootstrap, &metadata, args.partitions, &mut findings);
-    let (commit_report, eos_report) =
-        check_consumers(&bootstrap, args.partitions, &reads, &consumed, &mut findings);
+    let (commit_report, eos_report) = check_consumers(
+        &bootstrap,
+        args.partitions,
+        &reads,
+        &consumed,
+        &mut findings,
+    );
     reads_from_other_leaders(
         &mut cluster,
         &metadata,
@@ -745,7 +750,10 @@ fn final_committed(
         match group::committed(&consumer, TOPIC, partitions, Duration::from_secs(10)) {
             Ok(offsets) => return Ok(offsets),
             Err(error) if Instant::now() < deadline => {
-                tracing::info!(group_id, "committed offsets unavailable ({error:#}); retrying");
+                tracing::info!(
+                    group_id,
+                    "committed offsets unavailable ({error:#}); retrying"
+                );
                 std::thread::sleep(Duration::from_millis(500));
             }
             Err(error) => return Err(error),
@@ -763,8 +771,8 @@ fn check_consumers(
     consumed: &Consumed,
     findings: &mut Findings,
 ) -> (consumption::CommitReport, consumption::EosReport) {
-    let group_end = final_committed(bootstrap, group::GROUP, partitions, false)
-        .unwrap_or_else(|error| {
+    let group_end =
+        final_committed(bootstrap, group::GROUP, partitions, false).unwrap_or_else(|error| {
             findings
                 .problems
                 .push(format!("the group's final committed offsets: {error:#}"));
@@ -777,12 +785,13 @@ fn check_consumers(
             .problems
             .push("the consumer group committed nothing; its check checked nothing".to_string());
     }
-    let eos_end = final_committed(bootstrap, eos::GROUP, partitions, true).unwrap_or_else(|error| {
-        findings
-            .problems
-            .push(format!("the exactly-once job's final committed offsets: {error:#}"));
-        BTreeMap::new()
-    });
+    let eos_end =
+        final_committed(bootstrap, eos::GROUP, partitions, true).unwrap_or_else(|error| {
+            findings.problems.push(format!(
+                "the exactly-once job's final committed offsets: {error:#}"
+            ));
+            BTreeMap::new()
+        });
     let inputs: BTreeMap<i32, Vec<(i64, String)>> = reads
         .iter()
         .filter_map(|(p, r)| Some((*p, r.first()?.records.clone())))
@@ -800,16 +809,16 @@ fn check_consumers(
             Ok(read) => {
                 outputs.insert(partition, read.records);
             }
-            Err(error) => findings
-                .problems
-                .push(format!("read_committed read of {OUT_TOPIC}/{partition}: {error:#}")),
+            Err(error) => findings.problems.push(format!(
+                "read_committed read of {OUT_TOPIC}/{partition}: {error:#}"
+            )),
         }
     }
     let eos = consumption::check_eos(&inputs, &eos_end, &outputs);
     if eos.covered == 0 {
-        findings.problems.push(
-            "the exactly-once job committed nothing; its check checked nothing".to_string(),
-        );
+        findings
+            .problems
+            .push("the exactly-once job committed nothing; its check checked nothing".to_string());
     }
     (commits, eos)
 }

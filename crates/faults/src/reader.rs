@@ -90,7 +90,8 @@ pub fn read_partition_as(
             let Some(other) = &uncommitted else {
                 return Ok(true);
             };
-            let (_, watermark) = other.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
+            let (_, watermark) =
+                other.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
             Ok(watermark == high)
         };
         match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
@@ -104,7 +105,9 @@ pub fn read_partition_as(
                         tracing::info!(partition, "a transaction is still open; waiting");
                         std::thread::sleep(Duration::from_millis(500));
                     }
-                    Ok(false) => bail!("{topic}/{partition}: a transaction stayed open for {timeout:?}"),
+                    Ok(false) => {
+                        bail!("{topic}/{partition}: a transaction stayed open for {timeout:?}")
+                    }
                     Err(error) if Instant::now() < deadline => {
                         tracing::info!(partition, %error, "watermarks unavailable; retrying");
                         std::thread::sleep(Duration::from_millis(500));
