@@ -166,7 +166,8 @@ pub fn check_eos(
         .iter()
         .flat_map(|(&p, records)| records.iter().map(move |(o, v)| ((p, *o), v.as_str())))
         .collect();
-    let mut count: HashMap<(i32, i64), u64> = HashMap::new();
+    // Where each input record's outputs are (output offsets).
+    let mut written: HashMap<(i32, i64), Vec<i64>> = HashMap::new();
     for (&out_partition, records) in outputs {
         for (out_offset, text) in records {
             report.outputs += 1;
@@ -197,7 +198,10 @@ pub fn check_eos(
                 );
                 continue;
             }
-            *count.entry((partition, offset)).or_default() += 1;
+            written
+                .entry((partition, offset))
+                .or_default()
+                .push(*out_offset);
             if committed.get(&partition).is_none_or(|c| offset >= *c) {
                 report.beyond_committed += 1;
                 report.example(
@@ -212,9 +216,24 @@ pub fn check_eos(
     }
     for (&partition, records) in inputs {
         let covered_to = committed.get(&partition).copied().unwrap_or(0);
+        // Runs of consecutive duplicated inputs, reported as one example
+        // each: (first input, last input, output offsets of the first).
+        let mut run: Option<(i64, i64, Vec<i64>)> = None;
+        let report_run = |report: &mut EosReport, run: Option<(i64, i64, Vec<i64>)>| {
+            if let Some((first, last, at)) = run {
+                report.example(
+                    "eos duplicated",
+                    format!(
+                        "inputs {partition}@{first}..={last} have more than one output \
+                         (input {first} at output offsets {at:?})"
+                    ),
+                );
+            }
+        };
         for (offset, _) in records.iter().filter(|(o, _)| *o < covered_to) {
             report.covered += 1;
-            match count.get(&(partition, *offset)).copied().unwrap_or(0) {
+            let outputs = written.get(&(partition, *offset));
+            match outputs.map_or(0, Vec::len) {
                 0 => {
                     report.missing += 1;
                     report.example(
@@ -226,14 +245,20 @@ pub fn check_eos(
                 }
                 1 => {}
                 n => {
-                    report.duplicated += n - 1;
-                    report.example(
-                        "eos duplicated",
-                        format!("input {partition}@{offset} has {n} outputs"),
-                    );
+                    report.duplicated += n as u64 - 1;
+                    match &mut run {
+                        Some((_, last, _)) if *last + 1 == *offset => *last = *offset,
+                        _ => {
+                            let at = outputs.cloned().unwrap_or_default();
+                            report_run(&mut report, run.replace((*offset, *offset, at)));
+                        }
+                    }
+                    continue;
                 }
             }
+            report_run(&mut report, run.take());
         }
+        report_run(&mut report, run.take());
     }
     report
 }

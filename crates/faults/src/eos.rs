@@ -314,10 +314,21 @@ pub fn run(
             }
         };
         stats.lock().starts += 1;
+        history.note(format!("exactly-once job instance {instance} started"));
+        // Where this instance began reading each partition (the group's
+        // committed offsets as it found them), noted once per partition.
+        let mut first_read: BTreeMap<i32, i64> = BTreeMap::new();
         while !stop.load(Ordering::Relaxed) {
             let batch = poll_batch(&job.0, &stop);
             if batch.is_empty() {
                 continue;
+            }
+            for (partition, offset, _) in &batch {
+                if first_read.insert(*partition, *offset).is_none() {
+                    history.note(format!(
+                        "exactly-once job instance {instance} first read {partition}@{offset}"
+                    ));
+                }
             }
             transactions += 1;
             let on_purpose = transactions.is_multiple_of(ABORT_EVERY);
@@ -335,7 +346,12 @@ pub fn run(
                         break;
                     }
                 }
-                Err(Failed::Restart) => break,
+                Err(Failed::Restart) => {
+                    history.note(format!(
+                        "exactly-once job instance {instance} stops after transaction {transactions} failed"
+                    ));
+                    break;
+                }
             }
         }
         // Dropping the producer leaves an open transaction to the next
