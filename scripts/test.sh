@@ -7,7 +7,10 @@
 #      kafka-python, kafkajs) against a started broker; it installs its own
 #      dependencies (apt, a venv, npm into compat/), with the course's
 #      replication scenario on a 3-node cluster of its own (compat/course/),
-#   4. the same shared-broker suites against a 3-node `sluice dev` cluster.
+#   4. the same shared-broker suites against a 3-node `sluice dev` cluster,
+#   5. the fault-injection suite's short mode (scripts/faults.sh, fixed
+#      seeds; needs root for its private namespaces; SLUICE_FAULTS=0 leaves
+#      it out, and says so).
 # Exits non-zero if anything failed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -48,3 +51,20 @@ echo "== compat suite against a 3-node cluster"
 # rebalance once in seven runs on 2 cores (compat/README.md, cluster mode);
 # `SLUICE_COMPAT_BROKERS=3 bash compat/run.sh` runs them too.
 SLUICE_COMPAT_BROKERS=3 SLUICE_COMPAT_GROUPS=0 bash compat/run.sh confluent kafka-python kcat kafkajs
+
+echo "== fault-injection suite (short mode)"
+# Two fixed seeds of 60 s of faults each on 3 nodes (about 3 minutes):
+# kills, pauses and partitions under the producer, consumer-group and
+# exactly-once workloads, then the checker (docs/FAULTS.md). Long runs are
+# manual: scripts/faults.sh --duration 900 --nodes 5 --combine ...
+if [[ "${SLUICE_FAULTS:-1}" == 0 ]]; then
+  echo "test.sh: SLUICE_FAULTS=0: the fault-injection suite was NOT run"
+elif [[ $(id -u) -ne 0 ]]; then
+  echo "test.sh: the fault-injection suite needs root (network namespaces, iptables);" \
+    "run as root or set SLUICE_FAULTS=0 to leave it out" >&2
+  exit 1
+else
+  for seed in 1 2; do
+    bash scripts/faults.sh --seed "$seed" --duration 60
+  done
+fi

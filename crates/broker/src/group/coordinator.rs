@@ -13,6 +13,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch, Notify};
 
+use super::pending::PendingTxnOffsets;
 use super::records;
 use super::state::{
     CommittedOffset, Group, GroupConfig, GroupState, JoinRequest, JoinResult, LeavingMember,
@@ -157,6 +158,8 @@ pub struct GroupCoordinator {
     next_token: AtomicU64,
     /// Milliseconds for the state machine.
     clock: Clock,
+    /// Transactional offsets waiting for their producer's marker.
+    pending: Mutex<PendingTxnOffsets>,
 }
 
 impl GroupCoordinator {
@@ -170,6 +173,7 @@ impl GroupCoordinator {
             stopping: AtomicBool::new(false),
             next_token: AtomicU64::new(1),
             clock: Clock::new(),
+            pending: Mutex::new(PendingTxnOffsets::default()),
         })
     }
 
@@ -216,9 +220,11 @@ impl GroupCoordinator {
         }
         for (index, epoch) in plan.load {
             let mut loaded: HashMap<String, LoadedGroup> = HashMap::new();
+            let mut pending = PendingTxnOffsets::default();
             if let Ok(partition) = self.replicas.leader_partition(OFFSETS_TOPIC, index) {
-                store::replay(&partition, &mut loaded);
+                pending = store::replay(&partition, &mut loaded);
             }
+            self.pending.lock().merge(pending);
             let now = self.clock.now_ms();
             let count = loaded.len();
             for (group_id, data) in loaded {
@@ -251,6 +257,9 @@ impl GroupCoordinator {
     /// Drops the groups of a partition no longer led here: their parked
     /// requests are answered NOT_COORDINATOR.
     fn unload(&self, index: i32) {
+        self.pending
+            .lock()
+            .drop_groups(|group| self.partition_for(group) == index);
         let handles: Vec<(String, Arc<GroupHandle>)> = self
             .groups
             .lock()
@@ -532,6 +541,41 @@ impl GroupCoordinator {
             None if generation_id < 0 => Ok(()),
             None => Err(KafkaError::IllegalGeneration),
         }
+    }
+
+    /// A TxnOffsetCommit's offsets, durable in `__consumer_offsets`, wait
+    /// for their producer's marker.
+    pub fn add_pending_offsets(
+        &self,
+        producer_id: i64,
+        group_id: &str,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    ) {
+        self.pending.lock().add(producer_id, group_id, offsets);
+    }
+
+    /// The producer's marker was written to the `__consumer_offsets`
+    /// partitions `offsets_partitions` (None: every partition): its pending
+    /// offsets of the groups there become committed (`commit`) or are
+    /// dropped (Kafka's GroupCoordinator.onTransactionCompleted).
+    pub fn complete_pending_offsets(
+        self: &Arc<Self>,
+        producer_id: i64,
+        commit: bool,
+        offsets_partitions: Option<&[i32]>,
+    ) {
+        let done = self.pending.lock().complete(producer_id, commit, |group| {
+            offsets_partitions.is_none_or(|p| p.contains(&self.partition_for(group)))
+        });
+        for (group_id, offsets) in done {
+            self.materialize_offsets(&group_id, offsets);
+        }
+    }
+
+    /// Whether a transaction has uncommitted offsets of `group_id` for this
+    /// partition (OffsetFetch `require_stable`).
+    pub fn has_pending_offsets(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.pending.lock().has(group_id, topic, partition)
     }
 
     /// Offsets of a committed transaction become visible (their records are

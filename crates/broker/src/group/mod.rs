@@ -9,8 +9,10 @@
 //!   requests (oneshot channels), one timer task per group, offset commits
 //!   acknowledged once durable.
 //! - `store` — appending to and replaying `__consumer_offsets`.
+//! - `pending` — transactional offsets waiting for their producer's marker.
 
 pub mod coordinator;
+pub mod pending;
 pub mod records;
 pub mod state;
 pub mod store;

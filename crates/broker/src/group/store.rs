@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sluice_log::control::{self, ControlType};
 
+use super::pending::PendingTxnOffsets;
 use super::records::{self, RecordKey, StoredGroup, StoredMember};
 use super::state::CommittedOffset;
 use super::state::{Group, GroupState, Member};
@@ -38,8 +39,13 @@ pub fn append(
 type HeldRecord = (Option<Bytes>, Option<Bytes>);
 
 /// Replays one partition into `groups`. Damaged records are skipped with a
-/// warning; a read error stops the replay of this partition.
-pub fn replay(partition: &Partition, groups: &mut HashMap<String, LoadedGroup>) {
+/// warning; a read error stops the replay of this partition. Returns the
+/// transactional offsets whose producer has written no marker yet (they
+/// become pending again, [`super::pending`]).
+pub fn replay(
+    partition: &Partition,
+    groups: &mut HashMap<String, LoadedGroup>,
+) -> PendingTxnOffsets {
     // Transactional records by producer id, until their marker.
     let mut transactional: HashMap<i64, Vec<HeldRecord>> = HashMap::new();
     crate::internal_topic::replay(partition, OFFSETS_TOPIC, |record| {
@@ -66,6 +72,23 @@ pub fn replay(partition: &Partition, groups: &mut HashMap<String, LoadedGroup>) 
         }
         apply(groups, record.key.as_ref(), record.value.as_ref());
     });
+    let mut pending = PendingTxnOffsets::default();
+    for (producer_id, held) in transactional {
+        for (key, value) in held {
+            let Some(RecordKey::Offset {
+                group_id,
+                topic,
+                partition,
+            }) = key.as_ref().and_then(records::decode_key)
+            else {
+                continue;
+            };
+            if let Some(offset) = value.as_ref().and_then(records::decode_offset_value) {
+                pending.add(producer_id, &group_id, vec![((topic, partition), offset)]);
+            }
+        }
+    }
+    pending
 }
 
 fn apply(groups: &mut HashMap<String, LoadedGroup>, key: Option<&Bytes>, value: Option<&Bytes>) {
@@ -176,5 +199,93 @@ pub fn restore(group: &mut Group, stored: StoredGroup, now: i64) {
     {
         let first = group.members().next().map(|m| m.member_id.clone());
         group.leader_id = first;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sluice_log::DataDir;
+    use sluice_meta::{ClusterImage, MetadataRecord, PartitionState};
+
+    use super::*;
+    use crate::config::Settings;
+    use sluice_log::control::Marker;
+
+    const NODE: i32 = 1;
+
+    fn offsets_partition(dir: &std::path::Path) -> (ReplicaManager, Arc<Partition>) {
+        let settings = Arc::new(Settings::new(BTreeMap::new()).expect("default settings"));
+        let replicas = ReplicaManager::new(DataDir::open(dir).expect("data dir"), settings, NODE);
+        let mut image = ClusterImage::default();
+        image.apply(&MetadataRecord::CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            topic_id: uuid::Uuid::new_v4(),
+            partitions: vec![PartitionState {
+                partition: 0,
+                replicas: vec![NODE],
+                isr: vec![NODE],
+                leader: NODE,
+                leader_epoch: 0,
+                ..PartitionState::default()
+            }],
+            configs: BTreeMap::new(),
+        });
+        replicas.reconcile(&Arc::new(image)).expect("reconcile");
+        let partition = replicas.leader_partition(OFFSETS_TOPIC, 0).expect("led");
+        (replicas, partition)
+    }
+
+    fn commit(offset: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        }
+    }
+
+    fn offset_entry(group: &str, partition: i32, offset: i64) -> Entry {
+        (
+            records::offset_key(group, "t", partition),
+            Some(records::offset_value(&commit(offset))),
+        )
+    }
+
+    /// Fault-suite finding (docs/FAULTS.md): a new coordinator forgot the
+    /// transactional offsets that had no marker yet, so the marker that
+    /// came after the failover committed nothing and a consumer restarted
+    /// from the older offsets (duplicated exactly-once output).
+    #[test]
+    fn offsets_of_a_transaction_without_its_marker_come_back_pending() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (replicas, partition) = offsets_partition(dir.path());
+        let append = |entries: &[Entry], producer: Option<(i64, i16)>| {
+            crate::internal_topic::append(&replicas, OFFSETS_TOPIC, 0, entries, producer, 0)
+                .expect("append");
+        };
+        append(&[offset_entry("g", 0, 10)], None);
+        // Producer 7: committed. Producer 8: aborted. Producer 9: open.
+        append(&[offset_entry("g", 0, 20)], Some((7, 0)));
+        append(&[offset_entry("g", 1, 30)], Some((8, 0)));
+        append(&[offset_entry("g", 0, 40)], Some((9, 0)));
+        partition
+            .append_marker(7, 0, Marker::Commit, 0, 0)
+            .expect("commit marker");
+        partition
+            .append_marker(8, 0, Marker::Abort, 0, 0)
+            .expect("abort marker");
+
+        let mut groups = HashMap::new();
+        let mut pending = replay(&partition, &mut groups);
+        let group = groups.get("g").expect("group g");
+        assert_eq!(group.offsets[&("t".to_string(), 0)].offset, 20);
+        assert!(!group.offsets.contains_key(&("t".to_string(), 1)));
+        assert!(pending.has("g", "t", 0), "producer 9's offsets are pending");
+        assert!(!pending.has("g", "t", 1), "producer 8 aborted");
+        let done = pending.complete(9, true, |_| true);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].1[0].1.offset, 40);
     }
 }

@@ -72,9 +72,6 @@ impl TxnConfig {
     }
 }
 
-/// Offsets a transaction committed, by group, waiting for its marker.
-type PendingOffsets = BTreeMap<String, Vec<((String, i32), CommittedOffset)>>;
-
 /// One transactional id; None once it expired (or before it exists).
 type TxnSlot = Arc<tokio::sync::Mutex<Option<TxnMetadata>>>;
 
@@ -93,7 +90,6 @@ pub struct TransactionCoordinator {
     /// Produce verification: each producer id's epoch and ongoing transaction.
     verified: Mutex<ProduceVerifier>,
     /// TxnOffsetCommit offsets by producer id, published on commit.
-    pending_offsets: Mutex<HashMap<i64, PendingOffsets>>,
     /// Set once the first `sync_ownership` ran.
     loaded: AtomicBool,
     /// The `__transaction_state` partitions this node leads and serves.
@@ -118,7 +114,6 @@ impl TransactionCoordinator {
             producer_ids,
             txns: Mutex::new(HashMap::new()),
             verified: Mutex::new(ProduceVerifier::default()),
-            pending_offsets: Mutex::new(HashMap::new()),
             loaded: AtomicBool::new(false),
             partitions: Mutex::new(CoordinatorPartitions::default()),
             stopping: AtomicBool::new(false),
@@ -481,12 +476,8 @@ impl TransactionCoordinator {
         for (partition, offset) in &written {
             self.wait_durable(partition, *offset).await?;
         }
-        let pending = self.pending_offsets.lock().remove(&txn.producer_id);
-        if let (true, Some(groups)) = (commit, pending) {
-            for (group_id, offsets) in groups {
-                self.groups.materialize_offsets(&group_id, offsets);
-            }
-        }
+        self.groups
+            .complete_pending_offsets(txn.producer_id, commit, None);
         let mut completed = txn.clone();
         completed.complete(self.clock.now_ms());
         self.store(&completed).await?;
@@ -749,13 +740,8 @@ impl TransactionCoordinator {
             self.clock.now_ms(),
         )?;
         self.wait_durable(&partition, last_offset).await?;
-        self.pending_offsets
-            .lock()
-            .entry(producer_id)
-            .or_default()
-            .entry(group_id.to_string())
-            .or_default()
-            .extend(offsets);
+        self.groups
+            .add_pending_offsets(producer_id, group_id, offsets);
         Ok(())
     }
 
@@ -770,42 +756,14 @@ impl TransactionCoordinator {
         commit: bool,
         offsets_partitions: &[i32],
     ) {
-        let done: PendingOffsets = {
-            let mut pending = self.pending_offsets.lock();
-            let Some(groups) = pending.get_mut(&producer_id) else {
-                return;
-            };
-            let ended: Vec<String> = groups
-                .keys()
-                .filter(|group| offsets_partitions.contains(&self.groups.partition_for(group)))
-                .cloned()
-                .collect();
-            let done = ended
-                .into_iter()
-                .filter_map(|group| groups.remove(&group).map(|offsets| (group, offsets)))
-                .collect();
-            if groups.is_empty() {
-                pending.remove(&producer_id);
-            }
-            done
-        };
-        if commit {
-            for (group_id, offsets) in done {
-                self.groups.materialize_offsets(&group_id, offsets);
-            }
-        }
+        self.groups
+            .complete_pending_offsets(producer_id, commit, Some(offsets_partitions));
     }
 
     /// Whether a transaction has uncommitted offsets of `group_id` for this
     /// partition (OffsetFetch `require_stable`).
     pub fn has_pending_offsets(&self, group_id: &str, topic: &str, partition: i32) -> bool {
-        self.pending_offsets.lock().values().any(|groups| {
-            groups.get(group_id).is_some_and(|offsets| {
-                offsets
-                    .iter()
-                    .any(|((t, p), _)| t == topic && *p == partition)
-            })
-        })
+        self.groups.has_pending_offsets(group_id, topic, partition)
     }
 
     /// KIP-890 part 1: a transactional batch must carry its producer id's
