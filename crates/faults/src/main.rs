@@ -712,7 +712,23 @@ impl Consumers {
     /// Waits for every thread (they stop with the producer); a thread
     /// that failed is a finding.
     fn join(self, findings: &mut Findings) -> Consumed {
+        // Every client call of the workloads has its own timeout, so they
+        // stop within a minute or so of `stop`; one that does not (a
+        // librdkafka call that outlived its timeout) is reported and left
+        // behind (the namespace ends it with the run) rather than hanging
+        // the run.
+        let deadline = Instant::now() + CONSUMERS_STOP_TIMEOUT;
         for (name, thread) in self.threads {
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if !thread.is_finished() {
+                findings.problems.push(format!(
+                    "{name} did not stop within {CONSUMERS_STOP_TIMEOUT:?} of the end \
+                     (a client call outlived its timeout)"
+                ));
+                continue;
+            }
             match thread.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => findings.problems.push(format!("{name} failed: {error:#}")),
@@ -725,6 +741,10 @@ impl Consumers {
         }
     }
 }
+
+/// How long the consumer workloads may take to stop (their calls are
+/// bounded by 30 s each, a restart adds an init_transactions).
+const CONSUMERS_STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A group's committed offsets at the end, retried until [`READ_TIMEOUT`].
 /// `read_committed` asks for stable offsets (KIP-447: none pending in an
