@@ -22,6 +22,7 @@ pub mod handlers;
 pub mod high_watermark;
 pub mod internal_topic;
 pub mod isr;
+pub mod lease;
 pub mod metadata_view;
 pub mod net;
 pub mod partition;

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::config::Settings;
 use crate::controller::Controller;
 pub use crate::fatal::{FatalError, EXIT_INTERNAL_FAILURE, EXIT_STORAGE_FAILURE};
+use crate::lease::BrokerLease;
 use crate::metadata_view::MetadataView;
 use crate::producer_ids::ProducerIdManager;
 use crate::replica_manager::ReplicaManager;
@@ -410,7 +411,14 @@ fn services(
     replicas: Arc<ReplicaManager>,
 ) -> Arc<BrokerState> {
     let group_config = group::coordinator::CoordinatorConfig::from_settings(&settings);
-    let groups = group::GroupCoordinator::new(group_config, replicas.clone());
+    // A broker of a cluster coordinates groups only while its controller
+    // lease holds (crate::lease).
+    let lease = Arc::new(if quorum.is_networked() && roles.is_broker() {
+        BrokerLease::clustered(settings.get_i64("broker.session.timeout.ms"))
+    } else {
+        BrokerLease::always()
+    });
+    let groups = group::GroupCoordinator::new(group_config, replicas.clone(), lease.clone());
     let controller = Arc::new(Controller::new(
         config.node_id,
         settings.clone(),
@@ -418,6 +426,7 @@ fn services(
         replicas.clone(),
         quorum.is_networked(),
         roles.is_broker(),
+        lease,
     ));
     quorum.set_controller_service(crate::controller::channel::endpoint(&controller));
     let producer_ids = Arc::new(ProducerIdManager::new(controller.clone()));

@@ -7,7 +7,8 @@
 //! new leader whose high watermark is below its epoch's start answers
 //! ListOffsets with OFFSET_NOT_AVAILABLE (KIP-207) until it is not; a
 //! leader killed and restarted at once rejoins the ISRs of its empty
-//! partitions.
+//! partitions; a paused group coordinator, replaced meanwhile, does not
+//! answer OffsetFetch from its stale memory when it resumes.
 
 mod common;
 #[path = "common/group.rs"]
@@ -25,7 +26,14 @@ use common::processes::{start_cluster, Node};
 use common::raw::RawConnection;
 use common::segment::{first_segment_path, parse_batches};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::{
+    BrokerId, GroupId, ListOffsetsRequest, ListOffsetsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -742,5 +750,129 @@ fn a_consumer_group_stays_stable_and_keeps_consuming_when_its_coordinator_is_kil
         context.events(),
         vec![RebalanceEvent::Assign([0, 1, 2].into())],
         "one assignment, no rebalance across the failover"
+    );
+}
+
+/// An admin commit (generation -1) of `offset` for partition 0 of `topic`;
+/// the partition's error code.
+fn commit_offset(address: &str, group: &str, topic: &str, offset: i64) -> i16 {
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(-1)])]);
+    let response: OffsetCommitResponse = RawConnection::connect(address).request(7, 11, &request);
+    response.topics[0].partitions[0].error_code
+}
+
+/// OffsetFetch v7 of partition 0 of `topic`: (group error code, partition
+/// error code, committed offset).
+fn fetch_offset(connection: &mut RawConnection, group: &str, topic: &str) -> (i16, i16, i64) {
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_indexes(vec![0])]));
+    let response: OffsetFetchResponse = connection.request(7, 12, &request);
+    let partition = response
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map_or((0, -1), |p| (p.error_code, p.committed_offset));
+    (response.error_code, partition.0, partition.1)
+}
+
+/// docs/FAULTS.md #4: a group coordinator paused past the session timeout is
+/// fenced and replaced; commits go on at the new one; when the old one
+/// resumes, still believing it leads the group's partition until it applies
+/// the newer metadata, it must not answer from its memory (the older
+/// offset): NOT_COORDINATOR (its lease lapsed) or the newer offset.
+#[test]
+fn a_paused_group_coordinator_does_not_answer_stale_offsets_when_it_resumes() {
+    const NOT_COORDINATOR: i16 = 16;
+    const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+    let dir = TempDir::new().expect("temp dir");
+    let mut settings = SETTINGS.to_vec();
+    settings.extend([
+        ("broker.session.timeout.ms", "4000"),
+        ("broker.heartbeat.interval.ms", "500"),
+    ]);
+    let nodes = start_cluster(dir.path(), &settings);
+    let first = nodes[0].address.clone();
+    let (group, topic) = ("stale-offsets", "stale-offsets");
+    create_replicated_topic(&first, topic, 1, 3, &[("min.insync.replicas", "2")]);
+    let mut old = -1;
+    eventually_seen("the group's coordinator takes a commit", WAIT, || {
+        old = find_coordinator(&first, group, 0);
+        let code = if old > 0 {
+            commit_offset(&nodes[(old - 1) as usize].address, group, topic, 5)
+        } else {
+            -1
+        };
+        (code == 0, format!("coordinator {old}, commit error {code}"))
+    });
+    let offsets_partition_isr_full =
+        || (0..3).all(|p| leader_and_isr(&first, "__consumer_offsets", p).1 == all());
+    eventually(
+        "__consumer_offsets fully in sync",
+        WAIT,
+        offsets_partition_isr_full,
+    );
+
+    let old_node = &nodes[(old - 1) as usize];
+    old_node.pause();
+    let alive = alive_address(&nodes, old);
+    let mut new = -1;
+    eventually_seen(
+        "another broker coordinates and takes the newer commit",
+        WAIT,
+        || {
+            new = find_coordinator(&alive, group, 0);
+            let code = if new > 0 && new != old {
+                commit_offset(&nodes[(new - 1) as usize].address, group, topic, 9)
+            } else {
+                -1
+            };
+            (code == 0, format!("coordinator {new}, commit error {code}"))
+        },
+    );
+    // Queued while paused, read the moment it resumes: before it has heard
+    // from anyone.
+    let old_address = old_node.address.clone();
+    let stale = std::thread::spawn(move || {
+        let mut connection = RawConnection::connect(&old_address);
+        fetch_offset(&mut connection, group, topic)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    old_node.resume();
+    let (group_code, partition_code, offset) = stale.join().expect("stale fetch");
+    println!(
+        "OffsetFetch to the resumed old coordinator {old}: group error {group_code}, \
+         partition error {partition_code}, offset {offset}"
+    );
+    let refused = [NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS].contains(&group_code);
+    assert!(
+        refused || (group_code == 0 && partition_code == 0 && offset == 9),
+        "the resumed old coordinator answered offset {offset} (error {group_code}/{partition_code}); \
+         the new coordinator {new} had acknowledged 9"
+    );
+    // And the group reads 9 from whoever coordinates it once it settled.
+    eventually_seen(
+        "the committed offset is 9 from the coordinator",
+        WAIT,
+        || {
+            let now = find_coordinator(&first, group, 0);
+            if now <= 0 {
+                return (false, format!("coordinator {now}"));
+            }
+            let mut connection = RawConnection::connect(&nodes[(now - 1) as usize].address);
+            let seen = fetch_offset(&mut connection, group, topic);
+            (seen == (0, 0, 9), format!("coordinator {now}: {seen:?}"))
+        },
     );
 }

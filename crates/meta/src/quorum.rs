@@ -473,6 +473,30 @@ impl MetadataQuorum {
         }
     }
 
+    /// As the active controller: confirms with a majority of the voters that
+    /// this node still leads, and waits until its image has applied
+    /// everything committed before (openraft's linearizable read). A
+    /// leader that was paused or cut off, and replaced meanwhile, fails here
+    /// instead of answering from its stale image; so does one that cannot
+    /// reach a majority within `timeout`.
+    pub async fn confirm_leadership(&self, timeout: Duration) -> Result<(), MetaError> {
+        if self.shut_down.load(Ordering::Acquire) {
+            return Err(MetaError::ShutDown);
+        }
+        match tokio::time::timeout(timeout, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(MetaError::NotLeader {
+                leader: match error {
+                    RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                        forward,
+                    )) => forward.leader_id.and_then(|id| i32::try_from(id).ok()),
+                    _ => None,
+                },
+            }),
+            Err(_) => Err(MetaError::NotLeader { leader: None }),
+        }
+    }
+
     /// Whether this node is the active controller (the quorum leader).
     pub fn is_active_controller(&self) -> bool {
         self.leader_id() == Some(self.node_id)

@@ -10,8 +10,14 @@
 //!   and is in no ISR but as the last member.
 //! - A registration starts fenced, with the next broker epoch; its broker is
 //!   unfenced by a heartbeat that shows it has applied the registration.
-//! - A broker that cannot reach the controller keeps serving with its last
-//!   image; it never fences itself.
+//! - A broker that cannot reach the controller keeps serving partitions
+//!   with its last image; it never fences itself. It stops coordinating
+//!   groups once its lease lapses (one session timeout after the last
+//!   heartbeat answered "unfenced": crate::lease), before the controller
+//!   fences it.
+//! - A broker the controller fenced is unfenced only once it has applied
+//!   its fencing, which carries the leadership moves: its image then knows
+//!   who leads the partitions it led.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -29,6 +35,9 @@ use crate::error_codes;
 const FENCING_CHECK_INTERVAL_MS: u64 = 250;
 /// How long a start waits for its registration to be accepted.
 const REGISTRATION_DEADLINE_MS: u64 = 60_000;
+/// How long the active controller takes at most to confirm its leadership
+/// before it answers a heartbeat.
+const HEARTBEAT_CONFIRM_TIMEOUT: Duration = Duration::from_millis(1_000);
 
 /// This node's broker as the controller knows it.
 pub(super) struct OwnBroker {
@@ -128,12 +137,18 @@ impl Controller {
         loop {
             // A heartbeat can wait long on a controller without a majority
             // (the last node of a stopping cluster): the shutdown ends it.
+            let sent_at_ms = self.lease.now_ms();
             let beat = tokio::select! {
                 beat = self.heartbeat(false) => beat,
                 _ = shutdown.changed() => return,
             };
             match beat {
                 Ok((fenced, _)) => {
+                    if fenced {
+                        self.lease.give_up();
+                    } else {
+                        self.lease.renew(sent_at_ms);
+                    }
                     if fenced_before != Some(fenced) {
                         tracing::info!(
                             node_id = self.node_id,
@@ -279,6 +294,20 @@ impl Controller {
         metadata_offset: u64,
         want_shutdown: bool,
     ) -> Result<(bool, bool), TopicError> {
+        // The answer renews the broker's lease (crate::lease): it must come
+        // from the controller a majority follows, with an image that has
+        // every committed fencing. A deposed controller that resumed from a
+        // pause would otherwise tell itself "unfenced" from its old image.
+        if let Err(error) = self
+            .quorum
+            .confirm_leadership(HEARTBEAT_CONFIRM_TIMEOUT)
+            .await
+        {
+            return Err(TopicError::new(
+                error_codes::NOT_CONTROLLER,
+                format!("This node is not the active controller: {error}"),
+            ));
+        }
         let image = self.image();
         let Some(registration) = image.brokers.get(&node_id) else {
             return Err(TopicError::new(
@@ -364,7 +393,10 @@ impl Controller {
                 response: (),
             })
         })
-        .await
+        .await?;
+        let offset = self.image().last_applied_index;
+        self.sessions_mut(|sessions| sessions.fenced_at(node_id, offset));
+        Ok(())
     }
 
     fn sessions_mut<R>(&self, f: impl FnOnce(&mut super::sessions::BrokerSessions) -> R) -> R {

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::config::{DynamicBrokerConfigs, Settings};
 use crate::error_codes;
+use crate::lease::BrokerLease;
 use sluice_meta::MetadataQuorum;
 
 use crate::replica_manager::ReplicaManager;
@@ -141,6 +142,9 @@ pub struct Controller {
     stopping: std::sync::atomic::AtomicBool,
     /// Set when the controlled shutdown begins: heartbeats ask for it.
     shutting_down: std::sync::atomic::AtomicBool,
+    /// The broker's lease, renewed by heartbeats the controller answers
+    /// "unfenced" (crate::lease).
+    lease: Arc<BrokerLease>,
 }
 
 impl Controller {
@@ -151,6 +155,7 @@ impl Controller {
         replicas: Arc<ReplicaManager>,
         clustered: bool,
         serves_broker: bool,
+        lease: Arc<BrokerLease>,
     ) -> Controller {
         let session_timeout_ms = settings.get_i64("broker.session.timeout.ms").max(1) as u64;
         Controller {
@@ -166,6 +171,7 @@ impl Controller {
             clock: crate::clock::Clock::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            lease,
         }
     }
 
@@ -177,6 +183,12 @@ impl Controller {
     /// Whether this node serves clients as a broker of the cluster.
     pub fn serves_broker(&self) -> bool {
         self.serves_broker
+    }
+
+    /// The broker's lease: whether it heard "unfenced" from the active
+    /// controller within a session timeout (always, on a single node).
+    pub fn lease(&self) -> &BrokerLease {
+        &self.lease
     }
 
     /// The current metadata image.

@@ -18,7 +18,7 @@ struct Session {
     /// The process that registered.
     incarnation_id: Option<Uuid>,
     /// The metadata offset the broker must have applied to be unfenced:
-    /// that of its registration.
+    /// that of its registration, or of its last fencing.
     unfence_at_offset: u64,
     /// Set once the broker asked to shut down and was fenced for it: the
     /// offset it must have applied before the shutdown is granted.
@@ -56,10 +56,18 @@ impl BrokerSessions {
             .brokers
             .values()
             .map(|broker| {
+                // A broker fenced before this controller took over is
+                // unfenced once it has applied what this controller has:
+                // its fencing is in there.
+                let unfence_at_offset = if broker.fenced {
+                    image.last_applied_index
+                } else {
+                    0
+                };
                 let session = Session {
                     last_contact_ms: now_ms,
                     incarnation_id: broker.incarnation_id,
-                    unfence_at_offset: 0,
+                    unfence_at_offset,
                     shutdown_at_offset: None,
                 };
                 (broker.node_id, session)
@@ -127,6 +135,16 @@ impl BrokerSessions {
             shutdown_at_offset: None,
         });
         session.last_contact_ms = now_ms;
+    }
+
+    /// Notes that `node` was fenced by the entry at `offset`: it is unfenced
+    /// only once it has applied that entry, and with it the leadership
+    /// moves away from it (a broker that comes back from a pause or a
+    /// partition must not lead, or coordinate, on its stale image).
+    pub fn fenced_at(&mut self, node: i32, offset: u64) {
+        if let Some(session) = self.sessions.get_mut(&node) {
+            session.unfence_at_offset = session.unfence_at_offset.max(offset);
+        }
     }
 
     /// Whether a broker that has applied `metadata_offset` may be unfenced.
@@ -229,6 +247,32 @@ mod tests {
         sessions.registered(2, None, 40, 0);
         assert!(!sessions.caught_up(2, 39));
         assert!(sessions.caught_up(2, 40));
+    }
+
+    #[test]
+    fn a_broker_fenced_for_its_session_is_unfenced_only_once_it_applied_the_fencing() {
+        let mut sessions = BrokerSessions::new(4_000);
+        sessions.registered(2, None, 40, 0);
+        assert!(sessions.caught_up(2, 40));
+        // Paused or cut off: fenced by the entry at 75, with its leaderships.
+        sessions.fenced_at(2, 75);
+        // It comes back with the image it had: still fenced.
+        assert!(!sessions.caught_up(2, 60));
+        assert!(sessions.caught_up(2, 75));
+        // An older fencing never lowers the bar.
+        sessions.fenced_at(2, 50);
+        assert!(!sessions.caught_up(2, 74));
+    }
+
+    #[test]
+    fn a_new_controller_unfences_an_already_fenced_broker_once_it_caught_up_with_it() {
+        let mut image = image(&[(1, false), (2, true)]);
+        image.last_applied_index = 90;
+        let mut sessions = BrokerSessions::new(4_000);
+        sessions.reset(&image, 0);
+        assert!(sessions.caught_up(1, 0));
+        assert!(!sessions.caught_up(2, 89));
+        assert!(sessions.caught_up(2, 90));
     }
 
     #[test]

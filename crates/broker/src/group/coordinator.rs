@@ -24,6 +24,7 @@ use super::{partition_for, Clock, OFFSETS_TOPIC};
 use crate::config::Settings;
 use crate::coordinator_partitions::{CoordinatorPartitions, Ownership};
 use crate::errors::KafkaError;
+use crate::lease::BrokerLease;
 use crate::replica_manager::ReplicaManager;
 
 /// The coordinator's settings, read once from the broker settings.
@@ -160,10 +161,17 @@ pub struct GroupCoordinator {
     clock: Clock,
     /// Transactional offsets waiting for their producer's marker.
     pending: Mutex<PendingTxnOffsets>,
+    /// Whether this node may still coordinate on its own image (a node
+    /// cut off from the controller stops before it is fenced).
+    lease: Arc<BrokerLease>,
 }
 
 impl GroupCoordinator {
-    pub fn new(config: CoordinatorConfig, replicas: Arc<ReplicaManager>) -> Arc<GroupCoordinator> {
+    pub fn new(
+        config: CoordinatorConfig,
+        replicas: Arc<ReplicaManager>,
+        lease: Arc<BrokerLease>,
+    ) -> Arc<GroupCoordinator> {
         Arc::new(GroupCoordinator {
             config,
             replicas,
@@ -174,6 +182,7 @@ impl GroupCoordinator {
             next_token: AtomicU64::new(1),
             clock: Clock::new(),
             pending: Mutex::new(PendingTxnOffsets::default()),
+            lease,
         })
     }
 
@@ -183,9 +192,11 @@ impl GroupCoordinator {
     }
 
     /// Whether this coordinator can serve `group_id` now: it leads the
-    /// group's partition and has loaded it.
+    /// group's partition and has loaded it, and its lease holds (a node
+    /// that has not heard from the controller for a session timeout may
+    /// have been replaced: docs/FAULTS.md #4).
     pub fn check_ready(&self, group_id: &str) -> Result<(), KafkaError> {
-        if self.stopping.load(Ordering::Acquire) {
+        if self.stopping.load(Ordering::Acquire) || !self.lease.holds() {
             return Err(KafkaError::NotCoordinator);
         }
         let index = self.partition_for(group_id);

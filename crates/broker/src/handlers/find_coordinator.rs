@@ -73,21 +73,33 @@ async fn locate(
     key_type: i8,
     key: StrBytes,
 ) -> Coordinator {
-    let (created, topic, partition) = match key_type {
-        KEY_TYPE_GROUP => (
-            coordinator_topics::ensure_offsets_topic(controller, groups).await,
-            OFFSETS_TOPIC,
-            groups.partition_for(key.as_str()),
-        ),
-        KEY_TYPE_TRANSACTION => (
-            coordinator_topics::ensure_transaction_topic(controller, txns).await,
-            TRANSACTION_STATE_TOPIC,
-            txns.partition_for(key.as_str()),
-        ),
+    let for_group = match key_type {
+        KEY_TYPE_GROUP => true,
+        KEY_TYPE_TRANSACTION => false,
         _ => {
             let message = format!("Unknown coordinator type: {key_type}");
             return failed(key, error_codes::INVALID_REQUEST, &message);
         }
+    };
+    if !controller.lease().holds() {
+        // This node has not heard from the controller for a session
+        // timeout: its image may name a coordinator that was replaced
+        // meanwhile (docs/FAULTS.md #4). The client asks another broker.
+        let message = "This broker has lost contact with the controller; ask another broker.";
+        return failed(key, error_codes::COORDINATOR_NOT_AVAILABLE, message);
+    }
+    let (created, topic, partition) = if for_group {
+        (
+            coordinator_topics::ensure_offsets_topic(controller, groups).await,
+            OFFSETS_TOPIC,
+            groups.partition_for(key.as_str()),
+        )
+    } else {
+        (
+            coordinator_topics::ensure_transaction_topic(controller, txns).await,
+            TRANSACTION_STATE_TOPIC,
+            txns.partition_for(key.as_str()),
+        )
     };
     let not_available = "The coordinator is not available.";
     if let Err(message) = created {
