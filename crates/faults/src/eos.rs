@@ -17,6 +17,15 @@
 //! the group's committed offsets. That is the recovery Kafka documents, so
 //! the checker ([`crate::consumption::check_eos`]) can demand that every input
 //! record below the committed offsets has exactly one output.
+//!
+//! Each transaction runs on a thread of its own under a watchdog
+//! ([`TRANSACTION_WATCHDOG`]): librdkafka 2.12.1's
+//! `send_offsets_to_transaction` can wait far beyond its timeout
+//! (docs/FAULTS.md #6: it waits with RD_POLL_INFINITE, and its coordinator
+//! request never checks its own deadline). A transaction the watchdog gives
+//! up on is counted as hung and left to its thread; the job starts a new
+//! instance, whose `init_transactions` fences the hung producer and aborts
+//! its transaction, as a supervisor would restart a stuck application.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +54,10 @@ const BATCH_WAIT: Duration = Duration::from_millis(300);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause before starting again after a failed start.
 const RESTART_BACKOFF: Duration = Duration::from_secs(2);
+/// How long one transaction may take in all: its blocking calls
+/// (sends on a full queue, `send_offsets_to_transaction`, the commit or the
+/// abort, an abort after an error) are each bounded by [`CALL_TIMEOUT`].
+const TRANSACTION_WATCHDOG: Duration = Duration::from_secs(3 * 30 + 15);
 
 /// The output value for input record (`partition`, `offset`, `value`);
 /// `aborted` marks a transaction aborted on purpose.
@@ -78,6 +91,9 @@ pub struct EosStats {
     pub aborted_after_error: u64,
     /// Times the producer and consumer were started.
     pub starts: u64,
+    /// Transactions the watchdog gave up on (a client call that outlived
+    /// its timeout: docs/FAULTS.md #6).
+    pub hung: u64,
     /// Errors by text.
     pub errors: BTreeMap<String, u64>,
 }
@@ -104,6 +120,7 @@ impl SharedEos {
 }
 
 /// Where the job reads and writes.
+#[derive(Clone)]
 pub struct EosConfig {
     /// `bootstrap.servers`.
     pub bootstrap: String,
@@ -115,11 +132,53 @@ pub struct EosConfig {
 
 type Job = (BaseConsumer, ThreadedProducer<DefaultProducerContext>);
 
+/// How [`transaction`] went, or that it did not end within the watchdog.
+enum Outcome {
+    Ended(Result<Ended, Failed>),
+    Hung,
+}
+
+/// Runs [`transaction`] on a thread of its own and waits for it at most
+/// [`TRANSACTION_WATCHDOG`]; a hung one is left to its thread (which keeps
+/// its share of the job).
+fn watched_transaction(
+    config: &Arc<EosConfig>,
+    job: &Arc<Job>,
+    batch: &[(i32, i64, String)],
+    on_purpose: bool,
+    stats: &SharedEos,
+) -> Outcome {
+    let (done, outcome) = std::sync::mpsc::channel();
+    let spawned = {
+        let (config, job, stats) = (config.clone(), job.clone(), stats.clone());
+        let batch = batch.to_vec();
+        std::thread::Builder::new()
+            .name("faults-eos-txn".to_string())
+            .spawn(move || {
+                let _ = done.send(transaction(&config, &job, &batch, on_purpose, &stats));
+            })
+    };
+    if spawned.is_err() {
+        return Outcome::Ended(Err(Failed::Restart));
+    }
+    match outcome.recv_timeout(TRANSACTION_WATCHDOG) {
+        Ok(ended) => Outcome::Ended(ended),
+        Err(_) => Outcome::Hung,
+    }
+}
+
 fn new_producer(
     config: &EosConfig,
     instance: u64,
 ) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    let mut client = ClientConfig::new();
+    // librdkafka's debug contexts for the job's producer (for example
+    // `eos,broker`), logged at debug level: run with
+    // RUST_LOG=info,librdkafka=debug.
+    if let Ok(debug) = std::env::var("SLUICE_FAULTS_EOS_DEBUG") {
+        client.set("debug", debug);
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = client
         .set("bootstrap.servers", &config.bootstrap)
         .set("transactional.id", TRANSACTIONAL_ID)
         .set("client.id", format!("faults-eos-{instance}"))
@@ -299,12 +358,13 @@ pub fn run(
     history: Shared,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
+    let config = Arc::new(config);
     let mut instance = 0u64;
     let mut transactions = 0u64;
     while !stop.load(Ordering::Relaxed) {
         instance += 1;
         let job = match start(&config, instance) {
-            Ok(job) => job,
+            Ok(job) => Arc::new(job),
             Err(error) => {
                 history.note(format!(
                     "exactly-once job instance {instance} did not start: {error:#}"
@@ -332,7 +392,20 @@ pub fn run(
             }
             transactions += 1;
             let on_purpose = transactions.is_multiple_of(ABORT_EVERY);
-            match transaction(&config, &job, &batch, on_purpose, &stats) {
+            let ended = match watched_transaction(&config, &job, &batch, on_purpose, &stats) {
+                Outcome::Ended(ended) => ended,
+                Outcome::Hung => {
+                    stats.lock().hung += 1;
+                    history.note(format!(
+                        "exactly-once job instance {instance}: transaction {transactions} \
+                         hung past {} s in a client call (FAULTS.md #6); a new instance \
+                         fences it",
+                        TRANSACTION_WATCHDOG.as_secs()
+                    ));
+                    break;
+                }
+            };
+            match ended {
                 Ok(Ended::Committed) => stats.lock().committed += 1,
                 Ok(Ended::AbortedOnPurpose) => {
                     stats.lock().aborted_on_purpose += 1;

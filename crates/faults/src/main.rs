@@ -869,8 +869,8 @@ fn print_consumers(
     }
     let stats = &consumed.eos;
     out.push_str(&format!(
-        "exactly-once job: {} starts, transactions committed {}, aborted on purpose {}, aborted after an error {}\n",
-        stats.starts, stats.committed, stats.aborted_on_purpose, stats.aborted_after_error
+        "exactly-once job: {} starts, transactions committed {}, aborted on purpose {}, aborted after an error {}, hung {}\n",
+        stats.starts, stats.committed, stats.aborted_on_purpose, stats.aborted_after_error, stats.hung
     ));
     for (error, count) in &stats.errors {
         out.push_str(&format!("    {count:>6}  {error}\n"));
