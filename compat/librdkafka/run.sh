@@ -441,7 +441,7 @@ for entry in "${SELECTED[@]}"; do
     NOTE[$entry]="$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -m1 -A1 '^### Test ' | tail -n1 | cut -c1-160 || true)"
     [[ -n "${NOTE[$entry]}" ]] || NOTE[$entry]="exit status $rc"
   elif ! grep -qx PASSED <<<"$states"; then
-    RESULT[$entry]=FAILED; NOTE[$entry]="no subtest passed (skipped itself: $(grep -m1 -oE 'SKIPPING: .*' "$out" | cut -c1-100 || true))"
+    RESULT[$entry]=FAILED; NOTE[$entry]="no subtest passed (skipped itself: $(grep -m1 -oE 'SKIPPING( TEST)?: .*' "$out" | cut -c1-100 || true))"
   else
     RESULT[$entry]=PASSED
   fi
