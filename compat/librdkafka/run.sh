@@ -242,7 +242,18 @@ stop_broker() {
   done
   NODE_PIDS=()
 }
-trap stop_broker EXIT
+# The test running (its subshell) when this script is stopped: SIGTERM to its `timeout`, which
+# passes it on to the runner.
+TEST_PID=""
+stop_test() {
+  [[ -n "$TEST_PID" ]] || return 0
+  local child
+  for child in $(pgrep -P "$TEST_PID" 2>/dev/null || true); do kill -TERM "$child" 2>/dev/null || true; done
+  kill -TERM "$TEST_PID" 2>/dev/null || true
+  wait "$TEST_PID" 2>/dev/null || true
+  TEST_PID=""
+}
+trap 'stop_test; stop_broker' EXIT
 trap 'exit 130' INT TERM
 
 # The suite reads its client settings from test.conf (RDKAFKA_TEST_CONF).
@@ -429,7 +440,12 @@ for entry in "${SELECTED[@]}"; do
     # Not exec'd: a runner killed by a signal (its failed assertions abort) is then reported
     # into the log by this subshell, not on the terminal.
     timeout --kill-after=10 "$TEST_TIMEOUT" ./test-runner "${RUNNER_FLAGS[@]}"
-  ) >"$out" 2>&1 || rc=$?
+  ) >"$out" 2>&1 &
+  # In the background and waited for, so that a signal to this script (compat/run.sh's suite
+  # timeout) runs the EXIT trap at once: it stops the test (stop_test) and the broker(s).
+  TEST_PID=$!
+  wait "$TEST_PID" || rc=$?
+  TEST_PID=""
   SECONDS_OF[$entry]=$((SECONDS - started))
   # The runner's summary: one `| NNNN_name | STATE | time |` line per subtest it ran.
   states="$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -oE "^\| *${number}_[a-z0-9_]+ +\| +[A-Z_]+ +\|" | grep -oE '[A-Z_]{5,}' || true)"
