@@ -2,8 +2,8 @@
 # Sluice third-party client compatibility suites: the single entry point.
 #
 #   compat/run.sh [SUITE...]        SUITE: confluent kafka-python kafka-python-txn kcat kafkajs
-#                                          course librdkafka librdkafka-full
-#                                   (default: all but librdkafka-full)
+#                                          course librdkafka librdkafka-full librdkafka-cluster
+#                                   (default: all but librdkafka-full and librdkafka-cluster)
 #
 # course is the course's replication scenario (course/test_course.py: leader SIGKILL under an
 # idempotent acks=all producer, min.insync.replicas=3 with a follower down, replication factor 1
@@ -13,7 +13,9 @@
 # librdkafka and librdkafka-full are librdkafka's own integration suite (librdkafka/run.sh
 # quick|full: the tests marked in librdkafka/tests.txt) against a broker of their own; the
 # test-runner is built once into ~/.cache/sluice-librdkafka. librdkafka-full takes tens of
-# minutes on 2 cores and is not in the default run.
+# minutes on 2 cores and is not in the default run. librdkafka-cluster (librdkafka/run.sh
+# cluster: the tests marked `cluster`) starts a 3-node `sluice dev` cluster of its own (two, one
+# per scenario) whatever SLUICE_COMPAT_BROKERS is; not in the default run either.
 #
 # Installs what it needs (idempotent, fast when already installed): Debian's kcat, a venv at
 # compat/.venv with the pinned Python clients, and the pinned kafkajs under compat/node_modules.
@@ -30,8 +32,9 @@
 # suites against N real broker processes started by `sluice dev --brokers N` (each node a broker
 # and a metadata-quorum voter, on N consecutive free loopback ports; default.replication.factor =
 # min(3, N)); SLUICE_BOOTSTRAP is then the comma-separated list of every node. librdkafka's own
-# suites start a single broker of their own: in cluster mode they are NOT RUN unless named on the
-# command line (then they run as always, against their own single node). Node logs stay in the
+# suites start a broker of their own: in cluster mode they are NOT RUN unless named on the
+# command line (then they run as always, against their own single node, or for
+# librdkafka-cluster their own 3-node cluster). Node logs stay in the
 # printed temp dir (data/node-*.log) when anything failed.
 set -euo pipefail
 
@@ -42,6 +45,7 @@ VENV="$COMPAT_DIR/.venv"
 VENV_KP2="$COMPAT_DIR/.venv-kp2" # kafka-python >= 2.2 (python/requirements-kp2.txt) for kafka-python-txn
 SUITE_TIMEOUT="${SLUICE_COMPAT_SUITE_TIMEOUT:-900}" # seconds per suite, a backstop over per-test timeouts
 FULL_SUITE_TIMEOUT="${SLUICE_COMPAT_FULL_SUITE_TIMEOUT:-10800}" # librdkafka-full: every test number
+CLUSTER_SUITE_TIMEOUT="${SLUICE_COMPAT_CLUSTER_SUITE_TIMEOUT:-3600}" # librdkafka-cluster
 BROKERS="${SLUICE_COMPAT_BROKERS:-1}" # 1: one `sluice serve`; N > 1: `sluice dev --brokers N`
 export PYTHONDONTWRITEBYTECODE=1
 export DEBIAN_FRONTEND=noninteractive
@@ -260,9 +264,10 @@ run_node() { # suite file
   fi
 }
 
-run_librdkafka() { # suite quick|full
+run_librdkafka() { # suite quick|full|cluster
   local suite="$1" mode="$2" timeout_s="$SUITE_TIMEOUT"
   [[ "$mode" == full ]] && timeout_s="$FULL_SUITE_TIMEOUT"
+  [[ "$mode" == cluster ]] && timeout_s="$CLUSTER_SUITE_TIMEOUT"
   log "=== suite $suite: librdkafka/run.sh $mode"
   local out="$WORK/suite-$suite.log" rc=0
   SLUICE_BIN="$SLUICE_BIN" timeout --kill-after=10 "$timeout_s" bash "$COMPAT_DIR/librdkafka/run.sh" "$mode" 2>&1 | tee "$out" || rc=$?
@@ -288,7 +293,7 @@ run_librdkafka() { # suite quick|full
 DEFAULT_SUITES=(confluent kafka-python kafka-python-txn kcat kafkajs course librdkafka)
 # Suites that start a broker or cluster of their own instead of the shared one.
 own_broker() { [[ "$1" == librdkafka* || "$1" == course ]]; }
-ALL_SUITES=("${DEFAULT_SUITES[@]}" librdkafka-full)
+ALL_SUITES=("${DEFAULT_SUITES[@]}" librdkafka-full librdkafka-cluster)
 if [[ $# -gt 0 ]]; then SUITES=("$@"); else SUITES=("${DEFAULT_SUITES[@]}"); fi
 for s in "${SUITES[@]}"; do
   [[ " ${ALL_SUITES[*]} " == *" $s "* ]] || { log "unknown suite '$s' (known: ${ALL_SUITES[*]})"; exit 2; }
@@ -308,7 +313,7 @@ if [[ "$BROKERS" -gt 1 ]]; then
     SUITES=("${kept[@]}")
     log "NOT RUN: librdkafka (its own single broker) and course (its own cluster): cluster mode runs only the shared-broker suites unless they are named on the command line."
   elif [[ " ${SUITES[*]} " == *" librdkafka"* ]]; then
-    log "librdkafka suites named: they run against a single broker of their own, not the cluster"
+    log "librdkafka suites named: they run against a broker of their own (librdkafka-cluster: a 3-node cluster of its own), not the shared cluster"
   fi
 fi
 want() { [[ " ${SUITES[*]} " == *" $1 "* ]]; }
@@ -515,9 +520,11 @@ fi
 # The course's scenario: a 3-node cluster of its own, whose nodes it kills and restarts.
 want course && SLUICE_BIN="$SLUICE_BIN" SLUICE_COMPAT_WORK="$WORK" run_pytest course venv kcat node -- course/test_course.py
 
-# librdkafka's own suite: a broker of its own (auto.create.topics.enable, num.partitions=4).
+# librdkafka's own suite: a broker of its own (auto.create.topics.enable, num.partitions=4), or a
+# 3-node cluster of its own (librdkafka-cluster).
 want librdkafka && run_librdkafka librdkafka quick
 want librdkafka-full && run_librdkafka librdkafka-full full
+want librdkafka-cluster && run_librdkafka librdkafka-cluster cluster
 
 echo
 log "results per suite:"
