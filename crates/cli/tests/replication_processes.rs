@@ -47,6 +47,17 @@ const SETTINGS: &[(&str, &str)] = &[
     ("transaction.state.log.num.partitions", "3"),
 ];
 
+/// [`SETTINGS`] with a short broker session, for tests that pause a node
+/// past it.
+fn pause_settings() -> Vec<(&'static str, &'static str)> {
+    let mut settings = SETTINGS.to_vec();
+    settings.extend([
+        ("broker.session.timeout.ms", "4000"),
+        ("broker.heartbeat.interval.ms", "500"),
+    ]);
+    settings
+}
+
 fn all() -> BTreeSet<i32> {
     BTreeSet::from([1, 2, 3])
 }
@@ -199,12 +210,7 @@ fn a_leader_killed_and_restarted_at_once_rejoins_the_isr_of_its_empty_partitions
 #[test]
 fn a_paused_leader_is_replaced_and_acknowledges_nothing_the_new_leader_lacks() {
     let dir = TempDir::new().expect("temp dir");
-    let mut settings = SETTINGS.to_vec();
-    settings.extend([
-        ("broker.session.timeout.ms", "4000"),
-        ("broker.heartbeat.interval.ms", "500"),
-    ]);
-    let nodes = start_cluster(dir.path(), &settings);
+    let nodes = start_cluster(dir.path(), &pause_settings());
     let bootstrap: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
     create_replicated_topic(
         &bootstrap[0],
@@ -797,12 +803,7 @@ fn a_paused_group_coordinator_does_not_answer_stale_offsets_when_it_resumes() {
     const NOT_COORDINATOR: i16 = 16;
     const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     let dir = TempDir::new().expect("temp dir");
-    let mut settings = SETTINGS.to_vec();
-    settings.extend([
-        ("broker.session.timeout.ms", "4000"),
-        ("broker.heartbeat.interval.ms", "500"),
-    ]);
-    let nodes = start_cluster(dir.path(), &settings);
+    let nodes = start_cluster(dir.path(), &pause_settings());
     let first = nodes[0].address.clone();
     let (group, topic) = ("stale-offsets", "stale-offsets");
     create_replicated_topic(&first, topic, 1, 3, &[("min.insync.replicas", "2")]);

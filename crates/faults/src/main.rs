@@ -742,9 +742,10 @@ impl Consumers {
     }
 }
 
-/// How long the consumer workloads may take to stop (their calls are
-/// bounded by 30 s each, a restart adds an init_transactions).
-const CONSUMERS_STOP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the consumer workloads may take to stop: the exactly-once
+/// job's transaction watchdog (105 s, `eos::TRANSACTION_WATCHDOG`), then
+/// the closing init_transactions (30 s), with room to spare.
+const CONSUMERS_STOP_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// A group's committed offsets at the end, retried until [`READ_TIMEOUT`].
 /// `read_committed` asks for stable offsets (KIP-447: none pending in an
