@@ -877,3 +877,65 @@ fn a_paused_group_coordinator_does_not_answer_stale_offsets_when_it_resumes() {
         },
     );
 }
+
+/// docs/FAULTS.md #10: OffsetFetch shows a commit only once it is durable
+/// (replicated to the ISR). With both followers of the group's
+/// `__consumer_offsets` partition paused, a commit is written on the leader
+/// but cannot be replicated; before the fix OffsetFetch answered it at once,
+/// and a failover then lost it: the offsets read backwards.
+#[test]
+fn a_commit_is_not_visible_to_offset_fetch_before_it_is_replicated() {
+    let dir = TempDir::new().expect("temp dir");
+    let settings = [
+        // The followers stay in the ISR while paused for the whole check.
+        ("replica.lag.time.max.ms", "30000"),
+        ("offsets.topic.num.partitions", "3"),
+        ("transaction.state.log.num.partitions", "3"),
+    ];
+    let nodes = start_cluster(dir.path(), &settings);
+    let first = nodes[0].address.clone();
+    let (group, topic) = ("durable-commits", "durable-commits");
+    create_replicated_topic(&first, topic, 1, 3, &[]);
+    let mut coordinator = -1;
+    eventually_seen("the group's coordinator takes a commit", WAIT, || {
+        coordinator = find_coordinator(&first, group, 0);
+        let code = if coordinator > 0 {
+            commit_offset(&nodes[(coordinator - 1) as usize].address, group, topic, 5)
+        } else {
+            -1
+        };
+        (
+            code == 0,
+            format!("coordinator {coordinator}, commit error {code}"),
+        )
+    });
+    eventually("__consumer_offsets fully in sync", WAIT, || {
+        (0..3).all(|p| leader_and_isr(&first, "__consumer_offsets", p).1 == all())
+    });
+    let address = nodes[(coordinator - 1) as usize].address.clone();
+    let followers: Vec<&Node> = nodes.iter().filter(|n| n.node_id != coordinator).collect();
+    for follower in &followers {
+        follower.pause();
+    }
+    let committing = {
+        let address = address.clone();
+        std::thread::spawn(move || commit_offset(&address, group, topic, 9))
+    };
+    std::thread::sleep(Duration::from_millis(1_000));
+    let seen = fetch_offset(&mut RawConnection::connect(&address), group, topic);
+    for follower in &followers {
+        follower.resume();
+    }
+    let code = committing.join().expect("commit thread");
+    println!("the unreplicated commit answered error {code}; OffsetFetch meanwhile: {seen:?}");
+    assert_eq!(
+        seen,
+        (0, 0, 5),
+        "OffsetFetch answered a commit that was not replicated yet"
+    );
+    if code == 0 {
+        // Acknowledged once replicated: from then on it is what the group has.
+        let after = fetch_offset(&mut RawConnection::connect(&address), group, topic);
+        assert_eq!(after, (0, 0, 9), "the acknowledged commit is visible");
+    }
+}

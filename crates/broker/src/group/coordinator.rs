@@ -90,6 +90,11 @@ struct Slot {
     syncs: HashMap<Token, oneshot::Sender<SyncResult>>,
     /// Set when the group left the table; its timer task ends.
     removed: bool,
+    /// For each partition, the `__consumer_offsets` offset of the commit
+    /// whose offset the group holds: a commit is applied once it is
+    /// durable, and an older commit that became durable later does not
+    /// replace a newer one (Kafka's `CommitRecordMetadataAndOffset`).
+    applied_commits: HashMap<(String, i32), i64>,
 }
 
 /// A group in the table.
@@ -324,6 +329,7 @@ impl GroupCoordinator {
                 joins: HashMap::new(),
                 syncs: HashMap::new(),
                 removed: false,
+                applied_commits: HashMap::new(),
             }),
             wake: Notify::new(),
         });
@@ -472,8 +478,11 @@ impl GroupCoordinator {
     }
 
     /// Commits offsets once the group rules allow it; answers when they are
-    /// durable. Returns one result for the whole request (the caller
-    /// applies it to every partition it passed).
+    /// durable, and only then does OffsetFetch see them (Kafka keeps them
+    /// pending until the append is replicated: a commit that a failover
+    /// loses was never visible, docs/FAULTS.md #10). Returns one result for
+    /// the whole request (the caller applies it to every partition it
+    /// passed).
     pub async fn commit(
         self: &Arc<Self>,
         group_id: &str,
@@ -498,7 +507,7 @@ impl GroupCoordinator {
             );
         }
         let appended = {
-            let mut slot = handle.slot.lock();
+            let slot = handle.slot.lock();
             slot.group
                 .validate_offset_commit(member_id, group_instance_id, generation_id)?;
             let entries: Vec<Entry> = offsets
@@ -510,28 +519,32 @@ impl GroupCoordinator {
                     )
                 })
                 .collect();
-            let appended = store::append(
+            store::append(
                 &self.replicas,
                 self.partition_for(group_id),
                 &entries,
                 self.clock.now_ms(),
-            );
-            if appended.is_ok() {
-                slot.group.offsets.extend(offsets);
-            }
-            appended
+            )
         };
-        match appended {
-            Ok((partition, last_offset)) => {
-                store::wait_durable(
-                    &partition,
-                    last_offset,
-                    Duration::from_millis(self.config.commit_timeout_ms as u64),
-                )
-                .await
+        let (partition, last_offset) = appended?;
+        store::wait_durable(
+            &partition,
+            last_offset,
+            Duration::from_millis(self.config.commit_timeout_ms as u64),
+        )
+        .await?;
+        let mut slot = handle.slot.lock();
+        for (key, offset) in offsets {
+            let newer = slot
+                .applied_commits
+                .get(&key)
+                .is_none_or(|applied| *applied < last_offset);
+            if newer {
+                slot.applied_commits.insert(key.clone(), last_offset);
+                slot.group.offsets.insert(key, offset);
             }
-            Err(error) => Err(error),
         }
+        Ok(())
     }
 
     /// TxnOffsetCommit's group checks (v3+, KIP-447): Ok if this member and
