@@ -92,6 +92,10 @@ pub fn append(
         partition.append_as_leader(&buf.freeze(), &header, AppendOrigin::Coordinator, None);
     match result {
         Ok(LeaderAppend::Appended(info)) => Ok((partition, info.last_offset)),
+        // A transactional batch of a fenced producer epoch.
+        Ok(LeaderAppend::Rejected(code)) if code == crate::error_codes::INVALID_PRODUCER_EPOCH => {
+            Err(KafkaError::ProducerFenced)
+        }
         // Leadership moved since the lookup.
         Ok(LeaderAppend::Rejected(_)) => Err(KafkaError::NotCoordinator),
         Ok(LeaderAppend::Duplicate(_)) => {

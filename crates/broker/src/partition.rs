@@ -541,6 +541,13 @@ impl Partition {
                     }
                 }
             }
+            // A coordinator's batch (TxnOffsetCommit) of a fenced producer
+            // epoch: refused (docs/FAULTS.md #8).
+            if matches!(origin, AppendOrigin::Coordinator)
+                && producers.epoch_is_stale(header.producer_id, header.producer_epoch)
+            {
+                return Ok(LeaderAppend::Rejected(error_codes::INVALID_PRODUCER_EPOCH));
+            }
             if let AppendOrigin::Marker {
                 coordinator_epoch, ..
             } = origin
@@ -561,6 +568,11 @@ impl Partition {
                 }
                 AppendOrigin::Coordinator if header.producer_id >= 0 => {
                     producers.record_transaction(header, info.base_offset, None);
+                    producers.observe_epoch(
+                        header.producer_id,
+                        header.producer_epoch,
+                        header.max_timestamp,
+                    );
                     true
                 }
                 AppendOrigin::Marker {
@@ -569,6 +581,11 @@ impl Partition {
                 } => {
                     producers.record_transaction(header, info.base_offset, Some(marker));
                     producers.record_coordinator_epoch(header.producer_id, coordinator_epoch);
+                    producers.observe_epoch(
+                        header.producer_id,
+                        header.producer_epoch,
+                        header.max_timestamp,
+                    );
                     true
                 }
                 AppendOrigin::Client { .. } | AppendOrigin::Coordinator => false,

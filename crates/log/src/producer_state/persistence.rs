@@ -164,6 +164,11 @@ pub fn replay_batch(state: &mut ProducerStateManager, header: &BatchHeader, byte
     if let Some((marker, coordinator_epoch)) = marker_of(header, bytes) {
         state.record_transaction(header, header.base_offset, Some(marker));
         state.record_coordinator_epoch(header.producer_id, coordinator_epoch);
+        state.observe_epoch(
+            header.producer_id,
+            header.producer_epoch,
+            header.max_timestamp,
+        );
     }
 }
 

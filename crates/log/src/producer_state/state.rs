@@ -157,6 +157,44 @@ impl ProducerStateManager {
         }
     }
 
+    /// Whether `epoch` is older than the producer's current epoch here: a
+    /// coordinator's transactional batch (TxnOffsetCommit's offsets) of a
+    /// fenced producer is refused, as Kafka's `checkProducerEpoch` does for
+    /// every append but replication (only the sequence check is for client
+    /// batches alone).
+    pub fn epoch_is_stale(&self, producer_id: i64, epoch: i16) -> bool {
+        producer_id >= 0
+            && self
+                .producers
+                .get(&producer_id)
+                .is_some_and(|entry| epoch < entry.epoch)
+    }
+
+    /// A marker or a coordinator's batch of `producer_id` at `epoch` was
+    /// written: a newer epoch becomes the producer's (its batches are
+    /// forgotten, a new epoch starts its sequence at 0), as Kafka's
+    /// `maybeUpdateProducerEpoch`. The fencing of a transaction writes its
+    /// abort markers with the bumped epoch, so afterwards the old epoch's
+    /// writes are refused here.
+    pub fn observe_epoch(&mut self, producer_id: i64, epoch: i16, now_ms: i64) {
+        if producer_id < 0 {
+            return;
+        }
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch,
+                batches: VecDeque::new(),
+                last_write_ms: now_ms,
+            });
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.last_write_ms = entry.last_write_ms.max(now_ms);
+    }
+
     /// Records an appended idempotent batch.
     pub fn record(&mut self, header: &BatchHeader, first_offset: i64, now_ms: i64) {
         if header.producer_id < 0 || header.is_control() {

@@ -187,3 +187,33 @@ fn a_marker_from_an_older_coordinator_is_refused() {
         "producer 7's epoch is gone"
     );
 }
+
+/// docs/FAULTS.md #8: the fencing's abort marker carries the bumped epoch;
+/// after it, the fenced epoch's coordinator batches are stale, the new
+/// epoch's are not, and a client batch of the new epoch starts at 0.
+#[test]
+fn a_marker_with_a_newer_epoch_makes_the_older_epoch_stale() {
+    let mut state = ProducerStateManager::default();
+    assert!(
+        !state.epoch_is_stale(9, 0),
+        "an unknown producer is not stale"
+    );
+    state.record(&batch(9, 3, 0, 2), 0, 0);
+    state.observe_epoch(9, 3, 10); // a commit marker of the same epoch
+    assert!(!state.epoch_is_stale(9, 3));
+    assert_eq!(state.check(&batch(9, 3, 2, 1)), SequenceCheck::Append);
+    state.observe_epoch(9, 4, 20); // the fencing's abort marker
+    assert!(state.epoch_is_stale(9, 3), "the fenced epoch is stale");
+    assert!(!state.epoch_is_stale(9, 4));
+    assert_eq!(
+        state.check(&batch(9, 3, 2, 1)),
+        SequenceCheck::Reject(SequenceError::InvalidProducerEpoch)
+    );
+    assert_eq!(state.check(&batch(9, 4, 0, 1)), SequenceCheck::Append);
+    state.observe_epoch(9, 2, 30); // an older epoch never lowers it
+    assert!(state.epoch_is_stale(9, 3));
+    // A producer first seen through a coordinator batch.
+    state.observe_epoch(11, 1, 40);
+    assert!(state.epoch_is_stale(11, 0));
+    assert_eq!(state.check(&batch(11, 1, 0, 1)), SequenceCheck::Append);
+}
