@@ -14,7 +14,7 @@ use kafka_protocol::records::{
 };
 
 use crate::errors::KafkaError;
-use crate::partition::{AppendOrigin, LeaderAppend};
+use crate::partition::{AppendOrigin, LeaderAppend, ReplicaWait};
 use crate::replica_manager::{Partition, ReplicaManager};
 
 /// Largest read while replaying a partition.
@@ -66,9 +66,30 @@ fn encode_batch(
     Ok(buf)
 }
 
-/// Appends `entries` as one batch to `topic`/`index`; returns the partition
-/// and the last offset written. A transactional batch opens the producer's
-/// transaction in the partition (its LSO stops there until the marker).
+/// One batch appended to an internal topic by its leader: where, and in
+/// which leader epoch (what its durability wait checks).
+pub struct Written {
+    pub partition: Arc<Partition>,
+    pub last_offset: i64,
+    pub leader_epoch: i32,
+}
+
+impl Written {
+    /// Waits until the batch is durable ([`wait_durable`]).
+    pub async fn wait_durable(&self, timeout: Duration) -> Result<(), KafkaError> {
+        wait_durable(
+            &self.partition,
+            self.last_offset,
+            self.leader_epoch,
+            timeout,
+        )
+        .await
+    }
+}
+
+/// Appends `entries` as one batch to `topic`/`index`. A transactional batch
+/// opens the producer's transaction in the partition (its LSO stops there
+/// until the marker).
 pub fn append(
     replicas: &ReplicaManager,
     topic: &str,
@@ -76,7 +97,7 @@ pub fn append(
     entries: &[Entry],
     producer: Option<TransactionalProducer>,
     now: i64,
-) -> Result<(Arc<Partition>, i64), KafkaError> {
+) -> Result<Written, KafkaError> {
     // Not hosted, or hosted as a follower: another broker coordinates this
     // partition (Kafka maps NOT_LEADER_OR_FOLLOWER to NOT_COORDINATOR).
     let Ok(partition) = replicas.leader_partition(topic, index) else {
@@ -91,7 +112,11 @@ pub fn append(
     let result =
         partition.append_as_leader(&buf.freeze(), &header, AppendOrigin::Coordinator, None);
     match result {
-        Ok(LeaderAppend::Appended(info)) => Ok((partition, info.last_offset)),
+        Ok(LeaderAppend::Appended(info)) => Ok(Written {
+            partition,
+            last_offset: info.last_offset,
+            leader_epoch,
+        }),
         // A transactional batch of a fenced producer epoch.
         Ok(LeaderAppend::Rejected(code)) if code == crate::error_codes::INVALID_PRODUCER_EPOCH => {
             Err(KafkaError::ProducerFenced)
@@ -108,18 +133,26 @@ pub fn append(
     }
 }
 
-/// Waits until `last_offset` is below the high watermark (durable).
+/// Waits until `last_offset`, appended by this node as the leader in
+/// `leader_epoch`, is below the high watermark (durable). NOT_COORDINATOR
+/// once the partition is no longer led here in that epoch: the high
+/// watermark a deposed leader then learns is its new leader's, and the
+/// offset may hold another record (docs/FAULTS.md #9). Unlike a client's
+/// produce, an ISR below the min ISR does not fail the wait.
 pub async fn wait_durable(
     partition: &Partition,
     last_offset: i64,
+    leader_epoch: i32,
     timeout: Duration,
 ) -> Result<(), KafkaError> {
-    let mut receiver = partition.subscribe_high_watermark();
-    let waited = tokio::time::timeout(timeout, receiver.wait_for(|hw| *hw > last_offset)).await;
-    match waited {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(_)) => Err(KafkaError::NotCoordinator),
-        Err(_) => Err(KafkaError::RequestTimedOut),
+    let deadline = tokio::time::Instant::now() + timeout;
+    match partition
+        .wait_replicated(last_offset + 1, leader_epoch, deadline)
+        .await
+    {
+        ReplicaWait::Replicated | ReplicaWait::BelowMinIsr => Ok(()),
+        ReplicaWait::NotLeader => Err(KafkaError::NotCoordinator),
+        ReplicaWait::TimedOut => Err(KafkaError::RequestTimedOut),
     }
 }
 
@@ -170,7 +203,98 @@ pub fn replay(partition: &Partition, topic: &str, mut each: impl FnMut(Record)) 
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use sluice_log::DataDir;
+    use sluice_meta::{ClusterImage, MetadataRecord, PartitionState};
+
     use super::*;
+    use crate::config::Settings;
+
+    const NODE: i32 = 1;
+    const OTHER: i32 = 2;
+    const TOPIC: &str = "__transaction_state";
+
+    fn image_led_by(leader: i32, leader_epoch: i32) -> Arc<ClusterImage> {
+        let mut image = ClusterImage::default();
+        image.apply(&MetadataRecord::CreateTopic {
+            name: TOPIC.to_string(),
+            topic_id: uuid::Uuid::nil(),
+            partitions: vec![PartitionState {
+                partition: 0,
+                replicas: vec![NODE, OTHER],
+                isr: vec![NODE, OTHER],
+                leader,
+                leader_epoch,
+                partition_epoch: leader_epoch,
+                ..PartitionState::default()
+            }],
+            configs: BTreeMap::new(),
+        });
+        Arc::new(image)
+    }
+
+    fn entry(key: &str) -> Entry {
+        (
+            Bytes::copy_from_slice(key.as_bytes()),
+            Some(Bytes::from_static(b"v")),
+        )
+    }
+
+    /// Fault-suite finding #9 (docs/FAULTS.md): a transaction coordinator
+    /// paused past its session appended a record as the leader it no
+    /// longer was, and waited for the high watermark to pass its offset.
+    /// After it learned it was a follower, the new leader's high watermark
+    /// passed that offset, which by then held another record (its own was
+    /// truncated), and the wait said "durable": the deposed coordinator went
+    /// on to write abort markers that aborted the new producer's
+    /// transaction. The wait must fail once the leader epoch moved on.
+    #[tokio::test]
+    async fn a_deposed_leader_does_not_take_the_new_leaders_high_watermark_for_its_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = Arc::new(Settings::new(BTreeMap::new()).expect("default settings"));
+        let replicas =
+            ReplicaManager::new(DataDir::open(dir.path()).expect("data dir"), settings, NODE);
+        replicas
+            .reconcile(&image_led_by(NODE, 3))
+            .expect("reconcile");
+        let written = append(&replicas, TOPIC, 0, &[entry("stale")], None, 0).expect("append");
+        assert_eq!((written.last_offset, written.leader_epoch), (0, 3));
+        // Not replicated: the follower never fetched it.
+        let pending = written.wait_durable(Duration::from_millis(50)).await;
+        assert!(
+            matches!(pending, Err(KafkaError::RequestTimedOut)),
+            "{pending:?}"
+        );
+
+        // The controller moved the leadership to the other replica, whose
+        // log is longer; this node follows it, truncates its own record
+        // and takes the leader's records and high watermark.
+        replicas
+            .reconcile(&image_led_by(OTHER, 4))
+            .expect("reconcile");
+        let partition = written.partition.clone();
+        partition.truncate_as_follower(0).expect("truncate");
+        let leaders = encode_batch(&[entry("a"), entry("b")], 4, None, 0).expect("encode");
+        let header = sluice_log::batch::parse_header(&leaders).expect("header");
+        assert!(partition
+            .append_as_follower(&leaders.freeze(), &header)
+            .expect("follower append"));
+        // What the flusher reports once the follower's records are synced.
+        partition.on_durable(2);
+        partition.set_follower_high_watermark(2);
+        assert_eq!(
+            partition.high_watermark(),
+            2,
+            "offset 0 is below the high watermark"
+        );
+
+        let waited = written.wait_durable(Duration::from_secs(5)).await;
+        assert!(
+            matches!(waited, Err(KafkaError::NotCoordinator)),
+            "{waited:?}"
+        );
+    }
 
     #[test]
     fn many_records_make_one_valid_batch() {

@@ -121,6 +121,29 @@ impl MarkerError {
     }
 }
 
+/// A marker appended by [`Partition::append_marker`]: its offset, and the
+/// leader epoch it was written in (read before the append: if the epoch
+/// moved on meanwhile, the durability wait fails, which is safe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarkerWritten {
+    pub offset: i64,
+    pub leader_epoch: i32,
+}
+
+/// How [`Partition::wait_replicated`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaWait {
+    /// The high watermark passed the append, the ISR at least the min ISR.
+    Replicated,
+    /// The high watermark passed the append with the ISR below the min ISR
+    /// (Kafka: NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    BelowMinIsr,
+    /// No longer led here in the append's epoch.
+    NotLeader,
+    /// The deadline passed first.
+    TimedOut,
+}
+
 /// The outcome of `append_as_leader`.
 #[derive(Debug)]
 pub enum LeaderAppend {
@@ -448,8 +471,9 @@ impl Partition {
     }
 
     /// Appends a transaction marker (a control batch) for a producer: the
-    /// transaction coordinator's commit or abort. Returns its offset; the
-    /// caller waits for the high watermark to pass it if it needs durability.
+    /// transaction coordinator's commit or abort. Returns its offset and the
+    /// leader epoch it was written in; the caller waits for it to be
+    /// replicated ([`Self::wait_replicated`]) if it needs durability.
     pub fn append_marker(
         &self,
         producer_id: i64,
@@ -457,17 +481,18 @@ impl Partition {
         marker: producer_state::Marker,
         coordinator_epoch: i32,
         now_ms: i64,
-    ) -> Result<i64, MarkerError> {
+    ) -> Result<MarkerWritten, MarkerError> {
         use kafka_protocol::records::{
             Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
         };
         let key = control::encode_key(marker);
         let value = control::encode_marker_value(coordinator_epoch);
+        let leader_epoch = self.leader_epoch();
         let record = Record {
             transactional: true,
             control: true,
             delete_horizon: false,
-            partition_leader_epoch: self.leader_epoch(),
+            partition_leader_epoch: leader_epoch,
             producer_id,
             producer_epoch,
             timestamp_type: TimestampType::Creation,
@@ -496,7 +521,10 @@ impl Partition {
             coordinator_epoch,
         };
         match self.append_as_leader(&buf.freeze(), &header, origin, None)? {
-            LeaderAppend::Appended(info) => Ok(info.base_offset),
+            LeaderAppend::Appended(info) => Ok(MarkerWritten {
+                offset: info.base_offset,
+                leader_epoch,
+            }),
             LeaderAppend::Rejected(code) => Err(MarkerError::Refused(code)),
             // Only client appends are checked against the producer state.
             LeaderAppend::Duplicate(_) => unreachable!("a marker append is not sequence-checked"),
@@ -617,6 +645,42 @@ impl Partition {
 
     pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
+    }
+
+    /// An acks=all wait for a leader's append (Kafka's DelayedProduce with
+    /// `Partition.checkEnoughReplicasReachOffset`): until the high
+    /// watermark reaches `target`, as long as the partition is led here in
+    /// `leader_epoch` (the epoch read before the append). A leader that was
+    /// deposed meanwhile must not take a high watermark it learns as a
+    /// follower for its own write: the offset it waits for may hold the new
+    /// leader's record by then (docs/FAULTS.md #9).
+    pub async fn wait_replicated(
+        &self,
+        target: i64,
+        leader_epoch: i32,
+        deadline: tokio::time::Instant,
+    ) -> ReplicaWait {
+        let mut receiver = self.subscribe_high_watermark();
+        let still_leader = || self.is_leader() && self.leader_epoch() == leader_epoch;
+        // `wait_for` answers with a borrow of the watch (its read lock):
+        // turned into a plain outcome at once, so no other lock is taken
+        // under it (the high watermark's publisher holds the ISR lock while
+        // it writes).
+        let waited = tokio::time::timeout_at(
+            deadline,
+            receiver.wait_for(|hw| *hw >= target || !still_leader()),
+        )
+        .await
+        .map(|result| result.is_ok());
+        match waited {
+            Ok(true) if !still_leader() => ReplicaWait::NotLeader,
+            Ok(true) => match self.check_enough_replicas() {
+                error_codes::NONE => ReplicaWait::Replicated,
+                _ => ReplicaWait::BelowMinIsr,
+            },
+            Ok(false) => ReplicaWait::NotLeader,
+            Err(_) => ReplicaWait::TimedOut,
+        }
     }
 
     pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {

@@ -526,13 +526,11 @@ impl GroupCoordinator {
                 self.clock.now_ms(),
             )
         };
-        let (partition, last_offset) = appended?;
-        store::wait_durable(
-            &partition,
-            last_offset,
-            Duration::from_millis(self.config.commit_timeout_ms as u64),
-        )
-        .await?;
+        let written = appended?;
+        written
+            .wait_durable(Duration::from_millis(self.config.commit_timeout_ms as u64))
+            .await?;
+        let last_offset = written.last_offset;
         let mut slot = handle.slot.lock();
         for (key, offset) in offsets {
             let newer = slot
@@ -731,13 +729,10 @@ impl GroupCoordinator {
         };
         tracing::info!(group = %group_id, "group deleted");
         match appended {
-            Ok((partition, last_offset)) => {
-                store::wait_durable(
-                    &partition,
-                    last_offset,
-                    Duration::from_millis(self.config.commit_timeout_ms as u64),
-                )
-                .await
+            Ok(written) => {
+                written
+                    .wait_durable(Duration::from_millis(self.config.commit_timeout_ms as u64))
+                    .await
             }
             Err(error) => Err(error),
         }
@@ -792,13 +787,10 @@ impl GroupCoordinator {
             (codes, appended)
         };
         match appended {
-            Some(Ok((partition, last_offset))) => {
-                store::wait_durable(
-                    &partition,
-                    last_offset,
-                    Duration::from_millis(self.config.commit_timeout_ms as u64),
-                )
-                .await?;
+            Some(Ok(written)) => {
+                written
+                    .wait_durable(Duration::from_millis(self.config.commit_timeout_ms as u64))
+                    .await?;
                 Ok(codes)
             }
             Some(Err(error)) => Err(error),

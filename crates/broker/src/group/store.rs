@@ -1,7 +1,6 @@
 //! Appending group records to `__consumer_offsets` and replaying them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use sluice_log::control::{self, ControlType};
@@ -22,16 +21,15 @@ pub struct LoadedGroup {
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
 }
 
-pub use crate::internal_topic::{wait_durable, Entry};
+pub use crate::internal_topic::{Entry, Written};
 
-/// Appends `entries` as one batch to partition `index`; returns the
-/// partition and the last offset written.
+/// Appends `entries` as one batch to partition `index`.
 pub fn append(
     replicas: &ReplicaManager,
     index: i32,
     entries: &[Entry],
     now: i64,
-) -> Result<(Arc<Partition>, i64), crate::errors::KafkaError> {
+) -> Result<Written, crate::errors::KafkaError> {
     crate::internal_topic::append(replicas, OFFSETS_TOPIC, index, entries, None, now)
 }
 
@@ -205,6 +203,7 @@ pub fn restore(group: &mut Group, stored: StoredGroup, now: i64) {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use sluice_log::DataDir;
     use sluice_meta::{ClusterImage, MetadataRecord, PartitionState};

@@ -17,7 +17,7 @@ use super::str_bytes;
 use crate::clock::now_ms;
 use crate::config::TopicConfig;
 use crate::error_codes;
-use crate::partition::{AppendOrigin, LeaderAppend};
+use crate::partition::{AppendOrigin, LeaderAppend, ReplicaWait};
 use crate::replica_manager::Partition;
 use crate::replica_manager::ReplicaManager;
 use crate::txn::TransactionCoordinator;
@@ -122,38 +122,26 @@ pub async fn handle(
     ProduceOutcome::Respond(build_response(topics))
 }
 
-/// An acks=all produce's wait (Kafka's DelayedProduce with
-/// `Partition.checkEnoughReplicasReachOffset`): done when the high
-/// watermark reaches `target`, then NOT_ENOUGH_REPLICAS_AFTER_APPEND if the
-/// ISR is below the min ISR at that moment; NOT_LEADER_OR_FOLLOWER once the
-/// partition is no longer led here in `leader_epoch`; REQUEST_TIMED_OUT at
-/// the deadline (the usual end when the ISR shrank while waiting, because
-/// the high watermark stops).
+/// An acks=all produce's wait ([`Partition::wait_replicated`]) as the
+/// partition's error code: NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR is
+/// below the min ISR when the high watermark passes the batch;
+/// NOT_LEADER_OR_FOLLOWER once the partition is no longer led here in
+/// `leader_epoch`; REQUEST_TIMED_OUT at the deadline (the usual end when the
+/// ISR shrank while waiting, because the high watermark stops).
 async fn wait_for_replicas(
     partition: &Partition,
     target: i64,
     leader_epoch: i32,
     deadline: tokio::time::Instant,
 ) -> i16 {
-    let mut receiver = partition.subscribe_high_watermark();
-    let still_leader = || partition.is_leader() && partition.leader_epoch() == leader_epoch;
-    // `wait_for` answers with a borrow of the watch (its read lock): turned
-    // into a plain outcome at once, so no other lock is taken under it (the
-    // high watermark's publisher holds the ISR lock while it writes).
-    let waited = tokio::time::timeout_at(
-        deadline,
-        receiver.wait_for(|hw| *hw >= target || !still_leader()),
-    )
-    .await
-    .map(|result| result.is_ok());
-    match waited {
-        Ok(true) if !still_leader() => error_codes::NOT_LEADER_OR_FOLLOWER,
-        Ok(true) => match partition.check_enough_replicas() {
-            error_codes::NONE => error_codes::NONE,
-            _ => error_codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-        },
-        Ok(false) => error_codes::NOT_LEADER_OR_FOLLOWER,
-        Err(_) => error_codes::REQUEST_TIMED_OUT,
+    match partition
+        .wait_replicated(target, leader_epoch, deadline)
+        .await
+    {
+        ReplicaWait::Replicated => error_codes::NONE,
+        ReplicaWait::BelowMinIsr => error_codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        ReplicaWait::NotLeader => error_codes::NOT_LEADER_OR_FOLLOWER,
+        ReplicaWait::TimedOut => error_codes::REQUEST_TIMED_OUT,
     }
 }
 

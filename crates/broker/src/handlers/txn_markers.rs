@@ -51,8 +51,8 @@ pub async fn handle(
                         marker.coordinator_epoch,
                         clock::now_ms(),
                     ) {
-                        Ok(offset) => {
-                            written.push((topics.len(), partitions.len(), partition, offset));
+                        Ok(appended) => {
+                            written.push((topics.len(), partitions.len(), partition, appended));
                             error_codes::NONE
                         }
                         Err(error) => {
@@ -76,8 +76,14 @@ pub async fn handle(
         }
         // acks=all: each written marker is answered once replicated.
         let mut offsets_partitions = Vec::new();
-        for (topic, slot, partition, offset) in written {
-            if let Err(error) = wait_durable(&partition, offset, MARKER_WRITE_TIMEOUT).await {
+        for (topic, slot, partition, appended) in written {
+            let durable = wait_durable(
+                &partition,
+                appended.offset,
+                appended.leader_epoch,
+                MARKER_WRITE_TIMEOUT,
+            );
+            if let Err(error) = durable.await {
                 let code = match error {
                     crate::errors::KafkaError::RequestTimedOut => error_codes::REQUEST_TIMED_OUT,
                     _ => error_codes::NOT_LEADER_OR_FOLLOWER,

@@ -22,6 +22,7 @@ use crate::coordinator_partitions::{CoordinatorPartitions, Ownership};
 use crate::errors::KafkaError;
 use crate::group::state::CommittedOffset;
 use crate::group::{partition_for, Clock, GroupCoordinator, OFFSETS_TOPIC};
+use crate::partition::MarkerWritten;
 use crate::producer_ids::ProducerIdManager;
 use crate::replica_manager::ReplicaManager;
 
@@ -251,7 +252,7 @@ impl TransactionCoordinator {
     async fn store(&self, txn: &TxnMetadata) -> Result<(), KafkaError> {
         let value = (txn.state != TxnState::Dead).then(|| records::value(txn));
         let entries = vec![(records::key(&txn.transactional_id), value)];
-        let (partition, last_offset) = store::append(
+        let written = store::append(
             &self.replicas,
             TRANSACTION_STATE_TOPIC,
             self.partition_for(&txn.transactional_id),
@@ -259,16 +260,26 @@ impl TransactionCoordinator {
             None,
             self.clock.now_ms(),
         )?;
-        self.wait_durable(&partition, last_offset).await
+        written.wait_durable(self.write_timeout()).await
     }
 
-    async fn wait_durable(
+    fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.write_timeout_ms as u64)
+    }
+
+    /// Waits until a marker this node wrote as the leader is durable.
+    async fn wait_marker_durable(
         &self,
         partition: &crate::replica_manager::Partition,
-        last_offset: i64,
+        marker: MarkerWritten,
     ) -> Result<(), KafkaError> {
-        let timeout = Duration::from_millis(self.config.write_timeout_ms as u64);
-        crate::group::store::wait_durable(partition, last_offset, timeout).await
+        crate::internal_topic::wait_durable(
+            partition,
+            marker.offset,
+            marker.leader_epoch,
+            self.write_timeout(),
+        )
+        .await
     }
 
     /// Applies `change` to the metadata and stores it; on a failed store the
@@ -439,14 +450,21 @@ impl TransactionCoordinator {
         } else {
             Marker::Abort
         };
-        let coordinator_epoch = self
-            .replicas
-            .get(
-                TRANSACTION_STATE_TOPIC,
-                self.partition_for(&txn.transactional_id),
-            )
-            .map(|p| p.leader_epoch())
-            .unwrap_or(0);
+        // The coordinator epoch is the leader epoch of `__transaction_state`
+        // this node loaded the transaction in (Kafka's coordinatorEpoch),
+        // not the partition's current one: a deposed coordinator that
+        // learns the new epoch as a follower must not write markers with it
+        // (the partitions' check of the coordinator epoch would let them
+        // through, docs/FAULTS.md #9). Not loaded here any more: another
+        // broker coordinates it now.
+        let coordinator_epoch = match self
+            .partitions
+            .lock()
+            .status(self.partition_for(&txn.transactional_id))
+        {
+            Some(Ownership::Loaded { epoch }) => epoch,
+            _ => return Err(KafkaError::NotCoordinator),
+        };
         let now = self.clock.now_ms();
         let mut written = Vec::with_capacity(txn.partitions.len());
         let mut remote = BTreeSet::new();
@@ -473,8 +491,8 @@ impl TransactionCoordinator {
         }
         self.write_remote_markers(txn, commit, coordinator_epoch, remote)
             .await?;
-        for (partition, offset) in &written {
-            self.wait_durable(partition, *offset).await?;
+        for (partition, marker) in &written {
+            self.wait_marker_durable(partition, *marker).await?;
         }
         self.groups
             .complete_pending_offsets(txn.producer_id, commit, None);
@@ -622,8 +640,8 @@ impl TransactionCoordinator {
                         coordinator_epoch,
                         self.clock.now_ms(),
                     ) {
-                        Ok(offset) => {
-                            if self.wait_durable(&partition, offset).await.is_ok() {
+                        Ok(marker) => {
+                            if self.wait_marker_durable(&partition, marker).await.is_ok() {
                                 remaining.remove(&(topic, index));
                             }
                         }
@@ -731,7 +749,7 @@ impl TransactionCoordinator {
                 )
             })
             .collect();
-        let (partition, last_offset) = store::append(
+        let written = store::append(
             &self.replicas,
             OFFSETS_TOPIC,
             offsets_partition,
@@ -739,7 +757,7 @@ impl TransactionCoordinator {
             Some((producer_id, producer_epoch)),
             self.clock.now_ms(),
         )?;
-        self.wait_durable(&partition, last_offset).await?;
+        written.wait_durable(self.write_timeout()).await?;
         self.groups
             .add_pending_offsets(producer_id, group_id, offsets);
         Ok(())
