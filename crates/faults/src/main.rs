@@ -16,6 +16,7 @@
 //! harness itself could not run (the cluster never formed, a tool is
 //! missing).
 
+mod batches;
 mod checker;
 mod cluster;
 mod consumption;
@@ -301,7 +302,18 @@ fn run(args: Args) -> anyhow::Result<u64> {
     let consumed = consumers.join(&mut findings);
 
     tracing::info!("phase: read back");
-    let mut reads = read_all(&bootstrap, &metadata, args.partitions, &mut findings);
+    let addresses: BTreeMap<i32, std::net::SocketAddrV4> = cluster
+        .nodes
+        .iter()
+        .map(|node| (node.spec.id as i32, node.spec.kafka_address()))
+        .collect();
+    let mut reads = read_all(
+        &bootstrap,
+        &metadata,
+        &addresses,
+        args.partitions,
+        &mut findings,
+    );
     let (commit_report, eos_report) = check_consumers(
         &bootstrap,
         args.partitions,
@@ -383,6 +395,7 @@ fn supervise(cluster: &mut Cluster, history: &Shared, findings: &mut Findings) {
 fn read_all(
     bootstrap: &str,
     metadata: &MetadataClient,
+    addresses: &BTreeMap<i32, std::net::SocketAddrV4>,
     partitions: i32,
     findings: &mut Findings,
 ) -> BTreeMap<i32, Vec<PartitionRead>> {
@@ -391,12 +404,28 @@ fn read_all(
     for partition in 0..partitions {
         let leader = states.get(&partition).map_or(-1, |s| s.leader);
         match reader::read_partition(bootstrap, TOPIC, partition, leader, READ_TIMEOUT) {
-            Ok(read) => {
+            Ok(mut read) => {
                 tracing::info!(
                     "read partition {partition} from leader {leader}: {} records, high watermark {}",
                     read.records.len(),
                     read.high_watermark
                 );
+                // The batches' writers, from the same leader; without them
+                // every duplicate counts as a violation.
+                if let Some(address) = addresses.get(&leader) {
+                    match batches::read_writers(
+                        *address,
+                        TOPIC,
+                        partition,
+                        read.high_watermark,
+                        READ_TIMEOUT,
+                    ) {
+                        Ok(writers) => read.writers = Some(writers),
+                        Err(error) => tracing::warn!(
+                            "batch headers of partition {partition} not read: {error:#}"
+                        ),
+                    }
+                }
                 reads.insert(partition, vec![read]);
             }
             Err(error) => {
@@ -624,7 +653,14 @@ fn print_summary(
     ));
     out.push_str(&format!("lost                {}\n", report.lost));
     out.push_str(&format!("misplaced           {}\n", report.misplaced));
-    out.push_str(&format!("duplicated          {}\n", report.duplicated));
+    out.push_str(&format!(
+        "duplicated          {} (in one producer epoch, or writers unknown)\n",
+        report.duplicated
+    ));
+    out.push_str(&format!(
+        "  re-sent after an epoch bump {} (allowed: librdkafka's re-send in a new epoch, FAULTS.md #7)\n",
+        report.resent_after_epoch_bump
+    ));
     out.push_str(&format!("reordered           {}\n", report.reordered));
     out.push_str(&format!("gaps                {}\n", report.gaps));
     out.push_str(&format!("foreign             {}\n", report.foreign));

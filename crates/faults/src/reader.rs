@@ -126,6 +126,7 @@ pub fn read_partition_as(
         leader,
         high_watermark,
         records: Vec::new(),
+        writers: None,
     };
     if high_watermark == 0 {
         return Ok(read);
