@@ -53,15 +53,21 @@ fi
 echo "faults.sh: building sluice and sluice-faults"
 cargo build --quiet -p sluice -p sluice-faults
 target="${CARGO_TARGET_DIR:-target}"
-sluice=$(realpath "$target/debug/sluice")
-harness=$(realpath "$target/debug/sluice-faults")
 
 run_dir=$(mktemp -d /tmp/sluice-faults.XXXXXX)
+# The run uses its own copies of the binaries: a node restarted late in a
+# long run must be the build the run started with, whatever is built in
+# the tree meanwhile.
+mkdir "$run_dir/bin"
+cp "$target/debug/sluice" "$target/debug/sluice-faults" "$run_dir/bin/"
+sluice="$run_dir/bin/sluice"
+harness="$run_dir/bin/sluice-faults"
 status=2
 cleanup() {
   if [[ $status -eq 0 && $keep -eq 0 ]]; then
     rm -rf "$run_dir"
   else
+    rm -rf "$run_dir/bin"
     echo "faults.sh: exit $status; node logs and the harness log kept in $run_dir"
   fi
 }

@@ -59,6 +59,18 @@ impl Writers {
         Writers { batches }
     }
 
+    /// Batches read.
+    pub fn batches(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Distinct (producer id, epoch) writers.
+    pub fn writer_count(&self) -> usize {
+        let writers: std::collections::HashSet<Writer> =
+            self.batches.iter().map(|b| b.writer).collect();
+        writers.len()
+    }
+
     /// Who wrote the record at `offset`, if a batch read covers it.
     pub fn writer_of(&self, offset: i64) -> Option<Writer> {
         let index = self.batches.partition_point(|b| b.last_offset < offset);

@@ -420,7 +420,14 @@ fn read_all(
                         read.high_watermark,
                         READ_TIMEOUT,
                     ) {
-                        Ok(writers) => read.writers = Some(writers),
+                        Ok(writers) => {
+                            tracing::info!(
+                                "batch headers of partition {partition}: {} batches by {} producer epochs",
+                                writers.batches(),
+                                writers.writer_count()
+                            );
+                            read.writers = Some(writers);
+                        }
                         Err(error) => tracing::warn!(
                             "batch headers of partition {partition} not read: {error:#}"
                         ),
