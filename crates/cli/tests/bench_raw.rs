@@ -67,3 +67,57 @@ fn the_raw_producer_refuses_what_it_does_not_do() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--client raw runs closed-loop"), "{stderr}");
 }
+
+/// Runs `sluice bench consume` with `args`; its JSON report.
+fn consume(bootstrap: &str, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["bench", "consume", "--json", "-b", bootstrap])
+        .args(args)
+        .output()
+        .expect("runs sluice bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"))
+}
+
+#[test]
+fn the_raw_consumer_drains_what_the_producer_wrote() {
+    let cluster = start_in_process(&[]);
+    let produced = raw_produce(
+        cluster.bootstrap(),
+        "raw-drain",
+        &["--partitions", "3", "--batch-size", "10KiB"],
+    );
+    let records = produced["records"].as_u64().expect("records produced");
+    assert!(records > 0, "{produced}");
+    for connections in ["1", "2"] {
+        let report = consume(
+            cluster.bootstrap(),
+            &[
+                "--topic",
+                "raw-drain",
+                "--client",
+                "raw",
+                "--connections",
+                connections,
+                "--fetch-bytes",
+                "64KiB",
+            ],
+        );
+        assert_eq!(report["client"], "raw", "{report}");
+        assert_eq!(report["complete"], true, "{report}");
+        assert_eq!(report["records"].as_u64(), Some(records), "{report}");
+        // Whole batches: the values and the batch and record headers.
+        assert!(
+            report["bytes"].as_u64().unwrap_or(0) > records * 100,
+            "{report}"
+        );
+    }
+    // librdkafka reads the same records (keys and values: 100 B each).
+    let report = consume(cluster.bootstrap(), &["--topic", "raw-drain"]);
+    assert_eq!(report["records"].as_u64(), Some(records), "{report}");
+}

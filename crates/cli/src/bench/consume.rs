@@ -21,9 +21,10 @@ use serde_json::json;
 
 use super::procfs::UsageMeter;
 use super::progress::{Counters, Goal, Progress};
+use super::raw_fetch::{self, RawDrain};
 use super::setup::{self, Watermarks};
 use super::stats::{self, latency_histogram, Latency, Report, Throughput};
-use super::{options, CommonArgs, DEFAULT_DURATION};
+use super::{options, ClientKind, CommonArgs, DEFAULT_DURATION};
 use crate::client::{parse_key_value, CliContext, ConnectionArgs};
 
 /// How long one poll waits for a message.
@@ -48,6 +49,18 @@ pub struct ConsumeArgs {
     /// may take before it stops incomplete (default 10 min).
     #[arg(long, value_name = "TIME", value_parser = options::parse_duration)]
     duration: Option<Duration>,
+    /// Which client consumes: librdkafka, or the raw-protocol consumer
+    /// (`bench/raw_fetch.rs`: Fetch requests, batch headers only), which
+    /// measures the broker's fetch path. Raw drains only (no --tail).
+    #[arg(long, value_enum, default_value_t = ClientKind::Librdkafka)]
+    client: ClientKind,
+    /// Raw client: connections, the partitions dealt out among them.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    connections: u16,
+    /// Raw client: bytes asked for per partition per Fetch.
+    #[arg(long, value_name = "BYTES", default_value = "8MiB", value_parser = options::parse_bytes)]
+    fetch_bytes: usize,
     /// Extra librdkafka consumer property, KEY=VALUE (repeatable).
     #[arg(short = 'X', long = "consumer-property", value_name = "KEY=VALUE",
           value_parser = parse_key_value)]
@@ -111,12 +124,26 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     };
     let label = if args.tail { "tail" } else { "drain" };
     let progress = Progress::start(label, goal, counters.clone());
-    let outcome = {
-        let counters = counters.clone();
-        let topic = args.topic.clone();
-        tokio::task::spawn_blocking(move || consume_all(&consumer, &topic, &plan, &counters))
-            .await
-            .context("the consumer stopped")??
+    let outcome = match args.client {
+        ClientKind::Librdkafka => {
+            let counters = counters.clone();
+            let topic = args.topic.clone();
+            tokio::task::spawn_blocking(move || consume_all(&consumer, &topic, &plan, &counters))
+                .await
+                .context("the consumer stopped")??
+        }
+        ClientKind::Raw => {
+            let drain = raw_drain(&args, &marks, plan.time_limit)?;
+            let counters = counters.clone();
+            let drained = tokio::task::spawn_blocking(move || raw_fetch::drain(&drain, &counters))
+                .await
+                .context("the raw consumer stopped")??;
+            Outcome {
+                elapsed: drained.elapsed,
+                complete: drained.complete,
+                timestamp_lag: latency_histogram(),
+            }
+        }
     };
     progress.finish();
     let usage = meter.finish();
@@ -128,6 +155,18 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         partitions.len().to_string(),
         "partitions",
         json!(partitions.len()),
+    );
+    report.add(
+        "client",
+        match args.client {
+            ClientKind::Librdkafka => "librdkafka".to_string(),
+            ClientKind::Raw => format!("raw, {} connections", args.connections),
+        },
+        "client",
+        json!(match args.client {
+            ClientKind::Librdkafka => "librdkafka",
+            ClientKind::Raw => "raw",
+        }),
     );
     if !args.tail {
         report.add(
@@ -164,6 +203,31 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The raw consumers' drain: every partition from its log start to its
+/// high watermark at the start, on the first bootstrap broker.
+fn raw_drain(
+    args: &ConsumeArgs,
+    marks: &[Watermarks],
+    time_limit: Duration,
+) -> anyhow::Result<RawDrain> {
+    if args.tail || args.count.is_some() {
+        bail!("--client raw drains the backlog only (no --tail or --count)");
+    }
+    let broker = crate::client::parse_brokers(&args.common.connection.brokers)
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .next()
+        .context("no bootstrap broker")?;
+    Ok(RawDrain {
+        broker,
+        topic: args.topic.clone(),
+        partitions: marks.iter().map(|m| (m.partition, m.low, m.high)).collect(),
+        connections: usize::from(args.connections),
+        fetch_bytes: i32::try_from(args.fetch_bytes).context("--fetch-bytes over 2 GiB")?,
+        time_limit,
+    })
 }
 
 /// When a consume run ends.

@@ -18,6 +18,7 @@ mod options;
 mod procfs;
 mod progress;
 mod raw;
+mod raw_fetch;
 mod setup;
 mod stats;
 
