@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::consumption::CommitObservation;
@@ -31,6 +32,8 @@ pub const GROUP: &str = "faults-group";
 pub const MEMBERS: usize = 2;
 /// How often a member commits and the observer looks.
 const INTERVAL: Duration = Duration::from_secs(1);
+/// How long a member waits for a commit's answer.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What the group workload saw.
 #[derive(Default)]
@@ -43,6 +46,9 @@ pub struct GroupHistory {
     pub observed: Vec<CommitObservation>,
     /// Records the members consumed (with repeats after rebalances).
     pub consumed: u64,
+    /// What each member is doing and since when (run time): a member that
+    /// does not stop is reported with its step.
+    pub steps: BTreeMap<usize, (&'static str, f64)>,
 }
 
 /// The group history, shared between the member and observer threads.
@@ -81,11 +87,21 @@ fn member_config(bootstrap: &str) -> ClientConfig {
 /// be committed after it (that would be this harness moving the offset
 /// back, not the broker).
 #[derive(Clone, Default)]
-struct Reached(Arc<Mutex<BTreeMap<i32, i64>>>);
+struct Reached {
+    positions: Arc<Mutex<BTreeMap<i32, i64>>>,
+    /// Commit callbacks served so far (by poll), and the last one's result.
+    commits: Arc<Mutex<(u64, Option<String>)>>,
+}
 
 impl Reached {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<i32, i64>> {
-        self.0
+        self.positions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn commits(&self) -> MutexGuard<'_, (u64, Option<String>)> {
+        self.commits
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -94,6 +110,12 @@ impl Reached {
 impl ClientContext for Reached {}
 
 impl ConsumerContext for Reached {
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        let mut commits = self.commits();
+        commits.0 += 1;
+        commits.1 = result.err().map(|error| error.to_string());
+    }
+
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(list) => {
@@ -122,21 +144,27 @@ pub fn run_member(
         .set("client.id", format!("faults-group-{member}"))
         .create_with_context(reached.clone())?;
     consumer.subscribe(&[&topic])?;
-    let mut last_commit = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        // The rebalance callback runs inside poll, on this thread.
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => {
-                reached
-                    .lock()
-                    .insert(message.partition(), message.offset() + 1);
-                group.lock().consumed += 1;
-            }
-            Some(Err(error)) => {
-                tracing::debug!(member, %error, "group member poll error");
-            }
-            None => {}
+    let step = |name: &'static str| {
+        group.lock().steps.insert(member, (name, now()));
+    };
+    // The rebalance and commit callbacks run inside poll, on this thread.
+    let poll = |timeout: Duration| match consumer.poll(timeout) {
+        Some(Ok(message)) => {
+            reached
+                .lock()
+                .insert(message.partition(), message.offset() + 1);
+            group.lock().consumed += 1;
         }
+        Some(Err(error)) => {
+            tracing::debug!(member, %error, "group member poll error");
+        }
+        None => {}
+    };
+    let mut last_commit = Instant::now();
+    let mut commits_sent = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        step("poll");
+        poll(Duration::from_millis(200));
         if last_commit.elapsed() < INTERVAL {
             continue;
         }
@@ -150,8 +178,31 @@ pub fn run_member(
             list.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
         }
         let sent = now();
-        match consumer.commit(&list, CommitMode::Sync) {
-            // librdkafka's synchronous commit fails if any partition did.
+        step("commit");
+        // librdkafka's synchronous commit has no timeout (it waits for a
+        // coordinator as long as it takes): an asynchronous commit whose
+        // callback is awaited for COMMIT_TIMEOUT, polling meanwhile, is what
+        // a careful user writes. A commit not answered in time counts as
+        // failed (its late answer is ignored).
+        let outcome = match consumer.commit(&list, CommitMode::Async) {
+            Err(error) => Err(error.to_string()),
+            Ok(()) => {
+                commits_sent += 1;
+                let deadline = Instant::now() + COMMIT_TIMEOUT;
+                loop {
+                    let (served, result) = reached.commits().clone();
+                    if served >= commits_sent {
+                        break result.map_or(Ok(()), Err);
+                    }
+                    if Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
+                        break Err(format!("no commit answer within {COMMIT_TIMEOUT:?}"));
+                    }
+                    poll(Duration::from_millis(100));
+                }
+            }
+        };
+        match outcome {
+            // librdkafka's commit fails if any partition did.
             Ok(()) => {
                 let mut group = group.lock();
                 for (&partition, &offset) in &positions {
@@ -165,11 +216,15 @@ pub fn run_member(
                 }
             }
             Err(error) => {
-                *group.lock().failed.entry(error.to_string()).or_default() += 1;
+                *group.lock().failed.entry(error).or_default() += 1;
             }
         }
     }
+    // Closing leaves the group (rust-rdkafka polls until librdkafka says
+    // it is closed, without a bound): the step says so if it hangs.
+    step("close");
     drop(consumer);
+    step("stopped");
     history.note(format!("group member {member} stopped"));
     Ok(())
 }

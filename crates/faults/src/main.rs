@@ -766,9 +766,16 @@ impl Consumers {
                 std::thread::sleep(Duration::from_millis(100));
             }
             if !thread.is_finished() {
+                // A group member says where it is stuck.
+                let step = name
+                    .strip_prefix("group member ")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| self.group.lock().steps.get(&n).copied())
+                    .map(|(step, since)| format!("; in {step} since {since:.2}s"))
+                    .unwrap_or_default();
                 findings.problems.push(format!(
                     "{name} did not stop within {CONSUMERS_STOP_TIMEOUT:?} of the end \
-                     (a client call outlived its timeout)"
+                     (a client call outlived its timeout{step})"
                 ));
                 continue;
             }
