@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::consumption::CommitObservation;
@@ -32,8 +31,6 @@ pub const GROUP: &str = "faults-group";
 pub const MEMBERS: usize = 2;
 /// How often a member commits and the observer looks.
 const INTERVAL: Duration = Duration::from_secs(1);
-/// How long a member waits for a commit's answer.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What the group workload saw.
 #[derive(Default)]
@@ -89,8 +86,6 @@ fn member_config(bootstrap: &str) -> ClientConfig {
 #[derive(Clone, Default)]
 struct Reached {
     positions: Arc<Mutex<BTreeMap<i32, i64>>>,
-    /// Commit callbacks served so far (by poll), and the last one's result.
-    commits: Arc<Mutex<(u64, Option<String>)>>,
 }
 
 impl Reached {
@@ -99,23 +94,11 @@ impl Reached {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-
-    fn commits(&self) -> MutexGuard<'_, (u64, Option<String>)> {
-        self.commits
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 impl ClientContext for Reached {}
 
 impl ConsumerContext for Reached {
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        let mut commits = self.commits();
-        commits.0 += 1;
-        commits.1 = result.err().map(|error| error.to_string());
-    }
-
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(list) => {
@@ -147,7 +130,7 @@ pub fn run_member(
     let step = |name: &'static str| {
         group.lock().steps.insert(member, (name, now()));
     };
-    // The rebalance and commit callbacks run inside poll, on this thread.
+    // The rebalance callback runs inside poll, on this thread.
     let poll = |timeout: Duration| match consumer.poll(timeout) {
         Some(Ok(message)) => {
             reached
@@ -161,7 +144,6 @@ pub fn run_member(
         None => {}
     };
     let mut last_commit = Instant::now();
-    let mut commits_sent = 0u64;
     while !stop.load(Ordering::Relaxed) {
         step("poll");
         poll(Duration::from_millis(200));
@@ -178,29 +160,15 @@ pub fn run_member(
             list.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
         }
         let sent = now();
-        step("commit");
         // librdkafka's synchronous commit has no timeout (it waits for a
-        // coordinator as long as it takes): an asynchronous commit whose
-        // callback is awaited for COMMIT_TIMEOUT, polling meanwhile, is what
-        // a careful user writes. A commit not answered in time counts as
-        // failed (its late answer is ignored).
-        let outcome = match consumer.commit(&list, CommitMode::Async) {
-            Err(error) => Err(error.to_string()),
-            Ok(()) => {
-                commits_sent += 1;
-                let deadline = Instant::now() + COMMIT_TIMEOUT;
-                loop {
-                    let (served, result) = reached.commits().clone();
-                    if served >= commits_sent {
-                        break result.map_or(Ok(()), Err);
-                    }
-                    if Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
-                        break Err(format!("no commit answer within {COMMIT_TIMEOUT:?}"));
-                    }
-                    poll(Duration::from_millis(100));
-                }
-            }
-        };
+        // coordinator as long as it takes). An asynchronous commit awaited
+        // through the commit callback was tried: no callback came in a
+        // whole 5-node run (63 of 63 commits unanswered), so the step is
+        // recorded instead, and a member stuck here says so at the end.
+        step("commit");
+        let outcome = consumer
+            .commit(&list, CommitMode::Sync)
+            .map_err(|error| error.to_string());
         match outcome {
             // librdkafka's commit fails if any partition did.
             Ok(()) => {
