@@ -9,7 +9,8 @@
 # generator), SLUICE_BASELINE_BIN (optional older build), TANSU_BIN (default
 # ~/.cache/sluice-bench/tansu/bin/tansu, skipped if absent), ROUNDS (3),
 # BROKER_CPU / CLIENT_CPU (0 / 1), CONSUME_ARGS (extra `bench consume`
-# arguments, e.g. "--client raw" for the raw-protocol consumer).
+# arguments, e.g. "--client raw" for the raw-protocol consumer),
+# BACKLOG_RECORDS (1 KiB records filled, default 524288 = 512 MiB).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +21,7 @@ ROUNDS=${ROUNDS:-3}
 BROKER_CPU=${BROKER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 read -r -a CONSUME_EXTRA <<<"${CONSUME_ARGS:-}"
+BACKLOG_RECORDS=${BACKLOG_RECORDS:-524288}
 WORK_DIR=$(mktemp -d /tmp/sluice-drain.XXXXXX)
 BROKERS=(sluice)
 [ -n "$BASELINE" ] && BROKERS+=(sluice-baseline)
@@ -56,7 +58,7 @@ for round in $(seq "$ROUNDS"); do
             sleep 0.2
         done
         timeout 200 taskset -c "$CLIENT_CPU" "$SLUICE" bench produce --topic backlog --partitions 1 \
-            --record-size 1024 --acks 1 --count 524288 --duration 120s -b "127.0.0.1:$PORT" \
+            --record-size 1024 --acks 1 --count "$BACKLOG_RECORDS" --duration 120s -b "127.0.0.1:$PORT" \
             --json >/dev/null 2>&1
         timeout 200 taskset -c "$CLIENT_CPU" "$SLUICE" bench consume --topic backlog --duration 120s \
             "${CONSUME_EXTRA[@]}" -b "127.0.0.1:$PORT" --broker-pid "$PID" --json 2>/dev/null |
