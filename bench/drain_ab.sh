@@ -8,7 +8,9 @@
 # Environment: SLUICE_BIN (default target/release/sluice; also the load
 # generator), SLUICE_BASELINE_BIN (optional older build), TANSU_BIN (default
 # ~/.cache/sluice-bench/tansu/bin/tansu, skipped if absent), ROUNDS (3),
-# BROKER_CPU / CLIENT_CPU (0 / 1).
+# BROKER_CPU / CLIENT_CPU (0 / 1), CONSUME_ARGS (extra `bench consume`
+# arguments, e.g. "--client raw" for the raw-protocol consumer),
+# BACKLOG_RECORDS (1 KiB records filled, default 524288 = 512 MiB).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +20,8 @@ TANSU=${TANSU_BIN:-$HOME/.cache/sluice-bench/tansu/bin/tansu}
 ROUNDS=${ROUNDS:-3}
 BROKER_CPU=${BROKER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
+read -r -a CONSUME_EXTRA <<<"${CONSUME_ARGS:-}"
+BACKLOG_RECORDS=${BACKLOG_RECORDS:-524288}
 WORK_DIR=$(mktemp -d /tmp/sluice-drain.XXXXXX)
 BROKERS=(sluice)
 [ -n "$BASELINE" ] && BROKERS+=(sluice-baseline)
@@ -54,14 +58,14 @@ for round in $(seq "$ROUNDS"); do
             sleep 0.2
         done
         timeout 200 taskset -c "$CLIENT_CPU" "$SLUICE" bench produce --topic backlog --partitions 1 \
-            --record-size 1024 --acks 1 --count 524288 --duration 120s -b "127.0.0.1:$PORT" \
+            --record-size 1024 --acks 1 --count "$BACKLOG_RECORDS" --duration 120s -b "127.0.0.1:$PORT" \
             --json >/dev/null 2>&1
         timeout 200 taskset -c "$CLIENT_CPU" "$SLUICE" bench consume --topic backlog --duration 120s \
-            -b "127.0.0.1:$PORT" --broker-pid "$PID" --json 2>/dev/null |
+            "${CONSUME_EXTRA[@]}" -b "127.0.0.1:$PORT" --broker-pid "$PID" --json 2>/dev/null |
             python3 -c "
 import json, sys
 d = json.load(sys.stdin)
-print(f\"round $round  $broker  drain {d['megabytes_per_second']:.1f} MB/s  broker {d['broker_cpu_seconds'] / (d['bytes'] / 1e9):.2f} CPU s/GB\")"
+print(f\"round $round  $broker  drain {d['megabytes_per_second']:.1f} MB/s  broker {d['broker_cpu_seconds'] / (d['bytes'] / 1e9):.2f} CPU s/GB  client {d['client_cpu_seconds'] / (d['bytes'] / 1e9):.2f} CPU s/GB\")"
         kill "$PID" 2>/dev/null || true
         wait "$PID" 2>/dev/null || true
         PID=

@@ -77,6 +77,9 @@ pub async fn handle(state: &BrokerState, frame: Bytes, client_host: &str) -> Out
                 api_version,
             )
         }
+        Routed::Fetch(answer) => {
+            return respond_fetch(correlation_id, response_header_version, api_version, answer)
+        }
         Routed::Unknown => return Outcome::Close("API not routed"),
     };
     respond(
@@ -122,6 +125,8 @@ fn gate(api_key: i16, api_version: i16, correlation_id: i32) -> Result<ApiKey, O
 /// What a handler produced.
 enum Routed {
     Response(ResponseKind),
+    /// A Fetch response, some records of which are still in the files.
+    Fetch(handlers::fetch::FetchAnswer),
     /// Produce answers now, later (acks=all), never (acks=0) or closes.
     Produce(ProduceOutcome),
     /// No handler for this API.
@@ -170,18 +175,42 @@ fn with_produce_hints(
     }
 }
 
-/// Encodes a response; a Fetch response's records go out without being
-/// copied into the frame.
+/// Encodes a response.
 fn respond(
     correlation_id: i32,
     header_version: i16,
     api_version: i16,
     response: ResponseKind,
 ) -> Outcome {
-    let ResponseKind::Fetch(body) = response else {
-        return encode(correlation_id, header_version, api_version, &response);
-    };
-    match crate::net::fetch_frame::encode(correlation_id, header_version, api_version, body) {
+    match response {
+        ResponseKind::Fetch(response) => respond_fetch(
+            correlation_id,
+            header_version,
+            api_version,
+            handlers::fetch::FetchAnswer {
+                response,
+                files: Vec::new(),
+            },
+        ),
+        response => encode(correlation_id, header_version, api_version, &response),
+    }
+}
+
+/// A Fetch response's records go out without being copied into the frame
+/// (`net::fetch_frame`): from the log's buffers, or from the segment files.
+fn respond_fetch(
+    correlation_id: i32,
+    header_version: i16,
+    api_version: i16,
+    answer: handlers::fetch::FetchAnswer,
+) -> Outcome {
+    match crate::net::fetch_frame::encode(
+        correlation_id,
+        header_version,
+        api_version,
+        answer.response,
+        answer.files,
+    ) {
         Ok(chunks) => Outcome::RespondChunks(chunks),
         Err(body) => encode(
             correlation_id,
@@ -233,11 +262,15 @@ async fn route_data(
             )));
         }
         RequestKind::Fetch(r) => {
-            let mut response =
+            let mut answer =
                 handlers::fetch::handle(&state.metadata, &state.replicas, header, r).await;
             let image = state.metadata.image();
-            handlers::leader_hints::add_to_fetch(&mut response, header.request_api_version, &image);
-            ResponseKind::Fetch(response)
+            handlers::leader_hints::add_to_fetch(
+                &mut answer.response,
+                header.request_api_version,
+                &image,
+            );
+            return Ok(Routed::Fetch(answer));
         }
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(
             handlers::list_offsets::handle(&state.replicas, header, r).await,

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sluice_log::AbortedTransaction;
+use sluice_log::{AbortedTransaction, FileRecords};
 use tokio::time::Instant;
 
 use crate::error_codes;
@@ -60,7 +60,7 @@ pub struct PartitionRead {
     /// Read-committed only: the aborted transactions overlapping the range.
     pub aborted_transactions: Option<Vec<AbortedTransaction>>,
     /// Whole batches, as stored.
-    pub records: Bytes,
+    pub records: FetchedRecords,
     /// A follower's log diverges: the largest epoch the leader has at or
     /// below its last fetched epoch, and where that epoch ends here.
     pub diverging_epoch: Option<(i32, i64)>,
@@ -76,9 +76,37 @@ impl PartitionRead {
             last_stable_offset: -1,
             log_start_offset: -1,
             aborted_transactions: Some(Vec::new()),
-            records: Bytes::new(),
+            records: FetchedRecords::default(),
             diverging_epoch: None,
         }
+    }
+}
+
+/// The records of one partition's read: in memory, or where they are in
+/// the segment files (a consumer's read, below the high watermark: sent
+/// with `sendfile`, see `net::fetch_frame`).
+#[derive(Clone, Debug)]
+pub enum FetchedRecords {
+    Memory(Bytes),
+    Files(FileRecords),
+}
+
+impl Default for FetchedRecords {
+    fn default() -> FetchedRecords {
+        FetchedRecords::Memory(Bytes::new())
+    }
+}
+
+impl FetchedRecords {
+    pub fn len(&self) -> usize {
+        match self {
+            FetchedRecords::Memory(bytes) => bytes.len(),
+            FetchedRecords::Files(files) => files.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -171,7 +199,7 @@ fn read_one(
         last_stable_offset: partition.last_stable_offset(),
         log_start_offset,
         aborted_transactions: None,
-        records: Bytes::new(),
+        records: FetchedRecords::default(),
         diverging_epoch: None,
     };
     let epoch_error = check_leader_epoch(request.current_leader_epoch, partition.leader_epoch());
@@ -221,16 +249,28 @@ fn read_one(
     } else {
         read.high_watermark
     };
-    match partition
-        .log
-        .read(request.fetch_offset, upper, budget, min_one_batch)
-    {
-        Ok(batches) => {
+    // A consumer reads below the high watermark, which no one rewrites in
+    // place: its records can go from the files to the socket. A follower
+    // reads up to the log end, which a truncation may rewrite: it gets a
+    // copy.
+    let records = if params.replica.is_some() {
+        partition
+            .log
+            .read(request.fetch_offset, upper, budget, min_one_batch)
+            .map(|batches| FetchedRecords::Memory(batches.records))
+    } else {
+        partition
+            .log
+            .read_file_ranges(request.fetch_offset, upper, budget, min_one_batch)
+            .map(FetchedRecords::Files)
+    };
+    match records {
+        Ok(records) => {
             if params.read_committed && params.replica.is_none() {
                 read.aborted_transactions =
                     Some(partition.aborted_transactions(request.fetch_offset, upper));
             }
-            read.records = batches.records;
+            read.records = records;
         }
         Err(error) => read.error_code = error_codes::from_log_error(&error),
     }

@@ -116,6 +116,7 @@ pub use error::LogError;
 pub use handles::{open_files, open_files_max, set_open_files_max};
 pub use partition_log::Log;
 pub use producer_state::{AbortedTransaction, ProducerStateManager};
+pub use read::{FileRange, FileRecords};
 pub use throttle::Throttler;
 
 use std::path::PathBuf;

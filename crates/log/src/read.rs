@@ -9,6 +9,8 @@
 //! storage error in silence). Each corrupt position is logged once.
 
 use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,10 +19,76 @@ use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::Mutex;
 
 use crate::batch::BatchHeader;
+use crate::error::io_error;
 use crate::index;
 use crate::log_state::Snapshot;
 use crate::segment::Segment;
 use crate::{Log, LogError, ReadResult};
+
+/// Bytes of one segment file: `len` bytes at `position` of the open `file`.
+#[derive(Clone, Debug)]
+pub struct FileRange {
+    pub file: Arc<File>,
+    /// The file's path, for errors.
+    pub path: PathBuf,
+    pub position: u64,
+    pub len: usize,
+}
+
+impl FileRange {
+    /// The range's bytes, read from the file.
+    pub fn read_to_bytes(&self) -> Result<Bytes, LogError> {
+        let mut buffer = BytesMut::zeroed(self.len);
+        self.file
+            .read_exact_at(&mut buffer, self.position)
+            .map_err(|error| io_error(&self.path, error))?;
+        Ok(buffer.freeze())
+    }
+}
+
+/// Whole batches as ranges of segment files, in offset order
+/// ([`Log::read_file_ranges`]).
+#[derive(Clone, Debug, Default)]
+pub struct FileRecords {
+    pub ranges: Vec<FileRange>,
+    len: usize,
+}
+
+impl FileRecords {
+    pub fn new(ranges: Vec<FileRange>) -> FileRecords {
+        let len = ranges.iter().map(|r| r.len).sum();
+        FileRecords { ranges, len }
+    }
+
+    /// Bytes in all the ranges.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes, read into one buffer (what `Log::read` returns).
+    pub fn read_to_bytes(&self) -> Result<Bytes, LogError> {
+        match self.ranges.as_slice() {
+            [] => Ok(Bytes::new()),
+            [one] => one.read_to_bytes(),
+            many => {
+                let mut joined = BytesMut::zeroed(self.len);
+                let mut at = 0;
+                for range in many {
+                    range
+                        .file
+                        .read_exact_at(&mut joined[at..at + range.len], range.position)
+                        .map_err(|error| io_error(&range.path, error))?;
+                    at += range.len;
+                }
+                Ok(joined.freeze())
+            }
+        }
+    }
+}
 
 /// Corrupt positions logged so far, so that a consumer retrying at one does
 /// not log it on every fetch.
@@ -161,6 +229,27 @@ impl Log {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadResult, LogError> {
+        let ranges = self.read_file_ranges(start_offset, max_offset, max_bytes, min_one_batch)?;
+        Ok(ReadResult {
+            records: ranges.read_to_bytes()?,
+        })
+    }
+
+    /// [`Self::read`] without reading: where the batches are in the segment
+    /// files, each range with the segment's open file, so that they can go
+    /// from the page cache to a socket without a copy in user space
+    /// (`sendfile`). The ranges stay valid for a reader below the high
+    /// watermark: nothing rewrites committed bytes in place (retention
+    /// deletes whole segments, the cleaner writes new files, and a held file
+    /// keeps its inode); only a follower's truncation rewrites a log's tail,
+    /// above the high watermark.
+    pub fn read_file_ranges(
+        &self,
+        start_offset: i64,
+        max_offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<FileRecords, LogError> {
         let snapshot = self.current_snapshot()?;
         if start_offset < snapshot.log_start_offset || start_offset > snapshot.log_end_offset {
             return Err(LogError::OffsetOutOfRange {
@@ -173,7 +262,7 @@ impl Log {
         let mut index = segments
             .partition_point(|segment| segment.base_offset <= start_offset)
             .saturating_sub(1);
-        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut ranges = Vec::new();
         let mut taken = 0usize;
         'segments: while index < segments.len() && start_offset < snapshot.log_end_offset {
             let segment = &segments[index];
@@ -219,27 +308,19 @@ impl Log {
                 };
             }
             if position > range_start {
-                let mut buffer = BytesMut::zeroed((position - range_start) as usize);
-                segment.read_exact_at(&mut buffer, range_start)?;
-                pieces.push(buffer.freeze());
+                ranges.push(FileRange {
+                    file: segment.log_file()?,
+                    path: segment.log_path().to_path_buf(),
+                    position: range_start,
+                    len: (position - range_start) as usize,
+                });
             }
             if stop {
                 break 'segments;
             }
             index += 1;
         }
-        let records = match pieces.len() {
-            0 => Bytes::new(),
-            1 => pieces.pop().unwrap_or_default(),
-            _ => {
-                let mut joined = BytesMut::with_capacity(taken);
-                for piece in pieces {
-                    joined.extend_from_slice(&piece);
-                }
-                joined.freeze()
-            }
-        };
-        Ok(ReadResult { records })
+        Ok(FileRecords { ranges, len: taken })
     }
 
     /// First record (not batch) with timestamp >= `timestamp` among offsets

@@ -2,9 +2,11 @@
 //! `.timeindex`. The log file is read and written positionally through a shared
 //! handle, so readers never take the append lock.
 
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 
@@ -125,6 +127,16 @@ impl Segment {
 
     pub fn next_offset(&self) -> i64 {
         self.state.read().next_offset
+    }
+
+    /// The open `.log` file (reopened if the descriptor cache closed it);
+    /// holding it keeps the descriptor open.
+    pub fn log_file(&self) -> Result<Arc<File>, LogError> {
+        self.log_file.get()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
     }
 
     /// Reads exactly `buffer.len()` bytes at `position`.

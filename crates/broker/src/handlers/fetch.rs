@@ -16,8 +16,10 @@ use uuid::Uuid;
 use super::topic_name;
 use crate::error_codes;
 use crate::metadata_view::MetadataView;
-use crate::replica_fetch::{FetchParams, PartitionFetch, PartitionRead};
+use crate::replica_fetch::{FetchParams, FetchedRecords, PartitionFetch, PartitionRead};
 use crate::replica_manager::ReplicaManager;
+use bytes::Bytes;
+use sluice_log::FileRecords;
 
 /// Upper bound on how long one fetch may wait, whatever the client asks.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;
@@ -27,7 +29,7 @@ pub async fn handle(
     replicas: &ReplicaManager,
     header: &RequestHeader,
     request: FetchRequest,
-) -> FetchResponse {
+) -> FetchAnswer {
     let (names, requested) = requested_partitions(metadata, header.request_api_version, &request);
     let max_wait =
         Duration::from_millis((request.max_wait_ms.max(0) as u64).min(FETCH_WAIT_MS_MAX));
@@ -49,6 +51,16 @@ pub async fn handle(
     };
     let reads = replicas.fetch(params, &requested).await;
     respond(names, &requested, reads)
+}
+
+/// A Fetch response and the records of its partitions that stay in the
+/// segment files until they are written to the socket: ((topic index,
+/// partition index) in the response, records). Those partitions' records
+/// field is empty in `response`.
+#[derive(Debug, Default)]
+pub struct FetchAnswer {
+    pub response: FetchResponse,
+    pub files: crate::net::fetch_frame::InFiles,
 }
 
 /// The follower a replica fetch comes from (Kafka's replica id, in
@@ -106,7 +118,8 @@ fn requested_partitions(
     (names, requested)
 }
 
-fn partition_data(index: i32, read: PartitionRead) -> PartitionData {
+/// The partition's data, and its records when they stay in the files.
+fn partition_data(index: i32, read: PartitionRead) -> (PartitionData, Option<FileRecords>) {
     let aborted = read.aborted_transactions.map(|aborted| {
         aborted
             .into_iter()
@@ -125,7 +138,12 @@ fn partition_data(index: i32, read: PartitionRead) -> PartitionData {
                 .with_end_offset(end_offset)
         })
         .unwrap_or_default();
-    PartitionData::default()
+    let (records, files) = match read.records {
+        FetchedRecords::Memory(bytes) => (bytes, None),
+        FetchedRecords::Files(files) if files.is_empty() => (Bytes::new(), None),
+        FetchedRecords::Files(files) => (Bytes::new(), Some(files)),
+    };
+    let data = PartitionData::default()
         .with_diverging_epoch(diverging)
         .with_partition_index(index)
         .with_error_code(read.error_code)
@@ -134,7 +152,8 @@ fn partition_data(index: i32, read: PartitionRead) -> PartitionData {
         .with_log_start_offset(read.log_start_offset)
         .with_aborted_transactions(aborted)
         .with_preferred_read_replica(BrokerId(-1))
-        .with_records(Some(read.records))
+        .with_records(Some(records));
+    (data, files)
 }
 
 /// Groups consecutive partitions of one topic, in request order.
@@ -142,8 +161,9 @@ fn respond(
     names: Vec<(TopicName, Uuid)>,
     requested: &[PartitionFetch],
     reads: Vec<PartitionRead>,
-) -> FetchResponse {
+) -> FetchAnswer {
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    let mut files = Vec::new();
     for (((topic, topic_id), request), read) in names.into_iter().zip(requested).zip(reads) {
         let same_topic = responses
             .last()
@@ -156,14 +176,22 @@ fn respond(
                     .with_topic_id(topic_id),
             );
         }
+        let topic_index = responses.len().saturating_sub(1);
         if let Some(last) = responses.last_mut() {
-            last.partitions.push(partition_data(request.index, read));
+            let (data, in_files) = partition_data(request.index, read);
+            if let Some(in_files) = in_files {
+                files.push(((topic_index, last.partitions.len()), in_files));
+            }
+            last.partitions.push(data);
         }
     }
     // Fetch sessions are not kept: session id 0 means "full response every
     // time", which every client accepts.
-    FetchResponse::default()
-        .with_error_code(error_codes::NONE)
-        .with_session_id(0)
-        .with_responses(responses)
+    FetchAnswer {
+        response: FetchResponse::default()
+            .with_error_code(error_codes::NONE)
+            .with_session_id(0)
+            .with_responses(responses),
+        files,
+    }
 }

@@ -186,10 +186,9 @@ async fn write_responses(
         }
         let written = match outcome {
             Outcome::Respond(framed) => write_half.write_all(&framed).await.is_ok(),
-            // Vectored writes: the records are not copied in user space.
-            Outcome::RespondChunks(mut chunks) => {
-                write_half.write_all_buf(&mut chunks).await.is_ok()
-            }
+            // Vectored writes and sendfile: the records are not copied in
+            // user space.
+            Outcome::RespondChunks(chunks) => chunks.write_to(&mut write_half).await.is_ok(),
             Outcome::NoResponse | Outcome::Deferred(_) => true,
             Outcome::Close(reason) => {
                 tracing::info!(?peer, reason, "closing connection");

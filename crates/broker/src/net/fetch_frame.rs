@@ -14,36 +14,31 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{FetchResponse, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
+use sluice_log::{FileRange, FileRecords};
+use tokio::io::{AsyncWriteExt as _, Interest};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 
 /// First Fetch version with flexible encoding (compact lengths, tagged fields).
 const FLEXIBLE_FROM: i16 = 12;
 
-/// A response frame as a sequence of byte chunks, written in order.
+/// Byte chunks in memory, written with vectored writes.
 #[derive(Debug, Default)]
-pub struct Chunks {
+pub struct MemoryChunks {
     chunks: VecDeque<Bytes>,
     remaining: usize,
 }
 
-impl Chunks {
+impl MemoryChunks {
     fn push(&mut self, chunk: Bytes) {
         if !chunk.is_empty() {
             self.remaining += chunk.len();
             self.chunks.push_back(chunk);
         }
     }
-
-    /// The whole frame in one buffer (tests and fallbacks).
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.remaining);
-        for chunk in &self.chunks {
-            out.extend_from_slice(chunk);
-        }
-        out
-    }
 }
 
-impl Buf for Chunks {
+impl Buf for MemoryChunks {
     fn remaining(&self) -> usize {
         self.remaining
     }
@@ -75,6 +70,165 @@ impl Buf for Chunks {
         }
         filled
     }
+}
+
+/// One part of a frame: bytes in memory, or a range of a segment file.
+#[derive(Debug)]
+enum Part {
+    Memory(MemoryChunks),
+    File(FileRange),
+}
+
+/// A response frame as parts written in order: the encoded bytes and any
+/// records read into memory with vectored writes, records still in the
+/// segment files with `sendfile(2)` (page cache to socket, no copy in user
+/// space).
+#[derive(Debug, Default)]
+pub struct Chunks {
+    parts: Vec<Part>,
+    len: usize,
+}
+
+impl Chunks {
+    fn push(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        self.len += chunk.len();
+        if let Some(Part::Memory(memory)) = self.parts.last_mut() {
+            memory.push(chunk);
+        } else {
+            let mut memory = MemoryChunks::default();
+            memory.push(chunk);
+            self.parts.push(Part::Memory(memory));
+        }
+    }
+
+    fn push_file(&mut self, range: FileRange) {
+        if range.len > 0 {
+            self.len += range.len;
+            self.parts.push(Part::File(range));
+        }
+    }
+
+    /// Bytes in the whole frame.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole frame in one buffer (tests).
+    pub fn to_vec(&self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.len);
+        for part in &self.parts {
+            match part {
+                Part::Memory(memory) => {
+                    for chunk in &memory.chunks {
+                        out.extend_from_slice(chunk);
+                    }
+                }
+                Part::File(range) => out.extend_from_slice(
+                    &range
+                        .read_to_bytes()
+                        .map_err(|e| std::io::Error::other(e.to_string()))?,
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the frame to a plain TCP connection: memory parts with
+    /// vectored writes, file ranges with `sendfile` (through rustix's safe
+    /// wrapper; tokio has no sendfile). A file range that ends early (its
+    /// file shrank) is an error: the frame's length is promised, so the
+    /// connection must close.
+    pub async fn write_to(self, stream: &mut OwnedWriteHalf) -> std::io::Result<()> {
+        for part in self.parts {
+            match part {
+                Part::Memory(mut memory) => stream.write_all_buf(&mut memory).await?,
+                Part::File(range) => send_file(stream.as_ref(), &range).await?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `sendfile(2)` of one range to a non-blocking socket, waiting for
+/// writability as tokio's own writes do.
+async fn send_file(socket: &TcpStream, range: &FileRange) -> std::io::Result<()> {
+    let mut offset = range.position;
+    let mut left = range.len;
+    while left > 0 {
+        socket.writable().await?;
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(socket, &*range.file, Some(&mut offset), left)
+                .map_err(std::io::Error::from)
+        });
+        match sent {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{}: {left} bytes of a fetched range are gone",
+                        range.path.display()
+                    ),
+                ))
+            }
+            Ok(count) => left -= count,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// A Fetch response's records left in the segment files: ((topic index,
+/// partition index) in the response, records), in no particular order.
+pub type InFiles = Vec<((usize, usize), FileRecords)>;
+
+/// One partition's records as taken out of the response.
+enum Taken {
+    Memory(Bytes),
+    Files(FileRecords),
+}
+
+impl Taken {
+    fn len(&self) -> usize {
+        match self {
+            Taken::Memory(bytes) => bytes.len(),
+            Taken::Files(files) => files.len(),
+        }
+    }
+}
+
+/// The response with its file records read into memory (when it cannot be
+/// spliced): a range that cannot be read fails its partition with
+/// KAFKA_STORAGE_ERROR, as a read error does.
+pub fn with_records_read(
+    mut response: FetchResponse,
+    files: InFiles,
+) -> FetchResponse {
+    for ((t, p), records) in files {
+        let Some(partition) = response
+            .responses
+            .get_mut(t)
+            .and_then(|topic| topic.partitions.get_mut(p))
+        else {
+            continue;
+        };
+        match records.read_to_bytes() {
+            Ok(bytes) => partition.records = Some(bytes),
+            Err(error) => {
+                tracing::warn!(%error, "reading fetched records failed");
+                partition.records = Some(Bytes::new());
+                partition.error_code = crate::error_codes::KAFKA_STORAGE_ERROR;
+            }
+        }
+    }
+    response
 }
 
 /// Whether a partition's tagged fields are all absent (then its tagged
@@ -114,24 +268,33 @@ fn array_prefix_len(version: i16, count: usize) -> usize {
 }
 
 /// Encodes a complete Fetch response frame (length prefix included) as
-/// chunks whose records are the log's own `Bytes`. Gives the response back
-/// unchanged when it cannot be spliced (nothing to splice, a tagged field
-/// next to records, an encoding error): the caller then encodes it the usual
-/// way.
+/// chunks whose records are the log's own `Bytes`, or the ranges of the
+/// segment files in `files` (((topic index, partition index), records),
+/// whose records field in `response` is empty). Gives the response back
+/// (with the file records read into it) when it cannot be spliced (nothing
+/// to splice, a tagged field next to records, an encoding error): the
+/// caller then encodes it the usual way.
 pub fn encode(
     correlation_id: i32,
     header_version: i16,
     version: i16,
     mut response: FetchResponse,
+    mut files: InFiles,
 ) -> Result<Chunks, FetchResponse> {
     let flexible = version >= FLEXIBLE_FROM;
     let spliceable = |response: &FetchResponse| {
         let mut any = false;
-        for topic in &response.responses {
+        for (t, topic) in response.responses.iter().enumerate() {
             let mut topic_any = false;
-            for partition in &topic.partitions {
-                if let Some(records) = partition.records.as_ref().filter(|r| !r.is_empty()) {
-                    if !no_tagged_fields(partition) || records.len() >= i32::MAX as usize {
+            for (p, partition) in topic.partitions.iter().enumerate() {
+                let len = files
+                    .iter()
+                    .find(|(at, _)| *at == (t, p))
+                    .map(|(_, f)| f.len())
+                    .or_else(|| partition.records.as_ref().map(Bytes::len))
+                    .unwrap_or(0);
+                if len > 0 {
+                    if !no_tagged_fields(partition) || len >= i32::MAX as usize {
                         return false;
                     }
                     topic_any = true;
@@ -145,33 +308,45 @@ pub fn encode(
         any
     };
     if !spliceable(&response) {
-        return Err(response);
+        return Err(with_records_read(response, files));
     }
     // Take the records out, in encoding order.
-    let mut taken: Vec<Bytes> = Vec::new();
+    let mut taken: Vec<Taken> = Vec::new();
     let mut emptied: Vec<(usize, usize)> = Vec::new();
     for (t, topic) in response.responses.iter_mut().enumerate() {
         for (p, partition) in topic.partitions.iter_mut().enumerate() {
-            if let Some(records) = partition.records.as_mut().filter(|r| !r.is_empty()) {
-                taken.push(std::mem::take(records));
+            if let Some(index) = files.iter().position(|(at, _)| *at == (t, p)) {
+                let (_, records) = files.swap_remove(index);
+                partition.records = Some(Bytes::new());
+                taken.push(Taken::Files(records));
+                emptied.push((t, p));
+            } else if let Some(records) = partition.records.as_mut().filter(|r| !r.is_empty()) {
+                taken.push(Taken::Memory(std::mem::take(records)));
                 emptied.push((t, p));
             }
         }
     }
+    let lens: Vec<usize> = taken.iter().map(Taken::len).collect();
     match splice(
         correlation_id,
         header_version,
         version,
         &response,
         &emptied,
-        &taken,
+        &lens,
     ) {
         Some(encoded) => Ok(encoded.assemble(taken, flexible)),
         None => {
+            let mut files = Vec::new();
             for ((t, p), records) in emptied.into_iter().zip(taken) {
-                response.responses[t].partitions[p].records = Some(records);
+                match records {
+                    Taken::Memory(bytes) => {
+                        response.responses[t].partitions[p].records = Some(bytes)
+                    }
+                    Taken::Files(records) => files.push(((t, p), records)),
+                }
             }
-            Err(response)
+            Err(with_records_read(response, files))
         }
     }
 }
@@ -184,7 +359,7 @@ struct Spliced {
 }
 
 impl Spliced {
-    fn assemble(self, taken: Vec<Bytes>, flexible: bool) -> Chunks {
+    fn assemble(self, taken: Vec<Taken>, flexible: bool) -> Chunks {
         let empty_prefix_len = if flexible { 1 } else { 4 };
         let mut encoded = self.encoded;
         let added: usize = taken
@@ -206,7 +381,14 @@ impl Spliced {
                 prefix.put_i32(records.len() as i32);
             }
             chunks.push(prefix.freeze());
-            chunks.push(records);
+            match records {
+                Taken::Memory(bytes) => chunks.push(bytes),
+                Taken::Files(files) => {
+                    for range in files.ranges {
+                        chunks.push_file(range);
+                    }
+                }
+            }
             from = at + empty_prefix_len;
         }
         chunks.push(encoded.slice(from..));
@@ -230,7 +412,7 @@ fn splice(
     version: i16,
     response: &FetchResponse,
     emptied: &[(usize, usize)],
-    taken: &[Bytes],
+    taken: &[usize],
 ) -> Option<Spliced> {
     let flexible = version >= FLEXIBLE_FROM;
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
@@ -289,7 +471,7 @@ fn splice(
     let total: usize = encoded.len() - positions.len() * empty_prefix.len()
         + taken
             .iter()
-            .map(|records| records.len() + prefix_len(records.len(), flexible))
+            .map(|len| len + prefix_len(*len, flexible))
             .sum::<usize>();
     i32::try_from(total - 4).ok()?;
     Some(Spliced { encoded, positions })
@@ -426,7 +608,7 @@ mod tests {
             for case in 0..60 {
                 let body = response(&mut rng, version);
                 let expected = reference(case, header_version, version, &body);
-                match encode(case, header_version, version, body.clone()) {
+                match encode(case, header_version, version, body.clone(), Vec::new()) {
                     Err(returned) => {
                         assert!(
                             returned == body,
@@ -450,9 +632,9 @@ mod tests {
                     }
                     Ok(chunks) => {
                         spliced += 1;
-                        assert_eq!(chunks.remaining(), expected.len(), "v{version} case {case}");
+                        assert_eq!(chunks.len(), expected.len(), "v{version} case {case}");
                         assert!(
-                            chunks.to_vec() == expected,
+                            chunks.to_vec().expect("memory only") == expected,
                             "v{version} case {case}: bytes differ"
                         );
                     }
@@ -462,9 +644,130 @@ mod tests {
         assert!(spliced > 400, "only {spliced} responses were spliced");
     }
 
+    /// The records of `body` moved into one temporary file: the response
+    /// with emptied records and the file ranges in their place (every other
+    /// partition with records; a partition's records split in two ranges
+    /// when long enough).
+    fn into_files(
+        body: &FetchResponse,
+        file: &std::sync::Arc<std::fs::File>,
+        path: &std::path::Path,
+    ) -> (FetchResponse, InFiles) {
+        use std::os::unix::fs::FileExt as _;
+        let mut response = body.clone();
+        let mut files = Vec::new();
+        let mut position = 0u64;
+        let mut alternate = false;
+        for (t, topic) in response.responses.iter_mut().enumerate() {
+            for (p, partition) in topic.partitions.iter_mut().enumerate() {
+                let Some(records) = partition.records.as_ref().filter(|r| !r.is_empty()) else {
+                    continue;
+                };
+                alternate = !alternate;
+                if !alternate {
+                    continue;
+                }
+                file.write_all_at(records, position).expect("write");
+                let split = records.len() / 2;
+                let ranges = [
+                    (position, split),
+                    (position + split as u64, records.len() - split),
+                ]
+                .into_iter()
+                .filter(|(_, len)| *len > 0)
+                .map(|(position, len)| FileRange {
+                    file: file.clone(),
+                    path: path.to_path_buf(),
+                    position,
+                    len,
+                })
+                .collect();
+                position += records.len() as u64;
+                files.push(((t, p), FileRecords::new(ranges)));
+                partition.records = Some(Bytes::new());
+            }
+        }
+        (response, files)
+    }
+
+    #[test]
+    fn frames_with_records_in_files_equal_kafka_protocols_encoding() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut with_files = 0;
+        for version in 4..=17i16 {
+            let header_version = if version >= FLEXIBLE_FROM { 1 } else { 0 };
+            for case in 0..30 {
+                let body = response(&mut rng, version);
+                let expected = reference(case, header_version, version, &body);
+                let path = dir.path().join(format!("v{version}-{case}.log"));
+                let file = std::sync::Arc::new(std::fs::File::create_new(&path).expect("file"));
+                let (emptied, files) = into_files(&body, &file, &path);
+                let had_files = !files.is_empty();
+                match encode(case, header_version, version, emptied, files) {
+                    // Given back with the file records read in: the body.
+                    Err(returned) => assert!(returned == body, "v{version} case {case}"),
+                    Ok(chunks) => {
+                        with_files += usize::from(had_files);
+                        assert_eq!(chunks.len(), expected.len(), "v{version} case {case}");
+                        assert!(
+                            chunks.to_vec().expect("ranges read") == expected,
+                            "v{version} case {case}: bytes differ"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(with_files > 150, "only {with_files} frames had file ranges");
+    }
+
+    /// A frame with memory parts and file ranges goes over a real socket
+    /// byte for byte (vectored writes, then sendfile, then more bytes).
+    #[tokio::test]
+    async fn a_frame_with_file_ranges_arrives_whole_over_tcp() {
+        use std::os::unix::fs::FileExt as _;
+        use tokio::io::AsyncReadExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("segment.log");
+        let file = std::sync::Arc::new(std::fs::File::create_new(&path).expect("file"));
+        let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        file.write_all_at(&payload, 0).expect("write");
+        let mut chunks = Chunks::default();
+        chunks.push(Bytes::from_static(b"head"));
+        for (position, len) in [(0u64, 1_000_000usize), (1_000_000, 2_000_000)] {
+            chunks.push_file(FileRange {
+                file: file.clone(),
+                path: path.clone(),
+                position,
+                len,
+            });
+            chunks.push(Bytes::from_static(b"|"));
+        }
+        let expected = chunks.to_vec().expect("ranges read");
+        assert_eq!(expected.len(), 4 + 3_000_000 + 2);
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let reader = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut received = Vec::new();
+            socket.read_to_end(&mut received).await.expect("read");
+            received
+        });
+        let stream = TcpStream::connect(address).await.expect("connect");
+        let (_read, mut write) = stream.into_split();
+        chunks.write_to(&mut write).await.expect("written");
+        write.shutdown().await.expect("shutdown");
+        drop(write);
+        let received = reader.await.expect("reader");
+        assert!(received == expected, "{} bytes received", received.len());
+    }
+
     #[test]
     fn chunks_advance_across_boundaries_and_fill_io_slices() {
-        let mut chunks = Chunks::default();
+        let mut chunks = MemoryChunks::default();
         for part in [&b"abc"[..], b"", b"defgh", b"i"] {
             chunks.push(Bytes::copy_from_slice(part));
         }
