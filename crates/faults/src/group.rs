@@ -31,6 +31,8 @@ pub const GROUP: &str = "faults-group";
 pub const MEMBERS: usize = 2;
 /// How often a member commits and the observer looks.
 const INTERVAL: Duration = Duration::from_secs(1);
+/// How long a member waits for its committer at the end.
+const COMMITTER_STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the group workload saw.
 #[derive(Default)]
@@ -46,6 +48,9 @@ pub struct GroupHistory {
     /// What each member is doing and since when (run time): a member that
     /// does not stop is reported with its step.
     pub steps: BTreeMap<usize, (&'static str, f64)>,
+    /// Rounds whose positions were not committed because the previous
+    /// commit was still running.
+    pub commits_skipped: u64,
 }
 
 /// The group history, shared between the member and observer threads.
@@ -86,6 +91,9 @@ fn member_config(bootstrap: &str) -> ClientConfig {
 #[derive(Clone, Default)]
 struct Reached {
     positions: Arc<Mutex<BTreeMap<i32, i64>>>,
+    /// Counts revocations: positions taken before one are not committed
+    /// after it (the committer runs on its own thread).
+    revocations: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Reached {
@@ -103,17 +111,29 @@ impl ConsumerContext for Reached {
         match rebalance {
             Rebalance::Revoke(list) => {
                 let mut reached = self.lock();
+                self.revocations.fetch_add(1, Ordering::AcqRel);
                 for element in list.elements() {
                     reached.remove(&element.partition());
                 }
             }
-            Rebalance::Error(_) => self.lock().clear(),
+            Rebalance::Error(_) => {
+                let mut reached = self.lock();
+                self.revocations.fetch_add(1, Ordering::AcqRel);
+                reached.clear();
+            }
             Rebalance::Assign(_) => {}
         }
     }
 }
 
 /// Runs one member until `stop`.
+///
+/// The member thread only polls (and so serves the rebalance callback);
+/// a committer thread of its own makes the synchronous commits. A
+/// synchronous commit on the polling thread deadlocks when the group
+/// rebalances meanwhile: librdkafka's commit waits for the group, the
+/// group waits for the application to serve the revocation in poll
+/// (docs/FAULTS.md #11). librdkafka's API is thread-safe.
 pub fn run_member(
     bootstrap: String,
     topic: String,
@@ -123,54 +143,120 @@ pub fn run_member(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let reached = Reached::default();
-    let consumer: BaseConsumer<Reached> = member_config(&bootstrap)
-        .set("client.id", format!("faults-group-{member}"))
-        .create_with_context(reached.clone())?;
+    let consumer: Arc<BaseConsumer<Reached>> = Arc::new(
+        member_config(&bootstrap)
+            .set("client.id", format!("faults-group-{member}"))
+            .create_with_context(reached.clone())?,
+    );
     consumer.subscribe(&[&topic])?;
     let step = |name: &'static str| {
         group.lock().steps.insert(member, (name, now()));
     };
-    // The rebalance callback runs inside poll, on this thread.
-    let poll = |timeout: Duration| match consumer.poll(timeout) {
-        Some(Ok(message)) => {
-            reached
-                .lock()
-                .insert(message.partition(), message.offset() + 1);
-            group.lock().consumed += 1;
-        }
-        Some(Err(error)) => {
-            tracing::debug!(member, %error, "group member poll error");
-        }
-        None => {}
+    let (to_commit, commits) = std::sync::mpsc::sync_channel::<Positions>(1);
+    let committer = {
+        let (consumer, reached, group, topic) = (
+            consumer.clone(),
+            reached.clone(),
+            group.clone(),
+            topic.clone(),
+        );
+        std::thread::Builder::new()
+            .name(format!("faults-commit-{member}"))
+            .spawn(move || commit_loop(&consumer, &topic, &reached, &group, commits))?
     };
     let mut last_commit = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         step("poll");
-        poll(Duration::from_millis(200));
+        // The rebalance callback runs inside poll, on this thread.
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                reached
+                    .lock()
+                    .insert(message.partition(), message.offset() + 1);
+                group.lock().consumed += 1;
+            }
+            Some(Err(error)) => {
+                tracing::debug!(member, %error, "group member poll error");
+            }
+            None => {}
+        }
         if last_commit.elapsed() < INTERVAL {
             continue;
         }
         last_commit = Instant::now();
-        let positions = reached.lock().clone();
-        if positions.is_empty() {
+        let positions = {
+            let positions = reached.lock();
+            Positions {
+                revocations: reached.revocations.load(Ordering::Acquire),
+                offsets: positions.clone(),
+            }
+        };
+        // A commit still running: this round's positions wait for the next.
+        if !positions.offsets.is_empty() && to_commit.try_send(positions).is_err() {
+            group.lock().commits_skipped += 1;
+        }
+    }
+    drop(to_commit);
+    step("waiting for the committer");
+    let deadline = Instant::now() + COMMITTER_STOP_TIMEOUT;
+    while !committer.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !committer.is_finished() {
+        // Its commit outlived every timeout; the consumer stays with it.
+        history.note(format!(
+            "group member {member}: a synchronous commit did not return within {} s of the end",
+            COMMITTER_STOP_TIMEOUT.as_secs()
+        ));
+        anyhow::bail!("group member {member}'s commit did not return");
+    }
+    // Closing leaves the group (rust-rdkafka polls until librdkafka says
+    // it is closed, without a bound): the step says so if it hangs.
+    step("close");
+    drop(consumer);
+    step("stopped");
+    history.note(format!("group member {member} stopped"));
+    Ok(())
+}
+
+/// Positions to commit, and the revocation count when they were taken.
+struct Positions {
+    revocations: u64,
+    offsets: BTreeMap<i32, i64>,
+}
+
+/// The committer: commits each set of positions it is given, synchronously,
+/// and records what the coordinator acknowledged; ends when the member
+/// drops its sender.
+fn commit_loop(
+    consumer: &BaseConsumer<Reached>,
+    topic: &str,
+    reached: &Reached,
+    group: &SharedGroup,
+    commits: std::sync::mpsc::Receiver<Positions>,
+) {
+    for Positions {
+        revocations,
+        offsets: positions,
+    } in commits
+    {
+        // Revoked since they were taken: another member may own them now.
+        if reached.revocations.load(Ordering::Acquire) != revocations {
+            group.lock().commits_skipped += 1;
             continue;
         }
         let mut list = TopicPartitionList::new();
         for (&partition, &offset) in &positions {
-            list.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
+            if list
+                .add_partition_offset(topic, partition, Offset::Offset(offset))
+                .is_err()
+            {
+                return;
+            }
         }
         let sent = now();
-        // librdkafka's synchronous commit has no timeout (it waits for a
-        // coordinator as long as it takes). An asynchronous commit awaited
-        // through the commit callback was tried: no callback came in a
-        // whole 5-node run (63 of 63 commits unanswered), so the step is
-        // recorded instead, and a member stuck here says so at the end.
-        step("commit");
-        let outcome = consumer
-            .commit(&list, CommitMode::Sync)
-            .map_err(|error| error.to_string());
-        match outcome {
-            // librdkafka's commit fails if any partition did.
+        match consumer.commit(&list, CommitMode::Sync) {
+            // librdkafka's synchronous commit fails if any partition did.
             Ok(()) => {
                 let mut group = group.lock();
                 for (&partition, &offset) in &positions {
@@ -184,17 +270,10 @@ pub fn run_member(
                 }
             }
             Err(error) => {
-                *group.lock().failed.entry(error).or_default() += 1;
+                *group.lock().failed.entry(error.to_string()).or_default() += 1;
             }
         }
     }
-    // Closing leaves the group (rust-rdkafka polls until librdkafka says
-    // it is closed, without a bound): the step says so if it hangs.
-    step("close");
-    drop(consumer);
-    step("stopped");
-    history.note(format!("group member {member} stopped"));
-    Ok(())
 }
 
 /// The group's committed offsets now, by partition (those with one).

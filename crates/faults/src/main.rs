@@ -902,11 +902,12 @@ fn print_consumers(
     let mut out = String::from("\n==== consumers ====\n");
     let group = &consumed.group;
     out.push_str(&format!(
-        "group: {} members consumed {} records; commits acknowledged {}, failed {}\n",
+        "group: {} members consumed {} records; commits acknowledged {}, failed {}, skipped {} (one still running, or revoked since)\n",
         group::MEMBERS,
         group.consumed,
         commits.acked,
-        group.failed.values().sum::<u64>()
+        group.failed.values().sum::<u64>(),
+        group.commits_skipped
     ));
     for (error, count) in &group.failed {
         out.push_str(&format!("    {count:>6}  {error}\n"));

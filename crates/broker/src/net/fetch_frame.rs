@@ -207,10 +207,7 @@ impl Taken {
 /// The response with its file records read into memory (when it cannot be
 /// spliced): a range that cannot be read fails its partition with
 /// KAFKA_STORAGE_ERROR, as a read error does.
-pub fn with_records_read(
-    mut response: FetchResponse,
-    files: InFiles,
-) -> FetchResponse {
+pub fn with_records_read(mut response: FetchResponse, files: InFiles) -> FetchResponse {
     for ((t, p), records) in files {
         let Some(partition) = response
             .responses
