@@ -180,7 +180,7 @@ fn prebuild(plan: &LoadPlan, raw: &RawPlan) -> anyhow::Result<Arc<Vec<Prebuilt>>
                         .with_index(*partition)
                         .with_records(Some(batch.clone()))])]);
             Ok(Prebuilt {
-                frame: frame(&request)?,
+                frame: frame(ApiKey::Produce, PRODUCE_VERSION, 0, &request)?,
                 records: per_batch as u64,
                 bytes: (per_batch * plan.record_size) as u64,
             })
@@ -189,24 +189,28 @@ fn prebuild(plan: &LoadPlan, raw: &RawPlan) -> anyhow::Result<Arc<Vec<Prebuilt>>
         .map(Arc::new)
 }
 
-/// A whole request frame (length prefix included), correlation id 0.
-fn frame(request: &ProduceRequest) -> anyhow::Result<BytesMut> {
+/// A whole request frame (length prefix included): `request` as version
+/// `version` of `api_key`, with `correlation_id`.
+pub(super) fn frame(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: &impl Encodable,
+) -> anyhow::Result<BytesMut> {
     let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Produce as i16)
-        .with_request_api_version(PRODUCE_VERSION)
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_static_str("sluice-bench-raw")));
     let mut out = BytesMut::new();
     out.put_i32(0);
     header
-        .encode(
-            &mut out,
-            ApiKey::Produce.request_header_version(PRODUCE_VERSION),
-        )
+        .encode(&mut out, api_key.request_header_version(version))
         .context("encoding a request header")?;
     request
-        .encode(&mut out, PRODUCE_VERSION)
-        .context("encoding a Produce request")?;
-    let length = (out.len() - 4) as i32;
+        .encode(&mut out, version)
+        .with_context(|| format!("encoding a {api_key:?} request"))?;
+    let length = i32::try_from(out.len() - 4).context("a request over 2 GiB")?;
     out[..4].copy_from_slice(&length.to_be_bytes());
     Ok(out)
 }
@@ -322,7 +326,7 @@ fn read_responses(
     let mut local = latency_histogram();
     let result = (|| {
         for sent in outstanding.iter() {
-            let mut frame = read_frame(&mut stream)?;
+            let mut frame = read_frame(&mut stream, RESPONSE_BYTES_MAX)?;
             let header = ResponseHeader::decode(
                 &mut frame,
                 ApiKey::Produce.response_header_version(PRODUCE_VERSION),
@@ -361,14 +365,14 @@ fn read_responses(
     result
 }
 
-/// One response frame, without its length prefix.
-fn read_frame(stream: &mut TcpStream) -> anyhow::Result<Bytes> {
+/// One response frame, without its length prefix, of at most `max` bytes.
+pub(super) fn read_frame(stream: &mut TcpStream, max: usize) -> anyhow::Result<Bytes> {
     let mut length = [0u8; 4];
     stream
         .read_exact(&mut length)
         .context("reading a response length")?;
     let length = i32::from_be_bytes(length);
-    if length < 4 || length as usize > RESPONSE_BYTES_MAX {
+    if length < 4 || length as usize > max {
         bail!("response length {length} is out of bounds");
     }
     let mut body = vec![0u8; length as usize];

@@ -18,18 +18,18 @@
 //! Requests go to the first bootstrap broker, which must lead every
 //! partition (as for the raw producer).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, ResponseHeader, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use super::progress::Counters;
 
@@ -139,7 +139,7 @@ fn drain_share(
         stream
             .write_all(&frame)
             .context("sending a Fetch request")?;
-        let mut response = read_frame(&mut stream)?;
+        let mut response = super::raw::read_frame(&mut stream, RESPONSE_BYTES_MAX)?;
         let header = ResponseHeader::decode(
             &mut response,
             ApiKey::Fetch.response_header_version(FETCH_VERSION),
@@ -261,40 +261,7 @@ fn fetch_frame(
         .with_topics(vec![FetchTopic::default()
             .with_topic(TopicName(StrBytes::from_string(plan.topic.clone())))
             .with_partitions(partitions)]);
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Fetch as i16)
-        .with_request_api_version(FETCH_VERSION)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("sluice-bench-raw")));
-    let mut out = BytesMut::new();
-    out.put_i32(0);
-    header
-        .encode(
-            &mut out,
-            ApiKey::Fetch.request_header_version(FETCH_VERSION),
-        )
-        .context("encoding a request header")?;
-    request
-        .encode(&mut out, FETCH_VERSION)
-        .context("encoding a Fetch request")?;
-    let length = i32::try_from(out.len() - 4).context("a Fetch request over 2 GiB")?;
-    out[..4].copy_from_slice(&length.to_be_bytes());
-    Ok(out)
-}
-
-/// One response frame, without its length prefix.
-fn read_frame(stream: &mut TcpStream) -> anyhow::Result<Bytes> {
-    let mut length = [0u8; 4];
-    stream
-        .read_exact(&mut length)
-        .context("reading a response length")?;
-    let length = i32::from_be_bytes(length);
-    if length < 4 || length as usize > RESPONSE_BYTES_MAX {
-        bail!("response length {length} is out of bounds");
-    }
-    let mut body = vec![0u8; length as usize];
-    stream.read_exact(&mut body).context("reading a response")?;
-    Ok(Bytes::from(body))
+    super::raw::frame(ApiKey::Fetch, FETCH_VERSION, correlation_id, &request)
 }
 
 #[cfg(test)]
