@@ -8,20 +8,13 @@ use std::process::Command;
 
 use common::start_in_process;
 
-/// Runs the raw producer for a moment; its JSON report.
-fn raw_produce(bootstrap: &str, topic: &str, extra: &[&str]) -> serde_json::Value {
+/// Runs `sluice bench` with `args` (and `--json -b bootstrap`); its JSON
+/// report.
+fn bench(bootstrap: &str, args: &[&str]) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["bench", "produce", "--client", "raw", "--topic", topic])
-        .args([
-            "--duration",
-            "2s",
-            "--record-size",
-            "100B",
-            "--json",
-            "-b",
-            bootstrap,
-        ])
-        .args(extra)
+        .arg("bench")
+        .args(args)
+        .args(["--json", "-b", bootstrap])
         .output()
         .expect("runs sluice bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -31,6 +24,21 @@ fn raw_produce(bootstrap: &str, topic: &str, extra: &[&str]) -> serde_json::Valu
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"))
+}
+
+/// Runs the raw producer for a moment; its JSON report.
+fn raw_produce(bootstrap: &str, topic: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["produce", "--client", "raw", "--topic", topic];
+    args.extend_from_slice(&["--duration", "2s", "--record-size", "100B"]);
+    args.extend_from_slice(extra);
+    bench(bootstrap, &args)
+}
+
+/// Runs `sluice bench consume` with `args`; its JSON report.
+fn consume(bootstrap: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["consume"];
+    all.extend_from_slice(args);
+    bench(bootstrap, &all)
 }
 
 #[test]
@@ -66,22 +74,6 @@ fn the_raw_producer_refuses_what_it_does_not_do() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--client raw runs closed-loop"), "{stderr}");
-}
-
-/// Runs `sluice bench consume` with `args`; its JSON report.
-fn consume(bootstrap: &str, args: &[&str]) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["bench", "consume", "--json", "-b", bootstrap])
-        .args(args)
-        .output()
-        .expect("runs sluice bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "bench failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"))
 }
 
 #[test]
