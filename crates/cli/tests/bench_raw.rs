@@ -113,3 +113,32 @@ fn the_raw_consumer_drains_what_the_producer_wrote() {
     let report = consume(cluster.bootstrap(), &["--topic", "raw-drain"]);
     assert_eq!(report["records"].as_u64(), Some(records), "{report}");
 }
+
+/// `bench e2e --consumers N`: the partitions are dealt out among N
+/// consumers, and every delivered record reaches one of them.
+#[test]
+fn e2e_with_several_consumers_receives_every_record() {
+    let cluster = start_in_process(&[]);
+    let report = bench(
+        cluster.bootstrap(),
+        &[
+            "e2e",
+            "--topic",
+            "e2e-consumers",
+            "--partitions",
+            "6",
+            "--consumers",
+            "3",
+            "--producers",
+            "2",
+            "--rate",
+            "2000",
+            "--duration",
+            "2s",
+        ],
+    );
+    assert_eq!(report["consumers"], 3, "{report}");
+    let records = report["records"].as_u64().unwrap_or(0);
+    assert!(records > 0, "{report}");
+    assert_eq!(report["received"].as_u64(), Some(records), "{report}");
+}

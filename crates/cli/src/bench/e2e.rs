@@ -42,6 +42,11 @@ pub struct E2eArgs {
     /// their way to the consumer.
     #[arg(long, value_name = "TIME", default_value = "10s", value_parser = options::parse_duration)]
     grace: Duration,
+    /// Consumers (librdkafka, each with its own connection and thread),
+    /// the partitions dealt out among them.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    consumers: u16,
 }
 
 /// What the consumer side saw.
@@ -60,6 +65,8 @@ struct Finish {
     done: AtomicBool,
     /// Records the broker acknowledged.
     delivered: AtomicU64,
+    /// Records with this run's stamp received, by all consumers.
+    received: AtomicU64,
 }
 
 pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
@@ -76,13 +83,21 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(setup::fresh_topic_name);
     let partitions = setup::ensure_topic(connection, &topic, args.topic.partitions).await?;
-    let consumer = consumer(connection, &[])?;
-    let marks = setup::watermarks(&consumer, &topic, &partitions)?;
+    let first = consumer(connection, &[])?;
+    let marks = setup::watermarks(&first, &topic, &partitions)?;
     let start: Vec<(i32, Offset)> = marks
         .iter()
         .map(|m| (m.partition, Offset::Offset(m.high)))
         .collect();
-    assign(&consumer, &topic, &start)?;
+    let count = usize::from(args.consumers).clamp(1, start.len().max(1));
+    let mut consumers = vec![first];
+    for _ in 1..count {
+        consumers.push(consumer(connection, &[])?);
+    }
+    for (index, consumer) in consumers.iter().enumerate() {
+        let share: Vec<(i32, Offset)> = start.iter().copied().skip(index).step_by(count).collect();
+        assign(consumer, &topic, &share)?;
+    }
 
     let run_id = load::XorShift::seeded(u64::from(std::process::id()) ^ unix_nanos()).next();
     let plan = args.producer.plan(&topic, Some(run_id));
@@ -92,13 +107,16 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     };
     let finish = Arc::new(Finish::default());
     let grace = args.grace;
-    let consuming = {
+    let mut consuming = Vec::with_capacity(consumers.len());
+    for (index, consumer) in consumers.into_iter().enumerate() {
         let finish = finish.clone();
-        std::thread::Builder::new()
-            .name("bench-consumer".to_string())
-            .spawn(move || receive(&consumer, run_id, clock, &finish, grace))
-            .context("starting the consumer thread")?
-    };
+        consuming.push(
+            std::thread::Builder::new()
+                .name(format!("bench-consumer-{index}"))
+                .spawn(move || receive(&consumer, run_id, clock, &finish, grace))
+                .context("starting a consumer thread")?,
+        );
+    }
     tokio::time::sleep(CONSUMER_WARMUP).await;
 
     let counters = Arc::new(Counters::default());
@@ -113,16 +131,32 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     let delivered = counters.records.load(Ordering::Relaxed);
     finish.delivered.store(delivered, Ordering::Relaxed);
     finish.done.store(true, Ordering::Release);
-    let received = tokio::task::spawn_blocking(move || consuming.join())
-        .await
-        .context("waiting for the consumer")?;
+    let joined = tokio::task::spawn_blocking(move || {
+        consuming
+            .into_iter()
+            .map(|thread| thread.join())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .context("waiting for the consumers")?;
     progress.finish();
     let usage = meter.finish();
     let produced = produced?;
-    let received = match received {
-        Ok(received) => received?,
-        Err(_) => bail!("the consumer thread panicked"),
+    let mut received = Received {
+        latency: latency_histogram(),
+        records: 0,
     };
+    for one in joined {
+        let one = match one {
+            Ok(one) => one?,
+            Err(_) => bail!("a consumer thread panicked"),
+        };
+        received
+            .latency
+            .add(&one.latency)
+            .context("merging latency histograms")?;
+        received.records += one.records;
+    }
 
     let mut report = Report::new("e2e");
     report.add("topic", topic.clone(), "topic", json!(topic));
@@ -144,6 +178,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         "received",
         json!(received.records),
     );
+    report.add("consumers", count.to_string(), "consumers", json!(count));
     report.latency(
         "e2e latency",
         "e2e_latency",
@@ -172,8 +207,9 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The consumer loop: runs until the producers are done and every
-/// delivered record arrived, or `grace` after they are done.
+/// One consumer's loop: runs until the producers are done and every
+/// delivered record arrived (at any consumer), or `grace` after they are
+/// done.
 fn receive(
     consumer: &BaseConsumer<CliContext>,
     run_id: u64,
@@ -187,7 +223,8 @@ fn receive(
     loop {
         if finish.done.load(Ordering::Acquire) {
             let done_at = *done_at.get_or_insert_with(Instant::now);
-            if records >= finish.delivered.load(Ordering::Relaxed) || done_at.elapsed() > grace {
+            let all = finish.received.load(Ordering::Relaxed);
+            if all >= finish.delivered.load(Ordering::Relaxed) || done_at.elapsed() > grace {
                 break;
             }
         }
@@ -198,6 +235,7 @@ fn receive(
         let now = clock.now_nanos();
         if let Some(sent_nanos) = message.payload().and_then(|value| stamp(value, run_id)) {
             records += 1;
+            finish.received.fetch_add(1, Ordering::Relaxed);
             latency.saturating_record((now.saturating_sub(sent_nanos) / 1000).max(1));
         }
     }
