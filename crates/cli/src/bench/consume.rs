@@ -22,6 +22,7 @@ use serde_json::json;
 use super::procfs::UsageMeter;
 use super::progress::{Counters, Goal, Progress};
 use super::raw_fetch::{self, RawDrain};
+use super::raw_route;
 use super::setup::{self, Watermarks};
 use super::stats::{self, latency_histogram, Latency, Report, Throughput};
 use super::{options, ClientKind, CommonArgs, DEFAULT_DURATION};
@@ -54,7 +55,8 @@ pub struct ConsumeArgs {
     /// measures the broker's fetch path. Raw drains only (no --tail).
     #[arg(long, value_enum, default_value_t = ClientKind::Librdkafka)]
     client: ClientKind,
-    /// Raw client: connections, the partitions dealt out among them.
+    /// Raw client: connections, the partitions dealt out among them (at
+    /// least one per leader broker; each talks to one leader).
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     connections: u16,
@@ -133,7 +135,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                 .context("the consumer stopped")??
         }
         ClientKind::Raw => {
-            let drain = raw_drain(&args, &marks, plan.time_limit)?;
+            let drain = tokio::task::block_in_place(|| raw_drain(&args, &marks, plan.time_limit))?;
             let counters = counters.clone();
             let drained = tokio::task::spawn_blocking(move || raw_fetch::drain(&drain, &counters))
                 .await
@@ -206,7 +208,8 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
 }
 
 /// The raw consumers' drain: every partition from its log start to its
-/// high watermark at the start, on the first bootstrap broker.
+/// high watermark at the start, each from its leader (blocks while it asks
+/// the bootstrap broker for them).
 fn raw_drain(
     args: &ConsumeArgs,
     marks: &[Watermarks],
@@ -215,16 +218,13 @@ fn raw_drain(
     if args.tail || args.count.is_some() {
         bail!("--client raw drains the backlog only (no --tail or --count)");
     }
-    let broker = crate::client::parse_brokers(&args.common.connection.brokers)
-        .map_err(anyhow::Error::msg)?
-        .into_iter()
-        .next()
-        .context("no bootstrap broker")?;
+    let bootstrap = super::first_bootstrap(&args.common.connection)?;
+    let partitions: Vec<i32> = marks.iter().map(|m| m.partition).collect();
+    let routes = raw_route::leaders(&bootstrap, &args.topic, &partitions)?;
     Ok(RawDrain {
-        broker,
         topic: args.topic.clone(),
         partitions: marks.iter().map(|m| (m.partition, m.low, m.high)).collect(),
-        connections: usize::from(args.connections),
+        connections: raw_route::deal(&routes, usize::from(args.connections)),
         fetch_bytes: i32::try_from(args.fetch_bytes).context("--fetch-bytes over 2 GiB")?,
         time_limit,
     })

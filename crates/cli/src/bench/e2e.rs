@@ -21,11 +21,15 @@ use super::load::{self, Clock, STAMP_BYTES};
 use super::procfs::UsageMeter;
 use super::progress::{Counters, Progress};
 use super::stats::{self, latency_histogram, Latency, Report, Throughput};
-use super::{options, setup, CommonArgs, ProducerOptions, TopicOptions};
+use super::{
+    options, raw_fetch, raw_route, setup, ClientKind, CommonArgs, ProducerOptions, TopicOptions,
+};
 use crate::client::CliContext;
 
 /// How long one poll waits for a message.
 const POLL_TIMEOUT: Duration = Duration::from_millis(50);
+/// Raw consumer: bytes asked for per partition per Fetch.
+const RAW_FETCH_BYTES: i32 = 1 << 20;
 /// How long the consumer runs before the producers start, so that its
 /// first fetch is in flight and the first records do not wait for it.
 const CONSUMER_WARMUP: Duration = Duration::from_secs(1);
@@ -42,8 +46,9 @@ pub struct E2eArgs {
     /// their way to the consumer.
     #[arg(long, value_name = "TIME", default_value = "10s", value_parser = options::parse_duration)]
     grace: Duration,
-    /// Consumers (librdkafka, each with its own connection and thread),
-    /// the partitions dealt out among them.
+    /// Consumers (librdkafka, each with its own connection and thread; or
+    /// with --client raw, raw consumer connections, at least one per
+    /// leader broker), the partitions dealt out among them.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     consumers: u16,
@@ -69,6 +74,20 @@ struct Finish {
     received: AtomicU64,
 }
 
+impl Finish {
+    /// Whether a consumer stops: the producers are done and every delivered
+    /// record arrived (at any consumer), or `grace` passed since they were
+    /// done (`done_at`: when this consumer first saw them done).
+    fn should_stop(&self, done_at: &mut Option<Instant>, grace: Duration) -> bool {
+        if !self.done.load(Ordering::Acquire) {
+            return false;
+        }
+        let done_at = *done_at.get_or_insert_with(Instant::now);
+        self.received.load(Ordering::Relaxed) >= self.delivered.load(Ordering::Relaxed)
+            || done_at.elapsed() > grace
+    }
+}
+
 pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     if args.producer.rate.is_none() {
         bail!("bench e2e needs --rate (records/s): latency is measured at a fixed load");
@@ -85,38 +104,67 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     let partitions = setup::ensure_topic(connection, &topic, args.topic.partitions).await?;
     let first = consumer(connection, &[])?;
     let marks = setup::watermarks(&first, &topic, &partitions)?;
-    let start: Vec<(i32, Offset)> = marks
-        .iter()
-        .map(|m| (m.partition, Offset::Offset(m.high)))
-        .collect();
-    let count = usize::from(args.consumers).clamp(1, start.len().max(1));
-    let mut consumers = vec![first];
-    for _ in 1..count {
-        consumers.push(consumer(connection, &[])?);
-    }
-    for (index, consumer) in consumers.iter().enumerate() {
-        let share: Vec<(i32, Offset)> = start.iter().copied().skip(index).step_by(count).collect();
-        assign(consumer, &topic, &share)?;
-    }
-
     let run_id = load::XorShift::seeded(u64::from(std::process::id()) ^ unix_nanos()).next();
-    let plan = args.producer.plan(&topic, Some(run_id));
-    let config = args.producer.client_config(connection);
     let clock = Clock {
         origin: Instant::now(),
     };
     let finish = Arc::new(Finish::default());
     let grace = args.grace;
-    let mut consuming = Vec::with_capacity(consumers.len());
-    for (index, consumer) in consumers.into_iter().enumerate() {
-        let finish = finish.clone();
-        consuming.push(
-            std::thread::Builder::new()
-                .name(format!("bench-consumer-{index}"))
-                .spawn(move || receive(&consumer, run_id, clock, &finish, grace))
-                .context("starting a consumer thread")?,
-        );
-    }
+    let raw = (args.producer.client == ClientKind::Raw)
+        .then(|| {
+            tokio::task::block_in_place(|| args.producer.raw_plan(connection, &topic, &partitions))
+        })
+        .transpose()?;
+    let mut consuming = Vec::new();
+    let count = match &raw {
+        None => {
+            let start: Vec<(i32, Offset)> = marks
+                .iter()
+                .map(|m| (m.partition, Offset::Offset(m.high)))
+                .collect();
+            let count = usize::from(args.consumers).clamp(1, start.len().max(1));
+            let mut consumers = vec![first];
+            for _ in 1..count {
+                consumers.push(consumer(connection, &[])?);
+            }
+            for (index, consumer) in consumers.into_iter().enumerate() {
+                let share: Vec<(i32, Offset)> =
+                    start.iter().copied().skip(index).step_by(count).collect();
+                assign(&consumer, &topic, &share)?;
+                let finish = finish.clone();
+                consuming.push(
+                    std::thread::Builder::new()
+                        .name(format!("bench-consumer-{index}"))
+                        .spawn(move || receive(&consumer, run_id, clock, &finish, grace))
+                        .context("starting a consumer thread")?,
+                );
+            }
+            count
+        }
+        Some(raw) => {
+            drop(first);
+            let connections = raw_route::deal(&raw.routes, usize::from(args.consumers));
+            for (index, route) in connections.iter().enumerate() {
+                let share: Vec<(i32, i64)> = marks
+                    .iter()
+                    .filter(|m| route.partitions.contains(&m.partition))
+                    .map(|m| (m.partition, m.high))
+                    .collect();
+                let (finish, broker, topic) = (finish.clone(), route.broker.clone(), topic.clone());
+                consuming.push(
+                    std::thread::Builder::new()
+                        .name(format!("bench-raw-consumer-{index}"))
+                        .spawn(move || {
+                            receive_raw(&broker, &topic, share, run_id, clock, &finish, grace)
+                        })
+                        .context("starting a raw consumer thread")?,
+                );
+            }
+            connections.len()
+        }
+    };
+    let plan = args.producer.plan(&topic, Some(run_id));
+    let config = args.producer.client_config(connection);
     tokio::time::sleep(CONSUMER_WARMUP).await;
 
     let counters = Arc::new(Counters::default());
@@ -124,9 +172,12 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     let progress = Progress::start("e2e", args.producer.goal(&plan), counters.clone());
     let produced = {
         let counters = counters.clone();
-        tokio::task::spawn_blocking(move || load::run(&config, &plan, clock, &counters))
-            .await
-            .context("the producers stopped")?
+        tokio::task::spawn_blocking(move || match raw {
+            Some(raw) => super::raw::run(&plan, &raw, clock, &counters),
+            None => load::run(&config, &plan, clock, &counters),
+        })
+        .await
+        .context("the producers stopped")?
     };
     let delivered = counters.records.load(Ordering::Relaxed);
     finish.delivered.store(delivered, Ordering::Relaxed);
@@ -220,14 +271,7 @@ fn receive(
     let mut latency = latency_histogram();
     let mut records = 0u64;
     let mut done_at: Option<Instant> = None;
-    loop {
-        if finish.done.load(Ordering::Acquire) {
-            let done_at = *done_at.get_or_insert_with(Instant::now);
-            let all = finish.received.load(Ordering::Relaxed);
-            if all >= finish.delivered.load(Ordering::Relaxed) || done_at.elapsed() > grace {
-                break;
-            }
-        }
+    while !finish.should_stop(&mut done_at, grace) {
         let Some(message) = consumer.poll(POLL_TIMEOUT) else {
             continue;
         };
@@ -239,6 +283,38 @@ fn receive(
             latency.saturating_record((now.saturating_sub(sent_nanos) / 1000).max(1));
         }
     }
+    Ok(Received { latency, records })
+}
+
+/// `receive` with the raw consumer (`raw_fetch::tail`) on one connection
+/// to `broker`, for `share` (partition, first offset).
+fn receive_raw(
+    broker: &str,
+    topic: &str,
+    share: Vec<(i32, i64)>,
+    run_id: u64,
+    clock: Clock,
+    finish: &Finish,
+    grace: Duration,
+) -> anyhow::Result<Received> {
+    let mut latency = latency_histogram();
+    let mut records = 0u64;
+    let mut done_at: Option<Instant> = None;
+    raw_fetch::tail(
+        broker,
+        topic,
+        share,
+        RAW_FETCH_BYTES,
+        || finish.should_stop(&mut done_at, grace),
+        |value| {
+            if let Some(sent_nanos) = stamp(value, run_id) {
+                let now = clock.now_nanos();
+                records += 1;
+                finish.received.fetch_add(1, Ordering::Relaxed);
+                latency.saturating_record((now.saturating_sub(sent_nanos) / 1000).max(1));
+            }
+        },
+    )?;
     Ok(Received { latency, records })
 }
 

@@ -19,6 +19,8 @@ mod procfs;
 mod progress;
 mod raw;
 mod raw_fetch;
+mod raw_rate;
+mod raw_route;
 mod setup;
 mod stats;
 
@@ -146,7 +148,7 @@ enum ClientKind {
 #[derive(Debug, Args)]
 struct ProducerOptions {
     /// Which client produces: librdkafka, or the raw-protocol producer that
-    /// outruns it (closed loop, plain produce only).
+    /// outruns it (plain produce only; with --rate it encodes each batch).
     #[arg(long, value_enum, default_value_t = ClientKind::Librdkafka)]
     client: ClientKind,
     /// Raw client: Produce requests outstanding per connection.
@@ -172,7 +174,8 @@ struct ProducerOptions {
     /// Compression codec for record batches.
     #[arg(long, value_enum, default_value_t = Compression::None)]
     compression: Compression,
-    /// librdkafka's linger.ms (default: librdkafka's, 5 ms).
+    /// librdkafka's linger.ms (default: librdkafka's, 5 ms); the raw
+    /// client's at --rate (default 1 ms).
     #[arg(long, value_name = "MS")]
     linger_ms: Option<u64>,
     /// librdkafka's batch.size in bytes (default: librdkafka's, 1 MB); the
@@ -246,20 +249,17 @@ impl ProducerOptions {
         config
     }
 
-    /// The raw client's plan: the first bootstrap broker, every partition.
+    /// The raw client's plan: every partition, routed to its leader
+    /// (asked of the first bootstrap broker; blocks while it asks).
     fn raw_plan(
         &self,
         connection: &ConnectionArgs,
+        topic: &str,
         partitions: &[i32],
     ) -> anyhow::Result<raw::RawPlan> {
-        let broker = crate::client::parse_brokers(&connection.brokers)
-            .map_err(anyhow::Error::msg)?
-            .into_iter()
-            .next()
-            .context("no bootstrap broker")?;
+        let bootstrap = first_bootstrap(connection)?;
         Ok(raw::RawPlan {
-            broker,
-            partitions: partitions.to_vec(),
+            routes: raw_route::leaders(&bootstrap, topic, partitions)?,
             batch_bytes: self.batch_size.unwrap_or(256 << 10),
             in_flight: usize::from(self.in_flight),
             acks: match self.acks {
@@ -274,6 +274,7 @@ impl ProducerOptions {
                 Compression::Lz4 => kafka_protocol::records::Compression::Lz4,
                 Compression::Zstd => kafka_protocol::records::Compression::Zstd,
             },
+            linger: self.linger_ms.map(Duration::from_millis),
         })
     }
 
@@ -393,7 +394,9 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         origin: Instant::now(),
     };
     let raw = (args.producer.client == ClientKind::Raw)
-        .then(|| args.producer.raw_plan(connection, &partitions))
+        .then(|| {
+            tokio::task::block_in_place(|| args.producer.raw_plan(connection, &topic, &partitions))
+        })
         .transpose()?;
     let outcome = {
         let counters = counters.clone();
@@ -437,6 +440,16 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     report.usage(&usage);
     args.common.emit(&report)?;
     check_deliveries(outcome.sent, delivered, failed, outcome.first_error)
+}
+
+/// The first bootstrap broker, `host:port`: the raw clients ask it for
+/// the topic's leaders.
+fn first_bootstrap(connection: &ConnectionArgs) -> anyhow::Result<String> {
+    crate::client::parse_brokers(&connection.brokers)
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .next()
+        .context("no bootstrap broker")
 }
 
 /// A run whose records did not all arrive still printed its report; it

@@ -9,9 +9,12 @@
 //! per request. Each producer is one connection with up to `--in-flight`
 //! requests outstanding (a writer thread and a reader thread; responses
 //! come back in request order, as Kafka guarantees per connection).
-//! Requests go to the first bootstrap broker, which must lead every
-//! partition of the topic (leader routing comes with clusters); a partition
-//! led elsewhere answers NOT_LEADER_OR_FOLLOWER and counts as failed.
+//! Requests go to each partition's leader (`raw_route`: a Metadata request
+//! at the start): a producer has one connection per leader. Leaders are
+//! not followed during the run: a partition whose leader moves answers
+//! NOT_LEADER_OR_FOLLOWER and the run fails, as a benchmark should.
+//! With `--rate` (e2e) the requests are built per send instead
+//! (`raw_rate`).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -33,13 +36,14 @@ use kafka_protocol::records::{
 
 use super::load::{Clock, LoadOutcome, LoadPlan, XorShift};
 use super::progress::Counters;
+use super::raw_route::Route;
 use super::stats::latency_histogram;
 
 /// The Produce version the raw client sends (v9: flexible, topic names).
-const PRODUCE_VERSION: i16 = 9;
+pub(super) const PRODUCE_VERSION: i16 = 9;
 /// Where the correlation id sits in a request frame: after the length
 /// prefix, the API key and the API version.
-const CORRELATION_ID_AT: usize = 8;
+pub(super) const CORRELATION_ID_AT: usize = 8;
 /// Largest response frame the client accepts.
 const RESPONSE_BYTES_MAX: usize = 64 << 20;
 /// How long one response may take before the run fails.
@@ -48,10 +52,9 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How the raw producers send.
 #[derive(Clone, Debug)]
 pub struct RawPlan {
-    /// The first bootstrap broker, `host:port`.
-    pub broker: String,
-    /// The topic's partitions, sent to in turn.
-    pub partitions: Vec<i32>,
+    /// The topic's partitions grouped by leader; each route's partitions
+    /// are sent to in turn.
+    pub routes: Vec<Route>,
     /// Bytes of record values per batch (one batch per request).
     pub batch_bytes: usize,
     /// Requests outstanding per connection.
@@ -60,6 +63,8 @@ pub struct RawPlan {
     pub acks: i16,
     /// Codec of the prebuilt batches.
     pub compression: Compression,
+    /// Open loop: how long due records may wait to fill a batch.
+    pub linger: Option<Duration>,
 }
 
 /// One prebuilt request: the frame, and the records and value bytes its
@@ -77,21 +82,33 @@ pub fn run(
     clock: Clock,
     counters: &Arc<Counters>,
 ) -> anyhow::Result<LoadOutcome> {
-    if plan.rate.is_some() || plan.transaction_interval.is_some() || plan.stamp_run_id.is_some() {
-        bail!("--client raw runs closed-loop, plain produce only (no --rate, --transaction-ms or e2e yet)");
+    if plan.transaction_interval.is_some() {
+        bail!("--client raw sends plain produce only (no --transaction-ms)");
     }
-    let requests = prebuild(plan, raw)?;
+    if plan.rate.is_some() {
+        return super::raw_rate::run(plan, raw, clock, counters);
+    }
+    let requests: Vec<Arc<Vec<Prebuilt>>> = raw
+        .routes
+        .iter()
+        .map(|route| prebuild(plan, raw, &route.partitions))
+        .collect::<anyhow::Result<_>>()?;
     let started = clock.now_nanos();
     let latency = Arc::new(Mutex::new(latency_histogram()));
     let producers = plan.producers.max(1) as usize;
-    let mut threads = Vec::with_capacity(producers);
-    for index in 0..producers {
+    // One job per producer and leader: a connection each.
+    let jobs = producers * raw.routes.len();
+    let mut threads = Vec::with_capacity(jobs);
+    for index in 0..jobs {
         let share = plan.records.map(|records| {
-            records / producers as u64 + u64::from((index as u64) < records % producers as u64)
+            records / jobs as u64 + u64::from((index as u64) < records % jobs as u64)
         });
+        let route = index % raw.routes.len();
         let job = Job {
-            requests: requests.clone(),
-            raw: raw.clone(),
+            requests: requests[route].clone(),
+            broker: raw.routes[route].broker.clone(),
+            in_flight: raw.in_flight,
+            acks: raw.acks,
             clock,
             deadline_nanos: plan.duration.map(|d| started + d.as_nanos() as u64),
             records_max: share,
@@ -133,7 +150,11 @@ pub fn run(
 }
 
 /// One Produce frame per partition, each with one batch of records.
-fn prebuild(plan: &LoadPlan, raw: &RawPlan) -> anyhow::Result<Arc<Vec<Prebuilt>>> {
+fn prebuild(
+    plan: &LoadPlan,
+    raw: &RawPlan,
+    partitions: &[i32],
+) -> anyhow::Result<Arc<Vec<Prebuilt>>> {
     let per_batch = (raw.batch_bytes / plan.record_size.max(1)).max(1);
     let mut random = XorShift::seeded(0x5eed);
     let values: Vec<Bytes> = (0..per_batch)
@@ -168,17 +189,10 @@ fn prebuild(plan: &LoadPlan, raw: &RawPlan) -> anyhow::Result<Arc<Vec<Prebuilt>>
     RecordBatchEncoder::encode(&mut batch, &records, &options)
         .context("encoding the raw client's record batch")?;
     let batch = batch.freeze();
-    raw.partitions
+    partitions
         .iter()
         .map(|partition| {
-            let request = ProduceRequest::default()
-                .with_acks(raw.acks)
-                .with_timeout_ms(RESPONSE_TIMEOUT.as_millis() as i32)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(plan.topic.clone())))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(*partition)
-                        .with_records(Some(batch.clone()))])]);
+            let request = produce_request(&plan.topic, *partition, raw.acks, batch.clone());
             Ok(Prebuilt {
                 frame: frame(ApiKey::Produce, PRODUCE_VERSION, 0, &request)?,
                 records: per_batch as u64,
@@ -187,6 +201,23 @@ fn prebuild(plan: &LoadPlan, raw: &RawPlan) -> anyhow::Result<Arc<Vec<Prebuilt>>
         })
         .collect::<anyhow::Result<Vec<_>>>()
         .map(Arc::new)
+}
+
+/// A Produce request of one batch for one partition.
+pub(super) fn produce_request(
+    topic: &str,
+    partition: i32,
+    acks: i16,
+    batch: Bytes,
+) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(RESPONSE_TIMEOUT.as_millis() as i32)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])])
 }
 
 /// A whole request frame (length prefix included): `request` as version
@@ -218,7 +249,9 @@ pub(super) fn frame(
 /// One raw producer: its connection, its share of the run.
 struct Job {
     requests: Arc<Vec<Prebuilt>>,
-    raw: RawPlan,
+    broker: String,
+    in_flight: usize,
+    acks: i16,
     clock: Clock,
     deadline_nanos: Option<u64>,
     records_max: Option<u64>,
@@ -227,35 +260,31 @@ struct Job {
 }
 
 /// What the reader needs of each request sent: when, and what it carried.
-struct Sent {
-    correlation_id: i32,
-    sent_nanos: u64,
-    records: u64,
-    bytes: u64,
+pub(super) struct Sent {
+    pub correlation_id: i32,
+    /// When the request was sent, or (open loop) when its first record was
+    /// scheduled.
+    pub sent_nanos: u64,
+    /// Open loop: the records' schedule, one every `interval_nanos` from
+    /// `sent_nanos` (each record's latency counts from its own time);
+    /// 0: one latency for the request.
+    pub interval_nanos: f64,
+    pub records: u64,
+    pub bytes: u64,
 }
 
 impl Job {
     /// Sends until the deadline or the record count; returns records sent.
     fn run(self) -> anyhow::Result<u64> {
-        let stream = TcpStream::connect(&self.raw.broker)
-            .with_context(|| format!("connecting to {}", self.raw.broker))?;
-        stream.set_nodelay(true).context("TCP_NODELAY")?;
-        stream
-            .set_read_timeout(Some(RESPONSE_TIMEOUT))
-            .context("read timeout")?;
-        let acks_zero = self.raw.acks == 0;
-        // The window: the writer blocks when `in_flight` requests wait.
-        let (window, outstanding) = mpsc::sync_channel::<Sent>(self.raw.in_flight.max(1));
-        let reader = if acks_zero {
-            None
-        } else {
-            let stream = stream.try_clone().context("cloning the connection")?;
-            let (clock, counters, latency) =
-                (self.clock, self.counters.clone(), self.latency.clone());
-            Some(std::thread::spawn(move || {
-                read_responses(stream, outstanding, clock, &counters, &latency)
-            }))
-        };
+        let acks_zero = self.acks == 0;
+        let (stream, window, reader) = connect(
+            &self.broker,
+            self.in_flight,
+            acks_zero,
+            self.clock,
+            &self.counters,
+            &self.latency,
+        )?;
         let sent = self.write_requests(stream, window, acks_zero);
         let read = match reader {
             Some(reader) => reader
@@ -295,6 +324,7 @@ impl Job {
             let record = Sent {
                 correlation_id,
                 sent_nanos: self.clock.now_nanos(),
+                interval_nanos: 0.0,
                 records: request.records,
                 bytes: request.bytes,
             };
@@ -313,6 +343,44 @@ impl Job {
         }
         Ok(sent)
     }
+}
+
+/// A producer connection to `broker`: the stream to write requests to,
+/// the window (the writer blocks while `in_flight` requests wait), and the
+/// reader thread that takes the responses (none for acks=0).
+pub(super) type Connection = (
+    TcpStream,
+    mpsc::SyncSender<Sent>,
+    Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+);
+
+pub(super) fn connect(
+    broker: &str,
+    in_flight: usize,
+    acks_zero: bool,
+    clock: Clock,
+    counters: &Arc<Counters>,
+    latency: &Arc<Mutex<Histogram<u64>>>,
+) -> anyhow::Result<Connection> {
+    let stream = TcpStream::connect(broker).with_context(|| format!("connecting to {broker}"))?;
+    stream.set_nodelay(true).context("TCP_NODELAY")?;
+    stream
+        .set_read_timeout(Some(RESPONSE_TIMEOUT))
+        .context("read timeout")?;
+    let (window, outstanding) = mpsc::sync_channel::<Sent>(in_flight.max(1));
+    let reader = if acks_zero {
+        None
+    } else {
+        let stream = stream.try_clone().context("cloning the connection")?;
+        let (counters, latency) = (counters.clone(), latency.clone());
+        Some(
+            std::thread::Builder::new()
+                .name("bench-raw-reader".into())
+                .spawn(move || read_responses(stream, outstanding, clock, &counters, &latency))
+                .context("starting a raw reader thread")?,
+        )
+    };
+    Ok((stream, window, reader))
 }
 
 /// Reads one response per request sent, in order, until the writer is done.
@@ -352,8 +420,16 @@ fn read_responses(
                 bail!("the broker answered a Produce with error code {code}");
             }
             counters.add(sent.records, sent.bytes);
-            let micros = clock.now_nanos().saturating_sub(sent.sent_nanos) / 1000;
-            local.saturating_record(micros.max(1));
+            let now = clock.now_nanos();
+            if sent.interval_nanos > 0.0 {
+                for index in 0..sent.records {
+                    let scheduled = sent.sent_nanos + (index as f64 * sent.interval_nanos) as u64;
+                    local.saturating_record((now.saturating_sub(scheduled) / 1000).max(1));
+                }
+            } else {
+                let micros = now.saturating_sub(sent.sent_nanos) / 1000;
+                local.saturating_record(micros.max(1));
+            }
         }
         Ok(())
     })();

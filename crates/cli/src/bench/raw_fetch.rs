@@ -15,8 +15,12 @@
 //! Bytes counted are whole record batches as the broker sends them (batch
 //! and record headers included, about 1 % over the values for 1 KiB
 //! records), where the librdkafka consumer counts keys and values.
-//! Requests go to the first bootstrap broker, which must lead every
-//! partition (as for the raw producer).
+//! Each connection talks to one leader about the partitions it leads
+//! (`raw_route`).
+//!
+//! `tail` is e2e's raw consumer: from given offsets, long-polling Fetch
+//! requests, and the records of each answer decoded (kafka-protocol's
+//! decoder) so that e2e can read each value's stamp.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -30,8 +34,10 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::records::RecordBatchDecoder;
 
 use super::progress::Counters;
+use super::raw_route::Route;
 
 /// The Fetch version (v12: flexible, topic names; v13 uses topic ids).
 const FETCH_VERSION: i16 = 12;
@@ -39,7 +45,8 @@ const FETCH_VERSION: i16 = 12;
 const RESPONSE_BYTES_MAX: usize = 256 << 20;
 /// How long one response may take before the run fails.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the broker may hold a Fetch with nothing to return.
+/// How long the broker may hold a Fetch with nothing to return (the tail
+/// looks at its stop condition at least this often).
 const MAX_WAIT_MS: i32 = 100;
 /// A record batch v2 header: base offset (8), length (4), partition leader
 /// epoch (4), magic (1), CRC (4), attributes (2), last offset delta (4),
@@ -52,13 +59,11 @@ const RECORD_COUNT_AT: usize = 57;
 /// What the raw consumers drain.
 #[derive(Clone, Debug)]
 pub struct RawDrain {
-    /// The first bootstrap broker, `host:port`.
-    pub broker: String,
     pub topic: String,
     /// (partition, first offset, target: the high watermark at the start).
     pub partitions: Vec<(i32, i64, i64)>,
-    /// Connections, each with its share of the partitions.
-    pub connections: usize,
+    /// The connections: each to one leader, for some of its partitions.
+    pub connections: Vec<Route>,
     /// Bytes asked for per partition per Fetch.
     pub fetch_bytes: i32,
     /// The drain stops incomplete after this long.
@@ -77,23 +82,22 @@ pub struct DrainOutcome {
 /// Drains every partition to its target; records and bytes go to
 /// `counters` as they arrive.
 pub fn drain(plan: &RawDrain, counters: &Arc<Counters>) -> anyhow::Result<DrainOutcome> {
-    let connections = plan.connections.clamp(1, plan.partitions.len().max(1));
     let started = Instant::now();
-    let mut threads = Vec::with_capacity(connections);
-    for index in 0..connections {
+    let mut threads = Vec::with_capacity(plan.connections.len());
+    for (index, route) in plan.connections.iter().enumerate() {
         let share: Vec<(i32, i64, i64)> = plan
             .partitions
             .iter()
             .copied()
-            .skip(index)
-            .step_by(connections)
-            .filter(|(_, first, target)| first < target)
+            .filter(|(partition, first, target)| {
+                route.partitions.contains(partition) && first < target
+            })
             .collect();
-        let (plan, counters) = (plan.clone(), counters.clone());
+        let (plan, counters, broker) = (plan.clone(), counters.clone(), route.broker.clone());
         threads.push(
             std::thread::Builder::new()
                 .name(format!("bench-fetch-{index}"))
-                .spawn(move || drain_share(&plan, share, &counters, started))
+                .spawn(move || drain_share(&plan, &broker, share, &counters, started))
                 .context("starting a raw consumer thread")?,
         );
     }
@@ -115,6 +119,7 @@ pub fn drain(plan: &RawDrain, counters: &Arc<Counters>) -> anyhow::Result<DrainO
 /// One connection's drain: (complete, when its last record came).
 fn drain_share(
     plan: &RawDrain,
+    broker: &str,
     mut share: Vec<(i32, i64, i64)>,
     counters: &Counters,
     started: Instant,
@@ -123,23 +128,102 @@ fn drain_share(
     if share.is_empty() {
         return Ok((true, last));
     }
-    let mut stream = TcpStream::connect(&plan.broker)
-        .with_context(|| format!("connecting to {}", plan.broker))?;
-    stream.set_nodelay(true).context("TCP_NODELAY")?;
-    stream
-        .set_read_timeout(Some(RESPONSE_TIMEOUT))
-        .context("read timeout")?;
-    let mut correlation_id = 0i32;
+    let mut connection = FetchConnection::connect(broker, &plan.topic)?;
     while !share.is_empty() {
         if started.elapsed() >= plan.time_limit {
             return Ok((false, last));
         }
-        correlation_id = correlation_id.wrapping_add(1);
-        let frame = fetch_frame(plan, &share, correlation_id)?;
+        let asked: Vec<(i32, i64)> = share.iter().map(|(p, next, _)| (*p, *next)).collect();
+        for (partition, records) in connection.fetch(&asked, plan.fetch_bytes)? {
+            let Some(entry) = share.iter_mut().find(|(p, _, _)| *p == partition) else {
+                continue;
+            };
+            let walked = walk_batches(&records, entry.1);
+            if walked.records > 0 {
+                counters.add(walked.records, walked.bytes);
+                last = Instant::now();
+            }
+            entry.1 = entry.1.max(walked.next_offset);
+        }
+        share.retain(|(_, next, target)| next < target);
+    }
+    Ok((true, last))
+}
+
+/// Follows `share` (partition, first offset) on `broker` until `stop`
+/// says so, handing each record's value and the time it arrived to
+/// `on_value`.
+pub fn tail(
+    broker: &str,
+    topic: &str,
+    mut share: Vec<(i32, i64)>,
+    fetch_bytes: i32,
+    mut stop: impl FnMut() -> bool,
+    mut on_value: impl FnMut(&[u8]),
+) -> anyhow::Result<()> {
+    let mut connection = FetchConnection::connect(broker, topic)?;
+    while !stop() {
+        for (partition, records) in connection.fetch(&share, fetch_bytes)? {
+            let Some(entry) = share.iter_mut().find(|(p, _)| *p == partition) else {
+                continue;
+            };
+            let walked = walk_batches(&records, entry.1);
+            if walked.records == 0 {
+                continue;
+            }
+            let mut whole = records.slice(..walked.end);
+            let sets = RecordBatchDecoder::decode_all(&mut whole).map_err(|error| {
+                anyhow::anyhow!("decoding records of partition {partition}: {error:?}")
+            })?;
+            for record in sets.iter().flat_map(|set| &set.records) {
+                if record.offset >= entry.1 && !record.control {
+                    on_value(record.value.as_deref().unwrap_or_default());
+                }
+            }
+            entry.1 = entry.1.max(walked.next_offset);
+        }
+    }
+    Ok(())
+}
+
+/// One fetching connection: Fetch v12 requests for one topic, one at a
+/// time.
+struct FetchConnection {
+    stream: TcpStream,
+    topic: String,
+    correlation_id: i32,
+}
+
+impl FetchConnection {
+    fn connect(broker: &str, topic: &str) -> anyhow::Result<FetchConnection> {
+        let stream =
+            TcpStream::connect(broker).with_context(|| format!("connecting to {broker}"))?;
+        stream.set_nodelay(true).context("TCP_NODELAY")?;
         stream
+            .set_read_timeout(Some(RESPONSE_TIMEOUT))
+            .context("read timeout")?;
+        Ok(FetchConnection {
+            stream,
+            topic: topic.to_string(),
+            correlation_id: 0,
+        })
+    }
+
+    /// One Fetch of `partitions` (partition, offset), up to `fetch_bytes`
+    /// each: the records each answered with. A partition or request error
+    /// ends the run.
+    fn fetch(
+        &mut self,
+        partitions: &[(i32, i64)],
+        fetch_bytes: i32,
+    ) -> anyhow::Result<Vec<(i32, Bytes)>> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let correlation_id = self.correlation_id;
+        let frame = fetch_frame(&self.topic, partitions, fetch_bytes, correlation_id)?;
+        self.stream
             .write_all(&frame)
             .context("sending a Fetch request")?;
-        let mut response = super::raw::read_frame(&mut stream, RESPONSE_BYTES_MAX)?;
+        let mut response = super::raw::read_frame(&mut self.stream, RESPONSE_BYTES_MAX)?;
         let header = ResponseHeader::decode(
             &mut response,
             ApiKey::Fetch.response_header_version(FETCH_VERSION),
@@ -159,6 +243,7 @@ fn drain_share(
                 response.error_code
             );
         }
+        let mut answered = Vec::new();
         for data in response.responses.into_iter().flat_map(|t| t.partitions) {
             if data.error_code != 0 {
                 bail!(
@@ -167,22 +252,10 @@ fn drain_share(
                     data.error_code
                 );
             }
-            let Some(entry) = share
-                .iter_mut()
-                .find(|(p, _, _)| *p == data.partition_index)
-            else {
-                continue;
-            };
-            let walked = walk_batches(&data.records.unwrap_or_default(), entry.1);
-            if walked.records > 0 {
-                counters.add(walked.records, walked.bytes);
-                last = Instant::now();
-            }
-            entry.1 = entry.1.max(walked.next_offset);
+            answered.push((data.partition_index, data.records.unwrap_or_default()));
         }
-        share.retain(|(_, next, target)| next < target);
+        Ok(answered)
     }
-    Ok((true, last))
 }
 
 /// What a response's records held for one partition.
@@ -192,6 +265,8 @@ struct Walked {
     bytes: u64,
     /// The offset after the last whole batch (the next fetch offset).
     next_offset: i64,
+    /// Where the last whole batch ends in the records.
+    end: usize,
 }
 
 /// Walks the whole batches in `records` (a response may end with part of
@@ -230,25 +305,27 @@ fn walk_batches(records: &Bytes, from: i64) -> Walked {
             walked.next_offset = walked.next_offset.max(last + 1);
         }
         at += size;
+        walked.end = at;
     }
     walked
 }
 
 fn fetch_frame(
-    plan: &RawDrain,
-    share: &[(i32, i64, i64)],
+    topic: &str,
+    share: &[(i32, i64)],
+    fetch_bytes: i32,
     correlation_id: i32,
 ) -> anyhow::Result<BytesMut> {
     let partitions = share
         .iter()
-        .map(|(partition, next, _)| {
+        .map(|(partition, next)| {
             FetchPartition::default()
                 .with_partition(*partition)
                 .with_current_leader_epoch(-1)
                 .with_fetch_offset(*next)
                 .with_last_fetched_epoch(-1)
                 .with_log_start_offset(-1)
-                .with_partition_max_bytes(plan.fetch_bytes)
+                .with_partition_max_bytes(fetch_bytes)
         })
         .collect();
     let request = FetchRequest::default()
@@ -259,7 +336,7 @@ fn fetch_frame(
         .with_isolation_level(0)
         .with_session_epoch(-1)
         .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(plan.topic.clone())))
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
             .with_partitions(partitions)]);
     super::raw::frame(ApiKey::Fetch, FETCH_VERSION, correlation_id, &request)
 }
@@ -311,7 +388,8 @@ mod tests {
             Walked {
                 records: 5,
                 bytes: whole,
-                next_offset: 5
+                next_offset: 5,
+                end: whole as usize,
             }
         );
     }
