@@ -18,7 +18,10 @@
 # Environment: SLUICE_BIN (default target/release/sluice; also the load
 # generator), TANSU_BIN (default ~/.cache/sluice-bench/tansu/bin/tansu,
 # skipped if absent), BROKER_CPU / CLIENT_CPU (0 / 1: with 2 cores the
-# broker gets one and the client, 4 producers and 4 consumers, the other).
+# broker gets one and the client, 4 producers and 4 consumers, the other),
+# BENCH_ARGS (extra `sluice bench e2e` options: `--client raw` for the
+# raw-protocol producers and consumers, which measure the broker rather
+# than librdkafka).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +29,7 @@ SLUICE=${SLUICE_BIN:-$REPO/target/release/sluice}
 TANSU=${TANSU_BIN:-$HOME/.cache/sluice-bench/tansu/bin/tansu}
 BROKER_CPU=${BROKER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
+BENCH_ARGS=${BENCH_ARGS:-}
 WORK_DIR=$(mktemp -d /tmp/sluice-omb.XXXXXX)
 BROKERS=(sluice)
 [ -x "$TANSU" ] && BROKERS+=(tansu-memory)
@@ -88,7 +92,7 @@ for workload in "${WORKLOADS[@]}"; do
             timeout $((seconds + 120)) taskset -c "$CLIENT_CPU" "$SLUICE" bench e2e \
                 --topic omb --partitions "$partitions" --producers "$producers" \
                 --consumers "$consumers" --rate "$rate" --record-size "$record_size" \
-                --acks "$acks" --duration "$duration" --linger-ms 1 \
+                --acks "$acks" --duration "$duration" --linger-ms 1 $BENCH_ARGS \
                 -b "127.0.0.1:$port" --broker-pid "$PID" --json >"$out" 2>"$WORK_DIR/e2e.err"
             status=$?
             set -e
@@ -110,7 +114,8 @@ p99 = (d.get(e2e) or {}).get("p99_us")
 kept = status == 0 and achieved >= 0.98 * rate and d.get("received") == d.get("records") and p99 is not None and p99 < 1_000_000
 gb = d.get("bytes", 0) / 1e9
 cpu = lambda key: "-" if not gb or d.get(key) is None else f"{d[key] / gb:.2f}"
-print(f"{name}  {broker:<13} rate {rate:>9.0f}/s achieved {achieved:>9.0f}/s  "
+client = d.get("client", "?")
+print(f"{name}  {broker:<13} {client:<10} rate {rate:>9.0f}/s achieved {achieved:>9.0f}/s  "
       f"ack p50/p99/p99.9/max {ms(ack,'p50')}/{ms(ack,'p99')}/{ms(ack,'p999')}/{ms(ack,'max')} ms  "
       f"e2e p50/p99/p99.9/max {ms(e2e,'p50')}/{ms(e2e,'p99')}/{ms(e2e,'p999')}/{ms(e2e,'max')} ms  "
       f"CPU s/GB broker {cpu('broker_cpu_seconds')} client {cpu('client_cpu_seconds')}  "
