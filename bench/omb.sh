@@ -17,7 +17,7 @@
 #
 # Environment: SLUICE_BIN (default target/release/sluice; also the load
 # generator), TANSU_BIN (default ~/.cache/sluice-bench/tansu/bin/tansu,
-# skipped if absent), BROKER_CPU / CLIENT_CPU (0 / 1: with 2 cores the
+# skipped if absent; OMB_BROKERS="sluice tansu-memory" picks), BROKER_CPU / CLIENT_CPU (0 / 1: with 2 cores the
 # broker gets one and the client, 4 producers and 4 consumers, the other),
 # BENCH_ARGS (extra `sluice bench e2e` options: `--client raw` for the
 # raw-protocol producers and consumers, which measure the broker rather
@@ -31,8 +31,12 @@ BROKER_CPU=${BROKER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 BENCH_ARGS=${BENCH_ARGS:-}
 WORK_DIR=$(mktemp -d /tmp/sluice-omb.XXXXXX)
-BROKERS=(sluice)
-[ -x "$TANSU" ] && BROKERS+=(tansu-memory)
+if [ -n "${OMB_BROKERS:-}" ]; then
+    read -r -a BROKERS <<<"$OMB_BROKERS"
+else
+    BROKERS=(sluice)
+    [ -x "$TANSU" ] && BROKERS+=(tansu-memory)
+fi
 [ -x "$SLUICE" ] || { echo "omb: no sluice binary at $SLUICE (cargo build --release -p sluice)" >&2; exit 2; }
 
 if (($#)); then

@@ -3,7 +3,7 @@
 //! record parsing.
 //!
 //! Each connection (`--connections`, partitions dealt out in turn) sends
-//! Fetch requests (v12, encoded with kafka-protocol) for all its partitions
+//! Fetch requests (v11, encoded with kafka-protocol) for all its partitions
 //! that have not reached their target. A response's records are not
 //! decoded: the client walks the batch headers only (base offset, length,
 //! last offset delta, record count) to count records and bytes and find the
@@ -39,8 +39,11 @@ use kafka_protocol::records::RecordBatchDecoder;
 use super::progress::Counters;
 use super::raw_route::Route;
 
-/// The Fetch version (v12: flexible, topic names; v13 uses topic ids).
-const FETCH_VERSION: i16 = 12;
+/// The Fetch version: v11, the last before flexible versions (topic
+/// names; v13 uses topic ids). Not v12: Tansu 0.6.0 answers v12 with a
+/// tagged field that version does not have (tag 0, which kafka-protocol's
+/// decoder rightly refuses), and the same client must measure both.
+const FETCH_VERSION: i16 = 11;
 /// Largest response frame the client accepts.
 const RESPONSE_BYTES_MAX: usize = 256 << 20;
 /// How long one response may take before the run fails.
@@ -186,7 +189,7 @@ pub fn tail(
     Ok(())
 }
 
-/// One fetching connection: Fetch v12 requests for one topic, one at a
+/// One fetching connection: Fetch v11 requests for one topic, one at a
 /// time.
 struct FetchConnection {
     stream: TcpStream,
