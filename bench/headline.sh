@@ -13,7 +13,7 @@
 # in the same alternation as "sluice-baseline", so a change is compared
 # with what it changed on the same machine in the same minutes).
 # BENCH_ARGS: extra `sluice bench produce` options for every run, e.g.
-# "--client raw" for the raw-protocol producer.
+# "--client raw" for the raw-protocol producer. ACKS: 1 (default) or all.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,12 +59,12 @@ for round in $(seq "$ROUNDS"); do
             sleep 0.2
         done
         timeout 120 taskset -c "$CLIENT_CPU" "$SLUICE" bench produce --topic bench --partitions 1 \
-            --record-size 1024 --acks 1 --count 1048576 --duration 20s -b "127.0.0.1:$PORT" ${BENCH_ARGS:-} \
+            --record-size 1024 --acks "${ACKS:-1}" --count 1048576 --duration 20s -b "127.0.0.1:$PORT" ${BENCH_ARGS:-} \
             --broker-pid "$PID" --json 2>/dev/null |
             python3 -c "
 import json, sys
 d = json.load(sys.stdin)
-print(f\"round $round  $broker  {d['megabytes_per_second']:.1f} MB/s  broker {d['broker_cpu_seconds'] / (d['bytes'] / 1e9):.2f} CPU s/GB  client {d['client_cores']:.2f} cores\")"
+print(f\"round $round  $broker  {d['megabytes_per_second']:.1f} MB/s  broker {d['broker_cpu_seconds'] / (d['bytes'] / 1e9):.2f} CPU s/GB  client {d['client_cores']:.2f} cores  broker peak RSS {d.get('broker_peak_rss_bytes', 0) / 2**20:.0f} MiB\")"
         kill "$PID" 2>/dev/null || true
         wait "$PID" 2>/dev/null || true
         PID=

@@ -11,7 +11,9 @@
 # Environment: SLUICE_BIN (default target/release/sluice), DURATION
 # (default 20s), PARTITIONS (default 3), ROUNDS (default 2), WORK_DIR,
 # PORT (default 39092; node N listens on PORT+N-1) and CONTROLLER_PORT
-# (default 39192).
+# (default 39192), BENCH_ARGS (extra `sluice bench produce` options, e.g.
+# "--client raw --producers 4": the raw-protocol producer, routed to each
+# partition's leader).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +21,7 @@ SLUICE=${SLUICE_BIN:-$REPO/target/release/sluice}
 DURATION=${DURATION:-20s}
 PARTITIONS=${PARTITIONS:-3}
 ROUNDS=${ROUNDS:-2}
+BENCH_ARGS=${BENCH_ARGS:-}
 PORT=${PORT:-39092}
 CONTROLLER_PORT=${CONTROLLER_PORT:-39192}
 WORK_DIR=${WORK_DIR:-$(mktemp -d /tmp/sluice-replication.XXXXXX)}
@@ -70,7 +73,7 @@ for flush in true false; do
             "$SLUICE" topic create -b "$BOOTSTRAP" "$topic" --partitions "$PARTITIONS" \
                 --replicas "$rf" >/dev/null
             json=$("$SLUICE" bench produce -b "$BOOTSTRAP" --topic "$topic" --acks all \
-                --record-size 1KiB --duration "$DURATION" --broker-pid "$(node1_pid)" --json \
+                --record-size 1KiB --duration "$DURATION" $BENCH_ARGS --broker-pid "$(node1_pid)" --json \
                 2>/dev/null)
             python3 - "$flush" "$rf" "$round" "$json" <<'PY'
 import json, sys
