@@ -72,9 +72,12 @@ for flush in true false; do
             topic="rf$rf-$round"
             "$SLUICE" topic create -b "$BOOTSTRAP" "$topic" --partitions "$PARTITIONS" \
                 --replicas "$rf" >/dev/null
-            json=$("$SLUICE" bench produce -b "$BOOTSTRAP" --topic "$topic" --acks all \
+            if ! json=$("$SLUICE" bench produce -b "$BOOTSTRAP" --topic "$topic" --acks all \
                 --record-size 1KiB --duration "$DURATION" $BENCH_ARGS --broker-pid "$(node1_pid)" --json \
-                2>/dev/null)
+                2>"$WORK_DIR/bench.err"); then
+                echo "replication: flush=$flush rf=$rf round $round failed: $(tail -n 3 "$WORK_DIR/bench.err")" >&2
+                continue
+            fi
             python3 - "$flush" "$rf" "$round" "$json" <<'PY'
 import json, sys
 flush, rf, rnd, raw = sys.argv[1:5]
