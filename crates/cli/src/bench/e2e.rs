@@ -74,6 +74,26 @@ struct Finish {
     received: AtomicU64,
 }
 
+impl Received {
+    fn new() -> Received {
+        Received {
+            latency: latency_histogram(),
+            records: 0,
+        }
+    }
+
+    /// Counts `value` if this run stamped it, with its latency until now.
+    fn note(&mut self, value: &[u8], run_id: u64, clock: Clock, finish: &Finish) {
+        if let Some(sent_nanos) = stamp(value, run_id) {
+            let now = clock.now_nanos();
+            self.records += 1;
+            finish.received.fetch_add(1, Ordering::Relaxed);
+            self.latency
+                .saturating_record((now.saturating_sub(sent_nanos) / 1000).max(1));
+        }
+    }
+}
+
 impl Finish {
     /// Whether a consumer stops: the producers are done and every delivered
     /// record arrived (at any consumer), or `grace` passed since they were
@@ -193,10 +213,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     progress.finish();
     let usage = meter.finish();
     let produced = produced?;
-    let mut received = Received {
-        latency: latency_histogram(),
-        records: 0,
-    };
+    let mut received = Received::new();
     for one in joined {
         let one = match one {
             Ok(one) => one?,
@@ -268,22 +285,18 @@ fn receive(
     finish: &Finish,
     grace: Duration,
 ) -> anyhow::Result<Received> {
-    let mut latency = latency_histogram();
-    let mut records = 0u64;
+    let mut received = Received::new();
     let mut done_at: Option<Instant> = None;
     while !finish.should_stop(&mut done_at, grace) {
         let Some(message) = consumer.poll(POLL_TIMEOUT) else {
             continue;
         };
         let message = message.context("consuming")?;
-        let now = clock.now_nanos();
-        if let Some(sent_nanos) = message.payload().and_then(|value| stamp(value, run_id)) {
-            records += 1;
-            finish.received.fetch_add(1, Ordering::Relaxed);
-            latency.saturating_record((now.saturating_sub(sent_nanos) / 1000).max(1));
+        if let Some(value) = message.payload() {
+            received.note(value, run_id, clock, finish);
         }
     }
-    Ok(Received { latency, records })
+    Ok(received)
 }
 
 /// `receive` with the raw consumer (`raw_fetch::tail`) on one connection
@@ -297,8 +310,7 @@ fn receive_raw(
     finish: &Finish,
     grace: Duration,
 ) -> anyhow::Result<Received> {
-    let mut latency = latency_histogram();
-    let mut records = 0u64;
+    let mut received = Received::new();
     let mut done_at: Option<Instant> = None;
     raw_fetch::tail(
         broker,
@@ -306,16 +318,9 @@ fn receive_raw(
         share,
         RAW_FETCH_BYTES,
         || finish.should_stop(&mut done_at, grace),
-        |value| {
-            if let Some(sent_nanos) = stamp(value, run_id) {
-                let now = clock.now_nanos();
-                records += 1;
-                finish.received.fetch_add(1, Ordering::Relaxed);
-                latency.saturating_record((now.saturating_sub(sent_nanos) / 1000).max(1));
-            }
-        },
+        |value| received.note(value, run_id, clock, finish),
     )?;
-    Ok(Received { latency, records })
+    Ok(received)
 }
 
 /// The scheduled send time in a value written by this run, if it is one.

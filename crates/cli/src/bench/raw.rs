@@ -122,17 +122,7 @@ pub fn run(
                 .context("starting a raw producer thread")?,
         );
     }
-    let mut sent = 0;
-    let mut first_error = None;
-    for thread in threads {
-        match thread.join() {
-            Ok(Ok(records)) => sent += records,
-            Ok(Err(error)) => {
-                first_error.get_or_insert(format!("{error:#}"));
-            }
-            Err(_) => bail!("a raw producer thread panicked"),
-        }
-    }
+    let (sent, first_error) = join_producers(threads)?;
     let latency = Arc::try_unwrap(latency)
         .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
         .unwrap_or_else(|shared| {
@@ -163,32 +153,9 @@ fn prebuild(
     let records: Vec<Record> = values
         .iter()
         .enumerate()
-        .map(|(offset, value)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: offset as i64,
-            // kafka-protocol starts a new batch whenever offset - sequence
-            // changes; this keeps one batch with base sequence -1.
-            sequence: offset as i32 - 1,
-            timestamp: 0,
-            key: None,
-            value: Some(value.clone()),
-            headers: Default::default(),
-        })
+        .map(|(offset, value)| plain_record(offset, value.clone()))
         .collect();
-    let mut batch = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: raw.compression,
-    };
-    RecordBatchEncoder::encode(&mut batch, &records, &options)
-        .context("encoding the raw client's record batch")?;
-    let batch = batch.freeze();
+    let batch = encode_batch(&records, raw.compression)?;
     partitions
         .iter()
         .map(|partition| {
@@ -201,6 +168,58 @@ fn prebuild(
         })
         .collect::<anyhow::Result<Vec<_>>>()
         .map(Arc::new)
+}
+
+/// Record `offset` of a plain (not idempotent) batch, with `value`.
+pub(super) fn plain_record(offset: usize, value: Bytes) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: offset as i64,
+        // kafka-protocol starts a new batch whenever offset - sequence
+        // changes; this keeps one batch with base sequence -1.
+        sequence: offset as i32 - 1,
+        timestamp: 0,
+        key: None,
+        value: Some(value),
+        headers: Default::default(),
+    }
+}
+
+/// `records` as one record batch (v2) compressed with `compression`.
+pub(super) fn encode_batch(records: &[Record], compression: Compression) -> anyhow::Result<Bytes> {
+    let mut batch = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut batch, records, &options)
+        .context("encoding the raw client's record batch")?;
+    Ok(batch.freeze())
+}
+
+/// Waits for the producer threads: records sent in all, and the first
+/// error any of them ended with.
+pub(super) fn join_producers(
+    threads: Vec<std::thread::JoinHandle<anyhow::Result<u64>>>,
+) -> anyhow::Result<(u64, Option<String>)> {
+    let mut sent = 0;
+    let mut first_error = None;
+    for thread in threads {
+        match thread.join() {
+            Ok(Ok(records)) => sent += records,
+            Ok(Err(error)) => {
+                first_error.get_or_insert(format!("{error:#}"));
+            }
+            Err(_) => bail!("a raw producer thread panicked"),
+        }
+    }
+    Ok((sent, first_error))
 }
 
 /// A Produce request of one batch for one partition.

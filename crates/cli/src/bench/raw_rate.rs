@@ -19,11 +19,13 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::Record;
 
 use super::load::{Clock, LoadOutcome, LoadPlan, XorShift, STAMP_BYTES};
 use super::progress::Counters;
-use super::raw::{connect, frame, produce_request, RawPlan, Sent, CORRELATION_ID_AT};
+use super::raw::{
+    connect, encode_batch, frame, plain_record, produce_request, RawPlan, Sent, CORRELATION_ID_AT,
+};
 use super::stats::latency_histogram;
 
 /// Linger when none is asked for.
@@ -80,17 +82,7 @@ pub fn run(
                 .context("starting a raw producer thread")?,
         );
     }
-    let mut sent = 0;
-    let mut first_error = None;
-    for thread in threads {
-        match thread.join() {
-            Ok(Ok(records)) => sent += records,
-            Ok(Err(error)) => {
-                first_error.get_or_insert(format!("{error:#}"));
-            }
-            Err(_) => bail!("a raw producer thread panicked"),
-        }
-    }
+    let (sent, first_error) = super::raw::join_producers(threads)?;
     let latency = latency
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -243,32 +235,11 @@ impl Sender {
                 } else {
                     value.put_slice(&self.filler);
                 }
-                Record {
-                    transactional: false,
-                    control: false,
-                    delete_horizon: false,
-                    partition_leader_epoch: -1,
-                    producer_id: -1,
-                    producer_epoch: -1,
-                    timestamp_type: TimestampType::Creation,
-                    offset: index as i64,
-                    // One batch with base sequence -1 (see raw::prebuild).
-                    sequence: index as i32 - 1,
-                    timestamp: 0,
-                    key: None,
-                    value: Some(value.freeze()),
-                    headers: Default::default(),
-                }
+                plain_record(index as usize, value.freeze())
             })
             .collect();
-        let mut batch = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: self.raw.compression,
-        };
-        RecordBatchEncoder::encode(&mut batch, &records, &options)
-            .context("encoding a record batch")?;
-        let request = produce_request(&self.plan.topic, partition, self.raw.acks, batch.freeze());
+        let batch = encode_batch(&records, self.raw.compression)?;
+        let request = produce_request(&self.plan.topic, partition, self.raw.acks, batch);
         frame(ApiKey::Produce, super::raw::PRODUCE_VERSION, 0, &request)
     }
 }
