@@ -154,8 +154,7 @@ fn drain_share(
 }
 
 /// Follows `share` (partition, first offset) on `broker` until `stop`
-/// says so, handing each record's value and the time it arrived to
-/// `on_value`.
+/// says so, handing each record's value to `on_value` as it arrives.
 pub fn tail(
     broker: &str,
     topic: &str,
