@@ -8,7 +8,8 @@
 #   default arguments: produce --partitions 1 --record-size 1024 --acks 1 --duration 12s
 # Environment: SLUICE_BIN (default target/release/sluice), WORK_DIR (default
 # mktemp), BROKER_CPU / CLIENT_CPU (default 0 / 1), SECONDS_SAMPLED (default 4),
-# TOP (symbols listed per process, default 15), WARM_MEMORY (default 1, see
+# TOP (symbols listed per process, default 15), CALL_GRAPH (perf --call-graph:
+# fp, the default, or dwarf, which unwinds Rust frames), WARM_MEMORY (default 1, see
 # bench/compare.sh).
 set -euo pipefail
 
@@ -19,6 +20,7 @@ BROKER_CPU=${BROKER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 SECONDS_SAMPLED=${SECONDS_SAMPLED:-4}
 TOP=${TOP:-15}
+CALL_GRAPH=${CALL_GRAPH:-fp}
 WARM_MEMORY=${WARM_MEMORY:-1}
 if [ $# -eq 0 ]; then
     set -- produce --partitions 1 --record-size 1024 --acks 1 --duration 12s
@@ -61,9 +63,9 @@ taskset -c "$CLIENT_CPU" "$SLUICE" bench "$@" -b "127.0.0.1:$PORT" --broker-pid 
 CLIENT_PID=$!
 sleep 3
 # Both processes sampled over the same window.
-perf record -F 999 -g -p "$BROKER_PID" -o "$WORK_DIR/broker.perf" -- sleep "$SECONDS_SAMPLED" >/dev/null 2>&1 &
+perf record -F 999 --call-graph "$CALL_GRAPH" -p "$BROKER_PID" -o "$WORK_DIR/broker.perf" -- sleep "$SECONDS_SAMPLED" >/dev/null 2>&1 &
 PERF_BROKER=$!
-perf record -F 999 -g -p "$CLIENT_PID" -o "$WORK_DIR/client.perf" -- sleep "$SECONDS_SAMPLED" >/dev/null 2>&1 &
+perf record -F 999 --call-graph "$CALL_GRAPH" -p "$CLIENT_PID" -o "$WORK_DIR/client.perf" -- sleep "$SECONDS_SAMPLED" >/dev/null 2>&1 &
 PERF_CLIENT=$!
 wait "$PERF_BROKER" "$PERF_CLIENT" || true
 wait "$CLIENT_PID" || log "bench ended with an error: $(tail -n 1 "$WORK_DIR/bench.err")"

@@ -13,7 +13,7 @@
 //! Idle connections are closed as Kafka's Selector does: nothing in flight
 //! and no request read or response written for `connections.max.idle.ms`
 //! (`net::idle`). The reader decides, between requests, with the idle
-//! deadline racing a cancel-safe `fill_buf`; once a request's first bytes are
+//! deadline racing a cancel-safe `FrameReader::fill`; once a request's first bytes are
 //! in, the whole request must arrive within the same bound, so a stalled or
 //! trickling request cannot hold the connection (and its buffer) forever.
 
@@ -21,13 +21,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::dispatch::{self, Outcome};
-use crate::net::frame::{read_frame, FrameError};
+use crate::net::frame::{FrameError, FrameReader};
 use crate::net::idle::Activity;
 use crate::state::BrokerState;
 
@@ -114,13 +114,13 @@ async fn read_requests(
     let idle_timeout = u64::try_from(idle_timeout_ms)
         .ok()
         .map(|ms| Duration::from_millis(ms.min(IDLE_TIMEOUT_MS_MAX)));
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+    let mut reader = FrameReader::new(read_half);
     loop {
         let frame = match idle_timeout {
             Some(idle_timeout) => {
                 read_request(&mut reader, &activity, request_bytes_max, idle_timeout).await
             }
-            None => read_frame(&mut reader, request_bytes_max).await,
+            None => reader.read_frame(request_bytes_max).await,
         };
         if frame.is_ok() {
             activity.request_read(Instant::now());
@@ -135,7 +135,7 @@ async fn read_requests(
 /// Waits for the next request's first bytes until the connection is idle,
 /// then reads the whole request within `idle_timeout` of them.
 async fn read_request(
-    reader: &mut BufReader<OwnedReadHalf>,
+    reader: &mut FrameReader<OwnedReadHalf>,
     activity: &Activity,
     request_bytes_max: usize,
     idle_timeout: Duration,
@@ -150,10 +150,10 @@ async fn read_request(
         tokio::select! {
             // Bytes already buffered win without arming the timer.
             biased;
-            // Cancel-safe: fill_buf consumes nothing.
-            started = reader.fill_buf() => match started {
-                Ok([]) => return Err(FrameError::Closed),
-                Ok(_) => break,
+            // Cancel-safe: a read lands in the buffer or does not happen.
+            started = reader.fill() => match started {
+                Ok(false) => return Err(FrameError::Closed),
+                Ok(true) => break,
                 Err(error) => return Err(FrameError::Io(error)),
             },
             _ = tokio::time::sleep_until(idle_at.into()) => {
@@ -165,7 +165,7 @@ async fn read_request(
     }
     // Not cancel-safe, but a timeout closes the connection: nothing is
     // read from it after the partial frame.
-    match tokio::time::timeout(idle_timeout, read_frame(reader, request_bytes_max)).await {
+    match tokio::time::timeout(idle_timeout, reader.read_frame(request_bytes_max)).await {
         Ok(frame) => frame,
         Err(_) => Err(FrameError::Incomplete(idle_timeout_ms)),
     }
