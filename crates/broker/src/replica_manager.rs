@@ -512,45 +512,47 @@ impl ReplicaManager {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
-            // The dirty partitions' fsyncs run in parallel on the blocking
-            // pool (bounded by FLUSH_PARALLELISM), so one slow partition does not
-            // hold back the others' acknowledgements.
-            for chunk in dirty.chunks(FLUSH_PARALLELISM) {
-                let flushes: Vec<_> = chunk
-                    .iter()
-                    .map(|partition| {
-                        let log = partition.log.clone();
-                        tokio::task::spawn_blocking(move || log.flush())
-                    })
-                    .collect();
-                for (partition, flush) in chunk.iter().zip(flushes) {
-                    match flush.await {
-                        Ok(Ok(durable)) => {
-                            partition.on_durable(durable);
-                        }
-                        Ok(Err(sluice_log::LogError::Closed)) => {}
-                        Ok(Err(error)) => {
-                            tracing::error!(topic = %partition.topic, partition = partition.index, %error,
-                                "fsync failed: the state of the log on disk is unknown; stopping the broker");
-                            // Nothing more is made visible or acknowledged:
-                            // the flusher stops here and the owner exits.
-                            self.fail(FatalError {
-                                exit_code: EXIT_STORAGE_FAILURE,
-                                message: format!(
-                                    "fsync of {}-{} failed: {error}",
-                                    partition.topic, partition.index
-                                ),
-                            });
-                            return;
-                        }
-                        Err(join_error) => {
-                            tracing::error!(%join_error, "flusher task failed; stopping the broker");
-                            self.fail(FatalError {
-                                exit_code: EXIT_INTERNAL_FAILURE,
-                                message: format!("the flusher task failed: {join_error}"),
-                            });
-                            return;
-                        }
+            // The dirty partitions are dealt to up to FLUSH_PARALLELISM
+            // lanes, one blocking task each, which fsync their partitions in
+            // turn and publish each one's durable offset as soon as its own
+            // fsync returns. One hand-off to the blocking pool per lane, not
+            // per partition: at 100 partitions a task per fsync was two
+            // thread wakeups per partition and round (docs/BENCHMARKS.md,
+            // issue 15). A slow fsync holds back the partitions after it in
+            // its lane only, never the other lanes.
+            let lanes = dirty.len().min(FLUSH_PARALLELISM);
+            let mut dealt: Vec<Vec<Arc<Partition>>> = vec![Vec::new(); lanes];
+            for (index, partition) in dirty.into_iter().enumerate() {
+                dealt[index % lanes].push(partition);
+            }
+            let flushes: Vec<_> = dealt
+                .into_iter()
+                .map(|lane| tokio::task::spawn_blocking(move || flush_lane(&lane)))
+                .collect();
+            for flush in flushes {
+                match flush.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err((partition, error))) => {
+                        tracing::error!(topic = %partition.topic, partition = partition.index, %error,
+                            "fsync failed: the state of the log on disk is unknown; stopping the broker");
+                        // Nothing more is made visible or acknowledged:
+                        // the flusher stops here and the owner exits.
+                        self.fail(FatalError {
+                            exit_code: EXIT_STORAGE_FAILURE,
+                            message: format!(
+                                "fsync of {}-{} failed: {error}",
+                                partition.topic, partition.index
+                            ),
+                        });
+                        return;
+                    }
+                    Err(join_error) => {
+                        tracing::error!(%join_error, "flusher task failed; stopping the broker");
+                        self.fail(FatalError {
+                            exit_code: EXIT_INTERNAL_FAILURE,
+                            message: format!("the flusher task failed: {join_error}"),
+                        });
+                        return;
                     }
                 }
             }
@@ -747,6 +749,20 @@ fn directory_is_empty(path: &std::path::Path) -> bool {
     std::fs::read_dir(path)
         .map(|mut entries| entries.next().is_none())
         .unwrap_or(false)
+}
+
+/// Fsyncs one flusher lane's partitions in turn; each is made durable (its
+/// high watermark free to move) as soon as its own fsync returns. Stops at
+/// the first failure, which stops the broker.
+fn flush_lane(lane: &[Arc<Partition>]) -> Result<(), (Arc<Partition>, sluice_log::LogError)> {
+    for partition in lane {
+        match partition.log.flush() {
+            Ok(durable) => partition.on_durable(durable),
+            Err(sluice_log::LogError::Closed) => {}
+            Err(error) => return Err((partition.clone(), error)),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
