@@ -12,7 +12,7 @@
 # `sluice bench e2e --partitions P --producers N --consumers C --rate R
 # --record-size S --acks A --duration D`; printed: the rate asked and
 # achieved, publish (ack) and end-to-end latency p50/p99/p99.9/max, broker
-# and client CPU, and whether the broker kept up (98 % of the rate
+# and client CPU, the broker's peak RSS, and whether the broker kept up (98 % of the rate
 # delivered, every delivered record consumed, p99 end to end under 1 s).
 #
 # Environment: SLUICE_BIN (default target/release/sluice; also the load
@@ -123,6 +123,7 @@ print(f"{name}  {broker:<13} {client:<10} rate {rate:>9.0f}/s achieved {achieved
       f"ack p50/p99/p99.9/max {ms(ack,'p50')}/{ms(ack,'p99')}/{ms(ack,'p999')}/{ms(ack,'max')} ms  "
       f"e2e p50/p99/p99.9/max {ms(e2e,'p50')}/{ms(e2e,'p99')}/{ms(e2e,'p999')}/{ms(e2e,'max')} ms  "
       f"CPU s/GB broker {cpu('broker_cpu_seconds')} client {cpu('client_cpu_seconds')}  "
+      f"broker peak RSS {d.get('broker_peak_rss_bytes', 0) / 2**20:.0f} MiB  "
       f"{'kept up' if kept else 'did NOT keep up'}")
 PY
         done

@@ -5,7 +5,8 @@
 # `sluice.flush.before.visible` true (the default: a record counts once
 # fsynced on every in-sync replica) and false (once in each replica's page
 # cache). RF 1 on the same cluster in the same minutes is the comparison
-# peer. The bench's own and node 1's CPU seconds are reported (every node
+# peer. The bench's own and node 1's CPU seconds and node 1's peak RSS (so
+# far) are reported (every node
 # is a leader of some partitions). A benchmark, not a test.
 #
 # Environment: SLUICE_BIN (default target/release/sluice), DURATION
@@ -63,8 +64,8 @@ node1_pid() {
     awk '$1 == "node" && $2 == "1" {print $4}' "$WORK_DIR/dev.out"
 }
 
-printf '%-6s %-5s %-3s %10s %12s %10s %10s %10s %10s\n' \
-    flush rf round "MB/s" "records/s" "ack p50" "ack p99" "bench cpu" "node1 cpu"
+printf '%-6s %-5s %-3s %10s %12s %10s %10s %10s %10s %10s\n' \
+    flush rf round "MB/s" "records/s" "ack p50" "ack p99" "bench cpu" "node1 cpu" "node1 RSS"
 for flush in true false; do
     for round in $(seq "$ROUNDS"); do
         start_cluster "$flush"
@@ -86,7 +87,8 @@ lat = r.get("ack_latency", {})
 print(f"{flush:<6} {rf:<5} {rnd:<3} {r['megabytes_per_second']:10.1f} "
       f"{r['records_per_second']:12.0f} {lat.get('p50_us', 0) / 1000:8.1f}ms "
       f"{lat.get('p99_us', 0) / 1000:8.1f}ms {r.get('client_cpu_seconds', 0):10.1f} "
-      f"{r.get('broker_cpu_seconds', 0):10.1f}")
+      f"{r.get('broker_cpu_seconds', 0):10.1f} "
+      f"{r.get('broker_peak_rss_bytes', 0) / 2**20:7.0f}MiB")
 PY
         done
         stop_cluster
