@@ -8,9 +8,12 @@
 #   default arguments: produce --partitions 1 --record-size 1024 --acks 1 --duration 12s
 # Environment: SLUICE_BIN (default target/release/sluice), WORK_DIR (default
 # mktemp), BROKER_CPU / CLIENT_CPU (default 0 / 1), SECONDS_SAMPLED (default 4),
+# SAMPLE_AFTER (seconds into the run sampling starts, default 3),
 # TOP (symbols listed per process, default 15), CALL_GRAPH (perf --call-graph:
 # fp, the default, or dwarf, which unwinds Rust frames), WARM_MEMORY (default 1, see
-# bench/compare.sh).
+# bench/compare.sh), PREPARE (`sluice bench` arguments run first, unsampled:
+# the backlog a consume run drains, e.g. "produce --topic backlog
+# --partitions 1 --record-size 1024 --acks 1 --count 2097152 --duration 120s").
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +22,7 @@ WORK_DIR=${WORK_DIR:-$(mktemp -d /tmp/sluice-profile.XXXXXX)}
 BROKER_CPU=${BROKER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 SECONDS_SAMPLED=${SECONDS_SAMPLED:-4}
+SAMPLE_AFTER=${SAMPLE_AFTER:-3}
 TOP=${TOP:-15}
 CALL_GRAPH=${CALL_GRAPH:-fp}
 WARM_MEMORY=${WARM_MEMORY:-1}
@@ -57,11 +61,17 @@ until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
     sleep 0.2
 done
 
+if [ -n "${PREPARE:-}" ]; then
+    log "prepare: sluice bench $PREPARE"
+    # shellcheck disable=SC2086 # PREPARE is a list of arguments
+    taskset -c "$CLIENT_CPU" "$SLUICE" bench $PREPARE -b "127.0.0.1:$PORT" --json >/dev/null 2>"$WORK_DIR/prepare.err" ||
+        { log "prepare failed: $(tail -n 1 "$WORK_DIR/prepare.err")"; exit 1; }
+fi
 log "sluice bench $*"
 taskset -c "$CLIENT_CPU" "$SLUICE" bench "$@" -b "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" --json \
     >"$WORK_DIR/bench.json" 2>"$WORK_DIR/bench.err" &
 CLIENT_PID=$!
-sleep 3
+sleep "$SAMPLE_AFTER"
 # Both processes sampled over the same window.
 perf record -F 999 --call-graph "$CALL_GRAPH" -p "$BROKER_PID" -o "$WORK_DIR/broker.perf" -- sleep "$SECONDS_SAMPLED" >/dev/null 2>&1 &
 PERF_BROKER=$!
