@@ -123,8 +123,15 @@ pub fn append(
         }
         // Leadership moved since the lookup.
         Ok(LeaderAppend::Rejected(_)) => Err(KafkaError::NotCoordinator),
+        // Coordinator appends are not sequence-checked, so this is a bug:
+        // answered with an error, not a panic.
         Ok(LeaderAppend::Duplicate(_)) => {
-            unreachable!("coordinator appends are not sequence-checked")
+            tracing::error!(
+                topic,
+                partition = index,
+                "a coordinator append was answered as a duplicate"
+            );
+            Err(KafkaError::UnknownServerError)
         }
         Err(error) => {
             tracing::warn!(topic, partition = index, %error, "appending to an internal topic failed");

@@ -526,8 +526,15 @@ impl Partition {
                 leader_epoch,
             }),
             LeaderAppend::Rejected(code) => Err(MarkerError::Refused(code)),
-            // Only client appends are checked against the producer state.
-            LeaderAppend::Duplicate(_) => unreachable!("a marker append is not sequence-checked"),
+            // Only client appends are checked against the producer state,
+            // so this is a bug: refused with an error, not a panic.
+            LeaderAppend::Duplicate(_) => {
+                tracing::error!(topic = %self.topic, partition = self.index,
+                    "a transaction marker append was answered as a duplicate");
+                Err(MarkerError::Refused(
+                    crate::error_codes::UNKNOWN_SERVER_ERROR,
+                ))
+            }
         }
     }
 
