@@ -20,6 +20,9 @@
 #   E2E_LINGER_MS=N       linger.ms of the fixed-rate runs (default 1; librdkafka's own
 #                         default of 5 ms puts ~5 ms of client batching into every record)
 #   WARM_MEMORY=0         skip warming the page cache (see warm_memory below)
+#   WARM_MARGIN_MIB=2048  free memory left unwarmed (this VM hands free pages
+#                         back to its host, and a write into one is slow:
+#                         docs/BENCHMARKS.md, item 4 of issue 15)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -80,7 +83,7 @@ warm_memory() {
         WARM_FILE=$WORK_DIR/warm.sparse
         local avail_kib
         avail_kib=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
-        truncate -s $(((avail_kib - 2 * 1024 * 1024) * 1024)) "$WARM_FILE"
+        truncate -s $(((avail_kib - ${WARM_MARGIN_MIB:-2048} * 1024) * 1024)) "$WARM_FILE"
     fi
     local started=$SECONDS
     cat "$WARM_FILE" >/dev/null

@@ -9,7 +9,8 @@
 # Environment: SLUICE_BIN (default target/release/sluice), WORK_DIR (default
 # mktemp), BROKER_CPU / CLIENT_CPU (default 0 / 1), SECONDS_SAMPLED (default 4),
 # SAMPLE_AFTER (seconds into the run sampling starts, default 3),
-# TOP (symbols listed per process, default 15), CALL_GRAPH (perf --call-graph:
+# TOP (symbols listed per process, default 15), WARM_MARGIN_MIB (see
+# bench/compare.sh), CALL_GRAPH (perf --call-graph:
 # fp, the default, or dwarf, which unwinds Rust frames), WARM_MEMORY (default 1, see
 # bench/compare.sh), PREPARE (`sluice bench` arguments run first, unsampled:
 # the backlog a consume run drains, e.g. "produce --topic backlog
@@ -45,7 +46,7 @@ trap cleanup EXIT
 
 if [ "$WARM_MEMORY" = 1 ]; then
     avail_kib=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
-    truncate -s $(((avail_kib - 2 * 1024 * 1024) * 1024)) "$WORK_DIR/warm.sparse"
+    truncate -s $(((avail_kib - ${WARM_MARGIN_MIB:-2048} * 1024) * 1024)) "$WORK_DIR/warm.sparse"
     log "warming the page cache"
     cat "$WORK_DIR/warm.sparse" >/dev/null
 fi
