@@ -13,7 +13,7 @@
 # Environment: BROKER_CPU / CLIENT_CPU (default 0 / 1), SERVE_ARGS (extra
 # `sluice serve` arguments, e.g. "--set sluice.flush.before.visible=false"),
 # WARM (1: warm the page cache first, as bench/compare.sh does; default 0),
-# WARM_MARGIN_MIB (free memory left unwarmed, default 2048 as there).
+# WARM_MARGIN_MIB (free memory left unwarmed, default 256 as there).
 set -euo pipefail
 
 BIN=$1 LABEL=$2
@@ -34,7 +34,7 @@ trap cleanup EXIT
 mkdir -p "$WORK_DIR/data"
 if [ "${WARM:-0}" = 1 ]; then
     avail_kib=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
-    truncate -s $(((avail_kib - ${WARM_MARGIN_MIB:-2048} * 1024) * 1024)) "$WORK_DIR/warm.sparse"
+    truncate -s $(((avail_kib - ${WARM_MARGIN_MIB:-256} * 1024) * 1024)) "$WORK_DIR/warm.sparse"
     cat "$WORK_DIR/warm.sparse" >/dev/null
 fi
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

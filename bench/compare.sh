@@ -20,7 +20,7 @@
 #   E2E_LINGER_MS=N       linger.ms of the fixed-rate runs (default 1; librdkafka's own
 #                         default of 5 ms puts ~5 ms of client batching into every record)
 #   WARM_MEMORY=0         skip warming the page cache (see warm_memory below)
-#   WARM_MARGIN_MIB=2048  free memory left unwarmed (this VM hands free pages
+#   WARM_MARGIN_MIB=256   free memory left unwarmed (this VM hands free pages
 #                         back to its host, and a write into one is slow:
 #                         docs/BENCHMARKS.md, item 4 of issue 15)
 set -euo pipefail
@@ -74,7 +74,9 @@ trap cleanup EXIT
 # into the page cache pays that, and it would decide the result rather than
 # the broker. So before the machine limits and before every broker start,
 # the script reads a sparse file as large as the available memory (less
-# 2 GiB): free memory becomes clean page cache, and new writes reuse
+# WARM_MARGIN_MIB, 256 MiB: with the earlier 2 GiB a 1 GiB run fitted in
+# the margin and wrote only into cold pages; docs/BENCHMARKS.md, issue 15
+# item 4): free memory becomes clean page cache, and new writes reuse
 # reclaimed pages, as on a long-running server. It costs no disk space.
 WARM_FILE=
 warm_memory() {
@@ -83,7 +85,7 @@ warm_memory() {
         WARM_FILE=$WORK_DIR/warm.sparse
         local avail_kib
         avail_kib=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
-        truncate -s $(((avail_kib - ${WARM_MARGIN_MIB:-2048} * 1024) * 1024)) "$WARM_FILE"
+        truncate -s $(((avail_kib - ${WARM_MARGIN_MIB:-256} * 1024) * 1024)) "$WARM_FILE"
     fi
     local started=$SECONDS
     cat "$WARM_FILE" >/dev/null

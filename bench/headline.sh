@@ -14,7 +14,7 @@
 # with what it changed on the same machine in the same minutes).
 # BENCH_ARGS: extra `sluice bench produce` options for every run, e.g.
 # "--client raw" for the raw-protocol producer. ACKS: 1 (default) or all.
-# WARM_MARGIN_MIB: free memory left unwarmed (default 2048; see
+# WARM_MARGIN_MIB: free memory left unwarmed (default 256; see
 # bench/compare.sh).
 set -euo pipefail
 
@@ -37,7 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 avail_kib=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
-truncate -s $(((avail_kib - ${WARM_MARGIN_MIB:-2048} * 1024) * 1024)) "$WORK_DIR/warm.sparse"
+truncate -s $(((avail_kib - ${WARM_MARGIN_MIB:-256} * 1024) * 1024)) "$WORK_DIR/warm.sparse"
 
 for round in $(seq "$ROUNDS"); do
     for broker in "${BROKERS[@]}"; do

@@ -46,7 +46,7 @@ trap cleanup EXIT
 
 if [ "$WARM_MEMORY" = 1 ]; then
     avail_kib=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
-    truncate -s $(((avail_kib - ${WARM_MARGIN_MIB:-2048} * 1024) * 1024)) "$WORK_DIR/warm.sparse"
+    truncate -s $(((avail_kib - ${WARM_MARGIN_MIB:-256} * 1024) * 1024)) "$WORK_DIR/warm.sparse"
     log "warming the page cache"
     cat "$WORK_DIR/warm.sparse" >/dev/null
 fi
